@@ -1,0 +1,103 @@
+"""Command line: a thin layer over the public API (no modelling logic here).
+
+    bayes-pmf fit [--data PATH | --train PATH --test PATH] [--factors D] [--seed S]
+                  [--test-fraction F] [--out DIR] [--json] [--no-progress]
+
+Errors in the user's input end the program with exit status 2 and a one-line message
+on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .errors import BayesPMFError
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data (default: the embedded MovieLens)")
+    group.add_argument("--data", metavar="PATH",
+                       help="a ratings file: CSV/TSV or MovieLens u.data / ratings.dat / ratings.csv")
+    group.add_argument("--train", metavar="PATH", help="a given training file (with --test)")
+    group.add_argument("--test", metavar="PATH", help="a given test file (with --train)")
+    group.add_argument("--test-fraction", type=float, default=0.1,
+                       help="held-out fraction of a random split (default 0.1)")
+    group.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bayes-pmf",
+        description="Bayesian Probabilistic Matrix Factorization of explicit ratings.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    fit = commands.add_parser(
+        "fit", help="fit baselines and PMF, score them on held-out ratings, write a run folder",
+        description="Fit baselines and PMF on a seeded split and print test RMSE/MAE.",
+    )
+    _add_data_options(fit)
+    fit.add_argument("--factors", type=int, default=10, help="latent dimension d (default 10)")
+    fit.add_argument("--method", action="append", choices=["als"], default=None,
+                     help="PMF inference method(s) to run besides the baselines (default als)")
+    fit.add_argument("--lambda", dest="lambda_", type=float, default=None,
+                     help="ridge penalty of the factors in PMF with biases (default 15)")
+    fit.add_argument("--max-sweeps", type=int, default=200, help="ALS sweeps at most")
+    fit.add_argument("--out", metavar="DIR",
+                     help="run folder (default reports/runs/fit-<date>-<time>)")
+    fit.add_argument("--json", action="store_true",
+                     help="print metrics.json to stdout and nothing else")
+    fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from .jobs import DEFAULT_LAMBDA, FitJobConfig, default_run_dir, run_fit_job
+    from .evaluation import results_table
+    from .runfolder import metrics_json, write_run_folder
+
+    config = FitJobConfig(
+        data=args.data, train=args.train, test=args.test, n_factors=args.factors,
+        seed=args.seed, test_fraction=args.test_fraction,
+        methods=tuple(args.method or ("als",)),
+        lambda_=DEFAULT_LAMBDA if args.lambda_ is None else args.lambda_,
+        max_sweeps=args.max_sweeps, progress=not (args.no_progress or args.json),
+    )
+    outcome = run_fit_job(config)
+    out_dir = write_run_folder(outcome.metrics, outcome.models, args.out or default_run_dir())
+    if args.json:
+        print(metrics_json(outcome.metrics))
+        return 0
+    dataset, split = outcome.metrics["dataset"], outcome.metrics["split"]
+    print(f"data: {dataset['source']}: {dataset['n_ratings']:,} ratings, "
+          f"{dataset['n_users']:,} users, {dataset['n_items']:,} items")
+    print(f"split: {split['method']}, {split['n_train']:,} train / {split['n_test']:,} test "
+          f"ratings; {split['cold_ratings']} test ratings have a user or item unseen in "
+          f"training (scored with the cold-start fallback)")
+    table = results_table(outcome.metrics["results"])
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"run folder: {out_dir}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return {"fit": _fit}[args.command](args)
+    except BayesPMFError as exc:
+        print(f"bayes-pmf {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Exception types raised by bayes_pmf.
+
+Every error a user can trigger with bad input derives from :class:`BayesPMFError`,
+so callers (and the CLI) can catch the package's own problems apart from bugs.
+Messages name the column or argument, how many rows are affected and one example.
+"""
+
+from __future__ import annotations
+
+
+class BayesPMFError(Exception):
+    """Base class of every error bayes_pmf raises on purpose."""
+
+
+class RatingsDataError(BayesPMFError, ValueError):
+    """The ratings table is malformed: missing columns, NaN, off-scale, duplicates, empty."""
+
+
+class RatingsFileError(BayesPMFError, ValueError):
+    """A ratings file cannot be read or its layout cannot be recognised."""
+
+
+class ConfigError(BayesPMFError, ValueError):
+    """An argument or setting is outside its valid range (d <= 0, lambda < 0, ...)."""
+
+
+class UnknownIdError(BayesPMFError, LookupError):
+    """Prediction was asked for a user or item the model never saw in training."""
+
+    def __str__(self) -> str:  # LookupError would quote the message like a key
+        return str(self.args[0]) if self.args else ""
+
+
+class NumericalError(BayesPMFError, ArithmeticError):
+    """A solver met a singular system or produced a non-finite value."""
+
+
+class ResultFileError(BayesPMFError, ValueError):
+    """A saved result cannot be loaded: truncated, incompatible, or not a bayes_pmf file."""

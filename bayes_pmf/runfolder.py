@@ -1,0 +1,51 @@
+"""A run folder: everything one main-job run measured, in files a reader can open.
+
+    metrics.json     every printed number, settings, seed, versions, data hash
+    results.csv      the method / RMSE / MAE / seconds table
+    models/*.nc      each fitted PMF result (InferenceData), loadable with load_result
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from .evaluation import results_table
+from .results import PMFResult, save_result
+
+
+def _json_safe(value):
+    """NaN/inf are not JSON; write them as null so every JSON reader accepts the file."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def metrics_json(metrics: dict) -> str:
+    return json.dumps(_json_safe(metrics), indent=2, default=str)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def write_run_folder(metrics: dict, models: dict, out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "metrics.json", metrics_json(metrics))
+    write_text_atomic(out / "results.csv",
+                      results_table(metrics["results"]).to_csv(index=False))
+    for name, model in models.items():
+        if isinstance(model, PMFResult):
+            save_result(model, out / "models" / f"{name}.nc")
+    return out

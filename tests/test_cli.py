@@ -1,0 +1,68 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bayes_pmf.cli import main
+
+
+def _fit_json(args, capsys):
+    assert main(["fit", "--json", *args]) == 0
+    out = capsys.readouterr().out
+    return json.loads(out)
+
+
+def test_fit_json_on_given_split(fixtures, tmp_path, capsys):
+    metrics = _fit_json(["--train", str(fixtures / "u1.base"), "--test", str(fixtures / "u1.test"),
+                         "--factors", "2", "--out", str(tmp_path / "run")], capsys)
+    assert metrics["split"]["n_train"] == 48 and metrics["split"]["n_test"] == 12
+    methods = [r["method"] for r in metrics["results"]]
+    assert methods[:4] == ["global-mean", "user-mean", "item-mean", "bias-baseline"]
+    assert "pmf-als" in methods
+    for entry in metrics["results"]:
+        assert {"method", "rmse", "mae", "fit_seconds"} <= set(entry)
+        assert entry["n_test"] == 12
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written["results"] == metrics["results"]
+    assert (tmp_path / "run" / "models" / "pmf-als.nc").is_file()
+
+
+def test_fit_is_reproducible(fixtures, tmp_path, capsys):
+    args = ["--data", str(fixtures / "ratings.csv"), "--test-fraction", "0.2", "--seed", "3"]
+    first = _fit_json(args + ["--out", str(tmp_path / "a")], capsys)
+    second = _fit_json(args + ["--out", str(tmp_path / "b")], capsys)
+    strip = lambda m: [{k: v for k, v in r.items() if k != "fit_seconds"} for r in m["results"]]
+    assert strip(first) == strip(second)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "missing.csv"], "ratings file not found"),
+    (["--factors", "0"], "--factors must be a positive integer"),
+    (["--test-fraction", "1.5"], "--test-fraction must be in (0, 1)"),
+    (["--train", "x.csv"], "--train and --test go together"),
+])
+def test_cli_errors_exit_2_without_traceback(args, message, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bayes_pmf", "fit", "--no-progress",
+                           "--out", str(tmp_path / "o"), *args],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_main_job_on_embedded_movielens(tmp_path, capsys):
+    """The README's main job: PMF beats every baseline, table agrees with metrics.json."""
+    assert main(["fit", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["dataset"]["n_ratings"] == 100_004
+    assert metrics["split"]["cold_ratings"] > 0
+    results = {r["method"]: r for r in metrics["results"]}
+    baselines = ["global-mean", "user-mean", "item-mean", "bias-baseline"]
+    best_baseline = min(results[b]["rmse"] for b in baselines)
+    assert results["pmf-als"]["rmse"] < best_baseline - 0.01
+    for name, entry in results.items():
+        assert f"{entry['rmse']:.4f}" in printed.split(name, 1)[1].splitlines()[0]
+        assert entry["n_test"] == 10_000

@@ -1,0 +1,134 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayes_pmf import RatingScale, RatingsData, RatingsDataError
+
+
+def test_ids_round_trip_and_counts(small_frame):
+    data = RatingsData.from_frame(small_frame)
+    assert (data.n_users, data.n_items, data.n_ratings) == (3, 3, 7)
+    back = data.to_frame()
+    pd.testing.assert_frame_equal(back[["user", "item", "rating"]],
+                                  small_frame.reset_index(drop=True), check_dtype=False)
+    assert list(data.user_counts) == [2, 2, 3]
+    assert data.ingest.as_dict() == {"n_read": 7, "n_used": 7, "rejected": {}}
+
+
+def test_sparse_views_match_triples(small_frame):
+    data = RatingsData.from_frame(small_frame)
+    by_user = data.by_user
+    assert by_user.shape == (3, 3)
+    for u, i, r in zip(data.user_idx, data.item_idx, data.rating):
+        assert by_user[u, i] == r
+        assert data.by_item[i, u] == r
+    assert by_user.nnz == data.by_item.nnz == 7
+
+
+def test_caller_frame_is_not_modified(small_frame):
+    before = small_frame.copy()
+    RatingsData.from_frame(small_frame, duplicates="mean")
+    pd.testing.assert_frame_equal(small_frame, before)
+
+
+def test_scale_inferred_with_half_star_step(small_frame):
+    data = RatingsData.from_frame(small_frame)
+    assert data.scale == RatingScale(1.0, 5.0, 0.5)
+
+
+@pytest.mark.parametrize(
+    "column, value, message",
+    [
+        ("rating", np.nan, "missing (NaN) ratings"),
+        ("rating", np.inf, "infinite ratings"),
+        ("rating", "five", "non-numeric ratings"),
+        ("rating", 7.0, "outside the declared scale"),
+        ("rating", 2.25, "off the scale's grid"),
+        ("user", None, "missing ids"),
+    ],
+)
+def test_bad_values_raise_naming_column_row_and_value(small_frame, column, value, message):
+    frame = small_frame.astype({column: object})
+    frame.loc[4, column] = value
+    with pytest.raises(RatingsDataError) as info:
+        RatingsData.from_frame(frame, scale=(0.5, 5.0, 0.5))
+    text = str(info.value)
+    assert message in text
+    assert repr(column) in text
+    assert "row 4" in text
+
+
+def test_drop_invalid_counts_every_row(small_frame):
+    frame = small_frame.astype({"rating": object})
+    frame.loc[0, "rating"] = np.nan
+    frame.loc[1, "rating"] = "bad"
+    frame.loc[2, "rating"] = 9.0
+    data = RatingsData.from_frame(frame, scale=(0.5, 5.0, 0.5), invalid="drop")
+    assert data.n_ratings == 4
+    report = data.ingest
+    assert report.n_read == 7
+    assert report.rejected == {
+        "non-numeric ratings": 1,
+        "missing (NaN) ratings": 1,
+        "ratings outside the declared scale": 1,
+    }
+    assert report.n_used + sum(report.rejected.values()) == report.n_read
+
+
+def test_missing_columns_listed(small_frame):
+    with pytest.raises(RatingsDataError, match=r"lacks column\(s\) \['stars'\]"):
+        RatingsData.from_frame(small_frame, rating_col="stars")
+
+
+def test_empty_input_rejected():
+    with pytest.raises(RatingsDataError, match="empty"):
+        RatingsData.from_frame(pd.DataFrame({"user": [], "item": [], "rating": []}))
+
+
+def test_duplicates_error_by_default_and_merge_options(small_frame):
+    frame = pd.concat([small_frame, small_frame.iloc[[0]].assign(rating=2.0)],
+                      ignore_index=True)
+    with pytest.raises(RatingsDataError, match=r"user 'a' rated item 1 in rows \[0, 7\]"):
+        RatingsData.from_frame(frame)
+    mean = RatingsData.from_frame(frame, duplicates="mean")
+    last = RatingsData.from_frame(frame, duplicates="last")
+    pick = lambda d: d.to_frame().set_index(["user", "item"]).loc[("a", 1), "rating"]
+    assert pick(mean) == pytest.approx(3.0)
+    assert pick(last) == 2.0
+    assert mean.n_ratings == 7
+    assert mean.ingest.rejected == {"duplicate pairs merged (mean)": 1}
+
+
+def test_mixed_id_types_rejected(small_frame):
+    frame = small_frame.astype({"item": object})
+    frame.loc[2, "item"] = "x"
+    with pytest.raises(RatingsDataError, match="mixes id types"):
+        RatingsData.from_frame(frame)
+
+
+def test_boolean_ratings_rejected(small_frame):
+    with pytest.raises(RatingsDataError, match="boolean"):
+        RatingsData.from_frame(small_frame.assign(rating=True))
+
+
+def test_take_compacts_vocabularies_and_keeps_ids(small_frame):
+    data = RatingsData.from_frame(small_frame)
+    part = data.take(data.user_ids[data.user_idx] != "a")
+    assert list(part.user_ids) == ["b", "c"]
+    assert part.n_ratings == 5
+    assert set(part.to_frame()["user"]) == {"b", "c"}
+
+
+def test_fingerprint_depends_on_content(small_frame):
+    first = RatingsData.from_frame(small_frame).fingerprint
+    again = RatingsData.from_frame(small_frame.copy()).fingerprint
+    changed = RatingsData.from_frame(small_frame.assign(rating=small_frame.rating.replace(4.0, 4.5)))
+    assert first == again
+    assert changed.fingerprint != first
+
+
+def test_scale_round_and_clip():
+    scale = RatingScale(0.5, 5.0, 0.5)
+    np.testing.assert_allclose(scale.round(np.array([-1.0, 3.26, 3.24, 7.0])), [0.5, 3.5, 3.0, 5.0])
+    np.testing.assert_allclose(scale.to_unit(np.array([0.5, 5.0])), [0.0, 1.0])
+    assert len(scale.values()) == 10
