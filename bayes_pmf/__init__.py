@@ -23,6 +23,7 @@ from .metrics import mae, rmse, rmse_by_activity
 from .objective import FactorParams, objective
 from .priors import PMFSpec
 from .results import PMFResult, load_result, save_result
+from . import provenance
 from .split import kfold, per_user_split, random_split, temporal_split
 
 __version__ = "0.1.0"

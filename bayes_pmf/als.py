@@ -44,6 +44,64 @@ def outer_upper(design: np.ndarray) -> np.ndarray:
     return design[:, rows] * design[:, cols]
 
 
+def solve_lower(chol: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve L y = b for a batch of lower-triangular L (B x p x p) and b (B x p).
+
+    Vectorised over the batch; the Python loop runs over the p latent coordinates only
+    (numpy has no batched triangular solve, and a general batched solve would redo an
+    LU factorisation of each L).
+    """
+    out = np.empty_like(rhs)
+    for k in range(chol.shape[-1]):
+        partial = np.einsum("bj,bj->b", chol[:, k, :k], out[:, :k])
+        out[:, k] = (rhs[:, k] - partial) / chol[:, k, k]
+    return out
+
+
+def solve_lower_transpose(chol: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve L^T x = y for a batch of lower-triangular L (back substitution)."""
+    p = chol.shape[-1]
+    out = np.empty_like(rhs)
+    for k in range(p - 1, -1, -1):
+        partial = np.einsum("bj,bj->b", chol[:, k + 1:, k], out[:, k + 1:])
+        out[:, k] = (rhs[:, k] - partial) / chol[:, k, k]
+    return out
+
+
+def cholesky_solve(chol: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve L L^T x = b for a batch (see :func:`solve_lower`)."""
+    return solve_lower_transpose(chol, solve_lower(chol, rhs))
+
+
+def batched_cholesky(matrices: np.ndarray, what: str) -> np.ndarray:
+    try:
+        return np.linalg.cholesky(matrices)
+    except np.linalg.LinAlgError as exc:
+        raise NumericalError(
+            f"singular or indefinite {what} (a row with fewer ratings than latent factors "
+            "and a zero/tiny penalty, or non-finite inputs); use a positive lambda"
+        ) from exc
+
+
+def normal_equations(
+    block: sp.csr_matrix, design: np.ndarray, design_outer: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """For every row i of ``block``: the Gram matrix sum_j x_j x_j^T over its observed
+    columns (B x p x p) and sum_j t_ij x_j (B x p), by one sparse product each."""
+    n_rows, p = block.shape[0], design.shape[1]
+    if design_outer is None:
+        design_outer = outer_upper(design)
+    pattern = sp.csr_matrix(
+        (np.ones_like(block.data), block.indices, block.indptr), shape=block.shape
+    )
+    upper = np.asarray(pattern @ design_outer)
+    gram = np.empty((n_rows, p, p))
+    rows, cols = np.triu_indices(p)
+    gram[:, rows, cols] = upper
+    gram[:, cols, rows] = upper
+    return gram, np.asarray(block @ design)
+
+
 def solve_rows(
     block: sp.csr_matrix,
     design: np.ndarray,
@@ -57,33 +115,38 @@ def solve_rows(
     (rows x p) array of w_i = (diag(penalty) + sum_j x_j x_j^T)^-1 sum_j t_ij x_j.
     ``design_outer`` may pass :func:`outer_upper` (design) precomputed.
     """
-    n_rows, p = block.shape[0], design.shape[1]
-    if design_outer is None:
-        design_outer = outer_upper(design)
-    pattern = sp.csr_matrix(
-        (np.ones_like(block.data), block.indices, block.indptr), shape=block.shape
-    )
-    upper = np.asarray(pattern @ design_outer)
-    gram = np.empty((n_rows, p, p))
-    rows, cols = np.triu_indices(p)
-    gram[:, rows, cols] = upper
-    gram[:, cols, rows] = upper
+    gram, rhs = normal_equations(block, design, design_outer)
+    p = design.shape[1]
     gram[:, np.arange(p), np.arange(p)] += penalty
-    rhs = np.asarray(block @ design)
-    try:
-        # Cholesky: the systems are symmetric positive definite whenever penalty > 0;
-        # a failure means a (near-)singular system, which we report instead of NaNs.
-        chol = np.linalg.cholesky(gram)
-    except np.linalg.LinAlgError as exc:
-        raise NumericalError(
-            "singular normal equations in an ALS half-step (a row with fewer ratings than "
-            "latent factors and a zero/tiny penalty); use a positive lambda"
-        ) from exc
-    half = np.linalg.solve(chol, rhs[..., None])
-    solution = np.linalg.solve(np.swapaxes(chol, 1, 2), half)[..., 0]
+    # Cholesky: the systems are symmetric positive definite whenever penalty > 0;
+    # a failure means a (near-)singular system, which we report instead of NaNs.
+    solution = cholesky_solve(batched_cholesky(gram, "ALS normal equations"), rhs)
     if not np.all(np.isfinite(solution)):
         raise NumericalError("ALS half-step produced non-finite factors; increase lambda")
     return solution
+
+
+def map_row_blocks(
+    matrix: sp.csr_matrix,
+    targets: np.ndarray,
+    solve_block,
+    width: int,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+) -> np.ndarray:
+    """Apply ``solve_block(block, rows)`` to consecutive row blocks of ``matrix`` holding
+    new data ``targets`` (in the matrix's CSR order); each call returns (rows x width).
+    Memory stays O(block_rows * width^2)."""
+    indptr = matrix.indptr
+    out = np.empty((matrix.shape[0], width))
+    for start in range(0, matrix.shape[0], block_rows):
+        stop = min(start + block_rows, matrix.shape[0])
+        lo, hi = indptr[start], indptr[stop]
+        block = sp.csr_matrix(
+            (targets[lo:hi], matrix.indices[lo:hi], indptr[start:stop + 1] - lo),
+            shape=(stop - start, matrix.shape[1]),
+        )
+        out[start:stop] = solve_block(block, slice(start, stop))
+    return out
 
 
 def half_step(
@@ -93,22 +156,13 @@ def half_step(
     penalty: np.ndarray,
     block_rows: int = DEFAULT_BLOCK_ROWS,
 ) -> np.ndarray:
-    """Apply :func:`solve_rows` to consecutive row blocks of ``matrix`` with new data
-    ``targets`` (in the matrix's CSR order); memory stays O(block_rows * p^2)."""
+    """:func:`solve_rows` over all rows of ``matrix`` with data ``targets``, block by block."""
     if design.shape[1] == 0:
         return np.zeros((matrix.shape[0], 0))
     design_outer = outer_upper(design)
-    indptr = matrix.indptr
-    out = np.empty((matrix.shape[0], design.shape[1]))
-    for start in range(0, matrix.shape[0], block_rows):
-        stop = min(start + block_rows, matrix.shape[0])
-        lo, hi = indptr[start], indptr[stop]
-        block = sp.csr_matrix(
-            (targets[lo:hi], matrix.indices[lo:hi], indptr[start:stop + 1] - lo),
-            shape=(stop - start, matrix.shape[1]),
-        )
-        out[start:stop] = solve_rows(block, design, penalty, design_outer)
-    return out
+    return map_row_blocks(
+        matrix, targets, lambda block, _: solve_rows(block, design, penalty, design_outer),
+        design.shape[1], block_rows)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ _PARAM_DIMS = {
     "sigma": (),
     "sigma_u": (),
     "sigma_v": (),
+    "sigma_user_bias": (),
+    "sigma_item_bias": (),
 }
 
 

@@ -119,8 +119,16 @@ def _als_methods(config: FitJobConfig, train: RatingsData) -> list[tuple[str, Ca
     ]
 
 
+def _map_methods(config: FitJobConfig, train: RatingsData) -> list[tuple[str, Callable]]:
+    from .inference import fit_map  # imports PyMC: only when MAP is asked for
+
+    return [("pmf-map", lambda: fit_map(train, config.pmf_spec, start="als", rng=config.seed,
+                                        progress=config.progress))]
+
+
 METHODS: dict[str, Callable[[FitJobConfig, RatingsData], list[tuple[str, Callable]]]] = {
     "als": _als_methods,
+    "map": _map_methods,
 }
 
 

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data import RatingsData
+from .errors import ConfigError
 from .priors import PMFSpec
 
-_CHUNK = 1 << 20  # pairs per chunk: bounds the (chunk x d) temporaries
+_CHUNK = 1 << 16  # pairs per chunk: bounds the (chunk x d) gathers to a few MB
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,19 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x)))
 
 
+def check_params_match_spec(params: FactorParams, spec: PMFSpec) -> None:
+    """Terms the spec leaves out must be zero, or E would score a different model."""
+    if params.n_factors != spec.n_factors:
+        raise ConfigError(f"params have d={params.n_factors}, the spec d={spec.n_factors}")
+    if not spec.global_mean and params.mu != 0:
+        raise ConfigError(f"spec has no global mean, but params have mu={params.mu}")
+    if not spec.biases and (np.any(params.user_bias) or np.any(params.item_bias)):
+        raise ConfigError("spec has no bias terms, but params have nonzero biases")
+
+
 def residuals(data: RatingsData, params: FactorParams, spec: PMFSpec) -> np.ndarray:
     """Observed minus predicted, on the scale the likelihood lives on ([0, 1] for logistic)."""
+    check_params_match_spec(params, spec)
     eta = params.linear_predictor(data.user_idx, data.item_idx)
     if spec.link == "logistic":
         return data.scale.to_unit(data.rating) - sigmoid(eta)

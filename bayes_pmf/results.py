@@ -104,6 +104,23 @@ class PMFResult:
     def draws(self) -> dict[str, np.ndarray]:
         return idata_io.stacked_draws(self.idata)
 
+    def point_params(self) -> FactorParams:
+        """The parameters of a point estimate (ALS, MAP): one chain, one draw."""
+        if self.n_samples != 1:
+            raise ConfigError(
+                f"{self.method} result has {self.n_samples} posterior draws; factors of "
+                "different draws are not comparable (rotation), so there is no single point"
+            )
+        draws = self.draws
+        d = self.spec.n_factors
+        return FactorParams(
+            user_factors=draws["U"][0] if "U" in draws else np.zeros((len(self.user_ids), d)),
+            item_factors=draws["V"][0] if "V" in draws else np.zeros((len(self.item_ids), d)),
+            mu=float(draws["mu"][0]) if "mu" in draws else 0.0,
+            user_bias=draws["user_bias"][0] if "user_bias" in draws else None,
+            item_bias=draws["item_bias"][0] if "item_bias" in draws else None,
+        )
+
     def _linear_predictor_draws(self, user_idx: np.ndarray, item_idx: np.ndarray,
                                 samples: np.ndarray | None = None) -> np.ndarray:
         """(samples x pairs) of mu + b_i + c_j + U_i.V_j, with unknown ids at prior mean 0."""

@@ -1,0 +1,202 @@
+"""Inference on the PyMC model: MAP (this module), later NUTS and ADVI.
+
+MAP never starts at PyMC's default initial point: with U = V = 0 the gradient of the
+log-posterior with respect to the factors vanishes (a saddle), so L-BFGS returns at once
+having moved nowhere. ``fit_map`` therefore starts from the ALS solution (default: it is
+the optimum already, so MAP only confirms it) or from a seeded jittered point.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pymc as pm
+
+from .als import fit_als
+from .data import RatingsData
+from .errors import ConfigError
+from .model import build_model, point_from_params
+from .objective import FactorParams
+from .priors import PMFSpec
+from .results import PMFResult, point_result
+
+log = logging.getLogger(__name__)
+
+
+def params_from_point(point: dict, spec: PMFSpec, train: RatingsData) -> FactorParams:
+    d = spec.n_factors
+    return FactorParams(
+        user_factors=np.asarray(point["U"]) if d else np.zeros((train.n_users, 0)),
+        item_factors=np.asarray(point["V"]) if d else np.zeros((train.n_items, 0)),
+        mu=float(point["mu"]) if spec.global_mean else 0.0,
+        user_bias=np.asarray(point["user_bias"]) if spec.biases else None,
+        item_bias=np.asarray(point["item_bias"]) if spec.biases else None,
+    )
+
+
+def jittered_params(train: RatingsData, spec: PMFSpec, rng, scale: float = 0.1) -> FactorParams:
+    """A seeded random start away from the U = V = 0 saddle."""
+    generator = np.random.default_rng(rng)
+    return FactorParams(
+        user_factors=scale * generator.standard_normal((train.n_users, spec.n_factors)),
+        item_factors=scale * generator.standard_normal((train.n_items, spec.n_factors)),
+        mu=train.mean_rating if spec.global_mean else 0.0,
+        user_bias=np.zeros(train.n_users) if spec.biases else None,
+        item_bias=np.zeros(train.n_items) if spec.biases else None,
+    )
+
+
+def fit_map(
+    train: RatingsData,
+    spec: PMFSpec | None = None,
+    *,
+    start: str | FactorParams = "als",
+    rng: int | None = 0,
+    maxeval: int = 20_000,
+    model: pm.Model | None = None,
+    progress: bool = True,
+) -> PMFResult:
+    """MAP estimate with PyMC (L-BFGS-B), as a chain=1, draw=1 result.
+
+    ``start``: ``"als"`` (default) — the ALS solution (identity link; for the logistic
+    link a jittered start is used, there is no closed-form solver); ``"jitter"`` — a
+    seeded random start; or explicit :class:`FactorParams`. The model can be passed in
+    to reuse its compiled functions.
+    """
+    spec = spec or PMFSpec()
+    if isinstance(start, str) and start not in ("als", "jitter"):
+        raise ConfigError(f"start must be 'als', 'jitter' or FactorParams, got {start!r}")
+    model = model or build_model(train, spec)
+    began = time.perf_counter()
+    if isinstance(start, FactorParams):
+        initial, start_name = start, "given"
+    elif start == "als" and spec.link == "identity":
+        initial = fit_als(train, spec, rng=rng, max_sweeps=500, tol=1e-10,
+                          progress=progress).params
+        start_name = "als"
+    else:
+        initial, start_name = jittered_params(train, spec, rng), "jitter"
+    start_seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    point = pm.find_MAP(start=point_from_params(model, initial, spec), method="L-BFGS-B",
+                        maxeval=maxeval, model=model, progressbar=progress,
+                        include_transformed=False, seed=rng)
+    map_seconds = time.perf_counter() - began
+    params = params_from_point(point, spec, train)
+    log.info("MAP from %s start: %.2fs (+%.2fs for the start)", start_name, map_seconds,
+             start_seconds)
+    return point_result(
+        params, spec, train, method="map", seed=rng,
+        settings={"start": start_name, "maxeval": maxeval, "map_seconds": map_seconds,
+                  "start_seconds": start_seconds, "optimizer": "L-BFGS-B"},
+    )
+
+
+_POSTERIOR_NAMES = ("U", "V", "mu", "user_bias", "item_bias", "sigma", "sigma_u", "sigma_v",
+                    "sigma_user_bias", "sigma_item_bias")
+
+
+def _from_pymc(pymc_idata, train: RatingsData, spec: PMFSpec, *, method: str, seed,
+               settings: dict, keep_sample_stats: bool) -> PMFResult:
+    """Re-express PyMC's InferenceData in bayes_pmf's one result shape."""
+    posterior = pymc_idata.posterior
+    arrays = {name: posterior[name].to_numpy() for name in _POSTERIOR_NAMES
+              if name in posterior}
+    extra = {}
+    if keep_sample_stats and "sample_stats" in pymc_idata.groups():
+        extra["sample_stats"] = pymc_idata.sample_stats
+    if "log_likelihood" in pymc_idata.groups():
+        extra["log_likelihood"] = pymc_idata.log_likelihood
+    from .idata import build_idata
+
+    return PMFResult(build_idata(arrays, train, spec, method=method, seed=seed,
+                                 settings=settings, extra_groups=extra))
+
+
+def _start_point(train, spec, model, start, rng, progress):
+    if isinstance(start, FactorParams):
+        return point_from_params(model, start, spec)
+    if start == "map":
+        initial = fit_als(train, spec, rng=rng, tol=1e-6, progress=progress).params \
+            if spec.link == "identity" else fit_map(train, spec, rng=rng, model=model,
+                                                     progress=progress).point_params()
+        return point_from_params(model, initial, spec)
+    if start == "jitter":
+        return point_from_params(model, jittered_params(train, spec, rng), spec)
+    raise ConfigError(f"start must be 'map', 'jitter' or FactorParams, got {start!r}")
+
+
+def available_nuts_sampler() -> str:
+    """nutpie, then numpyro, when installed (much faster); PyMC's own otherwise."""
+    import importlib.util
+
+    for name in ("nutpie", "numpyro"):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    return "pymc"
+
+
+def sample_nuts(
+    train: RatingsData,
+    spec: PMFSpec | None = None,
+    *,
+    draws: int = 500,
+    tune: int = 500,
+    chains: int = 2,
+    learn_sigma: bool = True,
+    start: str | FactorParams = "map",
+    sampler: str | None = None,
+    log_likelihood: bool = False,
+    rng: int | None = 0,
+    progress: bool = True,
+) -> PMFResult:
+    """Full posterior by NUTS, started at the MAP/ALS point (away from the U = V = 0
+    saddle). ``sampler`` is "nutpie", "numpyro" or "pymc" (default: the best installed).
+    ``log_likelihood=True`` keeps the pointwise log-likelihood (large) for LOO."""
+    spec = spec or PMFSpec(biases=True)
+    model = build_model(train, spec, learn_sigma=learn_sigma)
+    sampler = sampler or available_nuts_sampler()
+    initvals = _start_point(train, spec, model, start, rng, progress)
+    began = time.perf_counter()
+    with model:
+        pymc_idata = pm.sample(
+            draws=draws, tune=tune, chains=chains, initvals=initvals, random_seed=rng,
+            nuts_sampler=sampler, progressbar=progress, compute_convergence_checks=False,
+            idata_kwargs={"log_likelihood": log_likelihood}, cores=min(chains, 2),
+        )
+    seconds = time.perf_counter() - began
+    return _from_pymc(pymc_idata, train, spec, method="nuts", seed=rng,
+                      settings={"draws": draws, "tune": tune, "chains": chains,
+                                "sampler": sampler, "learn_sigma": learn_sigma,
+                                "sampling_seconds": seconds}, keep_sample_stats=True)
+
+
+def fit_advi(
+    train: RatingsData,
+    spec: PMFSpec | None = None,
+    *,
+    iterations: int = 20_000,
+    draws: int = 500,
+    learn_sigma: bool = True,
+    start: str | FactorParams = "map",
+    rng: int | None = 0,
+    progress: bool = True,
+) -> PMFResult:
+    """Mean-field ADVI started at the MAP/ALS point; ``draws`` samples of the fitted
+    approximation form the posterior (one chain). Known to understate uncertainty."""
+    spec = spec or PMFSpec(biases=True)
+    model = build_model(train, spec, learn_sigma=learn_sigma)
+    initvals = _start_point(train, spec, model, start, rng, progress)
+    began = time.perf_counter()
+    with model:
+        approx = pm.fit(n=iterations, method="advi", start=initvals, random_seed=rng,
+                        progressbar=progress)
+        pymc_idata = approx.sample(draws, random_seed=rng)
+    seconds = time.perf_counter() - began
+    return _from_pymc(pymc_idata, train, spec, method="advi", seed=rng,
+                      settings={"iterations": iterations, "draws": draws,
+                                "learn_sigma": learn_sigma, "fit_seconds": seconds,
+                                "final_elbo_loss": float(approx.hist[-1])},
+                      keep_sample_stats=False)

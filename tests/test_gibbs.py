@@ -1,0 +1,141 @@
+"""The Gibbs sampler samples the right posterior: agreement with NUTS, simulation-based
+calibration, and coverage of the truth on data drawn from the model."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import bayes_pmf as bp
+from bayes_pmf.gibbs import sample_gibbs
+
+SPEC = bp.PMFSpec(n_factors=2, sigma=0.5, sigma_u=0.8, sigma_v=0.8, biases=True,
+                  sigma_user_bias=0.4, sigma_item_bias=0.4)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    synthetic = bp.make_synthetic(40, 30, 500, SPEC, rng=2)
+    return synthetic, bp.random_split(synthetic.data, 0.2, rng=0)
+
+
+def _pairs(test):
+    return test.user_ids[test.user_idx], test.item_ids[test.item_idx]
+
+
+def test_result_shape_matches_other_methods_and_is_seeded(tiny):
+    _, split = tiny
+    first = sample_gibbs(split.train, SPEC, draws=30, tune=10, chains=2, held_out=split.test,
+                         rng=5, progress=False)
+    again = sample_gibbs(split.train, SPEC, draws=30, tune=10, chains=2, held_out=split.test,
+                         rng=5, progress=False)
+    post = first.idata.posterior
+    assert post["U"].dims == ("chain", "draw", "user", "latent")
+    assert (post.sizes["chain"], post.sizes["draw"]) == (2, 30)
+    assert {"sigma", "mu", "user_bias", "item_bias"} <= set(post.data_vars)
+    np.testing.assert_array_equal(post["U"].to_numpy(), again.idata.posterior["U"].to_numpy())
+    running = first.idata.sample_stats["running_test_rmse"]
+    assert running.dims == ("chain", "draw")
+    # The last running-mean RMSE equals the RMSE of that chain's posterior-mean prediction.
+    users, items = _pairs(split.test)
+    chain0 = first.mean_draws(users, items, unknown="prior")[:30].mean(axis=0)
+    assert float(running[0, -1]) == pytest.approx(bp.rmse(split.test.rating, chain0), rel=1e-9)
+
+
+def test_chains_differ_but_agree(tiny):
+    _, split = tiny
+    result = sample_gibbs(split.train, SPEC, draws=200, tune=50, chains=2, progress=False)
+    sigma = result.idata.posterior["sigma"].to_numpy()
+    assert not np.array_equal(sigma[0], sigma[1])
+    assert abs(sigma[0].mean() - sigma[1].mean()) < 0.05
+
+
+@pytest.mark.slow
+def test_gibbs_and_nuts_sample_the_same_posterior(tiny):
+    """Same model (fixed factor priors, Gamma(1, 1) noise precision): posterior means of
+    held-out expected ratings agree within Monte-Carlo error, and so do their sds."""
+    import arviz as az
+
+    from bayes_pmf.inference import sample_nuts
+
+    _, split = tiny
+    gibbs = sample_gibbs(split.train, SPEC, draws=1000, tune=200, chains=2, hyper="fixed",
+                         progress=False, rng=1)
+    nuts = sample_nuts(split.train, SPEC, draws=1000, tune=1000, chains=2, progress=False,
+                       rng=1, sampler="pymc")
+    users, items = _pairs(split.test)
+
+    def summary(result):
+        draws = result.mean_draws(users, items, unknown="prior")
+        chains = result.idata.posterior.sizes["chain"]
+        by_chain = draws.reshape(chains, -1, draws.shape[1])
+        ess = np.array([az.ess(by_chain[:, :, k]) for k in range(draws.shape[1])])
+        return draws.mean(0), draws.std(0), draws.std(0) / np.sqrt(ess)
+
+    g_mean, g_sd, g_se = summary(gibbs)
+    n_mean, n_sd, n_se = summary(nuts)
+    z = np.abs(g_mean - n_mean) / np.sqrt(g_se**2 + n_se**2)
+    # |z| < 3 for 99.7% of pairs if both are right; allow a few of ~100 pairs beyond.
+    assert np.mean(z < 3) >= 0.95
+    ratio = g_sd / n_sd
+    # sd estimates from ~1000 correlated draws carry ~5-10% error each.
+    assert 0.85 < np.median(ratio) < 1.15
+    g_sigma = gibbs.idata.posterior["sigma"].to_numpy().ravel()
+    n_sigma = nuts.idata.posterior["sigma"].to_numpy().ravel()
+    assert abs(g_sigma.mean() - n_sigma.mean()) < 4 * np.hypot(g_sigma.std() / np.sqrt(300),
+                                                                n_sigma.std() / np.sqrt(300))
+
+
+@pytest.mark.slow
+def test_simulation_based_calibration_of_gibbs():
+    """Talts et al. (2018): for data drawn from the prior, the rank of the true value
+    among posterior draws is uniform. 100 replications, 10 rank bins, chi-square test
+    at level 0.001 per quantity (σ and three expected ratings)."""
+    noise_prior = (20.0, 5.0)  # tau ~ Gamma(20, rate 5): sigma around 0.5
+    base = bp.PMFSpec(n_factors=2, sigma=0.5, sigma_u=0.7, sigma_v=0.7, global_mean=False,
+                      biases=True, sigma_user_bias=0.5, sigma_item_bias=0.5)
+    rng = np.random.default_rng(2024)
+    n_reps, n_bins, thin, kept = 100, 10, 3, 99
+    ranks = np.zeros((n_reps, 4), dtype=int)
+    probe_users, probe_items = np.array([0, 3, 7]), np.array([1, 5, 2])
+    for rep in range(n_reps):
+        tau = rng.gamma(noise_prior[0], 1 / noise_prior[1])
+        spec = base.with_(sigma=float(1 / np.sqrt(tau)))
+        synthetic = bp.make_synthetic(16, 12, 100, spec, rng=int(rng.integers(2**31)))
+        result = sample_gibbs(synthetic.data, spec, draws=kept, tune=100, thin=thin,
+                              chains=1, hyper="fixed", noise_prior=noise_prior,
+                              init="random", rng=int(rng.integers(2**31)), progress=False)
+        sigma_draws = result.idata.posterior["sigma"].to_numpy().ravel()
+        ranks[rep, 0] = np.sum(sigma_draws < spec.sigma)
+        truth = synthetic.true_mean(probe_users, probe_items)
+        means = result.mean_draws(probe_users, probe_items)
+        ranks[rep, 1:] = np.sum(means < truth, axis=0)
+    for column in range(4):
+        counts = np.bincount(ranks[:, column] * n_bins // (kept + 1), minlength=n_bins)
+        assert stats.chisquare(counts).pvalue > 0.001, (column, counts)
+
+
+@pytest.mark.slow
+def test_truth_falls_in_90_percent_intervals_about_90_percent_of_the_time():
+    spec = bp.PMFSpec(n_factors=3, sigma=0.5, sigma_u=0.8, sigma_v=0.8, biases=True,
+                      sigma_user_bias=0.4, sigma_item_bias=0.4)
+    synthetic = bp.make_synthetic(150, 100, 5000, spec, rng=9)
+    split = bp.random_split(synthetic.data, 0.2, rng=1)
+    result = sample_gibbs(split.train, spec, draws=300, tune=100, chains=2, hyper="fixed",
+                          progress=False, rng=2)
+    users, items = _pairs(split.test)
+    draws = result.mean_draws(users, items, unknown="prior")
+    lower, upper = np.quantile(draws, [0.05, 0.95], axis=0)
+    truth = synthetic.true_mean(np.asarray(users), np.asarray(items))
+    coverage = np.mean((truth >= lower) & (truth <= upper))
+    # 1000 pairs: binomial sd of a 90% rate is ~1%; pairs share parameters, so allow ±5%.
+    assert 0.85 <= coverage <= 0.95
+
+
+@pytest.mark.slow
+def test_gibbs_beats_map_on_movielens(movielens_split):
+    spec = bp.PMFSpec.from_lambdas(10, 15.0, biases=True, lambda_user_bias=5.0,
+                                   lambda_item_bias=5.0)
+    train, test = movielens_split.train, movielens_split.test
+    als = bp.als_result(bp.fit_als(train, spec, progress=False, tol=1e-6), train)
+    gibbs = sample_gibbs(train, spec, draws=100, tune=50, chains=1, progress=False)
+    assert bp.score(gibbs, train, test)["rmse"] < bp.score(als, train, test)["rmse"] - 0.005

@@ -1,0 +1,103 @@
+"""The PyMC model is the same model as the NumPy objective, and its MAP is ALS's optimum."""
+
+import numpy as np
+import pytest
+
+import bayes_pmf as bp
+from bayes_pmf.crosscheck import crosscheck_map
+from bayes_pmf.inference import fit_map, jittered_params
+from bayes_pmf.model import build_model, point_from_params
+
+SPEC = bp.PMFSpec(n_factors=2, sigma=0.4, sigma_u=0.8, sigma_v=0.8, biases=True,
+                  sigma_user_bias=0.5, sigma_item_bias=0.5)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return bp.make_synthetic(60, 40, 900, SPEC, rng=11)
+
+
+@pytest.fixture(scope="module")
+def small_split(small):
+    return bp.random_split(small.data, 0.15, rng=0)
+
+
+@pytest.mark.parametrize("spec", [
+    SPEC,
+    SPEC.with_(biases=False),
+    SPEC.with_(global_mean=False, n_factors=3),
+])
+def test_log_posterior_is_minus_objective_over_sigma_squared(small, spec):
+    model = build_model(small.data, spec)
+    logp = model.compile_logp()
+    points = [jittered_params(small.data, spec, seed, scale=0.6) for seed in range(3)]
+    points = [bp.FactorParams(p.user_factors, p.item_factors,
+                              (3.0 + 0.1 * k) * spec.global_mean,
+                              None if not spec.biases else np.full(small.data.n_users, 0.1 * k),
+                              None if not spec.biases else np.full(small.data.n_items, -0.05 * k))
+              for k, p in enumerate(points)]
+    values = [float(logp(point_from_params(model, p, spec))) for p in points]
+    energies = [bp.objective(small.data, p, spec) for p in points]
+    for k in (1, 2):
+        expected = -(energies[k] - energies[0]) / spec.sigma**2
+        # Same function up to a constant; differences agree to float rounding.
+        assert values[k] - values[0] == pytest.approx(expected, rel=1e-8)
+
+
+def test_model_dims_coords_and_no_dense_matrix(small):
+    model = build_model(small.data, SPEC)
+    dims = model.named_vars_to_dims
+    assert dims["U"] == ("user", "latent")
+    assert dims["V"] == ("item", "latent")
+    assert dims["rating"] == ("obs",)
+    np.testing.assert_array_equal(model.coords["user"], small.data.user_ids)
+    # Every variable is at most one row per user/item/rating: no users x items tensor.
+    sizes = [np.size(v) for v in model.initial_point().values()]
+    assert max(sizes) < small.data.n_users * small.data.n_items
+
+
+def test_map_from_als_agrees_with_als(small_split):
+    report = crosscheck_map(small_split.train, small_split.test, SPEC, rng=0, cold=True)
+    assert abs(report["objective_rel_diff"]) <= 1e-6
+    assert report["pred_max_abs_diff"] <= 1e-3
+    assert report["grad_norm_at_als"] < 1e-2
+    # A cold (jittered) start reaches the same optimum value, or a better one.
+    assert report["cold_objective_rel_diff"] <= 1e-4
+
+
+def test_map_result_shape_and_attrs(small_split):
+    result = fit_map(small_split.train, SPEC, rng=3, progress=False)
+    assert result.method == "map"
+    assert result.idata.posterior.sizes["draw"] == 1
+    assert result.attrs["settings"]["start"] == "als"
+    assert result.attrs["seed"] == 3
+    assert {"posterior", "observed_data", "constant_data"} <= set(result.idata.groups())
+
+
+def test_logistic_link_fits_and_predicts_on_the_rating_scale():
+    movies = bp.RatingsData.from_arrays(
+        np.repeat(np.arange(30), 8), np.tile(np.arange(8), 30),
+        np.random.default_rng(0).integers(1, 6, 240).astype(float), scale=(1, 5, 1))
+    spec = bp.PMFSpec(n_factors=2, sigma=0.2, sigma_u=1.0, sigma_v=1.0, global_mean=False,
+                      link="logistic")
+    result = fit_map(movies, spec, rng=0, progress=False)
+    assert result.attrs["settings"]["start"] == "jitter"  # no ALS for the logistic link
+    predicted = result.predict(np.arange(30), np.zeros(30, int))
+    assert np.all((predicted > 1) & (predicted < 5))
+    start = jittered_params(movies, spec, 0)
+    assert bp.objective(movies, result.point_params(), spec) < bp.objective(movies, start, spec)
+
+
+def test_start_must_be_known(small):
+    with pytest.raises(bp.ConfigError, match="start must be"):
+        fit_map(small.data, SPEC, start="zeros", progress=False)
+
+
+@pytest.mark.slow
+def test_map_agrees_with_als_on_movielens(movielens_split):
+    spec = bp.PMFSpec.from_lambdas(10, 15.0, biases=True, lambda_user_bias=5.0,
+                                   lambda_item_bias=5.0)
+    report = crosscheck_map(movielens_split.train, movielens_split.test, spec, rng=0,
+                            cold=False)
+    assert abs(report["objective_rel_diff"]) <= 1e-6
+    assert report["pred_max_abs_diff"] <= 1e-3
