@@ -40,8 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_data_options(fit)
     fit.add_argument("--factors", type=int, default=10, help="latent dimension d (default 10)")
-    fit.add_argument("--method", action="append", choices=["als", "map"], default=None,
-                     help="PMF inference method(s) to run besides the baselines (default als)")
+    fit.add_argument("--method", action="append",
+                     choices=["als", "map", "gibbs", "nuts", "advi"], default=None,
+                     help="PMF inference method(s) to run besides the baselines; repeat for "
+                          "several (default: als and gibbs)")
+    fit.add_argument("--draws", type=int, default=200,
+                     help="posterior draws per chain for gibbs/nuts/advi (default 200)")
+    fit.add_argument("--tune", type=int, default=150,
+                     help="burn-in / tuning sweeps per chain (default 150)")
+    fit.add_argument("--chains", type=int, default=4, help="chains (default 4)")
     fit.add_argument("--lambda", dest="lambda_", type=float, default=None,
                      help="ridge penalty of the factors in PMF with biases (default 15)")
     fit.add_argument("--max-sweeps", type=int, default=200, help="ALS sweeps at most")
@@ -50,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--json", action="store_true",
                      help="print metrics.json to stdout and nothing else")
     fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    fit.add_argument("--no-figures", action="store_true", help="write no PNG figures")
 
     check = commands.add_parser(
         "check-map", help="cross-check PyMC's MAP against the NumPy ALS reference",
@@ -105,10 +113,17 @@ def _fit(args: argparse.Namespace) -> int:
     from .jobs import default_run_dir, run_fit_job
     from .runfolder import metrics_json, write_run_folder
 
-    config = _job_config(args, methods=tuple(args.method or ("als",)),
-                         max_sweeps=args.max_sweeps)
+    config = _job_config(args, methods=tuple(args.method or ("als", "gibbs")),
+                         max_sweeps=args.max_sweeps, draws=args.draws, tune=args.tune,
+                         chains=args.chains)
     outcome = run_fit_job(config)
-    out_dir = write_run_folder(outcome.metrics, outcome.models, args.out or default_run_dir())
+    figures = None
+    if not args.no_figures:
+        from .figures import run_figures
+
+        figures = run_figures(outcome.models, outcome.split, outcome.metrics["results"])
+    out_dir = write_run_folder(outcome.metrics, outcome.models, args.out or default_run_dir(),
+                               figures)
     if args.json:
         print(metrics_json(outcome.metrics))
         return 0
@@ -120,6 +135,14 @@ def _fit(args: argparse.Namespace) -> int:
           f"training (scored with the cold-start fallback)")
     table = results_table(outcome.metrics["results"])
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for row in outcome.metrics.get("diagnostics", []):
+        verdict = "converged" if row["converged"] else "NOT converged"
+        why = "; ".join(row["reasons"]) or "R-hat <= 1.01 and ESS >= 100/chain"
+        print(f"{row['method']}: {verdict} ({why}); max R-hat {row['max_rhat']:.3f}, "
+              f"min bulk ESS {row['min_ess_bulk']:.0f} on identifiable quantities; "
+              f"held-out lpd/rating {row['lpd_per_rating']:.4f}")
+    if figures:
+        print(f"figures: {', '.join(sorted(figures))}")
     print(f"run folder: {out_dir}")
     return 0
 

@@ -14,7 +14,6 @@ import numpy as np
 
 from .als import fit_als
 from .data import RatingsData
-from .evaluation import held_out_pairs
 from .inference import fit_map
 from .model import build_model, point_from_params
 from .objective import objective
@@ -53,7 +52,7 @@ def crosscheck_map(
     gradient = dlogp(point_from_params(model, als.params, spec))
 
     warm = fit_map(train, spec, start=als.params, rng=rng, model=model, progress=progress)
-    users, items = held_out_pairs(test)
+    users, items = test.id_pairs()
     als_result = point_result(als.params, spec, train, method="als", seed=rng)
     als_pred = als_result.predict(users, items, unknown="prior")
     warm_pred = warm.predict(users, items, unknown="prior")

@@ -429,6 +429,10 @@ class RatingsData:
             frame["timestamp"] = self.timestamp
         return frame
 
+    def id_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Original (user ids, item ids) of every rating, in order."""
+        return (np.asarray(self.user_ids[self.user_idx]), np.asarray(self.item_ids[self.item_idx]))
+
     def take(self, rows: np.ndarray) -> "RatingsData":
         """A subset of ratings (boolean mask or positions), with vocabularies compacted
         to the users and items present in it; ids stay the original ones."""

@@ -20,13 +20,8 @@ class Predictor(Protocol):
     def predict(self, users, items, *, unknown: str = "error") -> np.ndarray: ...
 
 
-def held_out_pairs(test: RatingsData) -> tuple[np.ndarray, np.ndarray]:
-    """Original (user ids, item ids) of the held-out ratings, in test order."""
-    return (np.asarray(test.user_ids[test.user_idx]), np.asarray(test.item_ids[test.item_idx]))
-
-
 def train_counts_of_test_users(train: RatingsData, test: RatingsData) -> np.ndarray:
-    users, _ = held_out_pairs(test)
+    users, _ = test.id_pairs()
     idx = train.encode_users(users)
     return np.where(idx >= 0, train.user_counts[np.maximum(idx, 0)], 0)
 
@@ -35,7 +30,7 @@ def score(model: Predictor, train: RatingsData, test: RatingsData,
           *, clip: bool = True) -> dict:
     """RMSE / MAE on every held-out rating (clipped to the rating scale by default, as
     peers do), the same on warm and cold-start pairs, and RMSE by user activity."""
-    users, items = held_out_pairs(test)
+    users, items = test.id_pairs()
     predicted = model.predict(users, items, unknown="prior")
     if clip and train.scale.bounded:
         predicted = train.scale.clip(predicted)
@@ -50,10 +45,24 @@ def score(model: Predictor, train: RatingsData, test: RatingsData,
         "rmse_warm": rmse(test.rating[~cold], predicted[~cold]) if (~cold).any() else None,
         "rmse_cold": rmse(test.rating[cold], predicted[cold]) if cold.any() else None,
         "rmse_by_activity": by_activity.to_dict(orient="records"),
+        **_coverage(model, users, items, test.rating),
     }
 
 
+def _coverage(model, users, items, actual) -> dict:
+    """Predictive interval coverage, for models with a predictive distribution."""
+    from .predictive import interval_coverage, predictive_summary
+    from .results import PMFResult
+
+    if not isinstance(model, PMFResult):
+        return {}
+    summary = predictive_summary(model, users, items, actual=actual)
+    return interval_coverage(summary)
+
+
+TABLE_COLUMNS = ("method", "rmse", "mae", "coverage_50", "coverage_90", "fit_seconds")
+
+
 def results_table(results: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [{k: r[k] for k in ("method", "rmse", "mae", "fit_seconds")} for r in results]
-    )
+    """One row per method; coverage is NaN for baselines without a predictive."""
+    return pd.DataFrame([{k: r.get(k, np.nan) for k in TABLE_COLUMNS} for r in results])

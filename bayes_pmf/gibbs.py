@@ -9,6 +9,9 @@ z_j = [V_j, c_j] for items):
     tau ~ Gamma(noise_prior)                              (learn_sigma=True; else fixed)
     hyper="bpmf":  (mu_U, Lambda_U) ~ Normal-Wishart(mu0=0, beta0, W0=I, nu0=d), same for V,
                    tau_b, tau_c ~ Gamma(a0, b0)           (Salakhutdinov & Mnih, 2008)
+    hyper="wishart": as "bpmf" with mu_U = mu_V = 0 fixed: Lambda_U ~ Wishart(W0=I, nu0=d).
+                   Zero-mean factors cannot trade a constant offset mu_U.mu_V with mu,
+                   which removes BPMF's slowest-mixing direction
     hyper="fixed": mu_U = 0, Lambda_U = I/sigma_u^2, tau_b = 1/sigma_user_bias^2 (the spec's)
 
 Full conditionals, all conjugate:
@@ -47,7 +50,6 @@ from .als import (
     map_row_blocks,
     normal_equations,
     outer_upper,
-    solve_lower_transpose,
 )
 from .data import RatingsData
 from .errors import ConfigError, NumericalError
@@ -57,7 +59,7 @@ from .priors import PMFSpec
 from .progress import sweep_progress
 from .results import PMFResult
 
-Hyper = Literal["bpmf", "fixed"]
+Hyper = Literal["bpmf", "wishart", "fixed"]
 GAMMA_A0 = 1.0
 GAMMA_B0 = 1.0
 NW_BETA0 = 2.0
@@ -94,9 +96,10 @@ def sample_rows(block, design, design_outer, precision, prior_mean, tau, rng) ->
     gram += precision
     shift = tau * rhs + precision @ prior_mean
     chol = batched_cholesky(gram, "Gibbs conditional precision")
-    mean = cholesky_solve(chol, shift)
-    noise = solve_lower_transpose(chol, rng.standard_normal(shift.shape))
-    return mean + noise
+    # P^-1 (h + L e) with e ~ N(0, I) has mean P^-1 h and covariance P^-1 L L^T P^-1 = P^-1:
+    # one draw for the price of two triangular solves.
+    noise = np.einsum("bij,bj->bi", chol, rng.standard_normal(shift.shape))
+    return cholesky_solve(chol, shift + noise)
 
 
 def _sample_side(matrix, targets, other, hyper: _SideHyper, d, biases, tau,
@@ -110,6 +113,15 @@ def _sample_side(matrix, targets, other, hyper: _SideHyper, d, biases, tau,
         matrix, targets,
         lambda block, _: sample_rows(block, design, outer, precision, prior_mean, tau, rng),
         design.shape[1], block_rows)
+
+
+def _sample_wishart_zero_mean(factors: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Lambda | U ~ Wishart(nu0 + n, (W0^-1 + U^T U)^-1) with the factor mean fixed at 0."""
+    n, d = factors.shape
+    w_n = np.linalg.inv(np.eye(d) + factors.T @ factors)
+    precision = np.atleast_2d(stats.wishart.rvs(df=d + n, scale=0.5 * (w_n + w_n.T),
+                                                random_state=rng))
+    return np.zeros(d), precision
 
 
 def _sample_normal_wishart(factors: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -153,8 +165,8 @@ class GibbsConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(self.tune, int) or self.tune < 0:
             raise ConfigError(f"tune must be an integer >= 0, got {self.tune!r}")
-        if self.hyper not in ("bpmf", "fixed"):
-            raise ConfigError(f"hyper must be 'bpmf' or 'fixed', got {self.hyper!r}")
+        if self.hyper not in ("bpmf", "wishart", "fixed"):
+            raise ConfigError(f"hyper must be 'bpmf', 'wishart' or 'fixed', got {self.hyper!r}")
         if self.init not in ("als", "random"):
             raise ConfigError(f"init must be 'als' or 'random', got {self.init!r}")
 
@@ -191,10 +203,12 @@ def _run_chain(train: RatingsData, spec: PMFSpec, config: GibbsConfig, start: Fa
     total = config.tune + config.draws * config.thin
     kept = 0
     for iteration in range(total):
-        if config.hyper == "bpmf":
+        if config.hyper != "fixed":
+            draw_hyper = _sample_normal_wishart if config.hyper == "bpmf" \
+                else _sample_wishart_zero_mean
             if d:
-                u_mean, u_prec = _sample_normal_wishart(U, rng)
-                v_mean, v_prec = _sample_normal_wishart(V, rng)
+                u_mean, u_prec = draw_hyper(U, rng)
+                v_mean, v_prec = draw_hyper(V, rng)
             else:
                 u_mean = v_mean = np.zeros(0)
                 u_prec = v_prec = np.zeros((0, 0))
@@ -248,6 +262,19 @@ def _run_chain(train: RatingsData, spec: PMFSpec, config: GibbsConfig, start: Fa
     return out
 
 
+def balanced(params: FactorParams) -> FactorParams:
+    """Rescale U -> cU, V -> V/c (predictions unchanged) so that entries of U and V have
+    the same root-mean-square. The likelihood cannot tell the two apart, and starting
+    from a lopsided point leaves Gibbs to walk the scale ridge slowly."""
+    rms_u = np.sqrt(np.mean(params.user_factors**2))
+    rms_v = np.sqrt(np.mean(params.item_factors**2))
+    if rms_u == 0 or rms_v == 0:
+        return params
+    c = np.sqrt(rms_v / rms_u)
+    return FactorParams(c * params.user_factors, params.item_factors / c, params.mu,
+                        params.user_bias, params.item_bias)
+
+
 def _held_out_eta(params: FactorParams, user_idx: np.ndarray, item_idx: np.ndarray):
     """Predicted means for held-out pairs; unknown ids (-1) at the prior mean 0."""
     known_u, known_i = user_idx >= 0, item_idx >= 0
@@ -269,6 +296,7 @@ def sample_gibbs(
     hyper: Hyper = "bpmf",
     learn_sigma: bool = True,
     init: Literal["als", "random"] = "als",
+    init_lambda: float | None = None,
     noise_prior: tuple[float, float] = (GAMMA_A0, GAMMA_B0),
     held_out: RatingsData | None = None,
     rng: int | None = 0,
@@ -277,8 +305,13 @@ def sample_gibbs(
 ) -> PMFResult:
     """Posterior draws of conjugate PMF by Gibbs sampling (see the module docstring).
 
-    ``init="als"`` starts every chain from the ALS optimum of ``spec`` plus a small
-    chain-specific jitter (short burn-in); ``"random"`` from the prior-scale noise.
+    ``init="als"`` starts every chain from an ALS optimum (factor scales balanced) plus a
+    small chain-specific jitter; ``"random"`` from prior-scale noise. The ALS start uses
+    ridge penalty ``init_lambda`` on the factors: by default the spec's for
+    ``hyper="fixed"``, and a light 5.0 for the hierarchical priors, whose posterior factors
+    are larger than a strongly penalised optimum (measured on MovieLens: sigma settles in
+    ~25 sweeps from lambda 5, ~200 from lambda 15). With hierarchical priors the spec's
+    sigma_u, sigma_v only shape this start.
     ``held_out`` (a test set) makes each chain record the RMSE of its running
     posterior-mean prediction after every kept draw (sample_stats.running_test_rmse).
     """
@@ -291,7 +324,12 @@ def sample_gibbs(
     chain_rngs = [np.random.default_rng(s) for s in seed_sequence.spawn(chains)]
     began = time.perf_counter()
     if init == "als":
-        base = fit_als(train, spec, rng=rng, tol=1e-5, progress=False).params
+        # A rough optimum suffices: burn-in forgets the start.
+        if init_lambda is None and hyper != "fixed":
+            init_lambda = 5.0
+        init_spec = spec if init_lambda is None else spec.with_(
+            sigma_u=spec.sigma / np.sqrt(init_lambda), sigma_v=spec.sigma / np.sqrt(init_lambda))
+        base = balanced(fit_als(train, init_spec, rng=rng, tol=1e-4, progress=False).params)
     held = None
     if held_out is not None:
         users = held_out.user_ids[held_out.user_idx]
@@ -325,7 +363,7 @@ def sample_gibbs(
     if spec.n_factors == 0:
         stacked.pop("U"), stacked.pop("V"), stacked.pop("sigma_u"), stacked.pop("sigma_v")
     settings = {"draws": draws, "tune": tune, "chains": chains, "thin": thin, "hyper": hyper,
-                "learn_sigma": learn_sigma, "init": init, "noise_prior": list(noise_prior),
+                "learn_sigma": learn_sigma, "init": init, "init_lambda": init_lambda, "noise_prior": list(noise_prior),
                 "sampling_seconds": seconds,
                 "draws_per_second": chains * (tune + draws * thin) / seconds}
     idata = build_idata(stacked, train, spec, method="gibbs", seed=rng, settings=settings,

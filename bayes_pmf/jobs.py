@@ -38,12 +38,15 @@ class FitJobConfig:
     n_factors: int = 10
     seed: int = 0
     test_fraction: float = 0.1
-    methods: tuple[str, ...] = ("als",)
+    methods: tuple[str, ...] = ("als", "gibbs")
     lambda_: float = DEFAULT_LAMBDA
     lambda_no_bias: float = DEFAULT_LAMBDA_NO_BIAS
     lambda_bias: float = DEFAULT_LAMBDA_BIAS
     max_sweeps: int = 200
     tol: float = 1e-6
+    draws: int = 200  # per chain, for the sampling methods
+    tune: int = 150
+    chains: int = 4
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -126,9 +129,35 @@ def _map_methods(config: FitJobConfig, train: RatingsData) -> list[tuple[str, Ca
                                         progress=config.progress))]
 
 
+def _gibbs_methods(config: FitJobConfig, train: RatingsData) -> list[tuple[str, Callable]]:
+    from .gibbs import sample_gibbs
+
+    return [("bpmf-gibbs", lambda: sample_gibbs(
+        train, config.pmf_spec, draws=config.draws, tune=config.tune, chains=config.chains,
+        hyper="wishart", rng=config.seed, progress=config.progress))]
+
+
+def _nuts_methods(config: FitJobConfig, train: RatingsData) -> list[tuple[str, Callable]]:
+    from .inference import sample_nuts
+
+    return [("pmf-nuts", lambda: sample_nuts(
+        train, config.pmf_spec, draws=config.draws, tune=config.tune,
+        chains=min(config.chains, 2), rng=config.seed, progress=config.progress))]
+
+
+def _advi_methods(config: FitJobConfig, train: RatingsData) -> list[tuple[str, Callable]]:
+    from .inference import fit_advi
+
+    return [("pmf-advi", lambda: fit_advi(train, config.pmf_spec, draws=config.draws,
+                                          rng=config.seed, progress=config.progress))]
+
+
 METHODS: dict[str, Callable[[FitJobConfig, RatingsData], list[tuple[str, Callable]]]] = {
     "als": _als_methods,
     "map": _map_methods,
+    "gibbs": _gibbs_methods,
+    "nuts": _nuts_methods,
+    "advi": _advi_methods,
 }
 
 
@@ -161,6 +190,11 @@ def run_fit_job(config: FitJobConfig) -> FitJobOutcome:
         "machine": machine(),
         "results": results,
     }
+    if any(getattr(m, "n_samples", 1) > 1 for m in models.values()):
+        from .figures import diagnostics_table
+
+        table = diagnostics_table(models, split)
+        metrics["diagnostics"] = table.to_dict(orient="records")
     return FitJobOutcome(metrics=metrics, models=models, split=split)
 
 

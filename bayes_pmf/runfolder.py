@@ -1,7 +1,9 @@
 """A run folder: everything one main-job run measured, in files a reader can open.
 
     metrics.json     every printed number, settings, seed, versions, data hash
-    results.csv      the method / RMSE / MAE / seconds table
+    results.csv      the method / RMSE / MAE / coverage / seconds table
+    diagnostics.csv  convergence verdict and held-out lpd of each sampled method
+    figures/*.png    the pictures listed in metrics.json["figures"]
     models/*.nc      each fitted PMF result (InferenceData), loadable with load_result
 """
 
@@ -39,12 +41,34 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_run_folder(metrics: dict, models: dict, out_dir: str | Path) -> Path:
+def write_figures(figures: dict, out_dir: Path) -> list[str]:
+    """Save each figure as PNG under out_dir/figures and close it; return the file names."""
+    import matplotlib.pyplot as plt
+
+    folder = out_dir / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for name, figure in figures.items():
+        figure.savefig(folder / f"{name}.png", dpi=110)
+        plt.close(figure)
+        names.append(f"figures/{name}.png")
+    return names
+
+
+def write_run_folder(metrics: dict, models: dict, out_dir: str | Path,
+                     figures: dict | None = None) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if figures:
+        metrics = dict(metrics, figures=write_figures(figures, out))
     write_text_atomic(out / "metrics.json", metrics_json(metrics))
     write_text_atomic(out / "results.csv",
                       results_table(metrics["results"]).to_csv(index=False))
+    if metrics.get("diagnostics"):
+        import pandas as pd
+
+        write_text_atomic(out / "diagnostics.csv",
+                          pd.DataFrame(metrics["diagnostics"]).to_csv(index=False))
     for name, model in models.items():
         if isinstance(model, PMFResult):
             save_result(model, out / "models" / f"{name}.nc")

@@ -25,13 +25,12 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bayes_pmf as bp  # noqa: E402
-from bayes_pmf.evaluation import held_out_pairs  # noqa: E402
 from bayes_pmf.jobs import DEFAULT_LAMBDA, DEFAULT_LAMBDA_BIAS, DEFAULT_LAMBDA_NO_BIAS  # noqa: E402
 
 
 def _frames(split):
     train = split.train.to_frame()
-    users, items = held_out_pairs(split.test)
+    users, items = split.test.id_pairs()
     test = pd.DataFrame({"user": users, "item": items, "rating": split.test.rating})
     return train, test
 
@@ -50,12 +49,26 @@ def bayes_pmf_methods(split, d, seed):
     with_bias = bp.PMFSpec.from_lambdas(d, DEFAULT_LAMBDA, biases=True,
                                         lambda_user_bias=DEFAULT_LAMBDA_BIAS,
                                         lambda_item_bias=DEFAULT_LAMBDA_BIAS)
+    def gibbs():
+        from bayes_pmf.gibbs import sample_gibbs
+
+        return sample_gibbs(train, with_bias, draws=200, tune=100, chains=4, rng=seed,
+                            progress=False)
+
+    def gibbs_one_chain():
+        from bayes_pmf.gibbs import sample_gibbs
+
+        return sample_gibbs(train, with_bias, draws=200, tune=100, chains=1, rng=seed,
+                            progress=False)
+
     return {
         "bayes_pmf global mean": lambda: bp.fit_global_mean(train),
         "bayes_pmf bias baseline": lambda: bp.fit_bias_baseline(train),
         "bayes_pmf ALS (biases)": als(with_bias, "als"),
         "bayes_pmf ALS (no biases)": als(bp.PMFSpec.from_lambdas(d, DEFAULT_LAMBDA_NO_BIAS),
                                          "als-nobias"),
+        "bayes_pmf BPMF Gibbs (1 chain, 300 it)": gibbs_one_chain,
+        "bayes_pmf BPMF Gibbs (4 chains, 4x300 it)": gibbs,
     }
 
 
@@ -133,10 +146,14 @@ def myfm_methods(train, d, seed, n_iter=300):
     encoder = _OneHot(train)
 
     def run():
+        import contextlib
+        import io
+
         model = myfm.MyFMRegressor(rank=d, random_seed=seed)
-        model.fit(encoder(train), train["rating"].to_numpy(), n_iter=n_iter,
-                  n_kept_samples=n_iter - 100,
-                  group_shapes=[len(encoder.users), len(encoder.items)])
+        with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar would flood the table
+            model.fit(encoder(train), train["rating"].to_numpy(), n_iter=n_iter,
+                      n_kept_samples=n_iter - 100,
+                      group_shapes=[len(encoder.users), len(encoder.items)])
         model._bench_encoder = encoder
         return model
 

@@ -1,0 +1,205 @@
+"""Convergence diagnostics on identifiable quantities, and predictive model comparison.
+
+The posterior of PMF is invariant to U -> U R, V -> V R for any orthogonal R (rotations
+and sign flips of the latent space), so chains wander between equivalent factor
+orientations and R-hat of a raw entry U[i, k] can be far above 1 while every predicted
+rating has converged. Diagnostics therefore go on quantities the likelihood identifies:
+sigma and the other scalar scales, mu, bias terms, predicted ratings for held-out pairs,
+and entries of U V^T. :func:`raw_factor_rhat` exists only to show the contrast.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy.special import logsumexp
+
+from .data import RatingsData
+from .errors import ConfigError
+from .results import PMFResult
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    import arviz as az
+
+RHAT_MAX = 1.01
+ESS_MIN_PER_CHAIN = 100
+# Scalars the likelihood pins down. mu, sigma_u and sigma_v are left out of the verdict:
+# mu trades with the average bias and (under BPMF) with mu_U.mu_V, and U -> cU, V -> V/c
+# moves sigma_u against sigma_v without changing any prediction.
+_SCALARS = ("sigma",)
+_WEAK = ("mu", "sigma_u", "sigma_v", "sigma_user_bias", "sigma_item_bias")
+
+
+def _by_chain(result: PMFResult, flat: np.ndarray) -> np.ndarray:
+    posterior = result.idata.posterior
+    return flat.reshape(posterior.sizes["chain"], posterior.sizes["draw"], *flat.shape[1:])
+
+
+def weakly_identified_draws(result: PMFResult) -> xr.Dataset:
+    """mu and the prior scales: shown in traces, left out of the convergence verdict."""
+    posterior = result.idata.posterior
+    return xr.Dataset({name: posterior[name] for name in _WEAK if name in posterior})
+
+
+def identifiable_draws(result: PMFResult, test: RatingsData | None = None, *,
+                       n_pairs: int = 50, rng=0) -> xr.Dataset:
+    """Draws (chain, draw, ...) of the identifiable quantities: sigma, predicted ratings
+    (mu + b_i + c_j + U_i.V_j) for a seeded sample of held-out pairs (when ``test`` is
+    given) and of random (user, item) pairs, and entries of U V^T for those pairs."""
+    generator = np.random.default_rng(rng)
+    posterior = result.idata.posterior
+    variables = {name: posterior[name] for name in _SCALARS if name in posterior}
+    if test is not None:
+        users, items = test.id_pairs()
+        chosen = np.sort(generator.choice(len(users), min(n_pairs, len(users)), replace=False))
+        means = result.mean_draws(users[chosen], items[chosen], unknown="prior")
+        variables["predicted_rating"] = (("chain", "draw", "heldout_pair"),
+                                         _by_chain(result, means))
+    if "U" in posterior and posterior.sizes["latent"] > 0:
+        draws = result.draws
+        n_u, n_i = draws["U"].shape[1], draws["V"].shape[1]
+        u = generator.integers(0, n_u, n_pairs)
+        i = generator.integers(0, n_i, n_pairs)
+        dots = np.einsum("spk,spk->sp", draws["U"][:, u], draws["V"][:, i])
+        variables["UVt"] = (("chain", "draw", "uv_pair"), _by_chain(result, dots))
+        means = result.mean_draws(result.user_ids[u], result.item_ids[i])
+        variables["expected_rating"] = (("chain", "draw", "uv_pair"), _by_chain(result, means))
+    return xr.Dataset(variables)
+
+
+@dataclass
+class ConvergenceReport:
+    """A verdict with its reasons, and the ArviZ summary behind it."""
+
+    converged: bool
+    reasons: list[str]
+    summary: pd.DataFrame
+    divergences: int | None = None
+    details: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        verdict = "converged" if self.converged else "NOT converged"
+        lines = [f"{verdict}: " + ("; ".join(self.reasons) if self.reasons else "all checks pass")]
+        lines += [f"  {k}: {v}" for k, v in self.details.items()]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        return {"converged": self.converged, "reasons": self.reasons,
+                "divergences": self.divergences, **self.details}
+
+
+def convergence_summary(result: PMFResult, test: RatingsData | None = None, *,
+                        n_pairs: int = 50, rng=0, rhat_max: float = RHAT_MAX,
+                        ess_min_per_chain: int = ESS_MIN_PER_CHAIN) -> ConvergenceReport:
+    """R-hat, bulk/tail ESS over the identifiable quantities, divergences for NUTS; the
+    verdict fails when any R-hat exceeds ``rhat_max``, any ESS is below
+    ``ess_min_per_chain`` x chains, or NUTS diverged."""
+    if result.n_samples < 4:
+        raise ConfigError(
+            f"{result.method} result has {result.n_samples} draw(s): convergence diagnostics "
+            "need posterior samples (gibbs, nuts, advi)")
+    dataset = identifiable_draws(result, test, n_pairs=n_pairs, rng=rng)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        summary = az.summary(dataset, kind="diagnostics", round_to="none")
+    chains = result.idata.posterior.sizes["chain"]
+    ess_min = ess_min_per_chain * chains
+    reasons = []
+    worst_rhat = float(np.nanmax(summary["r_hat"]))
+    if not np.isfinite(worst_rhat) or worst_rhat > rhat_max:
+        bad = summary.index[~(summary["r_hat"] <= rhat_max)]
+        reasons.append(f"R-hat above {rhat_max} for {len(bad)} of {len(summary)} quantities "
+                       f"(worst {worst_rhat:.3f}, e.g. {bad[0]})")
+    for column in ("ess_bulk", "ess_tail"):
+        low = summary.index[~(summary[column] >= ess_min)]
+        if len(low):
+            reasons.append(f"{column} below {ess_min} ({ess_min_per_chain} per chain) for "
+                           f"{len(low)} quantities (lowest {summary[column].min():.0f}, "
+                           f"e.g. {low[0]})")
+    if chains < 2:
+        reasons.append("one chain only: R-hat is the split-chain version; run >= 2 chains")
+    divergences = None
+    stats = getattr(result.idata, "sample_stats", None)
+    if stats is not None and "diverging" in stats:
+        divergences = int(stats["diverging"].sum())
+        if divergences:
+            reasons.append(f"{divergences} divergent NUTS transitions")
+    details = {"chains": chains, "draws_per_chain": int(result.idata.posterior.sizes["draw"]),
+               "quantities": len(summary), "max_rhat": worst_rhat,
+               "min_ess_bulk": float(summary["ess_bulk"].min()),
+               "min_ess_tail": float(summary["ess_tail"].min())}
+    if stats is not None and "energy" in stats:
+        details["bfmi_min"] = float(np.min(az.bfmi(result.idata)))
+    converged = not [r for r in reasons if not r.startswith("one chain")] and chains >= 2
+    return ConvergenceReport(converged, reasons, summary, divergences, details)
+
+
+def raw_factor_rhat(result: PMFResult, n_entries: int = 50, rng=0) -> np.ndarray:
+    """R-hat of raw entries of U: meaningless (rotation), shown only for contrast."""
+    generator = np.random.default_rng(rng)
+    U = result.idata.posterior["U"]
+    users = generator.integers(0, U.sizes["user"], n_entries)
+    latent = generator.integers(0, U.sizes["latent"], n_entries)
+    values = U.to_numpy()[:, :, users, latent]
+    return np.array([float(az.rhat(values[:, :, k])) for k in range(n_entries)])
+
+
+# -- predictive comparison ---------------------------------------------------------------
+
+def _log_density_draws(result: PMFResult, data: RatingsData, max_samples: int = 400,
+                       rng=0) -> np.ndarray:
+    """(samples x ratings) log N(r | E[r | draw], sigma_draw^2) on the likelihood's scale."""
+    from .predictive import _noise_sd, _subsample
+
+    generator = np.random.default_rng(rng)
+    samples = _subsample(result, max_samples, generator) if result.n_samples > 1 else None
+    users, items = data.id_pairs()
+    means = result.mean_draws(users, items, unknown="prior", samples=samples)
+    sigma = _noise_sd(result, samples)
+    actual = data.rating
+    if result.spec.link == "logistic":
+        means, actual = result.scale.to_unit(means), result.scale.to_unit(actual)
+    z = (actual[None, :] - means) / sigma[:, None]
+    return -0.5 * z**2 - np.log(sigma)[:, None] - 0.5 * np.log(2 * np.pi)
+
+
+def heldout_log_predictive_density(result: PMFResult, test: RatingsData) -> dict:
+    """Sum and mean over held-out ratings of log (1/S) sum_s p(r | draw s): the held-out
+    lpd, higher is better; comparable across methods on the same test set."""
+    log_density = _log_density_draws(result, test)
+    pointwise = logsumexp(log_density, axis=0) - np.log(log_density.shape[0])
+    return {"lpd": float(pointwise.sum()), "lpd_per_rating": float(pointwise.mean())}
+
+
+def log_likelihood_group(result: PMFResult, train: RatingsData) -> xr.Dataset:
+    """Pointwise log-likelihood of the training ratings for every draw (chain, draw, obs);
+    large (draws x ratings), so computed on request."""
+    log_density = _log_density_draws(result, train, max_samples=result.n_samples)
+    return xr.Dataset({"rating": (("chain", "draw", "obs"), _by_chain(result, log_density))},
+                      coords={"obs": np.arange(train.n_ratings)})
+
+
+def loo(result: PMFResult, train: RatingsData):
+    """PSIS-LOO (ArviZ) of a sampled result. Pareto k > 0.7 flags ratings whose removal
+    changes the posterior a lot (typically the only rating of a user or item, whose
+    factors it alone determines): there the LOO estimate is unreliable."""
+    idata = result.idata.copy()
+    if "log_likelihood" not in idata.groups():
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning)
+            idata.add_groups(log_likelihood=log_likelihood_group(result, train))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning)
+        return az.loo(idata, pointwise=True)
+
+
+def compare_loo(results: dict[str, PMFResult], train: RatingsData) -> pd.DataFrame:
+    """ArviZ compare over sampled results fitted to the same training ratings."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning)
+        return az.compare({name: loo(r, train) for name, r in results.items()})

@@ -1,0 +1,294 @@
+"""Pictures of a fit. Each ``plot_*`` has a ``*_data`` companion returning the numbers
+behind it; plot functions take data first, return the Figure, and never show or save.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .data import RatingsData  # noqa: E402
+from .evaluation import train_counts_of_test_users  # noqa: E402
+from .metrics import ACTIVITY_EDGES, activity_bucket, activity_labels  # noqa: E402
+from .predictive import predictive_draws, predictive_summary  # noqa: E402
+from .results import PMFResult  # noqa: E402
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    import arviz as az  # noqa: E402
+
+STARS = "rating (stars)"
+
+
+def _figure(width=7.0, height=4.5):
+    return plt.subplots(figsize=(width, height), layout="constrained")
+
+
+# -- posterior predictive vs held-out rating distribution ---------------------------------
+
+def ppc_ratings_data(result: PMFResult, test: RatingsData, *, rng=0, n_draws: int = 200,
+                     band=(0.05, 0.95)) -> pd.DataFrame:
+    """Per rating value: observed share of held-out ratings, and the mean and band of
+    that share over posterior predictive draws snapped to the rating grid."""
+    users, items = test.id_pairs()
+    draws = predictive_draws(result, users, items, rng=rng, max_samples=n_draws)
+    grid = test.scale.values()
+    snapped = test.scale.round(draws)
+    position = np.rint((snapped - test.scale.min) / test.scale.step).astype(int)
+    shares = np.stack([np.bincount(row, minlength=len(grid)) for row in position]) / len(users)
+    observed = np.bincount(np.rint((test.rating - test.scale.min) / test.scale.step).astype(int),
+                           minlength=len(grid)) / len(users)
+    lower, upper = np.quantile(shares, band, axis=0)
+    return pd.DataFrame({"rating": grid, "observed": observed, "predicted": shares.mean(0),
+                         "lower": lower, "upper": upper})
+
+
+def plot_ppc_ratings(data: pd.DataFrame, *, title: str = "Held-out ratings vs posterior predictive"):
+    fig, ax = _figure()
+    width = 0.4 * (data["rating"].iloc[1] - data["rating"].iloc[0]) if len(data) > 1 else 0.4
+    ax.bar(data["rating"] - width / 2, data["observed"], width, label="held-out ratings",
+           color="#4C72B0")
+    ax.bar(data["rating"] + width / 2, data["predicted"], width, color="#DD8452",
+           label="posterior predictive (mean, 90% band)",
+           yerr=[data["predicted"] - data["lower"], data["upper"] - data["predicted"]],
+           capsize=3, ecolor="#333333")
+    ax.set_xlabel(STARS)
+    ax.set_ylabel("share of held-out ratings")
+    ax.set_xticks(data["rating"])
+    ax.set_title(title)
+    ax.legend(frameon=False)
+    return fig
+
+
+# -- predicted vs actual ------------------------------------------------------------------
+
+def predicted_vs_actual_data(result: PMFResult, test: RatingsData, *, rng=0) -> pd.DataFrame:
+    """Per held-out pair: actual rating, predictive mean and 50%/90% intervals."""
+    users, items = test.id_pairs()
+    return predictive_summary(result, users, items, actual=test.rating, rng=rng)
+
+
+def plot_predicted_vs_actual(data: pd.DataFrame, *, title: str = "Predicted vs actual held-out ratings",
+                             rng=0):
+    """Thousands of pairs stay readable: jittered faint points, and per actual rating the
+    median predicted mean with the average 50% and 90% predictive intervals."""
+    fig, ax = _figure()
+    generator = np.random.default_rng(rng)
+    values = np.sort(data["rating"].unique())
+    step = np.min(np.diff(values)) if len(values) > 1 else 1.0
+    jitter = generator.uniform(-0.3, 0.3, len(data)) * step
+    ax.scatter(data["rating"] + jitter, data["mean"], s=3, alpha=0.08, color="#4C72B0",
+               rasterized=True, label="predictive mean of one pair")
+    grouped = data.groupby("rating")
+    summary = grouped.agg(median=("mean", "median"), lo90=("lower_90", "mean"),
+                          hi90=("upper_90", "mean"), lo50=("lower_50", "mean"),
+                          hi50=("upper_50", "mean"))
+    ax.vlines(summary.index, summary["lo90"], summary["hi90"], color="#DD8452", lw=2,
+              label="average 90% predictive interval")
+    ax.vlines(summary.index, summary["lo50"], summary["hi50"], color="#C44E52", lw=5,
+              label="average 50% predictive interval")
+    ax.plot(summary.index, summary["median"], "o", color="black", ms=5,
+            label="median predictive mean")
+    low, high = values.min(), values.max()
+    ax.plot([low, high], [low, high], ls="--", color="grey", lw=1, label="perfect prediction")
+    ax.set_xlabel(f"actual held-out {STARS}")
+    ax.set_ylabel(f"predicted {STARS}")
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8, loc="upper left")
+    return fig
+
+
+# -- calibration ----------------------------------------------------------------------------
+
+def calibration_data(result: PMFResult, test: RatingsData, *, rng=0,
+                     levels=tuple(np.round(np.arange(0.1, 1.0, 0.1), 2))) -> pd.DataFrame:
+    """Nominal vs empirical coverage of central predictive intervals on held-out ratings,
+    for continuous intervals and for intervals snapped to the rating grid."""
+    from .predictive import interval_coverage
+
+    users, items = test.id_pairs()
+    summary = predictive_summary(result, users, items, actual=test.rating, rng=rng,
+                                 levels=levels)
+    coverage = interval_coverage(summary, levels)
+    return pd.DataFrame({
+        "nominal": list(levels),
+        "empirical": [coverage[f"coverage_{int(round(l * 100))}"] for l in levels],
+        "empirical_grid": [coverage[f"coverage_{int(round(l * 100))}_grid"] for l in levels],
+    })
+
+
+def plot_calibration(data: pd.DataFrame | dict[str, pd.DataFrame], *,
+                     title: str = "Calibration of predictive intervals (held-out ratings)"):
+    """One line per method (pass a dict of method -> calibration_data frames)."""
+    frames = data if isinstance(data, dict) else {"model": data}
+    fig, ax = _figure(6, 5)
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
+    for name, frame in frames.items():
+        line, = ax.plot(frame["nominal"], frame["empirical"], "o-", label=f"{name}: continuous")
+        ax.plot(frame["nominal"], frame["empirical_grid"], "s:", color=line.get_color(),
+                alpha=0.7, label=f"{name}: snapped to rating grid")
+    ax.set_xlabel("nominal coverage of central interval")
+    ax.set_ylabel("share of held-out ratings inside")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+# -- RMSE by user activity ------------------------------------------------------------------
+
+def rmse_by_activity_data(predictions: dict[str, np.ndarray], train: RatingsData,
+                          test: RatingsData, edges=ACTIVITY_EDGES) -> pd.DataFrame:
+    """Long table: method, bucket, n_test, rmse. ``predictions`` maps method -> predicted
+    ratings for the held-out pairs in test order."""
+    counts = train_counts_of_test_users(train, test)
+    bucket = activity_bucket(counts, edges)
+    labels = activity_labels(edges)
+    rows = []
+    for method, predicted in predictions.items():
+        for index, label in enumerate(labels):
+            mask = bucket == index
+            rows.append({"method": method, "bucket": label, "n_test": int(mask.sum()),
+                         "rmse": float(np.sqrt(np.mean((predicted[mask] - test.rating[mask]) ** 2)))
+                         if mask.any() else np.nan})
+    return pd.DataFrame(rows)
+
+
+def plot_rmse_by_activity(data: pd.DataFrame, *,
+                          title: str = "Test RMSE by number of training ratings of the user"):
+    fig, ax = _figure(8, 4.5)
+    methods = list(dict.fromkeys(data["method"]))
+    buckets = list(dict.fromkeys(data["bucket"]))
+    width = 0.8 / len(methods)
+    x = np.arange(len(buckets))
+    for k, method in enumerate(methods):
+        frame = data[data["method"] == method].set_index("bucket").reindex(buckets)
+        ax.bar(x + (k - (len(methods) - 1) / 2) * width, frame["rmse"], width, label=method)
+    counts = data[data["method"] == methods[0]].set_index("bucket").reindex(buckets)["n_test"]
+    ax.set_xticks(x, [f"{b}\n(n={int(n)})" for b, n in zip(buckets, counts)])
+    ax.set_xlabel("training ratings of the user (held-out ratings in the bucket)")
+    ax.set_ylabel("test RMSE (stars)")
+    finite = data["rmse"][np.isfinite(data["rmse"])]
+    if len(finite):
+        ax.set_ylim(0.9 * finite.min(), 1.05 * finite.max())
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8, ncols=2)
+    return fig
+
+
+# -- running RMSE / objective trace -------------------------------------------------------
+
+def running_rmse_data(result: PMFResult) -> pd.DataFrame:
+    """Per chain and kept draw: RMSE of the running posterior-mean prediction on the
+    held-out set recorded while sampling (Gibbs with ``held_out=``)."""
+    stats = getattr(result.idata, "sample_stats", None)
+    if stats is None or "running_test_rmse" not in stats:
+        raise ValueError("this result recorded no running test RMSE (sample with held_out=)")
+    values = stats["running_test_rmse"].to_numpy()
+    return pd.DataFrame([{"chain": c, "samples": d + 1, "rmse": values[c, d]}
+                         for c in range(values.shape[0]) for d in range(values.shape[1])])
+
+
+def plot_running_rmse(data: pd.DataFrame, *, reference: dict[str, float] | None = None,
+                      title: str = "Test RMSE of the running posterior mean"):
+    fig, ax = _figure()
+    for chain, frame in data.groupby("chain"):
+        ax.plot(frame["samples"], frame["rmse"], lw=1.2, label=f"chain {chain}")
+    for name, value in (reference or {}).items():
+        ax.axhline(value, ls="--", lw=1, color="grey")
+        ax.annotate(name, (data["samples"].max(), value), ha="right", va="bottom", fontsize=8)
+    ax.set_xlabel("posterior samples averaged (after burn-in)")
+    ax.set_ylabel("test RMSE (stars)")
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def objective_trace_data(result: PMFResult) -> pd.DataFrame:
+    trace = result.attrs["settings"].get("objective_trace")
+    if not trace:
+        raise ValueError("this result recorded no objective trace (ALS results do)")
+    return pd.DataFrame({"sweep": np.arange(len(trace)), "objective": trace})
+
+
+def plot_objective_trace(data: pd.DataFrame, *, title: str = "ALS: MAP objective E per sweep"):
+    fig, ax = _figure()
+    ax.plot(data["sweep"], data["objective"], "o-", ms=3)
+    ax.set_yscale("log")
+    ax.set_xlabel("ALS sweep (0 = initial point)")
+    ax.set_ylabel("objective E (squared stars, log scale)")
+    ax.set_title(title)
+    return fig
+
+
+# -- method comparison ------------------------------------------------------------------------
+
+def method_comparison_data(results: list[dict]) -> pd.DataFrame:
+    """From metrics.json's ``results``: method, rmse, mae."""
+    return pd.DataFrame([{"method": r["method"], "rmse": r["rmse"], "mae": r["mae"]}
+                         for r in results])
+
+
+def plot_method_comparison(data: pd.DataFrame, *, title: str = "Held-out error by method"):
+    fig, ax = _figure(8, 0.45 * len(data) + 1.6)
+    y = np.arange(len(data))
+    ax.barh(y - 0.2, data["rmse"], 0.4, label="RMSE")
+    ax.barh(y + 0.2, data["mae"], 0.4, label="MAE")
+    for k, (rmse, mae) in enumerate(zip(data["rmse"], data["mae"])):
+        ax.text(rmse, k - 0.2, f" {rmse:.4f}", va="center", fontsize=8)
+        ax.text(mae, k + 0.2, f" {mae:.4f}", va="center", fontsize=8)
+    ax.set_yticks(y, data["method"])
+    ax.invert_yaxis()
+    ax.set_xlabel("held-out error (stars)")
+    ax.set_ylabel("method")
+    ax.set_xlim(0.6 * data["mae"].min(), 1.08 * data["rmse"].max())
+    ax.set_title(title)
+    ax.legend(frameon=False, loc="lower right")
+    return fig
+
+
+# -- traces of identifiable quantities -----------------------------------------------------
+
+def plot_rank_identifiable(dataset, *, var_names=None, title="Rank plots of identifiable quantities"):
+    """ArviZ rank plots (uniform bars = chains agree) of :func:`identifiable_draws` output."""
+    names = var_names or [v for v in ("sigma", "predicted_rating", "expected_rating")
+                          if v in dataset]
+    if any(dataset[n].ndim > 2 for n in names):
+        dataset = dataset.isel({dim: [0] for n in names for dim in dataset[n].dims
+                                if dim not in ("chain", "draw")})
+    columns = min(2, len(names))
+    rows = (len(names) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(9, 3.2 * rows), layout="constrained",
+                             squeeze=False)
+    for ax in axes.ravel()[len(names):]:
+        ax.remove()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore")
+        az.plot_rank(dataset, var_names=names, ax=axes.ravel()[: len(names)])
+    for ax in axes.ravel()[: len(names)]:
+        ax.title.set_fontsize(11)
+        ax.xaxis.label.set_fontsize(9)
+        ax.yaxis.label.set_fontsize(9)
+    fig.suptitle(title + " (flat bars: chains agree)")
+    return fig
+
+
+def plot_trace_identifiable(dataset, *, var_names=None):
+    names = var_names or [v for v in ("sigma", "mu") if v in dataset]
+    if "predicted_rating" in dataset:
+        names.append("predicted_rating")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore")
+        axes = az.plot_trace(dataset, var_names=names, coords={"heldout_pair": [0, 1, 2]}
+                             if "predicted_rating" in names else None, compact=True,
+                             figsize=(10, 2.2 * len(names)))
+    fig = np.asarray(axes).ravel()[0].figure
+    fig.suptitle("Traces of identifiable quantities (three held-out predicted ratings)")
+    return fig

@@ -1,0 +1,73 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayes_pmf as bp
+from bayes_pmf.gibbs import sample_gibbs
+from bayes_pmf.predictive import (
+    interval_coverage,
+    predictive_draws,
+    predictive_summary,
+    with_predictions,
+)
+
+
+@pytest.fixture(scope="module")
+def fitted(synthetic):
+    split = bp.random_split(synthetic.data, 0.2, rng=0)
+    als = bp.als_result(bp.fit_als(split.train, synthetic.spec, progress=False), split.train)
+    gibbs = sample_gibbs(split.train, synthetic.spec, draws=100, tune=50, chains=2,
+                         hyper="fixed", progress=False)
+    return split, als, gibbs
+
+
+def test_coverage_by_hand():
+    summary = pd.DataFrame({
+        "rating": [3.0, 4.0, 1.0, 5.0],
+        "lower_50": [2.5, 4.5, 0.0, 4.0], "upper_50": [3.5, 5.0, 2.0, 4.9],
+        "grid_lower_50": [3.0, 4.0, 1.0, 4.0], "grid_upper_50": [3.0, 5.0, 1.0, 5.0],
+    })
+    coverage = interval_coverage(summary, levels=(0.5,))
+    assert coverage == {"coverage_50": 0.5, "coverage_50_grid": 1.0}
+
+
+def test_point_estimate_predictive_is_plug_in_gaussian(fitted):
+    split, als, _ = fitted
+    users, items = split.test.id_pairs()
+    draws = predictive_draws(als, users[:5], items[:5], rng=1, max_samples=4000)
+    assert draws.shape == (4000, 5)
+    np.testing.assert_allclose(draws.mean(0), als.predict(users[:5], items[:5]), atol=0.05)
+    # sd of 4000 Gaussian draws is within ~3% of sigma.
+    np.testing.assert_allclose(draws.std(0), als.spec.sigma, rtol=0.06)
+
+
+def test_posterior_predictive_is_wider_than_noise_alone(fitted):
+    split, _, gibbs = fitted
+    users, items = split.test.id_pairs()
+    summary = predictive_summary(gibbs, users, items, actual=split.test.rating, rng=0)
+    sigma = gibbs.idata.posterior["sigma"].to_numpy()
+    # Var(rating) = Var(mean) + E[sigma^2] > E[sigma]^2: parameter uncertainty adds width.
+    assert np.median(summary["sd"]) > sigma.mean()
+    assert (summary["lower_90"] <= summary["lower_50"]).all()
+    assert (summary["upper_50"] <= summary["upper_90"]).all()
+    coverage = interval_coverage(summary)
+    # Data drawn from the model: 800 held-out ratings, binomial sd ~1.1-1.8 points.
+    assert abs(coverage["coverage_90"] - 0.9) < 0.05
+    assert abs(coverage["coverage_50"] - 0.5) < 0.07
+
+
+def test_predictions_group(fitted):
+    split, _, gibbs = fitted
+    idata = with_predictions(gibbs, split.test, rng=0)
+    assert "predictions" in idata.groups() and "predictions_constant_data" in idata.groups()
+    assert idata.predictions["rating"].dims == ("chain", "draw", "pair")
+    np.testing.assert_array_equal(idata.predictions_constant_data["held_out_rating"],
+                                  split.test.rating)
+    assert "predictions" not in gibbs.idata.groups()  # the caller's result is untouched
+
+
+def test_score_reports_coverage_for_pmf_results(fitted):
+    split, als, gibbs = fitted
+    scored = bp.score(gibbs, split.train, split.test)
+    assert {"coverage_50", "coverage_90", "coverage_90_grid"} <= set(scored)
+    assert "coverage_50" not in bp.score(bp.fit_global_mean(split.train), split.train, split.test)
