@@ -110,7 +110,9 @@ def _timed(fit: Callable[[], object]) -> tuple[object, float]:
     return model, time.perf_counter() - start
 
 
-def _als_methods(config: FitJobConfig, train: RatingsData) -> list[tuple[str, Callable]]:
+def _als_methods(config: FitJobConfig, split: Split) -> list[tuple[str, Callable]]:
+    train = split.train
+
     def als(spec: PMFSpec, name: str):
         return lambda: als_result(
             fit_als(train, spec, max_sweeps=config.max_sweeps, tol=config.tol,
@@ -122,37 +124,42 @@ def _als_methods(config: FitJobConfig, train: RatingsData) -> list[tuple[str, Ca
     ]
 
 
-def _map_methods(config: FitJobConfig, train: RatingsData) -> list[tuple[str, Callable]]:
+def _map_methods(config: FitJobConfig, split: Split) -> list[tuple[str, Callable]]:
     from .inference import fit_map  # imports PyMC: only when MAP is asked for
 
+    train = split.train
     return [("pmf-map", lambda: fit_map(train, config.pmf_spec, start="als", rng=config.seed,
                                         progress=config.progress))]
 
 
-def _gibbs_methods(config: FitJobConfig, train: RatingsData) -> list[tuple[str, Callable]]:
+def _gibbs_methods(config: FitJobConfig, split: Split) -> list[tuple[str, Callable]]:
     from .gibbs import sample_gibbs
 
+    train, test = split.train, split.test
+    # The held-out set is only watched (running RMSE per sample), never fitted to.
     return [("bpmf-gibbs", lambda: sample_gibbs(
         train, config.pmf_spec, draws=config.draws, tune=config.tune, chains=config.chains,
-        hyper="wishart", rng=config.seed, progress=config.progress))]
+        hyper="wishart", held_out=test, rng=config.seed, progress=config.progress))]
 
 
-def _nuts_methods(config: FitJobConfig, train: RatingsData) -> list[tuple[str, Callable]]:
+def _nuts_methods(config: FitJobConfig, split: Split) -> list[tuple[str, Callable]]:
     from .inference import sample_nuts
 
+    train = split.train
     return [("pmf-nuts", lambda: sample_nuts(
         train, config.pmf_spec, draws=config.draws, tune=config.tune,
         chains=min(config.chains, 2), rng=config.seed, progress=config.progress))]
 
 
-def _advi_methods(config: FitJobConfig, train: RatingsData) -> list[tuple[str, Callable]]:
+def _advi_methods(config: FitJobConfig, split: Split) -> list[tuple[str, Callable]]:
     from .inference import fit_advi
 
+    train = split.train
     return [("pmf-advi", lambda: fit_advi(train, config.pmf_spec, draws=config.draws,
                                           rng=config.seed, progress=config.progress))]
 
 
-METHODS: dict[str, Callable[[FitJobConfig, RatingsData], list[tuple[str, Callable]]]] = {
+METHODS: dict[str, Callable[[FitJobConfig, Split], list[tuple[str, Callable]]]] = {
     "als": _als_methods,
     "map": _map_methods,
     "gibbs": _gibbs_methods,
@@ -174,7 +181,7 @@ def run_fit_job(config: FitJobConfig) -> FitJobOutcome:
                                                     config.lambda_bias)),
     ]
     for method in config.methods:
-        fits.extend(METHODS[method](config, train))
+        fits.extend(METHODS[method](config, split))
     results, models = [], {}
     for name, fit in fits:
         model, seconds = _timed(fit)

@@ -1,0 +1,74 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import norm
+
+import bayes_pmf as bp
+from bayes_pmf.recommend import recommend, seen_items, similar_items
+from bayes_pmf.results import point_result
+
+
+@pytest.fixture()
+def hand_made():
+    """2 users x 4 items, d = 1, mu = 3: E[r] = 3 + U_i V_j, known by hand."""
+    train = bp.RatingsData.from_arrays(["u", "u", "w"], ["a", "d", "b"], [5.0, 1.0, 2.0],
+                                       scale=(1, 5, 0.5))
+    # vocabularies are sorted: users [u, w], items [a, b, d]
+    params = bp.FactorParams(np.array([[1.0], [-1.0]]), np.array([[2.0], [1.0], [-1.0]]), 3.0)
+    spec = bp.PMFSpec(n_factors=1, sigma=0.5)
+    return point_result(params, spec, train, method="hand", seed=None)
+
+
+def test_seen_items_are_excluded_and_order_is_by_score(hand_made):
+    assert list(hand_made.item_ids[seen_items(hand_made, "u")]) == ["a", "d"]
+    top = recommend(hand_made, "u", n=5)
+    assert list(top["item"]) == ["b"]  # the only unseen item
+    top_w = recommend(hand_made, "w", n=5)
+    assert list(top_w["item"]) == ["d", "a"]  # E = 4 and 1
+    assert list(top_w["score"]) == [4.0, 1.0]
+
+
+def test_probability_score_by_hand(hand_made):
+    top = recommend(hand_made, "w", n=1, score="prob", threshold=4.0)
+    # P(r >= 4) with half-star continuity correction: Phi((4 - 3.75) / 0.5)
+    assert top["score"].iloc[0] == pytest.approx(norm.cdf(0.5))
+
+
+def test_unknown_user_gets_flagged_prior_recommendations(hand_made):
+    top = recommend(hand_made, "new", n=3)
+    assert top["cold_user"].all()
+    assert np.allclose(top["score"], 3.0)  # mu, no biases
+
+
+def test_similar_items_by_cosine(hand_made):
+    table = similar_items(hand_made, "a", n=2)
+    assert list(table["item"]) == ["b", "d"]
+    np.testing.assert_allclose(table["similarity"], [1.0, -1.0])
+    with pytest.raises(bp.ConfigError, match="no training ratings"):
+        similar_items(hand_made, "zzz")
+
+
+def test_bad_arguments(hand_made):
+    with pytest.raises(bp.ConfigError, match="score must be"):
+        recommend(hand_made, "u", score="best")
+    with pytest.raises(bp.ConfigError, match="n must be"):
+        recommend(hand_made, "u", n=0)
+
+
+def test_recommend_cli_from_run_folder(fixtures, tmp_path, capsys):
+    from bayes_pmf.cli import main
+
+    run = tmp_path / "run"
+    assert main(["fit", "--json", "--train", str(fixtures / "u1.base"), "--test",
+                 str(fixtures / "u1.test"), "--factors", "2", "--method", "als",
+                 "--out", str(run), "--no-figures"]) == 0
+    capsys.readouterr()
+    assert main(["recommend", "--run", str(run), "--user", "8", "--n", "3", "--json"]) == 0
+    items = json.loads(capsys.readouterr().out)
+    assert len(items) == 3 and {"item", "score"} <= set(items[0])
+    train = pd.read_csv(fixtures / "u1.base", sep="\t", header=None)
+    rated = set(train[train[0] == 8][1])
+    assert not rated & {row["item"] for row in items}
+    assert main(["recommend", "--run", str(tmp_path / "none"), "--user", "8"]) == 2
