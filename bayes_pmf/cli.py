@@ -29,6 +29,13 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
 
 
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--factors", type=int, default=10, help="latent dimension d (default 10)")
+    parser.add_argument("--lambda", dest="lambda_", type=float, default=None,
+                        help="ridge penalty of the factors in PMF with biases (default 15)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayes-pmf",
@@ -41,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit baselines and PMF on a seeded split and print test RMSE/MAE.",
     )
     _add_data_options(fit)
-    fit.add_argument("--factors", type=int, default=10, help="latent dimension d (default 10)")
+    _add_model_options(fit)
     fit.add_argument("--method", action="append",
                      choices=["als", "map", "gibbs", "nuts", "advi"], default=None,
                      help="PMF inference method(s) to run besides the baselines; repeat for "
@@ -51,14 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--tune", type=int, default=150,
                      help="burn-in / tuning sweeps per chain (default 150)")
     fit.add_argument("--chains", type=int, default=4, help="chains (default 4)")
-    fit.add_argument("--lambda", dest="lambda_", type=float, default=None,
-                     help="ridge penalty of the factors in PMF with biases (default 15)")
     fit.add_argument("--max-sweeps", type=int, default=200, help="ALS sweeps at most")
     fit.add_argument("--out", metavar="DIR",
                      help="run folder (default reports/runs/fit-<date>-<time>)")
     fit.add_argument("--json", action="store_true",
                      help="print metrics.json to stdout and nothing else")
-    fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
     fit.add_argument("--no-figures", action="store_true", help="write no PNG figures")
 
     check = commands.add_parser(
@@ -68,13 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "the gradient at the ALS point and wall times.",
     )
     _add_data_options(check)
-    check.add_argument("--factors", type=int, default=10, help="latent dimension d (default 10)")
-    check.add_argument("--lambda", dest="lambda_", type=float, default=None,
-                       help="ridge penalty of the factors (default 15)")
+    _add_model_options(check)
     check.add_argument("--no-cold", action="store_true",
                        help="skip the MAP from a jittered start (slow on large data)")
     check.add_argument("--json", action="store_true", help="print the report as JSON only")
-    check.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     rec = commands.add_parser(
         "recommend", help="top-N unseen items for a user from a run folder",

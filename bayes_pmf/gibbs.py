@@ -48,6 +48,7 @@ from .als import (
     cholesky_solve,
     fit_als,
     map_row_blocks,
+    n_row_blocks,
     normal_equations,
     outer_upper,
 )
@@ -109,9 +110,13 @@ def _sample_side(matrix, targets, other, hyper: _SideHyper, d, biases, tau,
         return np.zeros((matrix.shape[0], 0))
     precision, prior_mean = hyper.blocks(d, biases)
     outer = outer_upper(design)
+    # One child generator per block, spawned in block order: the draws do not depend
+    # on which thread runs which block.
+    block_rngs = rng.spawn(n_row_blocks(matrix, block_rows))
     return map_row_blocks(
         matrix, targets,
-        lambda block, _: sample_rows(block, design, outer, precision, prior_mean, tau, rng),
+        lambda block, k: sample_rows(block, design, outer, precision, prior_mean, tau,
+                                     block_rngs[k]),
         design.shape[1], block_rows)
 
 

@@ -28,7 +28,7 @@ def problem():
 @pytest.fixture(scope="module")
 def long_run(problem):
     _, split = problem
-    return sample_gibbs(split.train, SPEC, draws=600, tune=200, chains=4, hyper="fixed",
+    return sample_gibbs(split.train, SPEC, draws=1500, tune=300, chains=4, hyper="fixed",
                         held_out=split.test, rng=1, progress=False)
 
 
