@@ -55,6 +55,7 @@ def fit_map(
     start: str | FactorParams = "als",
     rng: int | None = 0,
     maxeval: int = 20_000,
+    adaptive: bool = False,
     model: pm.Model | None = None,
     progress: bool = True,
 ) -> PMFResult:
@@ -62,13 +63,15 @@ def fit_map(
 
     ``start``: ``"als"`` (default) — the ALS solution (identity link; for the logistic
     link a jittered start is used, there is no closed-form solver); ``"jitter"`` — a
-    seeded random start; or explicit :class:`FactorParams`. The model can be passed in
-    to reuse its compiled functions.
+    seeded random start; or explicit :class:`FactorParams`. ``adaptive=True`` learns
+    sigma, sigma_u, sigma_v (and the bias scales) jointly with the factors — the PMF
+    paper's adaptive priors; the learned scales are stored in the posterior group. The
+    model can be passed in to reuse its compiled functions.
     """
     spec = spec or PMFSpec()
     if isinstance(start, str) and start not in ("als", "jitter"):
         raise ConfigError(f"start must be 'als', 'jitter' or FactorParams, got {start!r}")
-    model = model or build_model(train, spec)
+    model = model or build_model(train, spec, adaptive=adaptive)
     began = time.perf_counter()
     if isinstance(start, FactorParams):
         initial, start_name = start, "given"
@@ -85,12 +88,17 @@ def fit_map(
                         include_transformed=False, seed=rng)
     map_seconds = time.perf_counter() - began
     params = params_from_point(point, spec, train)
+    learned = {name: float(point[name]) for name in
+               ("sigma", "sigma_u", "sigma_v", "sigma_user_bias", "sigma_item_bias")
+               if adaptive and name in point}
     log.info("MAP from %s start: %.2fs (+%.2fs for the start)", start_name, map_seconds,
              start_seconds)
     return point_result(
-        params, spec, train, method="map", seed=rng,
+        params, spec, train, method="map-adaptive" if adaptive else "map", seed=rng,
         settings={"start": start_name, "maxeval": maxeval, "map_seconds": map_seconds,
-                  "start_seconds": start_seconds, "optimizer": "L-BFGS-B"},
+                  "start_seconds": start_seconds, "optimizer": "L-BFGS-B",
+                  "adaptive": adaptive, "learned_scales": learned},
+        extra_scalars=learned,
     )
 
 

@@ -198,9 +198,11 @@ class PMFResult:
 
 
 def point_result(params: FactorParams, spec: PMFSpec, train: RatingsData, *, method: str,
-                 seed: int | None, settings: dict | None = None) -> PMFResult:
-    """Wrap a point estimate (ALS, MAP) as a chain=1, draw=1 result."""
-    posterior = {}
+                 seed: int | None, settings: dict | None = None,
+                 extra_scalars: dict[str, float] | None = None) -> PMFResult:
+    """Wrap a point estimate (ALS, MAP) as a chain=1, draw=1 result; ``extra_scalars``
+    (e.g. learned sigma) join the posterior group."""
+    posterior = {name: np.asarray(value) for name, value in (extra_scalars or {}).items()}
     if spec.n_factors > 0:
         posterior["U"] = params.user_factors
         posterior["V"] = params.item_factors
