@@ -107,3 +107,70 @@ def similar_items(result: PMFResult, item, *, n: int = 10,
     if item_info is not None and "title" in item_info:
         frame["title"] = item_info["title"].reindex(frame["item"]).to_numpy()
     return frame
+
+
+def fold_in_user(result: PMFResult, items, ratings, *, rng=0) -> np.ndarray:
+    """Factors (and bias) of a NEW user from a handful of ratings, without refitting:
+    (samples x d[+1]) draws of w = [U_new, b_new] given each posterior draw of the items.
+
+    Point results (ALS, MAP) get the ridge solution given V (the ALS user update with the
+    spec's penalties); sampled results draw w from its Gaussian conditional given each
+    draw's V, item biases, mu and sigma (the Gibbs user update), so the new user's
+    uncertainty is carried into predictions. Use :func:`predict_folded` to predict.
+    """
+    from .als import cholesky_solve, batched_cholesky
+
+    item_idx = result.item_ids.get_indexer(pd.Index(items))
+    if (item_idx < 0).any():
+        unknown = pd.Index(items)[item_idx < 0][0]
+        raise ConfigError(f"fold-in item {unknown!r} has no training ratings in this model")
+    ratings = np.asarray(ratings, dtype=float)
+    if len(ratings) != len(item_idx) or len(ratings) == 0:
+        raise ConfigError("give one rating per item, at least one")
+    draws, spec = result.draws, result.spec
+    n_samples, d = result.n_samples, spec.n_factors
+    V = draws["V"][:, item_idx] if "V" in draws else np.zeros((n_samples, len(item_idx), 0))
+    design = np.concatenate([V, np.ones((n_samples, len(item_idx), 1))], axis=2) \
+        if spec.biases else V
+    offset = np.zeros((n_samples, len(item_idx)))
+    if "mu" in draws:
+        offset += draws["mu"][:, None]
+    if "item_bias" in draws:
+        offset += draws["item_bias"][:, item_idx]
+    sigma = _sigma_draws(result)
+    factor_scale = draws["sigma_u"] if "sigma_u" in draws else np.full(n_samples, spec.sigma_u)
+    bias_scale = draws["sigma_user_bias"] if "sigma_user_bias" in draws \
+        else np.full(n_samples, spec.sigma_user_bias)
+    prior = np.concatenate([np.repeat((1 / factor_scale**2)[:, None], d, axis=1),
+                            (1 / bias_scale**2)[:, None]], axis=1)[:, : design.shape[2]]
+    tau = 1 / sigma**2
+    precision = tau[:, None, None] * np.einsum("sjp,sjq->spq", design, design)
+    precision[:, np.arange(design.shape[2]), np.arange(design.shape[2])] += prior
+    shift = tau[:, None] * np.einsum("sjp,sj->sp", design, ratings[None] - offset)
+    chol = batched_cholesky(precision, "fold-in precision")
+    if n_samples == 1:
+        return cholesky_solve(chol, shift)
+    noise = np.einsum("spq,sq->sp", chol, np.random.default_rng(rng).standard_normal(shift.shape))
+    return cholesky_solve(chol, shift + noise)
+
+
+def predict_folded(result: PMFResult, folded: np.ndarray, items) -> np.ndarray:
+    """Posterior-mean predicted ratings of the folded-in user for ``items``."""
+    item_idx = result.item_ids.get_indexer(pd.Index(items))
+    known = item_idx >= 0
+    safe = np.maximum(item_idx, 0)
+    draws, d = result.draws, result.spec.n_factors
+    eta = np.zeros((result.n_samples, len(item_idx)))
+    if "mu" in draws:
+        eta += draws["mu"][:, None]
+    if "item_bias" in draws:
+        eta += np.where(known, draws["item_bias"][:, safe], 0.0)
+    if result.spec.biases:
+        eta += folded[:, [d]]
+    if "V" in draws:
+        eta += np.where(known, np.einsum("sk,sjk->sj", folded[:, :d], draws["V"][:, safe]), 0.0)
+    if result.spec.link == "logistic":
+        from .objective import sigmoid
+
+        eta = result.scale.from_unit(sigmoid(eta))
+    return eta.mean(axis=0)
