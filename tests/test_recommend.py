@@ -57,21 +57,65 @@ def test_bad_arguments(hand_made):
         recommend(hand_made, "u", n=0)
 
 
-def test_recommend_cli_from_run_folder(fixtures, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    from pathlib import Path
+
     from bayes_pmf.cli import main
 
-    run = tmp_path / "run"
+    fixtures = Path(__file__).parent / "fixtures"
+    run = tmp_path_factory.mktemp("rec") / "run"
     assert main(["fit", "--json", "--train", str(fixtures / "u1.base"), "--test",
                  str(fixtures / "u1.test"), "--factors", "2", "--method", "als",
                  "--out", str(run), "--no-figures"]) == 0
+    return run
+
+
+def test_recommend_cli_from_run_folder(fixtures, run_folder, tmp_path, capsys):
+    from bayes_pmf.cli import main
+
     capsys.readouterr()
-    assert main(["recommend", "--run", str(run), "--user", "8", "--n", "3", "--json"]) == 0
+    assert main(["recommend", "--run", str(run_folder), "--user", "8", "--n", "3",
+                 "--json"]) == 0
     items = json.loads(capsys.readouterr().out)
     assert len(items) == 3 and {"item", "score"} <= set(items[0])
     train = pd.read_csv(fixtures / "u1.base", sep="\t", header=None)
     rated = set(train[train[0] == 8][1])
     assert not rated & {row["item"] for row in items}
     assert main(["recommend", "--run", str(tmp_path / "none"), "--user", "8"]) == 2
+
+
+def test_recommend_cli_many_users_new_user_and_similar(fixtures, run_folder, tmp_path,
+                                                       capsys):
+    from bayes_pmf.cli import main
+
+    capsys.readouterr()
+    assert main(["recommend", "--run", str(run_folder), "--user", "8", "--user", "99999",
+                 "--n", "2", "--json"]) == 0
+    rows = pd.DataFrame(json.loads(capsys.readouterr().out))
+    assert rows.groupby("user").size().to_dict() == {8: 2, 99999: 2}
+    assert rows.set_index("user")["cold_user"].groupby(level=0).all().to_dict() == {
+        8: False, 99999: True}
+
+    mine = tmp_path / "me.csv"
+    mine.write_text("item,rating\n1,5\n2,4\n3,1\n")
+    assert main(["recommend", "--run", str(run_folder), "--new-user", str(mine), "--n", "4",
+                 "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 4 and not {1, 2, 3} & {row["item"] for row in rows}
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("item,rating\n1,five\n")
+    assert main(["recommend", "--run", str(run_folder), "--new-user", str(bad)]) == 2
+    assert "line 2 holds 'five'" in capsys.readouterr().err
+
+    assert main(["similar", "--run", str(run_folder), "--item", "1", "--n", "3",
+                 "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["rank"] for row in rows] == [1, 2, 3] and 1 not in {r["item"] for r in rows}
+    assert rows[0]["similarity"] >= rows[-1]["similarity"]
+    assert main(["similar", "--run", str(run_folder), "--user", "8"]) == 0
+    assert "users most similar to 8" in capsys.readouterr().out
 
 
 def test_fold_in_matches_a_full_refit(synthetic):
@@ -114,3 +158,75 @@ def test_fold_in_on_a_posterior_carries_uncertainty(synthetic):
     # Two ratings leave the new user's factors far more uncertain than forty.
     assert few[:, :-1].std(axis=0).mean() > many[:, :-1].std(axis=0).mean()
     assert np.all(np.isfinite(predict_folded(posterior, few, items)))
+
+
+def test_many_users_at_once_equal_one_at_a_time(hand_made):
+    from bayes_pmf.recommend import recommend_many
+
+    many = recommend_many(hand_made, ["w", "new", "u"], n=5)
+    for user in ("w", "new", "u"):
+        one = recommend(hand_made, user, n=5)
+        mine = many[many["user"] == user].reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, one)
+    assert list(many["user"].drop_duplicates()) == ["w", "new", "u"]  # input order kept
+    assert many.loc[many["user"] == "new", "cold_user"].all()
+    assert not many.loc[many["user"] != "new", "cold_user"].any()
+    with pytest.raises(bp.ConfigError, match="distinct"):
+        recommend_many(hand_made, ["u", "u"])
+
+
+@pytest.fixture(scope="module")
+def small_posterior():
+    from bayes_pmf.gibbs import sample_gibbs
+
+    spec = bp.PMFSpec(n_factors=2, sigma=0.5, biases=True)
+    truth = bp.make_synthetic(40, 30, 500, spec, rng=3)
+    return sample_gibbs(truth.data, spec, draws=30, tune=20, chains=2, progress=False, rng=1)
+
+
+def test_vectorised_scores_match_per_draw_predictions(small_posterior):
+    """Each score from score_matrix against the same statistic of mean_draws computed
+    pair by pair: the closed-form posterior mean, the blocked prob/quantile paths."""
+    from bayes_pmf.recommend import score_matrix
+
+    result = small_posterior
+    users = list(result.user_ids[:7]) + ["never-seen"]
+    pairs_u = np.repeat(np.array(users, dtype=object), len(result.item_ids))
+    pairs_i = np.tile(result.item_ids, len(users))
+    draws = result.mean_draws(pairs_u, pairs_i, unknown="prior").reshape(
+        result.n_samples, len(users), -1)
+    np.testing.assert_allclose(score_matrix(result, users), draws.mean(axis=0), atol=1e-10)
+    np.testing.assert_allclose(score_matrix(result, users, score="quantile", quantile=0.2),
+                               np.quantile(draws, 0.2, axis=0), atol=1e-10)
+    sigma = result.draws["sigma"] if "sigma" in result.draws else result.spec.sigma
+    step = result.scale.step or 0.0
+    expected = norm.cdf((draws - (4.0 - step / 2)) / np.reshape(sigma, (-1, 1, 1))).mean(0)
+    np.testing.assert_allclose(score_matrix(result, users, score="prob"), expected, atol=1e-10)
+    thompson = score_matrix(result, users, score="thompson", rng=5)
+    # every row is one whole posterior draw of that user's expected ratings
+    for row, user in enumerate(users):
+        assert np.any(np.all(np.isclose(draws[:, row], thompson[row]), axis=1))
+    np.testing.assert_array_equal(thompson, score_matrix(result, users, score="thompson",
+                                                         rng=5))
+
+
+def test_similar_users_by_cosine(hand_made):
+    from bayes_pmf.recommend import similar_users
+
+    table = similar_users(hand_made, "u", n=3)
+    assert list(table["user"]) == ["w"]
+    np.testing.assert_allclose(table["similarity"], [-1.0])  # U = +1 and -1
+
+
+def test_new_user_recommendations_exclude_what_they_rated(synthetic):
+    from bayes_pmf.recommend import fold_in_user, predict_folded, recommend_new_user
+
+    als = bp.als_result(bp.fit_als(synthetic.data, synthetic.spec, progress=False),
+                        synthetic.data)
+    items, ratings = als.item_ids[:6], [5.0, 4.0, 1.0, 2.0, 5.0, 3.0]
+    top = recommend_new_user(als, items, ratings, n=len(als.item_ids))
+    assert len(top) == len(als.item_ids) - 6
+    assert not set(top["item"]) & set(items)
+    expected = predict_folded(als, fold_in_user(als, items, ratings), top["item"])
+    np.testing.assert_allclose(top["score"], expected)
+    assert np.all(np.diff(top["score"]) <= 0)
