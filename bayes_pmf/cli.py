@@ -2,6 +2,7 @@
 
     bayes-pmf fit [--data PATH | --train PATH --test PATH] [--method als|map|gibbs|nuts|advi]
                   [--factors D] [--seed S] [--test-fraction F] [--out DIR] [--json]
+    bayes-pmf report [--config config.toml | fit options] [--out DIR]   Markdown + HTML report
     bayes-pmf check-map [data options] [--json]     PyMC MAP vs the NumPy ALS reference
     bayes-pmf recommend --run DIR (--user ID [--user ID ...] | --new-user CSV) [--n 10]
                         [--score mean|prob|quantile|thompson] [--json]
@@ -32,6 +33,21 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
 
 
+def _add_job_options(parser: argparse.ArgumentParser) -> None:
+    _add_data_options(parser)
+    _add_model_options(parser)
+    parser.add_argument("--method", action="append",
+                        choices=["als", "map", "gibbs", "nuts", "advi"], default=None,
+                        help="PMF inference method(s) to run besides the baselines; repeat "
+                             "for several (default: als and gibbs)")
+    parser.add_argument("--draws", type=int, default=200,
+                        help="posterior draws per chain for gibbs/nuts/advi (default 200)")
+    parser.add_argument("--tune", type=int, default=150,
+                        help="burn-in / tuning sweeps per chain (default 150)")
+    parser.add_argument("--chains", type=int, default=4, help="chains (default 4)")
+    parser.add_argument("--max-sweeps", type=int, default=200, help="ALS sweeps at most")
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--factors", type=int, default=10, help="latent dimension d (default 10)")
     parser.add_argument("--lambda", dest="lambda_", type=float, default=None,
@@ -50,23 +66,28 @@ def build_parser() -> argparse.ArgumentParser:
         "fit", help="fit baselines and PMF, score them on held-out ratings, write a run folder",
         description="Fit baselines and PMF on a seeded split and print test RMSE/MAE.",
     )
-    _add_data_options(fit)
-    _add_model_options(fit)
-    fit.add_argument("--method", action="append",
-                     choices=["als", "map", "gibbs", "nuts", "advi"], default=None,
-                     help="PMF inference method(s) to run besides the baselines; repeat for "
-                          "several (default: als and gibbs)")
-    fit.add_argument("--draws", type=int, default=200,
-                     help="posterior draws per chain for gibbs/nuts/advi (default 200)")
-    fit.add_argument("--tune", type=int, default=150,
-                     help="burn-in / tuning sweeps per chain (default 150)")
-    fit.add_argument("--chains", type=int, default=4, help="chains (default 4)")
-    fit.add_argument("--max-sweeps", type=int, default=200, help="ALS sweeps at most")
+    _add_job_options(fit)
     fit.add_argument("--out", metavar="DIR",
                      help="run folder (default reports/runs/fit-<date>-<time>)")
     fit.add_argument("--json", action="store_true",
                      help="print metrics.json to stdout and nothing else")
     fit.add_argument("--no-figures", action="store_true", help="write no PNG figures")
+
+    report = commands.add_parser(
+        "report", help="write a reproducibility report (Markdown + HTML) under reports/",
+        description="Run the main job, the MAP-vs-ALS cross-check and the diagnostics and "
+                    "write report.md, report.html, config.toml, metrics.json, figures and "
+                    "models into one folder. Settings come from the options below or from "
+                    "--config (a config.toml of an earlier report), not both.",
+    )
+    report.add_argument("--config", metavar="TOML", help="settings file (see config.toml "
+                                                         "in any report folder)")
+    _add_job_options(report)
+    report.add_argument("--title", help="report title")
+    report.add_argument("--no-crosscheck", action="store_true",
+                        help="skip the PyMC MAP vs ALS cross-check")
+    report.add_argument("--out", metavar="DIR",
+                        help="report folder (default reports/report-<date>-<time>)")
 
     check = commands.add_parser(
         "check-map", help="cross-check PyMC's MAP against the NumPy ALS reference",
@@ -116,8 +137,45 @@ def _job_config(args: argparse.Namespace, **overrides):
         data=args.data, train=args.train, test=args.test, n_factors=args.factors,
         seed=args.seed, test_fraction=args.test_fraction,
         lambda_=DEFAULT_LAMBDA if args.lambda_ is None else args.lambda_,
-        progress=not (args.no_progress or args.json), **overrides,
+        progress=not (args.no_progress or getattr(args, "json", False)), **overrides,
     )
+
+
+def _fit_job_config(args: argparse.Namespace):
+    return _job_config(args, methods=tuple(args.method or ("als", "gibbs")),
+                       max_sweeps=args.max_sweeps, draws=args.draws, tune=args.tune,
+                       chains=args.chains)
+
+
+_JOB_FLAGS = ("data", "train", "test", "test_fraction", "seed", "factors", "lambda_", "method",
+              "draws", "tune", "chains", "max_sweeps", "title")
+
+
+def _report(args: argparse.Namespace) -> int:
+    import time
+    from dataclasses import replace
+
+    from .config_file import ReportConfig, read_config
+    from .errors import ConfigError
+    from .report import write_report
+
+    if args.config:
+        defaults = build_parser().parse_args(["report"])
+        given = [f for f in _JOB_FLAGS if getattr(args, f) != getattr(defaults, f)]
+        if given:
+            flags = ", ".join("--" + f.rstrip("_").replace("_", "-") for f in given)
+            raise ConfigError(f"--config holds the settings; edit the file instead of "
+                              f"giving {flags}")
+        config = read_config(args.config)
+        config = replace(config, job=replace(config.job, progress=not args.no_progress))
+    else:
+        config = ReportConfig(job=_fit_job_config(args),
+                              title=args.title or ReportConfig().title)
+    if args.no_crosscheck:
+        config = replace(config, crosscheck=False)
+    out = write_report(config, args.out or time.strftime("reports/report-%Y%m%d-%H%M%S"))
+    print(f"report: {out / 'report.md'} and {out / 'report.html'}")
+    return 0
 
 
 def _check_map(args: argparse.Namespace) -> int:
@@ -146,10 +204,7 @@ def _fit(args: argparse.Namespace) -> int:
     from .jobs import default_run_dir, run_fit_job
     from .runfolder import metrics_json, write_run_folder
 
-    config = _job_config(args, methods=tuple(args.method or ("als", "gibbs")),
-                         max_sweeps=args.max_sweeps, draws=args.draws, tune=args.tune,
-                         chains=args.chains)
-    outcome = run_fit_job(config)
+    outcome = run_fit_job(_fit_job_config(args))
     figures = None
     if not args.no_figures:
         from .figures import run_figures
@@ -188,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        commands = {"fit": _fit, "check-map": _check_map, "recommend": run_recommend,
+        commands = {"fit": _fit, "report": _report, "check-map": _check_map, "recommend": run_recommend,
                     "similar": run_similar}
         return commands[args.command](args)
     except BayesPMFError as exc:

@@ -47,7 +47,7 @@ class FitJobConfig:
     draws: int = 200  # per chain, for the sampling methods
     tune: int = 150
     chains: int = 4
-    progress: bool = True
+    progress: bool = field(default=True, compare=False)  # display only, not a setting
 
     def __post_init__(self) -> None:
         if (self.train is None) != (self.test is None):

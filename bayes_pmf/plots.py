@@ -6,22 +6,22 @@ from __future__ import annotations
 
 import warnings
 
-import matplotlib
+# No matplotlib.use() here: choosing the backend is the application's business (a
+# notebook's inline backend must survive importing bayes_pmf; headless runs fall back
+# to Agg by themselves).
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .data import RatingsData  # noqa: E402
-from .evaluation import train_counts_of_test_users  # noqa: E402
-from .metrics import ACTIVITY_EDGES, activity_bucket, activity_labels  # noqa: E402
-from .predictive import predictive_draws, predictive_summary  # noqa: E402
-from .results import PMFResult  # noqa: E402
+from .data import RatingsData 
+from .evaluation import train_counts_of_test_users 
+from .metrics import ACTIVITY_EDGES, activity_bucket, activity_labels 
+from .predictive import predictive_draws, predictive_summary 
+from .results import PMFResult 
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=FutureWarning)
-    import arviz as az  # noqa: E402
+    import arviz as az 
 
 STARS = "rating (stars)"
 

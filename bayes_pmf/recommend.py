@@ -314,15 +314,20 @@ def _folded_draws(result: PMFResult, folded: np.ndarray) -> tuple[np.ndarray, np
     return folded[:, None, :d], bias
 
 
-def predict_folded(result: PMFResult, folded: np.ndarray, items) -> np.ndarray:
-    """Posterior-mean predicted ratings of the folded-in user for ``items``, which must
-    be known to the model (an unknown item would have no factors to pair with)."""
+def folded_rating_draws(result: PMFResult, folded: np.ndarray, items) -> np.ndarray:
+    """(samples x items) draws of the folded-in user's expected rating for ``items``,
+    which must be known to the model (an unknown item has no factors to pair with)."""
     item_idx = result.item_ids.get_indexer(pd.Index(items))
     if (item_idx < 0).any():
         raise UnknownIdError(f"item {pd.Index(items)[item_idx < 0][0]!r} has no training "
                              f"ratings in this model")
     factors, bias = _folded_draws(result, folded)
-    return _expected_rating_draws(result, factors, bias)[:, 0, item_idx].mean(axis=0)
+    return _expected_rating_draws(result, factors, bias)[:, 0, item_idx]
+
+
+def predict_folded(result: PMFResult, folded: np.ndarray, items) -> np.ndarray:
+    """Posterior-mean predicted ratings of the folded-in user for ``items``."""
+    return folded_rating_draws(result, folded, items).mean(axis=0)
 
 
 def recommend_new_user(result: PMFResult, items, ratings, *, n: int = 10,

@@ -13,7 +13,7 @@ EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.py"))
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_runs(script, tmp_path):
     args = [sys.executable, str(script)]
-    if script.name == "posterior_diagnostics.py":
+    if script.name in ("posterior_diagnostics.py", "write_report.py"):
         args.append(str(tmp_path))
     proc = subprocess.run(args, capture_output=True, text=True, timeout=600,
                           env={"MPLBACKEND": "Agg", **__import__("os").environ})
