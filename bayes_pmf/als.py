@@ -77,13 +77,32 @@ def cholesky_solve(chol: np.ndarray, rhs: np.ndarray) -> np.ndarray:
 
 
 def batched_cholesky(matrices: np.ndarray, what: str) -> np.ndarray:
+    """Cholesky factors of a stack of SPD matrices; NumericalError naming the first bad
+    one instead of NaN factors."""
     try:
-        return np.linalg.cholesky(matrices)
+        chol = np.linalg.cholesky(matrices)
     except np.linalg.LinAlgError as exc:
+        bad = _first_not_positive_definite(matrices)
         raise NumericalError(
-            f"singular or indefinite {what} (a row with fewer ratings than latent factors "
-            "and a zero/tiny penalty, or non-finite inputs); use a positive lambda"
+            f"{what} not positive definite{bad} (a row with fewer ratings than latent "
+            "factors and a zero/tiny penalty lambda, or non-finite inputs); use a larger "
+            "positive lambda"
         ) from exc
+    if not np.isfinite(chol).all():
+        raise NumericalError(f"{what}: non-finite Cholesky factor (overflow); the ratings or "
+                             "factors are too large for float64, or lambda is too small")
+    return chol
+
+
+def _first_not_positive_definite(matrices: np.ndarray) -> str:
+    if matrices.ndim == 2:
+        return ""
+    for position, matrix in enumerate(matrices):
+        try:
+            np.linalg.cholesky(matrix)
+        except np.linalg.LinAlgError:
+            return f" (block row {position}, diagonal {np.round(np.diag(matrix), 6).tolist()[:6]})"
+    return ""
 
 
 def normal_equations(

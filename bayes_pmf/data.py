@@ -91,8 +91,9 @@ class RatingScale:
     def off_grid(self, ratings: np.ndarray) -> np.ndarray:
         if self.step is None or not math.isfinite(self.min):
             return np.zeros(ratings.shape, dtype=bool)
-        steps = (ratings - self.min) / self.step
-        return np.abs(steps - np.round(steps)) > 1e-6
+        with np.errstate(invalid="ignore"):  # inf/NaN are reported as such, not here
+            steps = (ratings - self.min) / self.step
+            return np.abs(steps - np.round(steps)) > 1e-6
 
     def clip(self, predictions: np.ndarray) -> np.ndarray:
         return np.clip(predictions, self.min, self.max)
@@ -150,7 +151,8 @@ def _describe_rows(frame: pd.DataFrame, mask: np.ndarray, column: str) -> str:
     label = _plain(frame.index[first])
     value = _plain(frame[column].iloc[first])
     noun = "row" if len(positions) == 1 else "rows"
-    return f"{len(positions)} {noun}, e.g. row {label!r} (value {value!r})"
+    where = frame.index.name if frame.index.name == "line" else "row"  # file loaders
+    return f"{len(positions)} {noun}, e.g. {where} {label!r} (value {value!r})"
 
 
 def _check_id_column(frame: pd.DataFrame, column: str) -> None:

@@ -62,20 +62,43 @@ def _seed_of(rng) -> int | None:
     return int(rng) if isinstance(rng, (int, np.integer)) else None
 
 
-def _make(data: RatingsData, test_mask: np.ndarray, method: str, settings: dict) -> Split:
+COLD_USER_POLICIES = ("keep", "error")
+
+
+def _make(data: RatingsData, test_mask: np.ndarray, method: str, settings: dict,
+          cold_users: str = "keep") -> Split:
+    """The split; with ``cold_users="error"``, a ConfigError if some user's ratings all
+    landed in the test part (by default they are kept and counted as cold start)."""
+    if cold_users not in COLD_USER_POLICIES:
+        raise ConfigError(f"cold_users must be one of {COLD_USER_POLICIES}, got {cold_users!r}")
     n_test = int(test_mask.sum())
     if n_test == 0 or n_test == len(test_mask):
         raise ConfigError(
             f"{method} split of {len(test_mask)} ratings left "
             f"{'no test' if n_test == 0 else 'no training'} ratings; change the fraction"
         )
+    if cold_users == "error":
+        in_train = np.bincount(data.user_idx[~test_mask], minlength=data.n_users)
+        stranded = np.flatnonzero(in_train == 0)
+        if len(stranded):
+            raise ConfigError(
+                f"{method} split leaves {len(stranded)} user(s) with no training ratings, "
+                f"e.g. user {_plain(data.user_ids[stranded[0]])!r}; use per_user_split "
+                f"(keeps >= 1 training rating per user) or cold_users='keep' to score them "
+                f"as cold start")
     return Split(data.take(~test_mask), data.take(test_mask), method, settings)
 
 
-def random_split(data: RatingsData, test_fraction: float = 0.1, rng=0) -> Split:
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def random_split(data: RatingsData, test_fraction: float = 0.1, rng=0, *,
+                 cold_users: str = "keep") -> Split:
     """Hold out exactly round(test_fraction * N) ratings chosen uniformly at random.
 
-    Users or items whose only ratings land in test become cold-start cases (counted).
+    Users or items whose only ratings land in test become cold-start cases (counted);
+    ``cold_users="error"`` refuses a split that strands a user instead.
     """
     _check_fraction(test_fraction)
     generator = np.random.default_rng(rng)
@@ -83,7 +106,7 @@ def random_split(data: RatingsData, test_fraction: float = 0.1, rng=0) -> Split:
     test_mask = np.zeros(data.n_ratings, dtype=bool)
     test_mask[generator.permutation(data.n_ratings)[:n_test]] = True
     return _make(data, test_mask, "random",
-                 {"test_fraction": test_fraction, "seed": _seed_of(rng)})
+                 {"test_fraction": test_fraction, "seed": _seed_of(rng)}, cold_users)
 
 
 def per_user_split(
@@ -126,7 +149,8 @@ def per_user_split(
     return _make(data, test_mask, "per-user", settings)
 
 
-def temporal_split(data: RatingsData, test_fraction: float = 0.1) -> Split:
+def temporal_split(data: RatingsData, test_fraction: float = 0.1, *,
+                   cold_users: str = "keep") -> Split:
     """The latest ``test_fraction`` of ratings by timestamp are the test set (ties broken
     by input order, so the split is deterministic). Needs timestamps."""
     _check_fraction(test_fraction)
@@ -138,10 +162,11 @@ def temporal_split(data: RatingsData, test_fraction: float = 0.1) -> Split:
     test_mask[order[data.n_ratings - n_test:]] = True
     cutoff = data.timestamp[order[data.n_ratings - n_test]]
     return _make(data, test_mask, "temporal",
-                 {"test_fraction": test_fraction, "cutoff_timestamp": cutoff.item()})
+                 {"test_fraction": test_fraction, "cutoff_timestamp": cutoff.item()},
+                 cold_users)
 
 
-def kfold(data: RatingsData, k: int = 5, rng=0) -> Iterator[Split]:
+def kfold(data: RatingsData, k: int = 5, rng=0, *, cold_users: str = "keep") -> Iterator[Split]:
     """k random folds; fold f is the test set of the f-th split. Folds partition the data."""
     if not isinstance(k, int) or k < 2:
         raise ConfigError(f"k must be an integer >= 2, got {k!r}")
@@ -152,4 +177,4 @@ def kfold(data: RatingsData, k: int = 5, rng=0) -> Iterator[Split]:
     fold_of[generator.permutation(data.n_ratings)] = np.arange(data.n_ratings) % k
     for fold in range(k):
         yield _make(data, fold_of == fold, "k-fold",
-                    {"k": k, "fold": fold, "seed": _seed_of(rng)})
+                    {"k": k, "fold": fold, "seed": _seed_of(rng)}, cold_users)

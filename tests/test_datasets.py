@@ -65,7 +65,7 @@ def test_file_errors_are_clear(tmp_path):
 def test_file_row_errors_name_the_line(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("user,item,rating\n1,1,4\n1,2,abc\n2,1,3\n")
-    with pytest.raises(Exception, match=r"row 3 \(value 'abc'\)"):
+    with pytest.raises(Exception, match=r"line 3 \(value 'abc'\)"):
         load_ratings(path)
 
 

@@ -1,0 +1,142 @@
+"""Every bad input the package must reject, with the error type and the words the
+message must contain (the problem, the column or argument, one offending example).
+
+One table drives the tests (tests/test_bad_input.py) and the README's "Bad input"
+section (``python tests/bad_input_cases.py`` prints it), so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+import bayes_pmf as bp
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def frame(**overrides) -> pd.DataFrame:
+    base = {"user": ["a", "a", "b", "b", "c"], "item": [1, 2, 1, 3, 2],
+            "rating": [4.0, 3.0, 5.0, 2.0, 1.0]}
+    base.update(overrides)
+    return pd.DataFrame(base)
+
+
+def _write(tmp: Path, name: str, text: str) -> Path:
+    path = tmp / name
+    path.write_text(text)
+    return path
+
+
+def _fitted() -> bp.PMFResult:
+    data = bp.RatingsData.from_frame(frame())
+    return bp.als_result(bp.fit_als(data, bp.PMFSpec(n_factors=1), progress=False), data)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str  # what is wrong, as a reader would say it
+    entry: str  # the public entry point
+    run: Callable[[Path], object]  # raises; gets a temporary folder
+    error: type
+    words: tuple[str, ...]  # all must appear in the message
+
+
+CASES = [
+    Case("NaN rating", "RatingsData.from_frame", lambda t: bp.RatingsData.from_frame(
+        frame(rating=[4.0, np.nan, 5.0, 2.0, 1.0])), bp.RatingsDataError,
+         ("'rating'", "NaN", "row 1")),
+    Case("infinite rating", "RatingsData.from_frame", lambda t: bp.RatingsData.from_frame(
+        frame(rating=[4.0, np.inf, 5.0, 2.0, 1.0])), bp.RatingsDataError,
+         ("'rating'", "inf", "row 1")),
+    Case("rating off the declared scale", "RatingsData.from_frame",
+         lambda t: bp.RatingsData.from_frame(frame(rating=[4.0, 3.0, 7.0, 2.0, 1.0]),
+                                             scale=(1, 5, 1)),
+         bp.RatingsDataError, ("'rating'", "7.0", "outside the declared scale", "[1, 5]")),
+    Case("non-numeric rating", "RatingsData.from_frame", lambda t: bp.RatingsData.from_frame(
+        frame(rating=["4", "three", "5", "2", "1"])), bp.RatingsDataError,
+         ("'rating'", "'three'", "numeric")),
+    Case("duplicate (user, item) pair", "RatingsData.from_frame",
+         lambda t: bp.RatingsData.from_frame(frame(item=[1, 1, 1, 3, 2])),
+         bp.RatingsDataError, ("duplicate", "'a'", "duplicates=")),
+    Case("empty table", "RatingsData.from_frame",
+         lambda t: bp.RatingsData.from_frame(frame().iloc[:0]), bp.RatingsDataError,
+         ("empty",)),
+    Case("missing column", "RatingsData.from_frame",
+         lambda t: bp.RatingsData.from_frame(frame().drop(columns="rating")),
+         bp.RatingsDataError, ("['rating']", "lacks")),
+    Case("mixed id types", "RatingsData.from_frame", lambda t: bp.RatingsData.from_frame(
+        frame(user=["a", 1, "b", "b", "c"])), bp.RatingsDataError, ("'user'", "mixes id types", "(value 1)")),
+    Case("missing id", "RatingsData.from_frame", lambda t: bp.RatingsData.from_frame(
+        frame(item=[1, None, 1, 3, 2])), bp.RatingsDataError, ("'item'", "missing")),
+    Case("empty file", "load_ratings", lambda t: bp.load_ratings(_write(t, "e.csv", "")),
+         bp.RatingsFileError, ("empty", "e.csv")),
+    Case("header but no rows", "load_ratings",
+         lambda t: bp.load_ratings(_write(t, "h.csv", "user,item,rating\n")),
+         bp.RatingsFileError, ("no rows", "h.csv")),
+    Case("wrong delimiter (one column)", "load_ratings",
+         lambda t: bp.load_ratings(_write(t, "d.csv", "user item rating\n1 2 3\n4 5 6\n"
+                                           .replace(" ", "#"))),
+         bp.RatingsFileError, ("d.csv", "layout")),
+    Case("unrecognised header", "load_ratings",
+         lambda t: bp.load_ratings(_write(t, "w.csv", "who,what,score\n1,2,3\n")),
+         bp.RatingsFileError, ("w.csv", "user ids", "['who', 'what', 'score']")),
+    Case("bad value in a file names its line", "load_ratings",
+         lambda t: bp.load_ratings(_write(t, "v.csv", "user,item,rating\n1,2,3\n1,3,x\n")),
+         bp.RatingsDataError, ("'rating'", "line 3", "'x'")),
+    Case("missing file", "load_ratings", lambda t: bp.load_ratings(t / "nope.csv"),
+         bp.RatingsFileError, ("not found", "nope.csv")),
+    Case("unknown user at prediction", "PMFResult.predict",
+         lambda t: _fitted().predict(["a", "zoe"], [1, 2]), bp.UnknownIdError,
+         ("user 'zoe'", "unknown='prior'")),
+    Case("unknown item at prediction", "PMFResult.predict",
+         lambda t: _fitted().predict(["a"], [99]), bp.UnknownIdError,
+         ("item 99", "unknown='prior'")),
+    Case("latent dimension d <= 0", "PMFSpec", lambda t: bp.PMFSpec(n_factors=-1),
+         bp.ConfigError, ("n_factors", "-1")),
+    Case("negative lambda", "PMFSpec.from_lambdas",
+         lambda t: bp.PMFSpec.from_lambdas(5, -1.0), bp.ConfigError, ("lambda_u", "-1.0")),
+    Case("sigma <= 0", "PMFSpec", lambda t: bp.PMFSpec(sigma=0.0), bp.ConfigError,
+         ("sigma", "0.0")),
+    Case("test fraction outside (0, 1)", "random_split",
+         lambda t: bp.random_split(bp.RatingsData.from_frame(frame()), 1.5),
+         bp.ConfigError, ("test_fraction", "1.5")),
+    Case("split leaves a user without training ratings, when asked not to",
+         "random_split(..., cold_users='error')",
+         lambda t: bp.random_split(bp.RatingsData.from_frame(frame()), 0.5, rng=1,
+                                   cold_users="error"),
+         bp.ConfigError, ("no training ratings", "user")),
+    Case("near-singular system (tiny lambda, rank-deficient data)", "fit_als",
+         lambda t: bp.fit_als(bp.RatingsData.from_frame(frame()),
+                              bp.PMFSpec.from_lambdas(4, 1e-300), progress=False),
+         bp.NumericalError, ("not positive definite", "block row", "lambda")),
+    Case("truncated or foreign result file", "load_result",
+         lambda t: bp.load_result(_write(t, "r.nc", "not netcdf")), bp.ResultFileError,
+         ("r.nc", "not NetCDF")),
+]
+
+
+def markdown_table() -> str:
+    import tempfile
+
+    rows = ["| bad input | entry point | error | message (example) |", "|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as folder:
+        for case in CASES:
+            try:
+                case.run(Path(folder))
+            except case.error as exc:
+                message = (str(exc).replace(folder + "/", "").replace("|", "\\|")
+                           .replace("\n", " "))
+                rows.append(f"| {case.name} | `{case.entry}` | `{case.error.__name__}` | "
+                            f"{message} |")
+            else:
+                raise AssertionError(f"{case.name}: no error")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
