@@ -259,6 +259,7 @@ def make_synthetic(
     *,
     activity_exponent: float = 0.8,
     mu: float = 3.5,
+    constrained_sigma_w: float | None = None,
     rng: int | np.random.Generator | None = 0,
 ) -> SyntheticRatings:
     """Ratings r_ij = mu + b_i + c_j + U_i.V_j + sigma * eps on distinct random pairs.
@@ -267,6 +268,10 @@ def make_synthetic(
     ``spec.biases``; user and item activity follow a Zipf-like law with the given
     exponent (0 = uniform). Ratings are continuous and unbounded (no rounding), exactly
     the Gaussian model. Works up to ~10^7 ratings in memory proportional to n_ratings.
+
+    ``constrained_sigma_w`` draws from constrained PMF instead: U_i = Y_i + the mean of
+    W_k over the items user i rated, Y_i ~ N(0, sigma_u^2 I), W_k ~ N(0, sigma_w^2 I);
+    the returned truth holds the effective U.
     """
     spec = spec or PMFSpec(n_factors=5, sigma=0.5, sigma_u=0.7, sigma_v=0.7)
     for name, value in (("n_users", n_users), ("n_items", n_items), ("n_ratings", n_ratings)):
@@ -291,6 +296,16 @@ def make_synthetic(
         item_bias=spec.sigma_item_bias * rng.standard_normal(n_items) if spec.biases else None,
     )
     users, items = _sample_pairs(n_users, n_items, n_ratings, activity_exponent, rng)
+    if constrained_sigma_w is not None:
+        import scipy.sparse as sp
+
+        profiles = constrained_sigma_w * rng.standard_normal((n_items, d))
+        indicator = sp.csr_matrix((np.ones(len(users)), (users, items)),
+                                  shape=(n_users, n_items))
+        counts = np.asarray(indicator.sum(axis=1)).ravel()
+        offsets = (indicator @ profiles) / counts[:, None]
+        truth = FactorParams(truth.user_factors + offsets, truth.item_factors, truth.mu,
+                             truth.user_bias, truth.item_bias)
     ratings = truth.linear_predictor(users, items) + spec.sigma * rng.standard_normal(len(users))
     data = RatingsData(
         users, items, ratings, pd.Index(np.arange(n_users), name="user"),

@@ -12,6 +12,10 @@ z_j = [V_j, c_j] for items):
     hyper="wishart": as "bpmf" with mu_U = mu_V = 0 fixed: Lambda_U ~ Wishart(W0=I, nu0=d).
                    Zero-mean factors cannot trade a constant offset mu_U.mu_V with mu,
                    which removes BPMF's slowest-mixing direction
+    hyper="spherical": mu_U = 0, Lambda_U = lambda_U I, lambda_U ~ Gamma(a0, b0): the PMF
+                   paper's adaptive spherical prior, sampled instead of maximised
+    hyper="diagonal":  mu_U = 0, Lambda_U = diag(lambda_U1..d), each ~ Gamma(a0, b0): the
+                   paper's adaptive diagonal prior (one learned scale per latent dimension)
     hyper="fixed": mu_U = 0, Lambda_U = I/sigma_u^2, tau_b = 1/sigma_user_bias^2 (the spec's)
 
 Full conditionals, all conjugate:
@@ -28,6 +32,8 @@ Full conditionals, all conjugate:
   mu* = (beta0 mu0 + n Ubar)/(beta0 + n),
   W*^-1 = W0^-1 + n S + beta0 n/(beta0 + n) (Ubar - mu0)(Ubar - mu0)^T.
 * tau_b | b ~ Gamma(a0 + n/2, b0 + sum b_i^2 / 2).
+* spherical: lambda_U | U ~ Gamma(a0 + n d/2, b0 + sum_ik U_ik^2 / 2); diagonal:
+  lambda_Uk | U ~ Gamma(a0 + n/2, b0 + sum_i U_ik^2 / 2).
 
 Chains are independent and seeded from one seed; the output is the same InferenceData
 shape as every other method.
@@ -60,7 +66,8 @@ from .priors import PMFSpec
 from .progress import sweep_progress
 from .results import PMFResult
 
-Hyper = Literal["bpmf", "wishart", "fixed"]
+Hyper = Literal["bpmf", "wishart", "spherical", "diagonal", "fixed"]
+HYPERS = ("bpmf", "wishart", "spherical", "diagonal", "fixed")
 GAMMA_A0 = 1.0
 GAMMA_B0 = 1.0
 NW_BETA0 = 2.0
@@ -145,6 +152,24 @@ def _sample_normal_wishart(factors: np.ndarray, rng) -> tuple[np.ndarray, np.nda
     return factor_mean, precision
 
 
+def _sample_spherical(factors: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """lambda | U ~ Gamma(a0 + n d / 2, b0 + |U|_F^2 / 2); Lambda_U = lambda I."""
+    n, d = factors.shape
+    rate = GAMMA_B0 + 0.5 * float(np.sum(factors**2))
+    return np.zeros(d), np.eye(d) * rng.gamma(GAMMA_A0 + 0.5 * n * d, 1.0 / rate)
+
+
+def _sample_diagonal(factors: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """lambda_k | U ~ Gamma(a0 + n / 2, b0 + sum_i U_ik^2 / 2); Lambda_U = diag(lambda)."""
+    n, d = factors.shape
+    rates = GAMMA_B0 + 0.5 * np.sum(factors**2, axis=0)
+    return np.zeros(d), np.diag(rng.gamma(GAMMA_A0 + 0.5 * n, 1.0 / rates))
+
+
+_HYPER_SAMPLERS = {"bpmf": _sample_normal_wishart, "wishart": _sample_wishart_zero_mean,
+                   "spherical": _sample_spherical, "diagonal": _sample_diagonal}
+
+
 def _sample_gamma_precision(values: np.ndarray, rng) -> float:
     return float(rng.gamma(GAMMA_A0 + 0.5 * len(values),
                            1.0 / (GAMMA_B0 + 0.5 * float(values @ values))))
@@ -170,8 +195,8 @@ class GibbsConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(self.tune, int) or self.tune < 0:
             raise ConfigError(f"tune must be an integer >= 0, got {self.tune!r}")
-        if self.hyper not in ("bpmf", "wishart", "fixed"):
-            raise ConfigError(f"hyper must be 'bpmf', 'wishart' or 'fixed', got {self.hyper!r}")
+        if self.hyper not in HYPERS:
+            raise ConfigError(f"hyper must be one of {HYPERS}, got {self.hyper!r}")
         if self.init not in ("als", "random"):
             raise ConfigError(f"init must be 'als' or 'random', got {self.init!r}")
 
@@ -201,6 +226,8 @@ def _run_chain(train: RatingsData, spec: PMFSpec, config: GibbsConfig, start: Fa
     if biases:
         out.update(user_bias=np.empty((keep, n)), item_bias=np.empty((keep, m)),
                    sigma_user_bias=np.empty(keep), sigma_item_bias=np.empty(keep))
+    if config.hyper == "diagonal":
+        out.update(sigma_u_latent=np.empty((keep, d)), sigma_v_latent=np.empty((keep, d)))
     if held_out is not None:
         out["running_test_rmse"] = np.empty(keep)
         running_sum = np.zeros(len(held_out[2]))
@@ -209,8 +236,7 @@ def _run_chain(train: RatingsData, spec: PMFSpec, config: GibbsConfig, start: Fa
     kept = 0
     for iteration in range(total):
         if config.hyper != "fixed":
-            draw_hyper = _sample_normal_wishart if config.hyper == "bpmf" \
-                else _sample_wishart_zero_mean
+            draw_hyper = _HYPER_SAMPLERS[config.hyper]
             if d:
                 u_mean, u_prec = draw_hyper(U, rng)
                 v_mean, v_prec = draw_hyper(V, rng)
@@ -251,6 +277,9 @@ def _run_chain(train: RatingsData, spec: PMFSpec, config: GibbsConfig, start: Fa
         out["sigma"][kept] = 1.0 / np.sqrt(tau)
         out["sigma_u"][kept] = user_hyper.factor_scale
         out["sigma_v"][kept] = item_hyper.factor_scale
+        if config.hyper == "diagonal":
+            out["sigma_u_latent"][kept] = 1.0 / np.sqrt(np.diag(user_hyper.factor_precision))
+            out["sigma_v_latent"][kept] = 1.0 / np.sqrt(np.diag(item_hyper.factor_precision))
         if spec.global_mean:
             out["mu"][kept] = mu
         if biases:

@@ -44,6 +44,13 @@ _PARAM_DIMS = {
     "sigma_v": (),
     "sigma_user_bias": (),
     "sigma_item_bias": (),
+    # adaptive diagonal priors: one learned prior sd per latent dimension
+    "sigma_u_latent": ("latent",),
+    "sigma_v_latent": ("latent",),
+    # constrained PMF: U = Y + (row-normalised rated-items indicator) W
+    "Y": ("user", "latent"),
+    "W": ("item", "latent"),
+    "sigma_w": (),
 }
 
 

@@ -55,7 +55,9 @@ def fit_map(
     start: str | FactorParams = "als",
     rng: int | None = 0,
     maxeval: int = 20_000,
-    adaptive: bool = False,
+    adaptive: bool | str = False,
+    constrained: bool = False,
+    sigma_w: float = 0.3,
     model: pm.Model | None = None,
     progress: bool = True,
 ) -> PMFResult:
@@ -65,13 +67,16 @@ def fit_map(
     link a jittered start is used, there is no closed-form solver); ``"jitter"`` — a
     seeded random start; or explicit :class:`FactorParams`. ``adaptive=True`` learns
     sigma, sigma_u, sigma_v (and the bias scales) jointly with the factors — the PMF
-    paper's adaptive priors; the learned scales are stored in the posterior group. The
+    paper's adaptive priors; the learned scales are stored in the posterior group
+    (``adaptive="diagonal"``: one scale per latent dimension). ``constrained=True`` fits
+    constrained PMF (see :mod:`bayes_pmf.model`), started at Y = U_start, W = 0. The
     model can be passed in to reuse its compiled functions.
     """
     spec = spec or PMFSpec()
     if isinstance(start, str) and start not in ("als", "jitter"):
         raise ConfigError(f"start must be 'als', 'jitter' or FactorParams, got {start!r}")
-    model = model or build_model(train, spec, adaptive=adaptive)
+    model = model or build_model(train, spec, adaptive=adaptive, constrained=constrained,
+                                 sigma_w=sigma_w)
     began = time.perf_counter()
     if isinstance(start, FactorParams):
         initial, start_name = start, "given"
@@ -88,22 +93,26 @@ def fit_map(
                         include_transformed=False, seed=rng)
     map_seconds = time.perf_counter() - began
     params = params_from_point(point, spec, train)
-    learned = {name: float(point[name]) for name in
-               ("sigma", "sigma_u", "sigma_v", "sigma_user_bias", "sigma_item_bias")
+    learned = {name: np.asarray(point[name]) for name in _SCALE_NAMES
                if adaptive and name in point}
+    constrained_arrays = {name: np.asarray(point[name]) for name in ("Y", "W") if name in point}
+    method = ("constrained-" if constrained else "") + ("map-adaptive" if adaptive else "map")
     log.info("MAP from %s start: %.2fs (+%.2fs for the start)", start_name, map_seconds,
              start_seconds)
     return point_result(
-        params, spec, train, method="map-adaptive" if adaptive else "map", seed=rng,
+        params, spec, train, method=method, seed=rng,
         settings={"start": start_name, "maxeval": maxeval, "map_seconds": map_seconds,
                   "start_seconds": start_seconds, "optimizer": "L-BFGS-B",
-                  "adaptive": adaptive, "learned_scales": learned},
-        extra_scalars=learned,
+                  "adaptive": adaptive, "constrained": constrained,
+                  **({"sigma_w": sigma_w} if constrained else {}),
+                  "learned_scales": {k: v.tolist() for k, v in learned.items()}},
+        extra_scalars=learned, extra_arrays=constrained_arrays,
     )
 
 
-_POSTERIOR_NAMES = ("U", "V", "mu", "user_bias", "item_bias", "sigma", "sigma_u", "sigma_v",
-                    "sigma_user_bias", "sigma_item_bias")
+_SCALE_NAMES = ("sigma", "sigma_u", "sigma_v", "sigma_user_bias", "sigma_item_bias",
+                "sigma_u_latent", "sigma_v_latent", "sigma_w")
+_POSTERIOR_NAMES = ("U", "V", "mu", "user_bias", "item_bias", "Y", "W") + _SCALE_NAMES
 
 
 def _from_pymc(pymc_idata, train: RatingsData, spec: PMFSpec, *, method: str, seed,
@@ -157,14 +166,18 @@ def sample_nuts(
     start: str | FactorParams = "map",
     sampler: str | None = None,
     log_likelihood: bool = False,
+    constrained: bool = False,
+    sigma_w: float = 0.3,
     rng: int | None = 0,
     progress: bool = True,
 ) -> PMFResult:
     """Full posterior by NUTS, started at the MAP/ALS point (away from the U = V = 0
     saddle). ``sampler`` is "nutpie", "numpyro" or "pymc" (default: the best installed).
-    ``log_likelihood=True`` keeps the pointwise log-likelihood (large) for LOO."""
+    ``log_likelihood=True`` keeps the pointwise log-likelihood (large) for LOO;
+    ``constrained=True`` samples constrained PMF."""
     spec = spec or PMFSpec(biases=True)
-    model = build_model(train, spec, learn_sigma=learn_sigma)
+    model = build_model(train, spec, learn_sigma=learn_sigma, constrained=constrained,
+                        sigma_w=sigma_w)
     sampler = sampler or available_nuts_sampler()
     initvals = _start_point(train, spec, model, start, rng, progress)
     began = time.perf_counter()

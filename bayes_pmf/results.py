@@ -199,10 +199,13 @@ class PMFResult:
 
 def point_result(params: FactorParams, spec: PMFSpec, train: RatingsData, *, method: str,
                  seed: int | None, settings: dict | None = None,
-                 extra_scalars: dict[str, float] | None = None) -> PMFResult:
+                 extra_scalars: dict[str, float] | None = None,
+                 extra_arrays: dict[str, np.ndarray] | None = None) -> PMFResult:
     """Wrap a point estimate (ALS, MAP) as a chain=1, draw=1 result; ``extra_scalars``
-    (e.g. learned sigma) join the posterior group."""
-    posterior = {name: np.asarray(value) for name, value in (extra_scalars or {}).items()}
+    (e.g. learned sigma) and ``extra_arrays`` (e.g. constrained PMF's Y and W) join the
+    posterior group."""
+    extra = {**(extra_scalars or {}), **(extra_arrays or {})}
+    posterior = {name: np.asarray(value) for name, value in extra.items()}
     if spec.n_factors > 0:
         posterior["U"] = params.user_factors
         posterior["V"] = params.item_factors

@@ -139,3 +139,43 @@ def test_gibbs_beats_map_on_movielens(movielens_split):
     als = bp.als_result(bp.fit_als(train, spec, progress=False, tol=1e-6), train)
     gibbs = sample_gibbs(train, spec, draws=100, tune=50, chains=1, progress=False)
     assert bp.score(gibbs, train, test)["rmse"] < bp.score(als, train, test)["rmse"] - 0.005
+
+
+def _unequal_scales_data():
+    """PMF data whose two latent dimensions have prior sd 1.2 and 0.15."""
+    spec = bp.PMFSpec(n_factors=2, sigma=0.3, biases=False)
+    truth = bp.make_synthetic(150, 120, 6000, spec, rng=5)
+    params = truth.truth
+    scales = np.array([1.2, 0.15])
+    rng = np.random.default_rng(1)
+    U = rng.standard_normal(params.user_factors.shape) * scales
+    V = rng.standard_normal(params.item_factors.shape) * scales
+    data = truth.data
+    mean = params.mu + np.einsum("kd,kd->k", U[data.user_idx], V[data.item_idx])
+    rating = mean + 0.3 * rng.standard_normal(data.n_ratings)
+    frame = data.to_frame().assign(rating=rating)
+    return bp.RatingsData.from_frame(frame), scales
+
+
+@pytest.mark.slow
+def test_adaptive_diagonal_prior_learns_one_scale_per_dimension():
+    """The PMF paper's adaptive diagonal prior, sampled: the learned per-dimension prior
+    sd separate the strong dimension from the weak one (up to which is which), while the
+    spherical prior can only report their average."""
+    data, scales = _unequal_scales_data()
+    spec = bp.PMFSpec(n_factors=2, sigma=0.3)
+    diagonal = sample_gibbs(data, spec, draws=150, tune=150, chains=2, hyper="diagonal",
+                            progress=False, rng=0)
+    spherical = sample_gibbs(data, spec, draws=150, tune=150, chains=2, hyper="spherical",
+                             progress=False, rng=0)
+    per_dim = np.sort(diagonal.draws["sigma_u_latent"].mean(axis=0)
+                      * diagonal.draws["sigma_v_latent"].mean(axis=0))
+    # prior sd of U_ik V_jk per dimension: truth 1.44 and 0.0225; a balanced split of
+    # scale between U and V leaves the product identified
+    assert per_dim[1] > 10 * per_dim[0]
+    assert 0.7 < per_dim[1] / scales[0] ** 2 < 1.4
+    assert "sigma_u_latent" not in spherical.draws
+    assert spherical.draws["sigma_u"].std() > 0  # learned, not fixed
+    users, items = data.id_pairs()
+    for result in (diagonal, spherical):
+        assert bp.rmse(data.rating, result.predict(users, items)) < 0.4  # noise sd 0.3

@@ -113,3 +113,23 @@ def test_adaptive_priors_learn_the_noise_scale(small):
     # MAP of sigma with ~900 ratings and a few hundred parameters: within 25% of truth.
     assert 0.3 < learned["sigma"] < 0.5
     assert result.idata.posterior["sigma"].item() == pytest.approx(learned["sigma"])
+
+
+@pytest.mark.slow
+def test_adaptive_diagonal_map_switches_off_the_weak_dimension():
+    """MAP with one learned prior scale per latent dimension (the paper's adaptive
+    diagonal prior): the strong dimension's scale is recovered (prior sd of U_ik V_jk:
+    truth 1.44, measured 1.34), the weak one (truth 0.0225) is shrunk towards zero."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_gibbs import _unequal_scales_data
+
+    data, scales = _unequal_scales_data()
+    result = fit_map(data, bp.PMFSpec(n_factors=2, sigma=0.3, sigma_u=0.5, sigma_v=0.5),
+                     adaptive="diagonal", progress=False)
+    product = np.sort(result.draws["sigma_u_latent"][0] * result.draws["sigma_v_latent"][0])
+    assert product[1] > 100 * product[0]
+    assert 0.7 < product[1] / scales[0] ** 2 < 1.3
+    assert result.attrs["settings"]["adaptive"] == "diagonal"
