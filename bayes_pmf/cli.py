@@ -2,6 +2,7 @@
 
     bayes-pmf fit [--data PATH | --train PATH --test PATH] [--method als|map|gibbs|nuts|advi]
                   [--factors D] [--seed S] [--test-fraction F] [--out DIR] [--json]
+    bayes-pmf select [data options] [--lambdas ...] [--dims ...] [--folds K]   CV of λ, d
     bayes-pmf report [--config config.toml | fit options] [--out DIR]   Markdown + HTML report
     bayes-pmf check-map [data options] [--json]     PyMC MAP vs the NumPy ALS reference
     bayes-pmf recommend --run DIR (--user ID [--user ID ...] | --new-user CSV) [--n 10]
@@ -72,6 +73,23 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--json", action="store_true",
                      help="print metrics.json to stdout and nothing else")
     fit.add_argument("--no-figures", action="store_true", help="write no PNG figures")
+    fit.add_argument("--cv-select", action="store_true",
+                     help="choose --lambda and --factors by 5-fold cross-validation on the "
+                          "training part first (grid of 'bayes-pmf select')")
+
+    select = commands.add_parser(
+        "select", help="choose lambda and d by k-fold cross-validation on the training part",
+        description="k-fold cross-validation of ALS over a grid of lambda and d, on the "
+                    "training part of the split only (the test part is never used).",
+    )
+    _add_data_options(select)
+    select.add_argument("--lambdas", type=float, nargs="+", default=[1, 3, 10, 15, 30],
+                        help="ridge penalties to try (default 1 3 10 15 30)")
+    select.add_argument("--dims", type=int, nargs="+", default=[5, 10, 20],
+                        help="latent dimensions to try (default 5 10 20)")
+    select.add_argument("--folds", type=int, default=5, help="k of k-fold (default 5)")
+    select.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    select.add_argument("--json", action="store_true", help="print the result as JSON only")
 
     report = commands.add_parser(
         "report", help="write a reproducibility report (Markdown + HTML) under reports/",
@@ -133,10 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _job_config(args: argparse.Namespace, **overrides):
     from .jobs import DEFAULT_LAMBDA, FitJobConfig
 
+    lambda_ = getattr(args, "lambda_", None)
     return FitJobConfig(
-        data=args.data, train=args.train, test=args.test, n_factors=args.factors,
-        seed=args.seed, test_fraction=args.test_fraction,
-        lambda_=DEFAULT_LAMBDA if args.lambda_ is None else args.lambda_,
+        data=args.data, train=args.train, test=args.test,
+        n_factors=getattr(args, "factors", 10), seed=args.seed,
+        test_fraction=args.test_fraction,
+        lambda_=DEFAULT_LAMBDA if lambda_ is None else lambda_,
         progress=not (args.no_progress or getattr(args, "json", False)), **overrides,
     )
 
@@ -199,12 +219,45 @@ def _check_map(args: argparse.Namespace) -> int:
     return 0
 
 
+def _selection(args: argparse.Namespace, lambdas, dims, folds: int):
+    from .jobs import DEFAULT_LAMBDA_BIAS, load_split
+    from .selection import select_hyperparameters
+
+    config = _job_config(args)
+    split, _ = load_split(config)
+    return select_hyperparameters(split.train, lambdas=lambdas, dims=dims, k=folds,
+                                  lambda_bias=DEFAULT_LAMBDA_BIAS, rng=args.seed,
+                                  progress=config.progress)
+
+
+def _select(args: argparse.Namespace) -> int:
+    import json
+
+    selection = _selection(args, args.lambdas, args.dims, args.folds)
+    if args.json:
+        print(json.dumps(selection.as_dict(), indent=2))
+        return 0
+    print(f"{selection.k}-fold cross-validation on the training part "
+          f"(seed {selection.seed}); best first:")
+    print(selection.table.drop(columns="fold_rmse").to_string(
+        index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"chosen: --lambda {selection.lambda_:g} --factors {selection.n_factors}")
+    return 0
+
+
 def _fit(args: argparse.Namespace) -> int:
     from .evaluation import results_table
     from .jobs import default_run_dir, run_fit_job
     from .runfolder import metrics_json, write_run_folder
 
+    selection = None
+    if args.cv_select:
+        defaults = build_parser().parse_args(["select"])
+        selection = _selection(args, defaults.lambdas, defaults.dims, defaults.folds)
+        args.lambda_, args.factors = selection.lambda_, selection.n_factors
     outcome = run_fit_job(_fit_job_config(args))
+    if selection is not None:
+        outcome.metrics["selection"] = selection.as_dict()
     figures = None
     if not args.no_figures:
         from .figures import run_figures
@@ -231,6 +284,9 @@ def _fit(args: argparse.Namespace) -> int:
               f"held-out lpd/rating {row['lpd_per_rating']:.4f}")
     if figures:
         print(f"figures: {', '.join(sorted(figures))}")
+    if selection is not None:
+        print(f"lambda {selection.lambda_:g} and d {selection.n_factors} chosen by "
+              f"{selection.k}-fold cross-validation on the training part")
     print(f"run folder: {out_dir}")
     return 0
 
@@ -243,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        commands = {"fit": _fit, "report": _report, "check-map": _check_map, "recommend": run_recommend,
+        commands = {"fit": _fit, "select": _select, "report": _report, "check-map": _check_map, "recommend": run_recommend,
                     "similar": run_similar}
         return commands[args.command](args)
     except BayesPMFError as exc:
