@@ -292,3 +292,52 @@ def plot_trace_identifiable(dataset, *, var_names=None):
     fig = np.asarray(axes).ravel()[0].figure
     fig.suptitle("Traces of identifiable quantities (three held-out predicted ratings)")
     return fig
+
+
+# -- the PMF paper's pictures ---------------------------------------------------------------
+
+def plot_overfitting(curves: pd.DataFrame, *,
+                     title: str = "Unregularised MF overfits, PMF does not"):
+    """Test RMSE (solid) and train RMSE (dashed) per ALS sweep for each model in
+    ``curves`` (columns model, sweep, train_rmse, test_rmse)."""
+    fig, ax = _figure(7, 4.2)
+    for k, (model, frame) in enumerate(curves.groupby("model", sort=False)):
+        color = f"C{k}"
+        ax.plot(frame["sweep"], frame["test_rmse"], color=color, marker="o", markersize=3,
+                label=f"{model}: test")
+        ax.plot(frame["sweep"], frame["train_rmse"], color=color, linestyle="--",
+                label=f"{model}: train")
+    ax.set_xlabel("ALS sweep")
+    ax.set_ylabel("RMSE (stars)")
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def plot_rmse_versus_d(table: pd.DataFrame, *,
+                       title: str = "Test RMSE against the latent dimension d"):
+    """MAP and posterior-mean test RMSE (columns d, map_rmse, posterior_rmse)."""
+    fig, ax = _figure(6, 4.0)
+    ax.plot(table["d"], table["map_rmse"], marker="o", label="MAP (ALS)")
+    ax.plot(table["d"], table["posterior_rmse"], marker="s", label="posterior mean (Gibbs)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(table["d"], [str(d) for d in table["d"]])
+    ax.set_xlabel("latent dimension d (log scale)")
+    ax.set_ylabel("test RMSE (stars)")
+    ax.set_title(title)
+    ax.legend(frameon=False)
+    return fig
+
+
+def plot_model_rmse(table: pd.DataFrame, *, title: str = "Test RMSE by model"):
+    """Horizontal bars of test RMSE (columns model, test_rmse), best at the top."""
+    ordered = table.sort_values("test_rmse", ascending=False)
+    fig, ax = _figure(8, 0.45 * len(ordered) + 1.2)
+    ax.barh(ordered["model"], ordered["test_rmse"], color="C0")
+    for y, value in enumerate(ordered["test_rmse"]):
+        ax.text(value, y, f" {value:.4f}", va="center", fontsize=8)
+    low, high = ordered["test_rmse"].min(), ordered["test_rmse"].max()
+    ax.set_xlim(low - 0.3 * (high - low) - 0.01, high + 0.25 * (high - low) + 0.01)
+    ax.set_xlabel("test RMSE (stars)")
+    ax.set_title(title)
+    return fig

@@ -1,0 +1,204 @@
+"""The paper reproduction as a report: each finding stated from its numbers, with the
+verdict (reproduced or not) computed, never written in advance.
+
+    write_paper_report(PaperConfig(), "reports/pmf-paper")      # bayes-pmf paper
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import plots
+from .datasets import load_movielens, load_ratings
+from .paper import (PaperConfig, adaptive_versus_tuned, constrained_by_activity,
+                    overfitting_curves, rmse_versus_d)
+from .provenance import machine, package_versions
+from .report_render import to_html, to_markdown
+from .runfolder import metrics_json, write_figures, write_text_atomic
+from .split import random_split
+
+# buckets of "users with few ratings" in finding (c)
+FEW = ("1-5", "6-10")
+
+
+def _verdict(holds: bool) -> str:
+    return "**reproduced**" if holds else "**not reproduced**"
+
+
+def finding_overfitting(curves: pd.DataFrame) -> dict:
+    unreg = curves[curves["model"] == "unregularised MF"]
+    pmf = curves[curves["model"] == "PMF"]
+    best_unreg = float(unreg["test_rmse"].min())
+    final_unreg, final_pmf = float(unreg["test_rmse"].iloc[-1]), float(pmf["test_rmse"].iloc[-1])
+    rises = final_unreg > best_unreg + 1e-3
+    holds = rises and final_pmf < final_unreg and float(unreg["train_rmse"].iloc[-1]) < float(
+        pmf["train_rmse"].iloc[-1])
+    text = (f"(a) Unregularised MF (λ = {unreg['lambda'].iloc[0]:g}) fits the training "
+            f"ratings better (train RMSE {unreg['train_rmse'].iloc[-1]:.4f} vs "
+            f"{pmf['train_rmse'].iloc[-1]:.4f}) but its test RMSE "
+            f"{'rises from' if rises else 'stays near'} its best {best_unreg:.4f} to "
+            f"{final_unreg:.4f} after {int(unreg['sweep'].max())} sweeps, while PMF ends at "
+            f"{final_pmf:.4f}: {_verdict(holds)}.")
+    return {"holds": bool(holds), "text": text, "best_unregularised": best_unreg,
+            "final_unregularised": final_unreg, "final_pmf": final_pmf}
+
+
+def finding_adaptive(table: pd.DataFrame) -> dict:
+    grid = table[table["kind"] == "grid"]
+    oracle = grid.loc[grid["test_rmse"].idxmin()]
+    cv = table[table["kind"] == "cv"].iloc[0]
+    sampled = table[table["kind"] == "adaptive"]
+    best_sampled = sampled.loc[sampled["test_rmse"].idxmin()]
+    point = table[table["kind"] == "adaptive-map"].iloc[0]
+    holds = best_sampled["test_rmse"] <= oracle["test_rmse"] + 0.002
+    collapsed = point["test_rmse"] > cv["test_rmse"] + 0.005
+    text = (f"(b) The best hand-tuned λ, picked on the test set itself, gives "
+            f"{oracle['test_rmse']:.4f} ({oracle['model']}); λ chosen honestly by "
+            f"cross-validation gives {cv['test_rmse']:.4f}. Adaptive priors with the "
+            f"hyperparameters sampled reach {best_sampled['test_rmse']:.4f} "
+            f"({best_sampled['model']}) with no grid search: {_verdict(holds)} (within "
+            f"0.002). Adaptive priors by MAP (the paper's method) give "
+            f"{point['test_rmse']:.4f}" + (
+                ": the joint maximum over factors and scales collapses the prior scales "
+                "(learned σ_u = {:.3g}, σ_v = {:.3g}) onto a degenerate mode, a known "
+                "failure of point estimates of hierarchical scales that this small data "
+                "set does not escape.".format(point.get("learned_sigma_u", np.nan) or np.nan,
+                                              point.get("learned_sigma_v", np.nan) or np.nan)
+                if collapsed else "."))
+    return {"holds": bool(holds), "text": text, "oracle_rmse": float(oracle["test_rmse"]),
+            "cv_rmse": float(cv["test_rmse"]), "adaptive_rmse": float(best_sampled["test_rmse"]),
+            "adaptive_map_rmse": float(point["test_rmse"]), "adaptive_map_collapsed": bool(collapsed)}
+
+
+def finding_constrained(table: pd.DataFrame, overall: dict) -> dict:
+    sparse = table[(table["training data"] == "sparse users") & table["bucket"].isin(FEW)]
+    pivot = sparse.pivot_table(index="bucket", columns="method", values="rmse")
+    counts = sparse.groupby("bucket")["n_test"].first()
+    gains = (pivot["PMF"] - pivot["constrained PMF"]).to_dict()
+    holds = bool(len(gains)) and all(g > 0 for g in gains.values())
+    as_is = table[table["training data"] == "as is"]
+    as_is_few = int(as_is[as_is["bucket"].isin(FEW)]["n_test"].sum()) // 2
+    details = "; ".join(
+        f"{bucket} ratings: {pivot.loc[bucket, 'PMF']:.4f} → "
+        f"{pivot.loc[bucket, 'constrained PMF']:.4f} (n = {int(counts[bucket])})"
+        for bucket in pivot.index)
+    text = (f"(c) MovieLens has {as_is_few} held-out ratings of users with ≤ 10 training "
+            f"ratings (every user rated ≥ 20 movies), so the comparison also uses a copy of the "
+            f"training part in which half the users keep only 1–10 ratings. There, test RMSE "
+            f"of PMF → constrained PMF for users with {details}: {_verdict(holds)}. Over all "
+            f"test ratings: {overall[('sparse users', 'PMF')]:.4f} → "
+            f"{overall[('sparse users', 'constrained PMF')]:.4f} (sparse copy), "
+            f"{overall[('as is', 'PMF')]:.4f} → {overall[('as is', 'constrained PMF')]:.4f} "
+            f"(data as is).")
+    return {"holds": holds, "text": text, "gains": gains,
+            "overall": {f"{k[0]} / {k[1]}": v for k, v in overall.items()}}
+
+
+def finding_bayes(table: pd.DataFrame, n_factors: int) -> dict:
+    row = table.set_index("d").loc[n_factors] if n_factors in set(table["d"]) \
+        else table.iloc[-1]
+    holds = bool(row["posterior_rmse"] < row["map_rmse"])
+    text = (f"(d) At d = {int(row.name) if row.name is not None else n_factors}, the "
+            f"posterior mean (Gibbs) scores {row['posterior_rmse']:.4f} against MAP's "
+            f"{row['map_rmse']:.4f}: {_verdict(holds)}.")
+    return {"holds": holds, "text": text, "map_rmse": float(row["map_rmse"]),
+            "posterior_rmse": float(row["posterior_rmse"])}
+
+
+def finding_dimension(table: pd.DataFrame) -> dict:
+    table = table.sort_values("d")
+    map_best_d = int(table.loc[table["map_rmse"].idxmin(), "d"])
+    post_best_d = int(table.loc[table["posterior_rmse"].idxmin(), "d"])
+    largest = table.iloc[-1]
+    holds = bool(post_best_d >= map_best_d and largest["posterior_rmse"] < largest["map_rmse"])
+    steps = ", ".join(f"d = {int(r.d)}: {r.map_rmse:.4f} / {r.posterior_rmse:.4f}"
+                      for r in table.itertuples())
+    text = (f"(e) Test RMSE, MAP / posterior mean: {steps}. MAP is best at d = {map_best_d}, "
+            f"the posterior at d = {post_best_d}; at the largest d the posterior "
+            f"{'still beats' if largest['posterior_rmse'] < largest['map_rmse'] else 'does not beat'} "
+            f"MAP: {_verdict(holds)} (the posterior keeps its edge as d grows).")
+    return {"holds": holds, "text": text, "map_best_d": map_best_d, "posterior_best_d": post_best_d}
+
+
+def run_paper(config: PaperConfig) -> tuple[dict, dict, dict]:
+    """Run all five experiments: (metrics, tables, figures)."""
+    data = load_ratings(config.data) if config.data else load_movielens()
+    split = random_split(data, config.test_fraction, rng=config.seed)
+    curves = overfitting_curves(split, config)
+    adaptive = adaptive_versus_tuned(split, config)
+    by_activity, overall = constrained_by_activity(split, config)
+    by_d = rmse_versus_d(split, config)
+    findings = {
+        "overfitting": finding_overfitting(curves),
+        "adaptive_priors": finding_adaptive(adaptive),
+        "constrained": finding_constrained(by_activity, overall),
+        "bayes_vs_map": finding_bayes(by_d, config.n_factors),
+        "dimension": finding_dimension(by_d),
+    }
+    tables = {"overfitting": curves, "adaptive": adaptive, "by_activity": by_activity,
+              "by_d": by_d}
+    sparse = by_activity[by_activity["training data"] == "sparse users"]
+    figures = {
+        "overfitting": plots.plot_overfitting(curves),
+        "adaptive": plots.plot_model_rmse(adaptive, title="Hand-tuned λ against adaptive priors"),
+        "constrained_by_activity": plots.plot_rmse_by_activity(
+            sparse.drop(columns="training data"),
+            title="PMF vs constrained PMF by user activity (half the users made sparse)"),
+        "rmse_vs_d": plots.plot_rmse_versus_d(by_d),
+    }
+    metrics = {"settings": config.as_dict(), "dataset": data.describe(),
+               "split": split.describe(), "findings": findings,
+               "tables": {name: table.to_dict(orient="records") for name, table in tables.items()},
+               "versions": package_versions(), "machine": machine()}
+    return metrics, tables, figures
+
+
+def _blocks(metrics: dict, tables: dict, figure_paths: list[str]) -> list[tuple]:
+    data, findings = metrics["dataset"], metrics["findings"]
+    summary = pd.DataFrame([{"finding": value["text"].split(")")[0] + ")",
+                             "verdict": "reproduced" if value["holds"] else "not reproduced"}
+                            for value in findings.values()])
+    blocks = [
+        ("h1", "The PMF paper's findings, reproduced on " + data["source"]),
+        ("p", f"{data['n_ratings']:,} ratings, {data['n_users']:,} users, {data['n_items']:,} "
+              f"items (SHA-256 `{data['sha256'][:16]}…`); seeded random split "
+              f"{metrics['split']['n_train']:,} / {metrics['split']['n_test']:,}; every setting "
+              f"is in `metrics.json`. Regenerate with `bayes-pmf paper --out DIR` "
+              f"(`--data FILE` for your own MovieLens file)."),
+        ("table", summary),
+    ]
+    for value in findings.values():
+        blocks.append(("p", value["text"]))
+    blocks += [("h2", "Hand-tuned λ against adaptive priors"),
+               ("table", tables["adaptive"][["model", "test_rmse"]]),
+               ("h2", "Test RMSE against d"), ("table", tables["by_d"]),
+               ("h2", "RMSE by user activity, PMF against constrained PMF"),
+               ("table", tables["by_activity"].pivot_table(
+                   index=["training data", "bucket", "n_test"], columns="method",
+                   values="rmse").reset_index())]
+    blocks.append(("h2", "Figures"))
+    for path in figure_paths:
+        blocks.append(("figure", path, Path(path).stem.replace("_", " ")))
+    versions = ", ".join(f"{k} {v}" for k, v in metrics["versions"].items())
+    blocks.append(("p", f"Software: {versions}."))
+    return blocks
+
+
+def write_paper_report(config: PaperConfig | None = None,
+                       out_dir: str | Path = "reports/pmf-paper") -> Path:
+    config = config or PaperConfig()
+    metrics, tables, figures = run_paper(config)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = write_figures(figures, out)
+    metrics["figures"] = paths
+    write_text_atomic(out / "metrics.json", metrics_json(metrics))
+    blocks = _blocks(metrics, tables, paths)
+    write_text_atomic(out / "report.md", to_markdown(blocks))
+    write_text_atomic(out / "report.html", to_html(blocks, out, blocks[0][1]))
+    write_text_atomic(out / "settings.json", json.dumps(config.as_dict(), indent=2))
+    return out

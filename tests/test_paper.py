@@ -1,0 +1,67 @@
+"""The paper reproduction runs end to end (fast settings) and states its findings from
+the numbers it measured."""
+
+import json
+
+import numpy as np
+import pytest
+
+import bayes_pmf as bp
+
+
+@pytest.fixture(scope="module")
+def ratings_csv(tmp_path_factory):
+    spec = bp.PMFSpec(n_factors=2, sigma=0.5, sigma_u=0.6, sigma_v=0.6, biases=True)
+    truth = bp.make_synthetic(120, 80, 3000, spec, rng=4)
+    frame = truth.data.to_frame()
+    frame["rating"] = np.clip(np.round(frame["rating"]), 1, 5)
+    path = tmp_path_factory.mktemp("paper") / "ratings.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.slow
+def test_paper_command_writes_findings_consistent_with_its_tables(ratings_csv, tmp_path,
+                                                                   capsys):
+    from bayes_pmf.cli import main
+
+    out = tmp_path / "paper"
+    assert main(["paper", "--data", str(ratings_csv), "--fast", "--no-progress",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    findings, tables = metrics["findings"], metrics["tables"]
+    assert set(findings) == {"overfitting", "adaptive_priors", "constrained", "bayes_vs_map",
+                             "dimension"}
+    for value in findings.values():
+        assert value["text"].replace("**", "").split(":")[0][:20] in printed
+        assert ("not reproduced" in value["text"]) != value["holds"]
+    by_d = {row["d"]: row for row in tables["by_d"]}
+    bayes = findings["bayes_vs_map"]
+    assert bayes["holds"] == (bayes["posterior_rmse"] < bayes["map_rmse"])
+    assert bayes["map_rmse"] == by_d[5]["map_rmse"]  # d = 10 not in the fast grid: largest
+    curves = tables["overfitting"]
+    assert {row["model"] for row in curves} == {"unregularised MF", "PMF"}
+    report = (out / "report.md").read_text()
+    assert "| finding | verdict |" in report and report.count("![") == 4
+    assert (out / "report.html").read_text().count("data:image/png;base64,") == 4
+
+
+def test_sparsify_users_keeps_few_ratings_for_the_chosen_users(synthetic):
+    from bayes_pmf.paper import sparsify_users
+
+    data = synthetic.data
+    thinned = sparsify_users(data, 0.5, 3, rng=0)
+    counts = dict(zip(thinned.user_ids, thinned.user_counts))
+    before = dict(zip(data.user_ids, data.user_counts))
+    kept_few = [u for u in counts if counts[u] <= 3 < before[u]]
+    untouched = [u for u in counts if counts[u] == before[u]]
+    assert len(kept_few) > 0.3 * data.n_users and len(untouched) > 0.3 * data.n_users
+    assert set(counts) == set(before)  # every user keeps at least one rating
+    assert triples_subset(thinned, data)
+
+
+def triples_subset(small, big) -> bool:
+    a = set(map(tuple, small.to_frame()[["user", "item", "rating"]].to_numpy()))
+    b = set(map(tuple, big.to_frame()[["user", "item", "rating"]].to_numpy()))
+    return a <= b
