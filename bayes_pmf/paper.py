@@ -46,7 +46,7 @@ class PaperConfig:
     gibbs_chains: int = 2
     gibbs_tune: int = 100
     gibbs_draws: int = 150
-    sigma_w: float = 0.3
+    sigma_w: float = 1.0
     constrained_max_iter: int = 3000
     sparse_user_fraction: float = 0.5
     sparse_max_ratings: int = 10
