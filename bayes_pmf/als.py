@@ -206,75 +206,16 @@ def n_row_blocks(matrix: sp.csr_matrix, block_rows: int = DEFAULT_BLOCK_ROWS,
     return -(-matrix.shape[0] // size)
 
 
-def solve_rows_cg(
-    block: sp.csr_matrix,
-    design: np.ndarray,
-    penalty: np.ndarray,
-    start: np.ndarray,
-    iterations: int,
-) -> np.ndarray:
-    """``iterations`` steps of conjugate gradient on every row's ridge system at once,
-    warm-started at ``start`` (rows x p): the same systems as :func:`solve_rows`, never
-    forming the Gram matrices. A step costs O(nnz p) instead of the O(nnz p^2) of the
-    exact solve, so it wins for large d (cmfrec's default method). Each step lowers the
-    row's quadratic, so the ALS objective still never increases; with p steps the
-    solution is exact up to rounding."""
-    n_rows, n_obs = block.shape[0], block.nnz
-    rated = design[block.indices]  # (nnz, p): x_j of every observed entry, in row order
-    row_of = np.repeat(np.arange(n_rows), np.diff(block.indptr))
-    gather = sp.csr_matrix((np.ones(n_obs), np.arange(n_obs), block.indptr),
-                           shape=(n_rows, n_obs))
-
-    def apply(w: np.ndarray) -> np.ndarray:  # (diag(penalty) + sum_j x_j x_j^T) w, per row
-        dots = np.einsum("kp,kp->k", rated, w[row_of])
-        return penalty * w + gather @ (rated * dots[:, None])
-
-    x = start.copy()
-    residual = np.asarray(block @ design) - apply(x)
-    direction = residual.copy()
-    norm = np.einsum("ip,ip->i", residual, residual)
-    for _ in range(iterations):
-        moved = apply(direction)
-        curvature = np.einsum("ip,ip->i", direction, moved)
-        step = np.divide(norm, curvature, out=np.zeros_like(norm), where=curvature > 0)
-        x += step[:, None] * direction
-        residual -= step[:, None] * moved
-        new_norm = np.einsum("ip,ip->i", residual, residual)
-        ratio = np.divide(new_norm, norm, out=np.zeros_like(norm), where=norm > 0)
-        direction = residual + ratio[:, None] * direction
-        norm = new_norm
-    if not np.all(np.isfinite(x)):
-        raise NumericalError("ALS conjugate-gradient half-step produced non-finite factors; "
-                             "increase lambda")
-    return x
-
-
-SOLVERS = ("cholesky", "cg")
-
-
 def half_step(
     matrix: sp.csr_matrix,
     targets: np.ndarray,
     design: np.ndarray,
     penalty: np.ndarray,
     block_rows: int = DEFAULT_BLOCK_ROWS,
-    *,
-    solver: str = "cholesky",
-    start: np.ndarray | None = None,
-    cg_iterations: int = 3,
 ) -> np.ndarray:
-    """:func:`solve_rows` (or, with ``solver="cg"``, :func:`solve_rows_cg` from ``start``)
-    over all rows of ``matrix`` with data ``targets``, block by block."""
+    """:func:`solve_rows` over all rows of ``matrix`` with data ``targets``, block by block."""
     if design.shape[1] == 0:
         return np.zeros((matrix.shape[0], 0))
-    if solver == "cg":
-        size = _block_size(matrix.shape[0], block_rows, _workers(matrix.nnz, None))
-        return map_row_blocks(
-            matrix, targets,
-            lambda block, k: solve_rows_cg(block, design, penalty,
-                                           start[k * size:k * size + block.shape[0]],
-                                           cg_iterations),
-            design.shape[1], block_rows)
     design_outer = outer_upper(design)
     return map_row_blocks(
         matrix, targets, lambda block, _: solve_rows(block, design, penalty, design_outer),
@@ -315,34 +256,23 @@ def _with_ones(factors: np.ndarray, biases: bool) -> np.ndarray:
     return np.hstack([factors, np.ones((len(factors), 1))])
 
 
-def _stacked(factors: np.ndarray, bias: np.ndarray | None, biases: bool) -> np.ndarray:
-    """[factors, bias] rows: the current solution a CG half-step starts from."""
-    return np.hstack([factors, bias[:, None]]) if biases else factors
-
-
 def sweep(data: RatingsData, params: FactorParams, spec: PMFSpec,
-          block_rows: int = DEFAULT_BLOCK_ROWS, *, solver: str = "cholesky",
-          cg_iterations: int = 3) -> FactorParams:
-    """One ALS sweep: users given items, items given users, then mu. ``solver="cg"``
-    takes ``cg_iterations`` conjugate-gradient steps per row from the current factors
-    instead of solving exactly."""
-    options = {"solver": solver, "cg_iterations": cg_iterations}
+          block_rows: int = DEFAULT_BLOCK_ROWS) -> FactorParams:
+    """One ALS sweep: users given items, items given users, then mu."""
     d, biases = spec.n_factors, spec.biases
     by_user, by_item = data.by_user, data.by_item
 
     user_penalty = np.r_[np.full(d, spec.lambda_u), [spec.lambda_user_bias] * biases]
     targets = by_user.data - params.mu - params.item_bias[by_user.indices]
     solved = half_step(by_user, targets, _with_ones(params.item_factors, biases),
-                       user_penalty, block_rows,
-                       start=_stacked(params.user_factors, params.user_bias, biases), **options)
+                       user_penalty, block_rows)
     user_factors = solved[:, :d]
     user_bias = solved[:, d] if biases else params.user_bias
 
     item_penalty = np.r_[np.full(d, spec.lambda_v), [spec.lambda_item_bias] * biases]
     targets = by_item.data - params.mu - user_bias[by_item.indices]
     solved = half_step(by_item, targets, _with_ones(user_factors, biases),
-                       item_penalty, block_rows,
-                       start=_stacked(params.item_factors, params.item_bias, biases), **options)
+                       item_penalty, block_rows)
     item_factors = solved[:, :d]
     item_bias = solved[:, d] if biases else params.item_bias
 
@@ -364,15 +294,9 @@ def fit_als(
     init_scale: float = 0.1,
     init: FactorParams | None = None,
     block_rows: int = DEFAULT_BLOCK_ROWS,
-    solver: str = "cholesky",
-    cg_iterations: int = 3,
     progress: bool = True,
 ) -> ALSFit:
     """Minimise the PMF MAP objective by ALS.
-
-    ``solver="cholesky"`` (default) solves every row's ridge system exactly;
-    ``solver="cg"`` takes ``cg_iterations`` warm-started conjugate-gradient steps
-    instead (cheaper per sweep for large d, more sweeps to the same tolerance).
 
     Stops when the relative decrease of E over a sweep falls below ``tol`` or after
     ``max_sweeps``. ``rng`` seeds the random initial factors (ignored when ``init`` is
@@ -387,10 +311,6 @@ def fit_als(
         )
     if max_sweeps < 1:
         raise ConfigError(f"max_sweeps must be >= 1, got {max_sweeps}")
-    if solver not in SOLVERS:
-        raise ConfigError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    if solver == "cg" and not (isinstance(cg_iterations, int) and cg_iterations >= 1):
-        raise ConfigError(f"cg_iterations must be a positive integer, got {cg_iterations!r}")
     if not tol >= 0:
         raise ConfigError(f"tol must be >= 0, got {tol}")
     seed = rng if isinstance(rng, (int, np.integer)) else None
@@ -400,8 +320,7 @@ def fit_als(
     converged = False
     with sweep_progress(max_sweeps, "ALS sweeps", progress) as bar:
         for _ in range(max_sweeps):
-            params = sweep(data, params, spec, block_rows, solver=solver,
-                           cg_iterations=cg_iterations)
+            params = sweep(data, params, spec, block_rows)
             trace.append(objective(data, params, spec))
             change = (trace[-2] - trace[-1]) / max(abs(trace[-2]), 1e-300)
             bar.advance(f"E={trace[-1]:.6g}")
@@ -415,8 +334,7 @@ def fit_als(
         params=params, spec=spec, objective_trace=trace, converged=converged,
         seconds=seconds, seed=None if seed is None else int(seed),
         settings={"max_sweeps": max_sweeps, "tol": tol, "init_scale": init_scale,
-                  "block_rows": block_rows, "warm_start": init is not None,
-                  "solver": solver, **({"cg_iterations": cg_iterations} if solver == "cg" else {})},
+                  "block_rows": block_rows, "warm_start": init is not None},
     )
 
 

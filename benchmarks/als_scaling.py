@@ -1,6 +1,5 @@
 """Seconds per ALS sweep and peak memory at 1e5, 1e6, 1e7 synthetic ratings, d = 10 and 32,
-bayes_pmf (exact Cholesky and 3-step conjugate-gradient half-steps) beside cmfrec (when
-installed) on the same data in the same run.
+bayes_pmf beside cmfrec (when installed) on the same data in the same run.
 
     python benchmarks/als_scaling.py [--sizes 100000 1000000 10000000] [--factors 10 32]
                                      [--sweeps 3] [--out benchmarks/results/als_scaling.json]
@@ -56,8 +55,7 @@ def child(library: str, path: str, d: int, sweeps: int) -> dict:
 
     arrays = np.load(path)
     user, item, rating = arrays["user"], arrays["item"], arrays["rating"]
-    if library.startswith("bayes_pmf"):
-        solver = "cg" if library == "bayes_pmf-cg" else "cholesky"
+    if library == "bayes_pmf":
         data = bp.RatingsData(user, item, rating, np.arange(int(arrays["n_users"])),
                               np.arange(int(arrays["n_items"])), bp.RatingScale.unbounded())
         spec = bp.PMFSpec.from_lambdas(d, LAMBDA, biases=True)
@@ -67,7 +65,7 @@ def child(library: str, path: str, d: int, sweeps: int) -> dict:
         times = []
         for _ in range(sweeps):
             start = time.perf_counter()
-            params = sweep(data, params, spec, solver=solver)
+            params = sweep(data, params, spec)
             times.append(time.perf_counter() - start)
         per_sweep = float(np.median(times))
     else:
@@ -99,9 +97,9 @@ def main(argv=None) -> None:
         return
     try:
         import cmfrec  # noqa: F401
-        libraries = ["bayes_pmf", "bayes_pmf-cg", "cmfrec"]
+        libraries = ["bayes_pmf", "cmfrec"]
     except ImportError:
-        libraries = ["bayes_pmf", "bayes_pmf-cg"]
+        libraries = ["bayes_pmf"]
         print("cmfrec not installed (pip install '.[bench]'): bayes_pmf only", file=sys.stderr)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,7 +121,7 @@ def main(argv=None) -> None:
                           f"solver {result['solver_mb']:8.1f} MB "
                           f"peak {result['peak_rss_mb']:8.1f} MB", flush=True)
     for row in rows:
-        if row["library"].startswith("bayes_pmf"):
+        if row["library"] == "bayes_pmf":
             peer = [r for r in rows if r["library"] == "cmfrec" and r["n_ratings"] == row["n_ratings"]
                     and r["d"] == row["d"]]
             if peer:

@@ -133,38 +133,3 @@ def test_lambda_sigma_correspondence():
     assert spec.sigma_u == pytest.approx(0.8 / np.sqrt(12.0))
     with pytest.raises(ConfigError, match="lambda_u"):
         PMFSpec.from_lambdas(5, -1.0)
-
-
-def test_conjugate_gradient_rows_reach_the_exact_solution():
-    """p CG steps solve a p x p SPD system exactly (up to rounding); fewer steps from a
-    warm start lower each row's quadratic without overshooting it."""
-    from bayes_pmf.als import normal_equations, solve_rows, solve_rows_cg
-
-    rng = np.random.default_rng(0)
-    dense = rng.random((30, 40)) < 0.3
-    block = sp.csr_matrix(np.where(dense, rng.normal(size=(30, 40)), 0.0))
-    design = rng.normal(size=(40, 6))
-    penalty = np.full(6, 0.7)
-    exact = solve_rows(block, design, penalty)
-    start = rng.normal(size=(30, 6))
-    np.testing.assert_allclose(solve_rows_cg(block, design, penalty, start, 6), exact,
-                               atol=1e-8)
-    gram, rhs = normal_equations(block, design)
-    gram[:, np.arange(6), np.arange(6)] += penalty
-    quadratic = lambda w: 0.5 * np.einsum("ip,ipq,iq->i", w, gram, w) - np.einsum("ip,ip->i", rhs, w)
-    two_steps = solve_rows_cg(block, design, penalty, start, 2)
-    assert np.all(quadratic(two_steps) <= quadratic(start) + 1e-12)
-    assert np.all(quadratic(two_steps) >= quadratic(exact) - 1e-12)
-
-
-def test_cg_solver_decreases_the_objective_and_reaches_the_same_optimum(synthetic):
-    spec = synthetic.spec
-    exact = fit_als(synthetic.data, spec, tol=1e-12, max_sweeps=400, progress=False)
-    cg = fit_als(synthetic.data, spec, tol=1e-12, max_sweeps=400, solver="cg",
-                 cg_iterations=3, progress=False)
-    assert np.all(np.diff(cg.objective_trace) <= 1e-9 * cg.objective_trace[0])
-    # both at the optimum of the same convex-in-each-block problem: same E to 1e-6
-    assert cg.objective_trace[-1] == pytest.approx(exact.objective_trace[-1], rel=1e-6)
-    assert cg.settings["solver"] == "cg"
-    with pytest.raises(ConfigError, match="solver must be"):
-        fit_als(synthetic.data, spec, solver="lu", progress=False)
