@@ -179,3 +179,24 @@ def test_adaptive_diagonal_prior_learns_one_scale_per_dimension():
     users, items = data.id_pairs()
     for result in (diagonal, spherical):
         assert bp.rmse(data.rating, result.predict(users, items)) < 0.4  # noise sd 0.3
+
+
+@pytest.mark.slow
+def test_adaptive_diagonal_prior_predicts_held_out_ratings_better_than_plain_pmf():
+    """On data whose latent dimensions have unequal scales, learning one scale per
+    dimension beats plain PMF with the spec's fixed prior, both as MAP (ALS) and as a
+    posterior. Measured RMSE (noise sd 0.3): ALS 0.3277, fixed-prior Gibbs 0.3197,
+    diagonal adaptive 0.3143 — seeded, so the order is a regression check."""
+    data, _ = _unequal_scales_data()
+    split = bp.random_split(data, 0.2, rng=0)
+    users, items = split.test.id_pairs()
+    spec = bp.PMFSpec(n_factors=2, sigma=0.3)  # sigma_u = sigma_v = 0.3: lambda = 1
+    score = lambda result: bp.rmse(split.test.rating,
+                                   result.predict(users, items, unknown="prior"))
+    plain_map = score(bp.als_result(bp.fit_als(split.train, spec, progress=False,
+                                               max_sweeps=300), split.train))
+    plain_posterior = score(sample_gibbs(split.train, spec, draws=150, tune=150, chains=2,
+                                         hyper="fixed", progress=False, rng=0))
+    adaptive = score(sample_gibbs(split.train, spec, draws=150, tune=150, chains=2,
+                                  hyper="diagonal", progress=False, rng=0))
+    assert adaptive < plain_posterior - 0.003 and adaptive < plain_map - 0.01
