@@ -139,8 +139,8 @@ DuplicatePolicy = Literal["error", "mean", "last"]
 InvalidPolicy = Literal["error", "drop"]
 
 
-def _plain(value):
-    """numpy scalars print as np.int64(1); show users the plain value."""
+def plain_scalar(value):
+    """numpy scalars print as np.int64(1); show users the plain value in messages."""
     return value.item() if isinstance(value, np.generic) else value
 
 
@@ -148,8 +148,8 @@ def _describe_rows(frame: pd.DataFrame, mask: np.ndarray, column: str) -> str:
     """'3 rows, e.g. row 17 (value 'abc')' for the error messages."""
     positions = np.flatnonzero(mask)
     first = positions[0]
-    label = _plain(frame.index[first])
-    value = _plain(frame[column].iloc[first])
+    label = plain_scalar(frame.index[first])
+    value = plain_scalar(frame[column].iloc[first])
     noun = "row" if len(positions) == 1 else "rows"
     where = frame.index.name if frame.index.name == "line" else "row"  # file loaders
     return f"{len(positions)} {noun}, e.g. {where} {label!r} (value {value!r})"
@@ -501,9 +501,10 @@ def _resolve_duplicates(
     n_pairs = int(table[repeated].groupby(["user", "item"], sort=False).ngroups)
     if policy == "error":
         first = np.flatnonzero(repeated)[0]
-        user, item = _plain(table["user"].iloc[first]), _plain(table["item"].iloc[first])
-        rows = [_plain(r) for r in table.index[repeated & (table["user"] == user).to_numpy()
-                                & (table["item"] == item).to_numpy()]]
+        user = plain_scalar(table["user"].iloc[first])
+        item = plain_scalar(table["item"].iloc[first])
+        same_pair = (table["user"] == user).to_numpy() & (table["item"] == item).to_numpy()
+        rows = [plain_scalar(r) for r in table.index[repeated & same_pair]]
         raise RatingsDataError(
             f"duplicate ({user_col!r}, {item_col!r}) pairs: {int(repeated.sum())} rows share "
             f"{n_pairs} pairs, e.g. user {user!r} rated item {item!r} in rows {rows}; "

@@ -282,11 +282,7 @@ def fold_in_user(result: PMFResult, items, ratings, *, rng=0) -> np.ndarray:
     V = draws["V"][:, item_idx] if "V" in draws else np.zeros((n_samples, len(item_idx), 0))
     design = np.concatenate([V, np.ones((n_samples, len(item_idx), 1))], axis=2) \
         if spec.biases else V
-    offset = np.zeros((n_samples, len(item_idx)))
-    if "mu" in draws:
-        offset += draws["mu"][:, None]
-    if "item_bias" in draws:
-        offset += draws["item_bias"][:, item_idx]
+    offset = _item_offset(result, slice(None))[:, item_idx]
     sigma = _sigma_draws(result)
     factor_scale = draws["sigma_u"] if "sigma_u" in draws else np.full(n_samples, spec.sigma_u)
     bias_scale = draws["sigma_user_bias"] if "sigma_user_bias" in draws \

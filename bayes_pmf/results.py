@@ -27,12 +27,9 @@ import pandas as pd
 
 from . import idata as idata_io
 from .errors import ConfigError, ResultFileError, UnknownIdError
-from .data import RatingsData
+from .data import RatingsData, plain_scalar
 from .objective import FactorParams, sigmoid
 from .priors import PMFSpec
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value
 
 
 UnknownPolicy = Literal["error", "prior", "nan"]
@@ -57,7 +54,7 @@ def encode_pairs(user_ids: pd.Index, item_ids: pd.Index, users, items,
                 examples = pd.unique(np.asarray(ids[missing]))
                 raise UnknownIdError(
                     f"{int(missing.sum())} pair(s) name {len(examples)} {kind}(s) absent from "
-                    f"the training data, e.g. {kind} {_plain(examples[0])!r}; pass unknown='prior' "
+                    f"the training data, e.g. {kind} {plain_scalar(examples[0])!r}; pass unknown='prior' "
                     f"for the cold-start prediction or unknown='nan'"
                 )
     return user_idx, item_idx

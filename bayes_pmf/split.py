@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .data import RatingsData
+from .data import RatingsData, plain_scalar
 from .errors import ConfigError
 
 
@@ -83,14 +83,11 @@ def _make(data: RatingsData, test_mask: np.ndarray, method: str, settings: dict,
         if len(stranded):
             raise ConfigError(
                 f"{method} split leaves {len(stranded)} user(s) with no training ratings, "
-                f"e.g. user {_plain(data.user_ids[stranded[0]])!r}; use per_user_split "
+                f"e.g. user {plain_scalar(data.user_ids[stranded[0]])!r}; use per_user_split "
                 f"(keeps >= 1 training rating per user) or cold_users='keep' to score them "
                 f"as cold start")
     return Split(data.take(~test_mask), data.take(test_mask), method, settings)
 
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def random_split(data: RatingsData, test_fraction: float = 0.1, rng=0, *,
