@@ -402,6 +402,7 @@ def sample_gibbs(
         items = held_out.item_ids[held_out.item_idx]
         held = (train.encode_users(users), train.encode_items(items), held_out.rating)
 
+    start_seconds = time.perf_counter() - began
     per_chain = []
     total = chains * (tune + draws * thin)
     with sweep_progress(total, f"Gibbs ({chains} chains)", progress) as bar:
@@ -431,8 +432,9 @@ def sample_gibbs(
     settings = {"draws": draws, "tune": tune, "chains": chains, "thin": thin, "hyper": hyper,
                 "learn_sigma": learn_sigma, "init": init, "init_lambda": init_lambda,
                 "noise_prior": list(noise_prior), "scale_move": scale_move,
-                "sampling_seconds": seconds,
-                "draws_per_second": chains * (tune + draws * thin) / seconds}
+                "sampling_seconds": seconds, "start_seconds": start_seconds,
+                # sweeps per second of the chains alone (the ALS start excluded)
+                "draws_per_second": chains * (tune + draws * thin) / (seconds - start_seconds)}
     idata = build_idata(stacked, train, spec, method="gibbs", seed=rng, settings=settings,
                         sample_stats=sample_stats or None)
     return PMFResult(idata)
