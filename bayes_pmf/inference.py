@@ -185,19 +185,30 @@ def sample_nuts(
     model = build_model(train, spec, learn_sigma=learn_sigma, constrained=constrained,
                         sigma_w=sigma_w)
     sampler = sampler or available_nuts_sampler()
-    initvals = _start_point(train, spec, model, start, rng, progress)
+    options = {}
+    if sampler == "nutpie":
+        # nutpie takes neither PyMC's initvals nor idata_kwargs; it starts from its own
+        # jittered point (away from the U = V = 0 saddle too) and keeps no log-likelihood.
+        if log_likelihood:
+            raise ConfigError("log_likelihood=True needs sampler='pymc' or 'numpyro'")
+        start_used = "nutpie default"
+    else:
+        options = {"initvals": _start_point(train, spec, model, start, rng, progress),
+                   "idata_kwargs": {"log_likelihood": log_likelihood}}
+        start_used = start if isinstance(start, str) else "given"
     began = time.perf_counter()
     with model:
         pymc_idata = pm.sample(
-            draws=draws, tune=tune, chains=chains, initvals=initvals, random_seed=rng,
-            nuts_sampler=sampler, progressbar=progress, compute_convergence_checks=False,
-            idata_kwargs={"log_likelihood": log_likelihood}, cores=min(chains, 2),
+            draws=draws, tune=tune, chains=chains, random_seed=rng, nuts_sampler=sampler,
+            progressbar=progress, compute_convergence_checks=False, cores=min(chains, 2),
+            **options,
         )
     seconds = time.perf_counter() - began
     return _from_pymc(pymc_idata, train, spec, method="nuts", seed=rng,
                       settings={"draws": draws, "tune": tune, "chains": chains,
                                 "sampler": sampler, "learn_sigma": learn_sigma,
-                                "sampling_seconds": seconds}, keep_sample_stats=True)
+                                "start": start_used, "sampling_seconds": seconds},
+                      keep_sample_stats=True)
 
 
 def fit_advi(
