@@ -15,18 +15,16 @@ cross-validation on the training part, is reported beside it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .als import als_result, fit_als, initial_params, sweep
 from .data import RatingsData
-from .datasets import load_movielens, load_ratings
 from .metrics import rmse
 from .priors import PMFSpec
 from .results import point_result
-from .split import Split, random_split
+from .split import Split
 
 LAMBDA_BIAS = 5.0
 

@@ -20,7 +20,6 @@
 # %%
 import os
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 import bayes_pmf as bp
