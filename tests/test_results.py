@@ -100,3 +100,26 @@ def test_bias_baseline_is_pmf_without_factors(synthetic):
     np.testing.assert_allclose(draws["user_bias"][0], sums / (data.user_counts + 5.0), atol=1e-5)
     wrong = sums / (data.user_counts + 6.0)
     assert np.max(np.abs(draws["user_bias"][0] - wrong)) > 1e-3
+
+
+def test_a_crash_mid_save_leaves_no_file_and_keeps_the_old_one(result, tmp_path, monkeypatch):
+    """save_result writes to a temporary file and renames it: a failure while writing
+    leaves neither a half file under the final name nor a stray temporary file, and an
+    earlier good file at that name survives intact."""
+    path = tmp_path / "model.nc"
+    result.save(path)
+    before = path.read_bytes()
+
+    def crash(self, target, *args, **kwargs):
+        with open(target, "wb") as handle:
+            handle.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(type(result.idata), "to_netcdf", crash)
+    with pytest.raises(OSError, match="disk full"):
+        result.save(path)
+    assert path.read_bytes() == before
+    with pytest.raises(OSError):
+        result.save(tmp_path / "fresh.nc")
+    assert not (tmp_path / "fresh.nc").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.nc"]
