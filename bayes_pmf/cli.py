@@ -1,6 +1,7 @@
 """Command line: a thin layer over the public API (no modelling logic here).
 
-    bayes-pmf fit [--data PATH | --train PATH --test PATH] [--method als|map|gibbs|nuts|advi]
+    bayes-pmf fit [--data PATH | --train PATH --test PATH]
+                  [--method als|map|gibbs|nuts|advi|constrained]
                   [--factors D] [--seed S] [--test-fraction F] [--out DIR] [--json]
     bayes-pmf paper [--data PATH] [--out DIR] [--fast]   the PMF paper's findings, as a report
     bayes-pmf select [data options] [--lambdas ...] [--dims ...] [--folds K]   CV of λ, d
@@ -39,7 +40,8 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     _add_data_options(parser)
     _add_model_options(parser)
     parser.add_argument("--method", action="append",
-                        choices=["als", "map", "gibbs", "nuts", "advi"], default=None,
+                        choices=["als", "map", "gibbs", "nuts", "advi", "constrained"],
+                        default=None,
                         help="PMF inference method(s) to run besides the baselines; repeat "
                              "for several (default: als and gibbs)")
     parser.add_argument("--draws", type=int, default=200,

@@ -30,7 +30,7 @@ def run_figures(models: dict, split: Split, results: list[dict]) -> dict[str, pl
         plots.method_comparison_data(results))}
     predictions = {name: model.predict(users, items, unknown="prior")
                    for name, model in models.items()
-                   if name in ("bias-baseline", "pmf-als", "pmf-map") or
+                   if name in ("bias-baseline", "pmf-als", "pmf-map", "pmf-constrained") or
                    (isinstance(model, PMFResult) and model.n_samples > 1)}
     figures["rmse_by_activity"] = plots.plot_rmse_by_activity(
         plots.rmse_by_activity_data(predictions, train, test))

@@ -21,6 +21,7 @@ import pandas as pd
 
 from .als import als_result, fit_als, initial_params, sweep
 from .data import RatingsData
+from .jobs import CONSTRAINED_SIGMA_W
 from .metrics import rmse
 from .priors import PMFSpec
 from .results import point_result
@@ -44,7 +45,7 @@ class PaperConfig:
     gibbs_chains: int = 2
     gibbs_tune: int = 100
     gibbs_draws: int = 150
-    sigma_w: float = 1.0
+    sigma_w: float = CONSTRAINED_SIGMA_W
     constrained_max_iter: int = 3000
     sparse_user_fraction: float = 0.5
     sparse_max_ratings: int = 10

@@ -2,8 +2,10 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+import bayes_pmf as bp
 from bayes_pmf.cli import main
 
 
@@ -66,3 +68,14 @@ def test_main_job_on_embedded_movielens(tmp_path, capsys):
     for name, entry in results.items():
         assert f"{entry['rmse']:.4f}" in printed.split(name, 1)[1].splitlines()[0]
         assert entry["n_test"] == 10_000
+
+
+def test_fit_runs_constrained_pmf_from_the_command_line(fixtures, tmp_path, capsys):
+    assert main(["fit", "--json", "--train", str(fixtures / "u1.base"), "--test",
+                 str(fixtures / "u1.test"), "--factors", "2", "--method", "als",
+                 "--method", "constrained", "--out", str(tmp_path / "run")]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    rows = {row["method"]: row for row in metrics["results"]}
+    assert "pmf-constrained" in rows and np.isfinite(rows["pmf-constrained"]["rmse"])
+    saved = bp.load_result(tmp_path / "run" / "models" / "pmf-constrained.nc")
+    assert saved.method == "constrained-map" and "W" in saved.draws
