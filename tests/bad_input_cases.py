@@ -57,6 +57,10 @@ CASES = [
          lambda t: bp.RatingsData.from_frame(frame(rating=[4.0, 3.0, 7.0, 2.0, 1.0]),
                                              scale=(1, 5, 1)),
          bp.RatingsDataError, ("'rating'", "7.0", "outside the declared scale", "[1, 5]")),
+    Case("rating off the scale's grid", "RatingsData.from_frame",
+         lambda t: bp.RatingsData.from_frame(frame(rating=[4.0, 3.3, 5.0, 2.0, 1.0]),
+                                             scale=(1, 5, 0.5)),
+         bp.RatingsDataError, ("'rating'", "3.3", "grid")),
     Case("non-numeric rating", "RatingsData.from_frame", lambda t: bp.RatingsData.from_frame(
         frame(rating=["4", "three", "5", "2", "1"])), bp.RatingsDataError,
          ("'rating'", "'three'", "numeric")),
