@@ -192,3 +192,21 @@ def read_netcdf(path) -> az.InferenceData:
     for group in idata.groups():
         getattr(idata, group).load()
     return idata
+
+
+def thinned(idata: az.InferenceData, max_draws: int) -> az.InferenceData:
+    """A copy keeping at most ``max_draws`` draws in total, evenly spaced within each
+    chain (every group with a draw axis), the original count recorded in the
+    posterior's attrs. Deterministic, so a thinned file is reproducible."""
+    n_chain, n_draw = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]
+    per_chain = max(1, max_draws // n_chain)
+    if per_chain >= n_draw:
+        return idata
+    keep = np.unique(np.linspace(0, n_draw - 1, per_chain).round().astype(int))
+    groups = {}
+    for group in idata.groups():
+        dataset = getattr(idata, group)
+        groups[group] = dataset.isel(draw=keep) if "draw" in dataset.dims else dataset
+    posterior = groups["posterior"]
+    posterior.attrs = dict(posterior.attrs, **{_PREFIX + "thinned_from_draws": n_draw})
+    return az.InferenceData(**groups)

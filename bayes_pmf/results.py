@@ -88,6 +88,13 @@ class PMFResult:
     def save(self, path: str | Path) -> Path:
         return save_result(self, path)
 
+    def thinned(self, max_draws: int) -> "PMFResult":
+        """The same result with at most ``max_draws`` posterior draws, evenly spaced
+        within each chain (a point estimate is returned unchanged)."""
+        if max_draws < 1:
+            raise ConfigError(f"max_draws must be >= 1, got {max_draws!r}")
+        return PMFResult(idata_io.thinned(self.idata, max_draws))
+
     def __repr__(self) -> str:
         return (f"PMFResult(method={self.method!r}, d={self.spec.n_factors}, "
                 f"samples={self.n_samples}, users={len(self.user_ids)}, "

@@ -123,3 +123,19 @@ def test_a_crash_mid_save_leaves_no_file_and_keeps_the_old_one(result, tmp_path,
         result.save(tmp_path / "fresh.nc")
     assert not (tmp_path / "fresh.nc").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.nc"]
+
+
+def test_thinning_keeps_evenly_spaced_draws_per_chain(synthetic):
+    from bayes_pmf.gibbs import sample_gibbs
+
+    posterior = sample_gibbs(synthetic.data, synthetic.spec, draws=40, tune=10, chains=2,
+                             hyper="fixed", progress=False)
+    small = posterior.thinned(20)
+    assert small.n_samples == 20
+    kept = small.idata.posterior["draw"].to_numpy()
+    assert kept[0] == 0 and kept[-1] == 39 and np.all(np.diff(kept) > 0)
+    np.testing.assert_array_equal(small.idata.posterior["U"].to_numpy(),
+                                  posterior.idata.posterior["U"].to_numpy()[:, kept])
+    assert small.idata.posterior.attrs["bayes_pmf_thinned_from_draws"] == 40
+    assert posterior.thinned(1000) is not None and posterior.thinned(1000).n_samples == 80
+    assert small.attrs["method"] == posterior.attrs["method"]
