@@ -31,11 +31,8 @@ MAX_PREDICTIVE_SAMPLES = 1000
 
 
 def _noise_sd(result: PMFResult, samples: np.ndarray | None) -> np.ndarray:
-    if "sigma" in result.draws:
-        sigma = result.draws["sigma"]
-        return sigma if samples is None else sigma[samples]
-    count = result.n_samples if samples is None else len(samples)
-    return np.full(count, result.spec.sigma)
+    sigma = result.sigma_draws
+    return sigma if samples is None else sigma[samples]
 
 
 def _subsample(result: PMFResult, max_samples: int, rng) -> np.ndarray | None:

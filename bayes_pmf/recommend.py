@@ -47,12 +47,6 @@ def seen_items(result: PMFResult, user) -> np.ndarray:
     return np.sort(_seen_matrix(result)[position].indices)
 
 
-def _sigma_draws(result: PMFResult) -> np.ndarray:
-    if "sigma" in result.draws:
-        return result.draws["sigma"]
-    return np.full(result.n_samples, result.spec.sigma)
-
-
 def _user_draws(result: PMFResult, user_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(samples x users x d) factors and (samples x users) biases; zeros, the prior
     mean, for users the model never saw (index -1)."""
@@ -111,7 +105,7 @@ def _reduce_draws(result: PMFResult, draws: np.ndarray, score: str, threshold: f
     if score == "quantile":
         return np.quantile(draws, quantile, axis=0)
     half_step = 0.5 * result.scale.step if result.scale.step else 0.0
-    sigma = _sigma_draws(result)[:, None, None]
+    sigma = result.sigma_draws[:, None, None]
     return ndtr((draws - (threshold - half_step)) / sigma).mean(axis=0)
 
 
@@ -283,7 +277,7 @@ def fold_in_user(result: PMFResult, items, ratings, *, rng=0) -> np.ndarray:
     design = np.concatenate([V, np.ones((n_samples, len(item_idx), 1))], axis=2) \
         if spec.biases else V
     offset = _item_offset(result, slice(None))[:, item_idx]
-    sigma = _sigma_draws(result)
+    sigma = result.sigma_draws
     factor_scale = draws["sigma_u"] if "sigma_u" in draws else np.full(n_samples, spec.sigma_u)
     bias_scale = draws["sigma_user_bias"] if "sigma_user_bias" in draws \
         else np.full(n_samples, spec.sigma_user_bias)

@@ -108,6 +108,14 @@ class PMFResult:
     def draws(self) -> dict[str, np.ndarray]:
         return idata_io.stacked_draws(self.idata)
 
+    @property
+    def sigma_draws(self) -> np.ndarray:
+        """Noise sd per posterior draw: learned (``sigma`` in the posterior) or the
+        spec's fixed value repeated."""
+        if "sigma" in self.draws:
+            return self.draws["sigma"]
+        return np.full(self.n_samples, self.spec.sigma)
+
     def point_params(self) -> FactorParams:
         """The parameters of a point estimate (ALS, MAP): one chain, one draw."""
         if self.n_samples != 1:
