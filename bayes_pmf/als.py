@@ -11,9 +11,12 @@ that PMF's Gaussian prior gives (not ALS-WR's lambda * n_i), so its optimum is t
 PyMC MAP's. The global mean then takes its closed-form value (flat prior). Every step
 is an exact block minimisation, so E never increases.
 
-Vectorisation: the Gram matrices of a block of rows are one sparse product of the
-block's indicator matrix with the stacked upper triangles of x_j x_j^T, followed by
-one batched solve. :func:`solve_rows` is a pure function of (block of rows, other
+Vectorisation: the Gram matrices of a block of rows are built without a Python loop
+over rows, in one of two ways chosen by the width p of x_j (see :func:`normal_equations`):
+for small p, one sparse product of the block's indicator matrix with the stacked upper
+triangles of x_j x_j^T; for large p, rows of similar length are padded to a common
+length and their Gram matrices taken by batched BLAS products. One batched Cholesky
+solve follows. :func:`solve_rows` is a pure function of (block of rows, other
 side's design, penalties), so it can be mapped over row partitions elsewhere.
 This module imports no PyMC.
 """
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import ThreadpoolController
 
 from .data import RatingsData
 from .errors import ConfigError, NumericalError
@@ -36,9 +40,13 @@ from .priors import PMFSpec
 from .progress import sweep_progress
 
 log = logging.getLogger(__name__)
+_BLAS_THREADS = ThreadpoolController()
 
 DEFAULT_BLOCK_ROWS = 4096
-THREADING_MIN_RATINGS = 500_000
+# Threads pay off once a half-step has real work: ratings x p^2 above this (measured:
+# 1.7x at 10^5 ratings, p = 33, for the user half-step; no gain on the 90,000 MovieLens
+# ratings at p = 11).
+THREADING_MIN_WORK = 50_000_000
 
 
 def outer_upper(design: np.ndarray) -> np.ndarray:
@@ -105,11 +113,27 @@ def _first_not_positive_definite(matrices: np.ndarray) -> str:
     return ""
 
 
+# Above this width of x_j the Gram matrices come from padded batched BLAS products;
+# below it the sparse product with the stacked outer products is faster (measured at
+# 10^6 ratings: crossover between p = 17 and p = 25; at p = 33 BLAS is 1.8-2.4x faster).
+BLAS_GRAM_MIN_WIDTH = 21
+# Rows are grouped by length on a geometric grid (padding wastes < 25% of the work)
+# and padded in chunks of at most this many floats (16 MB).
+PADDING_GROWTH = 1.25
+PADDED_CHUNK_FLOATS = 1 << 21
+
+
 def normal_equations(
     block: sp.csr_matrix, design: np.ndarray, design_outer: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """For every row i of ``block``: the Gram matrix sum_j x_j x_j^T over its observed
-    columns (B x p x p) and sum_j t_ij x_j (B x p), by one sparse product each."""
+    columns (B x p x p) and sum_j t_ij x_j (B x p).
+
+    ``design_outer`` may pass :func:`outer_upper` (design) precomputed; it is used only
+    below ``BLAS_GRAM_MIN_WIDTH``.
+    """
+    if design.shape[1] >= BLAS_GRAM_MIN_WIDTH:
+        return _padded_normal_equations(block, design)
     n_rows, p = block.shape[0], design.shape[1]
     if design_outer is None:
         design_outer = outer_upper(design)
@@ -117,11 +141,56 @@ def normal_equations(
         (np.ones_like(block.data), block.indices, block.indptr), shape=block.shape
     )
     upper = np.asarray(pattern @ design_outer)
-    gram = np.empty((n_rows, p, p))
-    rows, cols = np.triu_indices(p)
-    gram[:, rows, cols] = upper
-    gram[:, cols, rows] = upper
+    gram = upper[:, _upper_position(p)].reshape(n_rows, p, p)
     return gram, np.asarray(block @ design)
+
+
+def _upper_position(p: int) -> np.ndarray:
+    """For each entry (k, l) of a p x p matrix, in row-major order, its column in
+    :func:`outer_upper`'s output: one gather rebuilds the full symmetric matrices."""
+    position = np.empty((p, p), dtype=np.intp)
+    rows, cols = np.triu_indices(p)
+    position[rows, cols] = position[cols, rows] = np.arange(len(rows))
+    return position.ravel()
+
+
+def padded_lengths(max_length: int) -> np.ndarray:
+    """The lengths rows are padded to: 1, 2, ... growing by ``PADDING_GROWTH``, covering
+    ``max_length``."""
+    lengths = [1]
+    while lengths[-1] < max_length:
+        lengths.append(max(lengths[-1] + 1, int(np.ceil(lengths[-1] * PADDING_GROWTH))))
+    return np.array(lengths)
+
+
+def _padded_normal_equations(block: sp.csr_matrix, design: np.ndarray):
+    """:func:`normal_equations` by BLAS: the rows whose length pads to the same L are
+    gathered into a (rows x L x p) array of their x_j (zeros past each row's end), whose
+    batched X^T X and X^T t are the Gram matrices and right-hand sides. The flops stay
+    O(nnz p^2) but run at BLAS speed instead of the sparse product's one-axpy-per-rating."""
+    n_rows, p = block.shape[0], design.shape[1]
+    gram = np.zeros((n_rows, p, p))
+    rhs = np.zeros((n_rows, p))
+    counts = np.diff(block.indptr)
+    lengths = padded_lengths(max(int(counts.max(initial=0)), 1))
+    slot = np.searchsorted(lengths, counts)
+    order = np.argsort(slot, kind="stable")
+    bounds = np.searchsorted(slot[order], np.arange(len(lengths) + 1))
+    for k, length in enumerate(lengths):
+        same_length = order[bounds[k]:bounds[k + 1]]
+        same_length = same_length[counts[same_length] > 0]
+        offsets = np.arange(length)
+        per_chunk = max(1, PADDED_CHUNK_FLOATS // (int(length) * p))
+        for start in range(0, len(same_length), per_chunk):
+            rows = same_length[start:start + per_chunk]
+            inside = offsets < counts[rows][:, None]
+            positions = np.where(inside, block.indptr[rows][:, None] + offsets, 0)
+            padded = design[block.indices[positions]]
+            padded *= inside[:, :, None]
+            targets = np.where(inside, block.data[positions], 0.0)
+            gram[rows] = np.einsum("kjp,kjq->kpq", padded, padded, optimize=True)
+            rhs[rows] = np.einsum("kjp,kj->kp", padded, targets, optimize=True)
+    return gram, rhs
 
 
 def solve_rows(
@@ -156,14 +225,15 @@ def map_row_blocks(
     block_rows: int = DEFAULT_BLOCK_ROWS,
     workers: int | None = None,
 ) -> np.ndarray:
-    """Apply ``solve_block(block, k)`` to the k-th block of consecutive rows of ``matrix``
-    holding new data ``targets`` (in the matrix's CSR order); each call returns
-    (rows x width). Blocks run on ``workers`` threads (default: up to 2, the cores here;
-    the sparse products and batched LAPACK calls release the GIL). Results do not depend
-    on the thread schedule. Memory stays O(workers * block_rows * width^2)."""
+    """Apply ``solve_block(block, rows)`` to each block of consecutive rows of ``matrix``
+    holding new data ``targets`` (in the matrix's CSR order); ``rows`` is the block's
+    slice of row positions, and each call returns (rows x width). Blocks run on ``workers`` threads (default: up to 2, the cores here;
+    the sparse products and batched LAPACK calls release the GIL), with BLAS itself held
+    to one thread meanwhile. Results do not depend on the thread schedule.
+    Memory stays O(workers * block_rows * width^2)."""
     indptr = matrix.indptr
     n_rows = matrix.shape[0]
-    workers = _workers(matrix.nnz, workers)
+    workers = _workers(matrix.nnz, width, workers)
     size = _block_size(n_rows, block_rows, workers)
     starts = list(range(0, n_rows, size))
     out = np.empty((n_rows, width))
@@ -175,35 +245,36 @@ def map_row_blocks(
             (targets[lo:hi], matrix.indices[lo:hi], indptr[start:stop + 1] - lo),
             shape=(stop - start, matrix.shape[1]),
         )
-        out[start:stop] = solve_block(block, k)
+        out[start:stop] = solve_block(block, slice(start, stop))
 
-    if workers == 1 or len(starts) == 1:
-        for k in range(len(starts)):
-            run(k)
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, range(len(starts))))
+    with single_threaded_blas():
+        if workers == 1 or len(starts) == 1:
+            for k in range(len(starts)):
+                run(k)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(run, range(len(starts))))
     return out
 
 
-def _workers(nnz: int, workers: int | None) -> int:
+def single_threaded_blas():
+    """Context holding BLAS to one thread. The batched LAPACK/BLAS calls here act on many
+    small matrices, where BLAS's own threads only add contention (Cholesky of 6,666 33x33
+    systems: 3x slower with 2 BLAS threads), and OpenBLAS's idle threads spin: a Gibbs
+    chain on MovieLens used 170% CPU for the speed of 100%, halving a second chain's
+    speed beside it. The parallelism is ours: across row blocks, or chains."""
+    return _BLAS_THREADS.limit(limits=1, user_api="blas")
+
+
+def _workers(nnz: int, width: int, workers: int | None) -> int:
     if workers:
         return workers
-    # Threads pay off only when a half-step has real work (measured: 1.8x at 10^6
-    # ratings, d = 32; no gain on the 90,000 MovieLens ratings at d = 10).
-    return min(2, os.cpu_count() or 1) if nnz >= THREADING_MIN_RATINGS else 1
+    return min(2, os.cpu_count() or 1) if nnz * width**2 >= THREADING_MIN_WORK else 1
 
 
 def _block_size(n_rows: int, block_rows: int, workers: int) -> int:
     """Enough blocks to keep every worker busy, never more than block_rows rows each."""
     return max(1, min(block_rows, -(-n_rows // workers)))
-
-
-def n_row_blocks(matrix: sp.csr_matrix, block_rows: int = DEFAULT_BLOCK_ROWS,
-                 workers: int | None = None) -> int:
-    """How many blocks :func:`map_row_blocks` cuts ``matrix`` into."""
-    size = _block_size(matrix.shape[0], block_rows, _workers(matrix.nnz, workers))
-    return -(-matrix.shape[0] // size)
 
 
 def half_step(
@@ -216,7 +287,7 @@ def half_step(
     """:func:`solve_rows` over all rows of ``matrix`` with data ``targets``, block by block."""
     if design.shape[1] == 0:
         return np.zeros((matrix.shape[0], 0))
-    design_outer = outer_upper(design)
+    design_outer = outer_upper(design) if design.shape[1] < BLAS_GRAM_MIN_WIDTH else None
     return map_row_blocks(
         matrix, targets, lambda block, _: solve_rows(block, design, penalty, design_outer),
         design.shape[1], block_rows)
@@ -278,10 +349,23 @@ def sweep(data: RatingsData, params: FactorParams, spec: PMFSpec,
 
     updated = FactorParams(user_factors, item_factors, params.mu, user_bias, item_bias)
     if spec.global_mean:
-        without_mu = updated.linear_predictor(data.user_idx, data.item_idx) - params.mu
-        updated = FactorParams(user_factors, item_factors,
-                               float(np.mean(data.rating - without_mu)), user_bias, item_bias)
+        mu = data.mean_rating - observed_sum_without_mu(data, updated) / data.n_ratings
+        updated = FactorParams(user_factors, item_factors, float(mu), user_bias, item_bias)
     return updated
+
+
+def observed_sum_without_mu(data: RatingsData, params: FactorParams) -> float:
+    """Sum over the observed pairs of b_i + c_j + U_i.V_j.
+
+    Sum_ij U_i.V_j = Sum_i U_i.(Sum_j V_j) over each user's items: one sparse product with
+    the rating pattern instead of gathering U and V for every rating (at 10^7 ratings the
+    gather took 0.8 s, more than a half-step)."""
+    by_user = data.by_user
+    pattern = sp.csr_matrix((np.ones(by_user.nnz), by_user.indices, by_user.indptr),
+                            shape=by_user.shape)
+    item_sums = pattern @ params.item_factors
+    return float(np.einsum("ij,ij->", params.user_factors, item_sums)
+                 + data.user_counts @ params.user_bias + data.item_counts @ params.item_bias)
 
 
 def fit_als(

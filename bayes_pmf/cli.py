@@ -49,6 +49,9 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tune", type=int, default=150,
                         help="burn-in / tuning sweeps per chain (default 150)")
     parser.add_argument("--chains", type=int, default=4, help="chains (default 4)")
+    parser.add_argument("--thin", type=int, default=1,
+                        help="gibbs: keep every THIN-th sweep after burn-in, so that longer "
+                             "chains fit in memory (default 1)")
     parser.add_argument("--max-sweeps", type=int, default=200, help="ALS sweeps at most")
 
 
@@ -182,11 +185,11 @@ def _job_config(args: argparse.Namespace, **overrides):
 def _fit_job_config(args: argparse.Namespace):
     return _job_config(args, methods=tuple(args.method or ("als", "gibbs")),
                        max_sweeps=args.max_sweeps, draws=args.draws, tune=args.tune,
-                       chains=args.chains)
+                       chains=args.chains, thin=args.thin)
 
 
 _JOB_FLAGS = ("data", "train", "test", "test_fraction", "seed", "factors", "lambda_", "method",
-              "draws", "tune", "chains", "max_sweeps", "title")
+              "draws", "tune", "chains", "thin", "max_sweeps", "title")
 
 
 def _report(args: argparse.Namespace) -> int:

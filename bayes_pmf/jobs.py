@@ -49,6 +49,7 @@ class FitJobConfig:
     draws: int = 200  # per chain, for the sampling methods
     tune: int = 150
     chains: int = 4
+    thin: int = 1  # Gibbs keeps every thin-th sweep after burn-in
     progress: bool = field(default=True, compare=False)  # display only, not a setting
 
     def __post_init__(self) -> None:
@@ -64,6 +65,8 @@ class FitJobConfig:
         for name in ("lambda_", "lambda_no_bias", "lambda_bias"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name.rstrip('_')} must be > 0, got {getattr(self, name)!r}")
+        if isinstance(self.thin, bool) or not isinstance(self.thin, int) or self.thin < 1:
+            raise ConfigError(f"--thin must be a positive integer, got {self.thin!r}")
         unknown = set(self.methods) - set(METHODS)
         if unknown:
             raise ConfigError(f"unknown method(s) {sorted(unknown)}; choose from {sorted(METHODS)}")
@@ -141,7 +144,8 @@ def _gibbs_methods(config: FitJobConfig, split: Split) -> list[tuple[str, Callab
     # The held-out set is only watched (running RMSE per sample), never fitted to.
     return [("bpmf-gibbs", lambda: sample_gibbs(
         train, config.pmf_spec, draws=config.draws, tune=config.tune, chains=config.chains,
-        hyper="wishart", held_out=test, rng=config.seed, progress=config.progress))]
+        thin=config.thin, hyper="wishart", held_out=test, rng=config.seed,
+        progress=config.progress))]
 
 
 def _nuts_methods(config: FitJobConfig, split: Split) -> list[tuple[str, Callable]]:

@@ -8,7 +8,8 @@ Each (library, size, d) runs in its own child process that loads the ratings fro
 .npz file, records its resident memory (ru_maxrss) before fitting and the high-water
 mark after: "solver MB" is the increment, the memory the solver itself needed. Seconds
 per sweep is the median of the timed sweeps (bayes_pmf) or the fit time divided by the
-number of iterations (cmfrec, whose setup is included).
+number of iterations (cmfrec, whose setup is included), for cmfrec's default
+conjugate-gradient solver and for its exact Cholesky solver ("cmfrec-exact").
 """
 
 from __future__ import annotations
@@ -74,8 +75,11 @@ def child(library: str, path: str, d: int, sweeps: int) -> dict:
 
         matrix = sp.coo_matrix((rating, (user, item)))
         before = _rss_mb()
+        # "cmfrec": its defaults (3 conjugate-gradient steps per row, a final exact
+        # sweep); "cmfrec-exact": Cholesky every sweep, the same exact solve as bayes_pmf.
         model = cmfrec.CMF(k=d, lambda_=LAMBDA, user_bias=True, item_bias=True, method="als",
-                           niter=sweeps, verbose=False, nthreads=2, random_state=0)
+                           niter=sweeps, verbose=False, nthreads=2, random_state=0,
+                           use_cg=library == "cmfrec", precompute_for_predictions=False)
         start = time.perf_counter()
         model.fit(matrix)
         per_sweep = (time.perf_counter() - start) / sweeps
@@ -97,7 +101,7 @@ def main(argv=None) -> None:
         return
     try:
         import cmfrec  # noqa: F401
-        libraries = ["bayes_pmf", "cmfrec"]
+        libraries = ["bayes_pmf", "cmfrec", "cmfrec-exact"]
     except ImportError:
         libraries = ["bayes_pmf"]
         print("cmfrec not installed (pip install '.[bench]'): bayes_pmf only", file=sys.stderr)
@@ -122,10 +126,12 @@ def main(argv=None) -> None:
                           f"peak {result['peak_rss_mb']:8.1f} MB", flush=True)
     for row in rows:
         if row["library"] == "bayes_pmf":
-            peer = [r for r in rows if r["library"] == "cmfrec" and r["n_ratings"] == row["n_ratings"]
-                    and r["d"] == row["d"]]
-            if peer:
-                row["ratio_to_cmfrec"] = row["seconds_per_sweep"] / peer[0]["seconds_per_sweep"]
+            for peer_name in ("cmfrec", "cmfrec-exact"):
+                peer = [r for r in rows if r["library"] == peer_name
+                        and r["n_ratings"] == row["n_ratings"] and r["d"] == row["d"]]
+                if peer:
+                    row[f"ratio_to_{peer_name}"] = (row["seconds_per_sweep"]
+                                                    / peer[0]["seconds_per_sweep"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     from bayes_pmf.provenance import machine, package_versions
 

@@ -11,7 +11,14 @@ from bayes_pmf import (
     objective,
     random_split,
 )
-from bayes_pmf.als import initial_params, solve_rows, sweep
+from bayes_pmf.als import (
+    BLAS_GRAM_MIN_WIDTH,
+    initial_params,
+    normal_equations,
+    padded_lengths,
+    solve_rows,
+    sweep,
+)
 
 
 def _ridge_lstsq(design, targets, penalty):
@@ -21,10 +28,13 @@ def _ridge_lstsq(design, targets, penalty):
     return np.linalg.lstsq(stacked, rhs, rcond=None)[0]
 
 
-def test_row_update_equals_closed_form_ridge():
+@pytest.mark.parametrize("p", [6, BLAS_GRAM_MIN_WIDTH + 12], ids=["sparse-gram", "blas-gram"])
+def test_row_update_equals_closed_form_ridge(p):
     rng = np.random.default_rng(0)
-    n_rows, m, p = 25, 40, 6
-    mask = rng.random((n_rows, m)) < 0.3
+    n_rows, m = 25, 80
+    # Row densities from 2% to 90%: rows of many lengths, so the BLAS path pads
+    # rows to several different lengths.
+    mask = rng.random((n_rows, m)) < np.linspace(0.02, 0.9, n_rows)[:, None]
     mask[:, 0] = True  # every row has at least one rating
     targets = np.where(mask, rng.normal(3, 1, (n_rows, m)), 0.0)
     block = sp.csr_matrix(targets * mask)
@@ -38,6 +48,36 @@ def test_row_update_equals_closed_form_ridge():
         expected = _ridge_lstsq(design[cols], targets[row, cols], penalty)
         # Both are backward-stable solves of a well-conditioned (cond < 1e3) system.
         np.testing.assert_allclose(solved[row], expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("p", [5, BLAS_GRAM_MIN_WIDTH, 40])
+def test_normal_equations_equal_dense_products(p):
+    """Gram matrices and right-hand sides equal X^T diag(I_i) X and X^T (I_i * t_i) taken
+    densely, on rows of every length including empty ones, on either path."""
+    rng = np.random.default_rng(3)
+    n_rows, m = 30, 300
+    mask = rng.random((n_rows, m)) < rng.choice([0.0, 0.01, 0.1, 0.5, 1.0], n_rows)[:, None]
+    assert (mask.sum(1) == 0).any() and (mask.sum(1) == m).any()
+    targets = np.where(mask, rng.normal(size=(n_rows, m)), 0.0)
+    block = sp.csr_matrix((targets[mask], np.nonzero(mask)[1],
+                           np.r_[0, np.cumsum(mask.sum(1))]), shape=(n_rows, m))
+    design = rng.normal(size=(m, p))
+    gram, rhs = normal_equations(block, design)
+    expected_gram = np.einsum("ij,jp,jq->ipq", mask.astype(float), design, design)
+    # Sums of <= 300 products of O(1) numbers, summed in different orders: 1e-11 absolute.
+    np.testing.assert_allclose(gram, expected_gram, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(rhs, targets @ design, rtol=0, atol=1e-11)
+
+
+def test_padded_lengths_cover_every_row_length_with_bounded_waste():
+    lengths = padded_lengths(100_000)
+    assert lengths[0] == 1 and lengths[-1] >= 100_000
+    assert np.all(np.diff(lengths) >= 1)
+    # A row of length n is padded to the first length >= n: at most 25% waste beyond
+    # the small lengths, where the grid steps by one.
+    counts = np.arange(1, 100_001)
+    padded = lengths[np.searchsorted(lengths, counts)]
+    assert np.all(padded >= counts) and np.all(padded <= np.maximum(counts * 1.25 + 1, counts + 1))
 
 
 def test_sweep_with_biases_matches_per_user_loop(synthetic):

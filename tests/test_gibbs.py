@@ -41,6 +41,85 @@ def test_result_shape_matches_other_methods_and_is_seeded(tiny):
     assert float(running[0, -1]) == pytest.approx(bp.rmse(split.test.rating, chain0), rel=1e-9)
 
 
+def test_draws_do_not_depend_on_processes_or_blocks(tiny):
+    """Chains in 2 processes, and half-steps cut into blocks of 7 rows, give bit-identical
+    draws to one process with one block: parallelism never changes the numbers."""
+    _, split = tiny
+    args = dict(draws=15, tune=5, chains=3, hyper="wishart", held_out=split.test, rng=11,
+                progress=False)
+    serial = sample_gibbs(split.train, SPEC, cores=1, **args)
+    parallel = sample_gibbs(split.train, SPEC, cores=2, block_rows=7, **args)
+    assert parallel.attrs["settings"]["cores"] == 2
+    for name, values in serial.idata.posterior.data_vars.items():
+        np.testing.assert_array_equal(values.to_numpy(),
+                                      parallel.idata.posterior[name].to_numpy(), err_msg=name)
+    np.testing.assert_array_equal(serial.idata.sample_stats["running_test_rmse"].to_numpy(),
+                                  parallel.idata.sample_stats["running_test_rmse"].to_numpy())
+
+
+def test_an_error_inside_a_chain_process_reaches_the_caller(tiny):
+    _, split = tiny
+    # Ratings of 1e200 overflow the Gram matrices inside the chain processes.
+    data = split.train
+    huge = bp.RatingsData(data.user_idx, data.item_idx, data.rating * 1e200, data.user_ids,
+                          data.item_ids, bp.RatingScale.unbounded())
+    with pytest.raises(bp.NumericalError):
+        sample_gibbs(huge, SPEC, draws=5, tune=0, chains=2, cores=2, init="random",
+                     progress=False)
+
+
+@pytest.mark.parametrize("cores", [0, -1, 1.5])
+def test_bad_cores_are_refused(tiny, cores):
+    _, split = tiny
+    with pytest.raises(bp.ConfigError, match="cores"):
+        sample_gibbs(split.train, SPEC, draws=5, tune=0, chains=2, cores=cores, progress=False)
+
+
+@pytest.mark.parametrize("p", [3, 25], ids=["sparse-gram", "blas-gram"])
+def test_row_draw_reports_its_squared_residuals(p):
+    """sample_rows' last column, sum_j (t_ij - w_i.x_j)^2 - sum_j t_ij^2 from the normal
+    equations, equals the sum taken directly over the row's ratings."""
+    import scipy.sparse as sp
+
+    from bayes_pmf.gibbs import sample_rows
+
+    rng = np.random.default_rng(4)
+    n_rows, m, tau = 12, 60, 2.5
+    mask = rng.random((n_rows, m)) < 0.4
+    targets = np.where(mask, rng.normal(size=(n_rows, m)), 0.0)
+    block = sp.csr_matrix((targets[mask], np.nonzero(mask)[1], np.r_[0, np.cumsum(mask.sum(1))]),
+                          shape=(n_rows, m))
+    design = rng.normal(size=(m, p))
+    root = rng.normal(size=(p, p))
+    precision = root @ root.T + np.eye(p)
+    out = sample_rows(block, design, None, precision, rng.normal(size=p), tau,
+                      rng.standard_normal((n_rows, p)))
+    draws, change = out[:, :p], out[:, p]
+    residuals = np.where(mask, targets - draws @ design.T, 0.0)
+    expected = (residuals**2).sum(axis=1) - (targets**2).sum(axis=1)
+    # Sums of ~25 O(1) terms, one of them formed through a Cholesky solve: 1e-9 absolute.
+    np.testing.assert_allclose(change, expected, rtol=0, atol=1e-9)
+
+
+def test_shift_moves_change_parameters_but_no_prediction():
+    from bayes_pmf.gibbs import _shift_moves, _SideHyper
+
+    rng = np.random.default_rng(6)
+    n, m, d = 30, 20, 3
+    U, V = rng.normal(size=(n, d)), rng.normal(size=(m, d))
+    b, c, mu = rng.normal(size=n), rng.normal(size=m), 3.0
+    user = _SideHyper(rng.normal(size=d), np.diag([1.0, 2.0, 3.0]), 4.0)
+    item = _SideHyper(np.zeros(d), np.eye(d), 2.0)
+
+    def predictions(U, V, b, c, mu):
+        return mu + b[:, None] + c[None, :] + U @ V.T
+
+    moved = _shift_moves(U, V, b, c, mu, user, item, True, rng)
+    np.testing.assert_allclose(predictions(*moved), predictions(U, V, b, c, mu),
+                               rtol=0, atol=1e-12)
+    assert moved[4] != mu and not np.allclose(moved[0], U) and not np.allclose(moved[3], c)
+
+
 def test_chains_differ_but_agree(tiny):
     _, split = tiny
     result = sample_gibbs(split.train, SPEC, draws=200, tune=50, chains=2, progress=False)
