@@ -154,6 +154,12 @@ def _upper_position(p: int) -> np.ndarray:
     return position.ravel()
 
 
+def reusable_outer(design: np.ndarray) -> np.ndarray | None:
+    """:func:`outer_upper` (design) when :func:`normal_equations` will use it (narrow
+    designs), else None: computed once per half-step, shared by all its row blocks."""
+    return outer_upper(design) if design.shape[1] < BLAS_GRAM_MIN_WIDTH else None
+
+
 def padded_lengths(max_length: int) -> np.ndarray:
     """The lengths rows are padded to: 1, 2, ... growing by ``PADDING_GROWTH``, covering
     ``max_length``."""
@@ -227,9 +233,9 @@ def map_row_blocks(
 ) -> np.ndarray:
     """Apply ``solve_block(block, rows)`` to each block of consecutive rows of ``matrix``
     holding new data ``targets`` (in the matrix's CSR order); ``rows`` is the block's
-    slice of row positions, and each call returns (rows x width). Blocks run on ``workers`` threads (default: up to 2, the cores here;
-    the sparse products and batched LAPACK calls release the GIL), with BLAS itself held
-    to one thread meanwhile. Results do not depend on the thread schedule.
+    slice of row positions, and each call returns (rows x width). Blocks run on
+    ``workers`` threads (default: up to 2, the cores here; the sparse products and
+    batched LAPACK calls release the GIL), with BLAS itself held to one thread meanwhile. Results do not depend on the thread schedule.
     Memory stays O(workers * block_rows * width^2)."""
     indptr = matrix.indptr
     n_rows = matrix.shape[0]
@@ -287,7 +293,7 @@ def half_step(
     """:func:`solve_rows` over all rows of ``matrix`` with data ``targets``, block by block."""
     if design.shape[1] == 0:
         return np.zeros((matrix.shape[0], 0))
-    design_outer = outer_upper(design) if design.shape[1] < BLAS_GRAM_MIN_WIDTH else None
+    design_outer = reusable_outer(design)
     return map_row_blocks(
         matrix, targets, lambda block, _: solve_rows(block, design, penalty, design_outer),
         design.shape[1], block_rows)

@@ -58,7 +58,6 @@ import numpy as np
 from scipy import stats
 
 from .als import (
-    BLAS_GRAM_MIN_WIDTH,
     DEFAULT_BLOCK_ROWS,
     batched_cholesky,
     cholesky_solve,
@@ -66,7 +65,7 @@ from .als import (
     map_row_blocks,
     normal_equations,
     observed_sum_without_mu,
-    outer_upper,
+    reusable_outer,
     single_threaded_blas,
 )
 from .data import RatingsData
@@ -137,7 +136,7 @@ def _sample_side(matrix, targets, other, hyper: _SideHyper, d, biases, tau,
     if design.shape[1] == 0:
         return np.zeros((matrix.shape[0], 0)), float(targets @ targets)
     precision, prior_mean = hyper.blocks(d, biases)
-    outer = outer_upper(design) if design.shape[1] < BLAS_GRAM_MIN_WIDTH else None
+    outer = reusable_outer(design)
     # All rows' noise drawn up front: the draws depend neither on how the rows are cut
     # into blocks nor on which thread runs which block.
     noise = rng.standard_normal((matrix.shape[0], design.shape[1]))
