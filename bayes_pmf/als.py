@@ -12,12 +12,17 @@ PyMC MAP's. The global mean then takes its closed-form value (flat prior). Every
 is an exact block minimisation, so E never increases.
 
 Vectorisation: the Gram matrices of a block of rows are built without a Python loop
-over rows, in one of two ways chosen by the width p of x_j (see :func:`normal_equations`):
-for small p, one sparse product of the block's indicator matrix with the stacked upper
-triangles of x_j x_j^T; for large p, rows of similar length are padded to a common
+over rows, in one of two ways (see :func:`prepare_design`): for small p and a small
+other side, one sparse product of the block's indicator matrix with the stacked upper
+triangles of x_j x_j^T; otherwise rows of similar length are padded to a common
 length and their Gram matrices taken by batched BLAS products. One batched Cholesky
 solve follows. :func:`solve_rows` is a pure function of (block of rows, other
 side's design, penalties), so it can be mapped over row partitions elsewhere.
+
+``solver="cg"`` swaps the exact solve for a few warm-started conjugate-gradient steps
+per row (:func:`refine_rows`, likewise a pure function of the block, the design, the
+penalties and the block's current rows): O(nnz p) per step instead of O(nnz p^2), and
+still a descent step, so E never increases either.
 This module imports no PyMC.
 """
 
@@ -113,36 +118,69 @@ def _first_not_positive_definite(matrices: np.ndarray) -> str:
     return ""
 
 
-# Above this width of x_j the Gram matrices come from padded batched BLAS products;
-# below it the sparse product with the stacked outer products is faster (measured at
-# 10^6 ratings: crossover between p = 17 and p = 25; at p = 33 BLAS is 1.8-2.4x faster).
-BLAS_GRAM_MIN_WIDTH = 21
+# The Gram matrices come from the sparse product with the stacked outer products of the
+# other side's rows below this width of x_j, and while that table of outer products
+# stays small enough to be read from cache; otherwise from padded batched BLAS products.
+# Measured (one thread): at 10^6 ratings the two break even at p = 17-21; at 10^7, p = 11,
+# the sparse product took 0.24 s against 0.37 s when the table was 5 MB (10,000 items),
+# 0.78 s against 0.58 s when it was 35 MB (66,666 users).
+BLAS_GRAM_MIN_WIDTH = 17
+OUTER_TABLE_MAX_BYTES = 8 << 20
 # Rows are grouped by length on a geometric grid (padding wastes < 25% of the work)
 # and padded in chunks of at most this many floats (16 MB).
 PADDING_GROWTH = 1.25
 PADDED_CHUNK_FLOATS = 1 << 21
 
 
+@dataclass(frozen=True)
+class PreparedDesign:
+    """The other side's design rows x_j as :func:`normal_equations` reads them, built once
+    per half-step and shared by all its row blocks: for narrow designs with few rows
+    (see ``BLAS_GRAM_MIN_WIDTH``) the stacked upper triangles of x_j x_j^T
+    (:func:`outer_upper`) for the sparse product; otherwise the rows with one zero row
+    appended, at which padding positions point."""
+
+    design: np.ndarray
+    outer: np.ndarray | None
+    padded_rows: np.ndarray | None
+
+    @property
+    def width(self) -> int:
+        return self.design.shape[1]
+
+
+def prepare_design(design: np.ndarray, padded: bool = False,
+                   dtype: type = np.float64) -> PreparedDesign:
+    """Precompute what :func:`normal_equations` needs from ``design`` (m x p);
+    ``padded=True`` forces the padded layout (the only one :func:`refine_rows` reads),
+    with its rows in ``dtype``."""
+    design = np.ascontiguousarray(design, dtype=float)
+    m, p = design.shape
+    if (not padded and p < BLAS_GRAM_MIN_WIDTH
+            and m * p * (p + 1) // 2 * 8 <= OUTER_TABLE_MAX_BYTES):
+        return PreparedDesign(design, outer_upper(design), None)
+    rows = np.zeros((m + 1, p), dtype=dtype)
+    rows[:m] = design
+    return PreparedDesign(design, None, rows)
+
+
 def normal_equations(
-    block: sp.csr_matrix, design: np.ndarray, design_outer: np.ndarray | None = None
+    block: sp.csr_matrix, design: np.ndarray | PreparedDesign
 ) -> tuple[np.ndarray, np.ndarray]:
     """For every row i of ``block``: the Gram matrix sum_j x_j x_j^T over its observed
-    columns (B x p x p) and sum_j t_ij x_j (B x p).
-
-    ``design_outer`` may pass :func:`outer_upper` (design) precomputed; it is used only
-    below ``BLAS_GRAM_MIN_WIDTH``.
-    """
-    if design.shape[1] >= BLAS_GRAM_MIN_WIDTH:
-        return _padded_normal_equations(block, design)
-    n_rows, p = block.shape[0], design.shape[1]
-    if design_outer is None:
-        design_outer = outer_upper(design)
+    columns (B x p x p) and sum_j t_ij x_j (B x p). ``design`` is the (m x p) array of
+    x_j, or :func:`prepare_design` of it when several blocks share it."""
+    if not isinstance(design, PreparedDesign):
+        design = prepare_design(design)
+    if design.outer is None:
+        return _padded_normal_equations(block, design.padded_rows)
+    n_rows, p = block.shape[0], design.width
     pattern = sp.csr_matrix(
         (np.ones_like(block.data), block.indices, block.indptr), shape=block.shape
     )
-    upper = np.asarray(pattern @ design_outer)
-    gram = upper[:, _upper_position(p)].reshape(n_rows, p, p)
-    return gram, np.asarray(block @ design)
+    upper = np.asarray(pattern @ design.outer)
+    gram = np.take(upper, _upper_position(p), axis=1).reshape(n_rows, p, p)
+    return gram, np.asarray(block @ design.design)
 
 
 def _upper_position(p: int) -> np.ndarray:
@@ -154,12 +192,6 @@ def _upper_position(p: int) -> np.ndarray:
     return position.ravel()
 
 
-def reusable_outer(design: np.ndarray) -> np.ndarray | None:
-    """:func:`outer_upper` (design) when :func:`normal_equations` will use it (narrow
-    designs), else None: computed once per half-step, shared by all its row blocks."""
-    return outer_upper(design) if design.shape[1] < BLAS_GRAM_MIN_WIDTH else None
-
-
 def padded_lengths(max_length: int) -> np.ndarray:
     """The lengths rows are padded to: 1, 2, ... growing by ``PADDING_GROWTH``, covering
     ``max_length``."""
@@ -169,51 +201,85 @@ def padded_lengths(max_length: int) -> np.ndarray:
     return np.array(lengths)
 
 
-def _padded_normal_equations(block: sp.csr_matrix, design: np.ndarray):
-    """:func:`normal_equations` by BLAS: the rows whose length pads to the same L are
-    gathered into a (rows x L x p) array of their x_j (zeros past each row's end), whose
-    batched X^T X and X^T t are the Gram matrices and right-hand sides. The flops stay
-    O(nnz p^2) but run at BLAS speed instead of the sparse product's one-axpy-per-rating."""
-    n_rows, p = block.shape[0], design.shape[1]
-    gram = np.zeros((n_rows, p, p))
-    rhs = np.zeros((n_rows, p))
+def _padded_groups(block: sp.csr_matrix, padded_rows: np.ndarray,
+                   chunk_floats: int = PADDED_CHUNK_FLOATS):
+    """Yield (rows, X, t) for groups of non-empty rows of ``block`` whose lengths pad to
+    the same L: X (rows x L x p) holds each row's design rows x_j, t (rows x L) its
+    targets, both zero past the row's end (padding positions point at the zero row that
+    ends ``padded_rows``, and at a zero target). X is a view of a buffer reused by the
+    next group: consume it before asking for the next.
+
+    Gathers use np.take: numpy's fancy indexing of rows was 6-10x slower here."""
+    p = padded_rows.shape[1]
+    zero_row = len(padded_rows) - 1
     counts = np.diff(block.indptr)
+    columns = np.append(block.indices, zero_row)
+    values = np.append(block.data, 0.0).astype(padded_rows.dtype, copy=False)
     lengths = padded_lengths(max(int(counts.max(initial=0)), 1))
     slot = np.searchsorted(lengths, counts)
     order = np.argsort(slot, kind="stable")
     bounds = np.searchsorted(slot[order], np.arange(len(lengths) + 1))
+    buffer = np.empty(chunk_floats + int(lengths[-1]) * p, dtype=padded_rows.dtype)
     for k, length in enumerate(lengths):
         same_length = order[bounds[k]:bounds[k + 1]]
         same_length = same_length[counts[same_length] > 0]
         offsets = np.arange(length)
-        per_chunk = max(1, PADDED_CHUNK_FLOATS // (int(length) * p))
+        per_chunk = max(1, chunk_floats // (int(length) * p))
         for start in range(0, len(same_length), per_chunk):
             rows = same_length[start:start + per_chunk]
-            inside = offsets < counts[rows][:, None]
-            positions = np.where(inside, block.indptr[rows][:, None] + offsets, 0)
-            padded = design[block.indices[positions]]
-            padded *= inside[:, :, None]
-            targets = np.where(inside, block.data[positions], 0.0)
-            gram[rows] = np.einsum("kjp,kjq->kpq", padded, padded, optimize=True)
-            rhs[rows] = np.einsum("kjp,kj->kp", padded, targets, optimize=True)
+            positions = block.indptr[rows][:, None] + offsets
+            positions = np.where(offsets < counts[rows][:, None], positions, block.nnz)
+            padded = buffer[:positions.size * p].reshape(len(rows), int(length), p)
+            # mode="clip": the positions are valid by construction, and np.take with the
+            # default mode="raise" copies through a temporary before filling ``out``.
+            np.take(padded_rows, np.take(columns, positions), axis=0, out=padded, mode="clip")
+            yield rows, padded, np.take(values, positions)
+
+
+def _padded_normal_equations(block: sp.csr_matrix, padded_rows: np.ndarray):
+    """:func:`normal_equations` by BLAS: batched X^T X and X^T t over the groups of
+    :func:`_padded_groups`. The flops stay O(nnz p^2) but run at BLAS speed instead of
+    the sparse product's one axpy per rating."""
+    n_rows, p = block.shape[0], padded_rows.shape[1]
+    gram = np.zeros((n_rows, p, p))
+    rhs = np.zeros((n_rows, p))
+    for rows, padded, targets in _padded_groups(block, padded_rows):
+        gram[rows] = _batched_gram(padded)
+        rhs[rows] = _transpose_times(padded, targets)
     return gram, rhs
+
+
+def _transpose_times(padded: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """X_k^T y_k for a stack of (L x p) matrices X_k and L-vectors y_k."""
+    return np.matmul(vectors[:, None, :], padded)[:, 0, :]
+
+
+# Measured on 33 columns: np.matmul(X^T, X) ran at 1 GFlop/s on 8-row matrices, where
+# einsum's route ran at 12; from 33 rows on, matmul is 10-15% faster (26-41 GFlop/s).
+SHORT_PADDED_LENGTH = 24
+
+
+def _batched_gram(padded: np.ndarray) -> np.ndarray:
+    """X_k^T X_k for a stack of (L x p) matrices X_k."""
+    if padded.shape[1] < SHORT_PADDED_LENGTH:
+        return np.einsum("kjp,kjq->kpq", padded, padded, optimize=True)
+    return np.matmul(padded.transpose(0, 2, 1), padded)
 
 
 def solve_rows(
     block: sp.csr_matrix,
-    design: np.ndarray,
+    design: np.ndarray | PreparedDesign,
     penalty: np.ndarray,
-    design_outer: np.ndarray | None = None,
 ) -> np.ndarray:
     """Ridge solutions for every row of ``block`` at once.
 
     ``block`` (rows x m, CSR) holds the targets t_ij of the observed entries; ``design``
     (m x p) the other side's rows x_j; ``penalty`` (p,) the diagonal ridge. Returns the
     (rows x p) array of w_i = (diag(penalty) + sum_j x_j x_j^T)^-1 sum_j t_ij x_j.
-    ``design_outer`` may pass :func:`outer_upper` (design) precomputed.
+    ``design`` may be :func:`prepare_design` of it, precomputed.
     """
-    gram, rhs = normal_equations(block, design, design_outer)
-    p = design.shape[1]
+    gram, rhs = normal_equations(block, design)
+    p = len(penalty)
     gram[:, np.arange(p), np.arange(p)] += penalty
     # Cholesky: the systems are symmetric positive definite whenever penalty > 0;
     # a failure means a (near-)singular system, which we report instead of NaNs.
@@ -221,6 +287,68 @@ def solve_rows(
     if not np.all(np.isfinite(solution)):
         raise NumericalError("ALS half-step produced non-finite factors; increase lambda")
     return solution
+
+
+DEFAULT_CG_STEPS = 3
+# Conjugate gradients pass over each group of padded rows 2 x steps + 2 times. Groups of
+# 8 MB: at 10^7 ratings, d = 32, a sweep took 1.40 s against 2.28 s with 1 MB groups
+# (Python overhead per group) and 1.60 s with 16 MB (fewer cache hits between passes).
+CG_CHUNK_FLOATS = 1 << 20
+
+
+def refine_rows(
+    block: sp.csr_matrix,
+    design: np.ndarray | PreparedDesign,
+    penalty: np.ndarray,
+    start: np.ndarray,
+    steps: int = DEFAULT_CG_STEPS,
+) -> np.ndarray:
+    """``steps`` conjugate-gradient iterations on every row's ridge system (the one
+    :func:`solve_rows` solves exactly), from ``start`` (rows x p): an inexact half-step
+    costing O(nnz p) per step instead of O(nnz p^2) for the Gram matrices plus a
+    Cholesky solve per row.
+
+    Each matrix-vector product lambda d + X^T (X d) reads the row's padded design X;
+    no Gram matrix is formed. From any start, k CG steps minimise the row's quadratic
+    over start + a Krylov subspace containing the steepest-descent direction, so the
+    objective never increases. Rows without ratings go to their exact solution, 0.
+    The iterations run in the dtype of the prepared design's padded rows (float32 halves
+    the memory traffic); the result is returned in float64."""
+    if not isinstance(design, PreparedDesign) or design.padded_rows is None:
+        design = prepare_design(design.design if isinstance(design, PreparedDesign) else design,
+                                padded=True)
+    dtype = design.padded_rows.dtype
+    penalty = np.asarray(penalty, dtype=dtype)
+    out = np.array(start, dtype=float)
+    out[np.diff(block.indptr) == 0] = 0.0
+    for rows, padded, targets in _padded_groups(block, design.padded_rows, CG_CHUNK_FLOATS):
+        x = out[rows].astype(dtype)
+        residual = _transpose_times(padded, targets - _times(padded, x)) - penalty * x
+        direction = residual.copy()
+        norm = np.einsum("kp,kp->k", residual, residual)
+        for step in range(steps):
+            product = penalty * direction + _transpose_times(padded, _times(padded, direction))
+            curvature = np.einsum("kp,kp->k", direction, product)
+            # A zero residual (already optimal) gives 0/0: stay put.
+            alpha = np.divide(norm, curvature, out=np.zeros_like(norm), where=curvature > 0)
+            x += alpha[:, None] * direction
+            if step == steps - 1:
+                break
+            residual -= alpha[:, None] * product
+            new_norm = np.einsum("kp,kp->k", residual, residual)
+            beta = np.divide(new_norm, norm, out=np.zeros_like(norm), where=norm > 0)
+            direction = residual + beta[:, None] * direction
+            norm = new_norm
+        out[rows] = x
+    if not np.all(np.isfinite(out)):
+        raise NumericalError("ALS conjugate-gradient half-step produced non-finite factors; "
+                             "increase lambda")
+    return out
+
+
+def _times(padded: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """X_k y_k for a stack of (L x p) matrices X_k and p-vectors y_k."""
+    return np.matmul(padded, vectors[:, :, None])[:, :, 0]
 
 
 def map_row_blocks(
@@ -283,20 +411,36 @@ def _block_size(n_rows: int, block_rows: int, workers: int) -> int:
     return max(1, min(block_rows, -(-n_rows // workers)))
 
 
+SOLVERS = ("exact", "cg")
+CG_PRECISIONS = {"float64": np.float64, "float32": np.float32}
+
+
 def half_step(
     matrix: sp.csr_matrix,
     targets: np.ndarray,
     design: np.ndarray,
     penalty: np.ndarray,
     block_rows: int = DEFAULT_BLOCK_ROWS,
+    start: np.ndarray | None = None,
+    cg_steps: int | None = None,
+    cg_dtype: type = np.float64,
 ) -> np.ndarray:
-    """:func:`solve_rows` over all rows of ``matrix`` with data ``targets``, block by block."""
+    """:func:`solve_rows` over all rows of ``matrix`` with data ``targets``, block by
+    block; or, given ``cg_steps``, :func:`refine_rows` from the rows ``start``, computing
+    in ``cg_dtype``."""
     if design.shape[1] == 0:
         return np.zeros((matrix.shape[0], 0))
-    design_outer = reusable_outer(design)
-    return map_row_blocks(
-        matrix, targets, lambda block, _: solve_rows(block, design, penalty, design_outer),
-        design.shape[1], block_rows)
+    if cg_steps is None:
+        prepared = prepare_design(design)
+
+        def solve_block(block, _):
+            return solve_rows(block, prepared, penalty)
+    else:
+        prepared = prepare_design(design, padded=True, dtype=cg_dtype)
+
+        def solve_block(block, rows):
+            return refine_rows(block, prepared, penalty, start[rows], cg_steps)
+    return map_row_blocks(matrix, targets, solve_block, design.shape[1], block_rows)
 
 
 @dataclass(frozen=True)
@@ -328,28 +472,33 @@ def initial_params(data: RatingsData, spec: PMFSpec, rng, init_scale: float = 0.
 
 
 def _with_ones(factors: np.ndarray, biases: bool) -> np.ndarray:
-    if not biases:
-        return factors
-    return np.hstack([factors, np.ones((len(factors), 1))])
+    return _with_column(factors, np.ones(len(factors)), biases)
 
 
 def sweep(data: RatingsData, params: FactorParams, spec: PMFSpec,
-          block_rows: int = DEFAULT_BLOCK_ROWS) -> FactorParams:
-    """One ALS sweep: users given items, items given users, then mu."""
+          block_rows: int = DEFAULT_BLOCK_ROWS, cg_steps: int | None = None,
+          cg_dtype: type = np.float64) -> FactorParams:
+    """One ALS sweep: users given items, items given users, then mu. Each half-step is
+    exact, or ``cg_steps`` conjugate-gradient steps from the current factors."""
     d, biases = spec.n_factors, spec.biases
     by_user, by_item = data.by_user, data.by_item
 
+    def current(factors, bias):
+        return None if cg_steps is None else _with_column(factors, bias, biases)
+
     user_penalty = np.r_[np.full(d, spec.lambda_u), [spec.lambda_user_bias] * biases]
-    targets = by_user.data - params.mu - params.item_bias[by_user.indices]
+    targets = by_user.data - params.mu - np.take(params.item_bias, by_user.indices)
     solved = half_step(by_user, targets, _with_ones(params.item_factors, biases),
-                       user_penalty, block_rows)
+                       user_penalty, block_rows,
+                       current(params.user_factors, params.user_bias), cg_steps, cg_dtype)
     user_factors = solved[:, :d]
     user_bias = solved[:, d] if biases else params.user_bias
 
     item_penalty = np.r_[np.full(d, spec.lambda_v), [spec.lambda_item_bias] * biases]
-    targets = by_item.data - params.mu - user_bias[by_item.indices]
+    targets = by_item.data - params.mu - np.take(user_bias, by_item.indices)
     solved = half_step(by_item, targets, _with_ones(user_factors, biases),
-                       item_penalty, block_rows)
+                       item_penalty, block_rows,
+                       current(params.item_factors, params.item_bias), cg_steps, cg_dtype)
     item_factors = solved[:, :d]
     item_bias = solved[:, d] if biases else params.item_bias
 
@@ -358,6 +507,10 @@ def sweep(data: RatingsData, params: FactorParams, spec: PMFSpec,
         mu = data.mean_rating - observed_sum_without_mu(data, updated) / data.n_ratings
         updated = FactorParams(user_factors, item_factors, float(mu), user_bias, item_bias)
     return updated
+
+
+def _with_column(factors: np.ndarray, column: np.ndarray, biases: bool) -> np.ndarray:
+    return np.hstack([factors, column[:, None]]) if biases else factors
 
 
 def observed_sum_without_mu(data: RatingsData, params: FactorParams) -> float:
@@ -384,6 +537,9 @@ def fit_als(
     init_scale: float = 0.1,
     init: FactorParams | None = None,
     block_rows: int = DEFAULT_BLOCK_ROWS,
+    solver: str = "exact",
+    cg_steps: int = DEFAULT_CG_STEPS,
+    cg_precision: str = "float64",
     progress: bool = True,
 ) -> ALSFit:
     """Minimise the PMF MAP objective by ALS.
@@ -392,6 +548,15 @@ def fit_als(
     ``max_sweeps``. ``rng`` seeds the random initial factors (ignored when ``init`` is
     given). The objective after every sweep is kept in ``objective_trace`` (entry 0 is
     the initial point).
+
+    ``solver="exact"`` (default) solves every row's ridge system exactly: the reference
+    that PyMC's MAP is checked against. ``solver="cg"`` takes ``cg_steps`` warm-started
+    conjugate-gradient steps per row instead (as cmfrec's default does), cheaper per
+    sweep at large d, and ends with one exact sweep (within ``max_sweeps``) so that the
+    result is the exact block optimum given the last item factors.
+    ``cg_precision="float32"`` runs the CG steps in single precision (as cmfrec does by
+    default): ~1.7x faster at 10^7 ratings, d = 32, with rounding far below the error
+    the truncated iterations leave; the final exact sweep is always float64.
     """
     spec = spec or PMFSpec()
     if spec.link != "identity":
@@ -403,20 +568,33 @@ def fit_als(
         raise ConfigError(f"max_sweeps must be >= 1, got {max_sweeps}")
     if not tol >= 0:
         raise ConfigError(f"tol must be >= 0, got {tol}")
+    if solver not in SOLVERS:
+        raise ConfigError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if solver == "cg" and (not isinstance(cg_steps, (int, np.integer)) or cg_steps < 1):
+        raise ConfigError(f"cg_steps must be a positive integer, got {cg_steps!r}")
+    if cg_precision not in CG_PRECISIONS:
+        raise ConfigError(f"cg_precision must be one of {tuple(CG_PRECISIONS)}, "
+                          f"got {cg_precision!r}")
     seed = rng if isinstance(rng, (int, np.integer)) else None
     start_time = time.perf_counter()
     params = init if init is not None else initial_params(data, spec, rng, init_scale)
     trace = [objective(data, params, spec)]
     converged = False
+    inexact_sweeps = max_sweeps - 1 if solver == "cg" else 0
     with sweep_progress(max_sweeps, "ALS sweeps", progress) as bar:
-        for _ in range(max_sweeps):
-            params = sweep(data, params, spec, block_rows)
+        for number in range(max_sweeps):
+            inexact = number < inexact_sweeps and not converged
+            params = sweep(data, params, spec, block_rows, cg_steps if inexact else None,
+                           CG_PRECISIONS[cg_precision])
             trace.append(objective(data, params, spec))
             change = (trace[-2] - trace[-1]) / max(abs(trace[-2]), 1e-300)
             bar.advance(f"E={trace[-1]:.6g}")
+            if converged:
+                break  # the final exact sweep after converged CG sweeps
             if change < tol:
                 converged = True
-                break
+                if solver == "exact":
+                    break
     seconds = time.perf_counter() - start_time
     log.info("ALS: %d sweeps, E=%.6g, converged=%s, %.2fs", len(trace) - 1, trace[-1],
              converged, seconds)
@@ -424,7 +602,10 @@ def fit_als(
         params=params, spec=spec, objective_trace=trace, converged=converged,
         seconds=seconds, seed=None if seed is None else int(seed),
         settings={"max_sweeps": max_sweeps, "tol": tol, "init_scale": init_scale,
-                  "block_rows": block_rows, "warm_start": init is not None},
+                  "block_rows": block_rows, "warm_start": init is not None,
+                  "solver": solver,
+                  **({"cg_steps": cg_steps, "cg_precision": cg_precision}
+                     if solver == "cg" else {})},
     )
 
 

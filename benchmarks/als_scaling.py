@@ -8,8 +8,13 @@ Each (library, size, d) runs in its own child process that loads the ratings fro
 .npz file, records its resident memory (ru_maxrss) before fitting and the high-water
 mark after: "solver MB" is the increment, the memory the solver itself needed. Seconds
 per sweep is the median of the timed sweeps (bayes_pmf) or the fit time divided by the
-number of iterations (cmfrec, whose setup is included), for cmfrec's default
-conjugate-gradient solver and for its exact Cholesky solver ("cmfrec-exact").
+number of iterations (cmfrec, whose setup is included). Two solvers each, compared like
+for like: exact ridge solves (bayes_pmf's default; cmfrec's Cholesky solver,
+"cmfrec-exact") and 3 conjugate-gradient steps per row ("bayes_pmf-cg", solver="cg";
+cmfrec's default solver, "cmfrec", here without its final Cholesky sweep so that every
+timed sweep is a CG sweep on both sides). cmfrec computes in float32 by default
+(use_float=True); its "-f64" rows run in float64, the precision of bayes_pmf's exact
+and "bayes_pmf-cg" rows; "bayes_pmf-cg32" runs its CG steps in float32 (cg_precision).
 """
 
 from __future__ import annotations
@@ -56,7 +61,9 @@ def child(library: str, path: str, d: int, sweeps: int) -> dict:
 
     arrays = np.load(path)
     user, item, rating = arrays["user"], arrays["item"], arrays["rating"]
-    if library == "bayes_pmf":
+    if library.startswith("bayes_pmf"):
+        cg_steps = 3 if library.startswith("bayes_pmf-cg") else None
+        cg_dtype = np.float32 if library == "bayes_pmf-cg32" else np.float64
         data = bp.RatingsData(user, item, rating, np.arange(int(arrays["n_users"])),
                               np.arange(int(arrays["n_items"])), bp.RatingScale.unbounded())
         spec = bp.PMFSpec.from_lambdas(d, LAMBDA, biases=True)
@@ -66,7 +73,7 @@ def child(library: str, path: str, d: int, sweeps: int) -> dict:
         times = []
         for _ in range(sweeps):
             start = time.perf_counter()
-            params = sweep(data, params, spec)
+            params = sweep(data, params, spec, cg_steps=cg_steps, cg_dtype=cg_dtype)
             times.append(time.perf_counter() - start)
         per_sweep = float(np.median(times))
     else:
@@ -75,11 +82,14 @@ def child(library: str, path: str, d: int, sweeps: int) -> dict:
 
         matrix = sp.coo_matrix((rating, (user, item)))
         before = _rss_mb()
-        # "cmfrec": its defaults (3 conjugate-gradient steps per row, a final exact
-        # sweep); "cmfrec-exact": Cholesky every sweep, the same exact solve as bayes_pmf.
+        # "cmfrec": its default solver, 3 conjugate-gradient steps per row, every sweep
+        # (finalize_chol=False: no exact last sweep inside the timing); "cmfrec-exact":
+        # Cholesky every sweep, the same exact solve as bayes_pmf's default.
         model = cmfrec.CMF(k=d, lambda_=LAMBDA, user_bias=True, item_bias=True, method="als",
                            niter=sweeps, verbose=False, nthreads=2, random_state=0,
-                           use_cg=library == "cmfrec", precompute_for_predictions=False)
+                           use_cg="exact" not in library, finalize_chol=False,
+                           use_float=not library.endswith("-f64"),
+                           precompute_for_predictions=False)
         start = time.perf_counter()
         model.fit(matrix)
         per_sweep = (time.perf_counter() - start) / sweeps
@@ -101,9 +111,10 @@ def main(argv=None) -> None:
         return
     try:
         import cmfrec  # noqa: F401
-        libraries = ["bayes_pmf", "cmfrec", "cmfrec-exact"]
+        libraries = ["bayes_pmf", "cmfrec-exact-f64", "cmfrec-exact",
+                     "bayes_pmf-cg", "cmfrec-f64", "bayes_pmf-cg32", "cmfrec"]
     except ImportError:
-        libraries = ["bayes_pmf"]
+        libraries = ["bayes_pmf", "bayes_pmf-cg", "bayes_pmf-cg32"]
         print("cmfrec not installed (pip install '.[bench]'): bayes_pmf only", file=sys.stderr)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,13 +131,13 @@ def main(argv=None) -> None:
                     n_users, n_items = _shape_for(n_ratings)
                     rows.append({"library": library, "n_ratings": n_ratings, "n_users": n_users,
                                  "n_items": n_items, "d": d, **result})
-                    print(f"{library:10s} n={n_ratings:>10,} d={d:>3} "
+                    print(f"{library:16s} n={n_ratings:>10,} d={d:>3} "
                           f"{result['seconds_per_sweep']:8.3f} s/sweep "
                           f"solver {result['solver_mb']:8.1f} MB "
                           f"peak {result['peak_rss_mb']:8.1f} MB", flush=True)
     for row in rows:
-        if row["library"] == "bayes_pmf":
-            for peer_name in ("cmfrec", "cmfrec-exact"):
+        if row["library"].startswith("bayes_pmf"):
+            for peer_name in ("cmfrec", "cmfrec-f64", "cmfrec-exact", "cmfrec-exact-f64"):
                 peer = [r for r in rows if r["library"] == peer_name
                         and r["n_ratings"] == row["n_ratings"] and r["d"] == row["d"]]
                 if peer:

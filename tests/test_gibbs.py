@@ -92,7 +92,7 @@ def test_row_draw_reports_its_squared_residuals(p):
     design = rng.normal(size=(m, p))
     root = rng.normal(size=(p, p))
     precision = root @ root.T + np.eye(p)
-    out = sample_rows(block, design, None, precision, rng.normal(size=p), tau,
+    out = sample_rows(block, design, precision, rng.normal(size=p), tau,
                       rng.standard_normal((n_rows, p)))
     draws, change = out[:, :p], out[:, p]
     residuals = np.where(mask, targets - draws @ design.T, 0.0)
