@@ -201,13 +201,14 @@ def padded_lengths(max_length: int) -> np.ndarray:
     return np.array(lengths)
 
 
-def _padded_groups(block: sp.csr_matrix, padded_rows: np.ndarray,
-                   chunk_floats: int = PADDED_CHUNK_FLOATS):
+def padded_groups(block: sp.csr_matrix, padded_rows: np.ndarray,
+                  chunk_floats: int = PADDED_CHUNK_FLOATS, extra: np.ndarray | None = None):
     """Yield (rows, X, t) for groups of non-empty rows of ``block`` whose lengths pad to
     the same L: X (rows x L x p) holds each row's design rows x_j, t (rows x L) its
     targets, both zero past the row's end (padding positions point at the zero row that
     ends ``padded_rows``, and at a zero target). X is a view of a buffer reused by the
-    next group: consume it before asking for the next.
+    next group: consume it before asking for the next. Given ``extra`` (one value per
+    entry of ``block``, in its order), yield (rows, X, t, e) with e padded like t.
 
     Gathers use np.take: numpy's fancy indexing of rows was 6-10x slower here."""
     p = padded_rows.shape[1]
@@ -215,6 +216,7 @@ def _padded_groups(block: sp.csr_matrix, padded_rows: np.ndarray,
     counts = np.diff(block.indptr)
     columns = np.append(block.indices, zero_row)
     values = np.append(block.data, 0.0).astype(padded_rows.dtype, copy=False)
+    extra_values = None if extra is None else np.append(extra, 0.0)
     lengths = padded_lengths(max(int(counts.max(initial=0)), 1))
     slot = np.searchsorted(lengths, counts)
     order = np.argsort(slot, kind="stable")
@@ -233,17 +235,20 @@ def _padded_groups(block: sp.csr_matrix, padded_rows: np.ndarray,
             # mode="clip": the positions are valid by construction, and np.take with the
             # default mode="raise" copies through a temporary before filling ``out``.
             np.take(padded_rows, np.take(columns, positions), axis=0, out=padded, mode="clip")
-            yield rows, padded, np.take(values, positions)
+            if extra_values is None:
+                yield rows, padded, np.take(values, positions)
+            else:
+                yield rows, padded, np.take(values, positions), np.take(extra_values, positions)
 
 
 def _padded_normal_equations(block: sp.csr_matrix, padded_rows: np.ndarray):
     """:func:`normal_equations` by BLAS: batched X^T X and X^T t over the groups of
-    :func:`_padded_groups`. The flops stay O(nnz p^2) but run at BLAS speed instead of
+    :func:`padded_groups`. The flops stay O(nnz p^2) but run at BLAS speed instead of
     the sparse product's one axpy per rating."""
     n_rows, p = block.shape[0], padded_rows.shape[1]
     gram = np.zeros((n_rows, p, p))
     rhs = np.zeros((n_rows, p))
-    for rows, padded, targets in _padded_groups(block, padded_rows):
+    for rows, padded, targets in padded_groups(block, padded_rows):
         gram[rows] = _batched_gram(padded)
         rhs[rows] = _transpose_times(padded, targets)
     return gram, rhs
@@ -321,13 +326,14 @@ def refine_rows(
     penalty = np.asarray(penalty, dtype=dtype)
     out = np.array(start, dtype=float)
     out[np.diff(block.indptr) == 0] = 0.0
-    for rows, padded, targets in _padded_groups(block, design.padded_rows, CG_CHUNK_FLOATS):
+    for rows, padded, targets in padded_groups(block, design.padded_rows, CG_CHUNK_FLOATS):
         x = out[rows].astype(dtype)
-        residual = _transpose_times(padded, targets - _times(padded, x)) - penalty * x
+        residual = _transpose_times(padded, targets - stacked_times(padded, x)) - penalty * x
         direction = residual.copy()
         norm = np.einsum("kp,kp->k", residual, residual)
         for step in range(steps):
-            product = penalty * direction + _transpose_times(padded, _times(padded, direction))
+            product = (penalty * direction
+                       + _transpose_times(padded, stacked_times(padded, direction)))
             curvature = np.einsum("kp,kp->k", direction, product)
             # A zero residual (already optimal) gives 0/0: stay put.
             alpha = np.divide(norm, curvature, out=np.zeros_like(norm), where=curvature > 0)
@@ -346,7 +352,7 @@ def refine_rows(
     return out
 
 
-def _times(padded: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+def stacked_times(padded: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """X_k y_k for a stack of (L x p) matrices X_k and p-vectors y_k."""
     return np.matmul(padded, vectors[:, :, None])[:, :, 0]
 

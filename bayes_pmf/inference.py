@@ -215,26 +215,42 @@ def fit_advi(
     train: RatingsData,
     spec: PMFSpec | None = None,
     *,
-    iterations: int = 20_000,
+    iterations: int = 3_000,
     draws: int = 500,
     learn_sigma: bool = True,
     start: str | FactorParams = "map",
+    learning_rate: float = 0.003,
+    start_sigma: float = 0.05,
     rng: int | None = 0,
     progress: bool = True,
 ) -> PMFResult:
     """Mean-field ADVI started at the MAP/ALS point; ``draws`` samples of the fitted
-    approximation form the posterior (one chain). Known to understate uncertainty."""
+    approximation form the posterior (one chain). Known to understate uncertainty.
+
+    The approximation starts with standard deviation ``start_sigma`` on every
+    (unconstrained) parameter and is fitted by Adam at ``learning_rate``. PyMC's defaults
+    (sd softplus(0) = 0.69, adagrad at 0.001) start it wider than the factors' prior and
+    crawl: on MovieLens, 5,000 of their iterations gave test RMSE 0.894 and sigma 1.31,
+    20,000 gave 0.884 (820 s); 3,000 Adam steps at 0.003 from sd 0.05 gave 0.8735 and a
+    lower final loss than at 0.01 (0.8746) in 93 s."""
     spec = spec or PMFSpec(biases=True)
+    if not (learning_rate > 0 and start_sigma > 0):
+        raise ConfigError("learning_rate and start_sigma must be positive, got "
+                          f"{learning_rate!r} and {start_sigma!r}")
     model = build_model(train, spec, learn_sigma=learn_sigma)
     initvals = _start_point(train, spec, model, start, rng, progress)
     began = time.perf_counter()
     with model:
         approx = pm.fit(n=iterations, method="advi", start=initvals, random_seed=rng,
+                        start_sigma={name: np.full(np.size(value), start_sigma)
+                                     for name, value in initvals.items()},
+                        obj_optimizer=pm.adam(learning_rate=learning_rate),
                         progressbar=progress)
         pymc_idata = approx.sample(draws, random_seed=rng)
     seconds = time.perf_counter() - began
     return _from_pymc(pymc_idata, train, spec, method="advi", seed=rng,
                       settings={"iterations": iterations, "draws": draws,
-                                "learn_sigma": learn_sigma, "fit_seconds": seconds,
+                                "learn_sigma": learn_sigma, "learning_rate": learning_rate,
+                                "start_sigma": start_sigma, "fit_seconds": seconds,
                                 "final_elbo_loss": float(approx.hist[-1])},
                       keep_sample_stats=False)

@@ -1,13 +1,17 @@
 """bayes_pmf against the libraries users would reach for instead, on one identical split.
 
-    python benchmarks/peers.py [--data PATH] [--seed 0] [--factors 10] [--skip NAME ...]
+    python benchmarks/peers.py [--data PATH] [--seed 0] [--repeats 3] [--factors 10]
+                               [--skip NAME ...] [--out FILE]
 
 Every installed peer (scikit-surprise, cmfrec, myfm, cornac: `pip install ".[bench]"`)
 and bayes_pmf are fitted in the same run on the same seeded 90/10 split of the embedded
 MovieLens (or --data), and scored on every held-out rating with the same rule: a peer
 that cannot predict a pair (cold start) falls back to the training global mean, and all
-predictions are clipped to the rating scale. One table is printed (and written as JSON
-with --out). Timings on this machine are noisy: compare rows of one run only.
+predictions are clipped to the rating scale. Every method is fitted --repeats times with
+its own seeds seed, seed + 1, ... on the one split (seed --seed): the table shows the mean
+RMSE and MAE, the RMSE's range over the repeats (Monte Carlo noise, for the samplers) and
+the median fit time. One table is printed (and written as JSON with --out). Timings on
+this machine are noisy: compare rows of one run only.
 """
 
 from __future__ import annotations
@@ -25,7 +29,12 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bayes_pmf as bp  # noqa: E402
-from bayes_pmf.jobs import DEFAULT_LAMBDA, DEFAULT_LAMBDA_BIAS, DEFAULT_LAMBDA_NO_BIAS  # noqa: E402
+from bayes_pmf.jobs import (  # noqa: E402
+    DEFAULT_LAMBDA,
+    DEFAULT_LAMBDA_BIAS,
+    DEFAULT_LAMBDA_NO_BIAS,
+    FitJobConfig,
+)
 
 
 def _frames(split):
@@ -49,17 +58,15 @@ def bayes_pmf_methods(split, d, seed):
     with_bias = bp.PMFSpec.from_lambdas(d, DEFAULT_LAMBDA, biases=True,
                                         lambda_user_bias=DEFAULT_LAMBDA_BIAS,
                                         lambda_item_bias=DEFAULT_LAMBDA_BIAS)
-    def gibbs():
-        from bayes_pmf.gibbs import sample_gibbs
+    def gibbs(spec, **settings):
+        def run():
+            from bayes_pmf.gibbs import sample_gibbs
 
-        return sample_gibbs(train, with_bias, draws=200, tune=100, chains=4, rng=seed,
-                            progress=False)
+            return sample_gibbs(train, spec, rng=seed, progress=False, **settings)
+        return run
 
-    def gibbs_one_chain():
-        from bayes_pmf.gibbs import sample_gibbs
-
-        return sample_gibbs(train, with_bias, draws=200, tune=100, chains=1, rng=seed,
-                            progress=False)
+    # The main job's model: zero-mean Wishart hyperpriors on the factor precisions.
+    default = FitJobConfig(n_factors=d, seed=seed)
 
     return {
         "bayes_pmf global mean": lambda: bp.fit_global_mean(train),
@@ -67,8 +74,13 @@ def bayes_pmf_methods(split, d, seed):
         "bayes_pmf ALS (biases)": als(with_bias, "als"),
         "bayes_pmf ALS (no biases)": als(bp.PMFSpec.from_lambdas(d, DEFAULT_LAMBDA_NO_BIAS),
                                          "als-nobias"),
-        "bayes_pmf BPMF Gibbs (1 chain, 300 it)": gibbs_one_chain,
-        "bayes_pmf BPMF Gibbs (4 chains, 4x300 it)": gibbs,
+        "bayes_pmf BPMF Gibbs, Normal-Wishart (1 chain, 100+200 it)":
+            gibbs(with_bias, hyper="bpmf", chains=1, tune=100, draws=200),
+        "bayes_pmf Gibbs, default model (2 chains x 30+120 it, 2 processes)":
+            gibbs(default.pmf_spec, hyper="wishart", chains=2, tune=30, draws=120, cores=2),
+        "bayes_pmf Gibbs, default model = main job (4 chains x 150+200 it)":
+            gibbs(default.pmf_spec, hyper="wishart", chains=default.chains,
+                  tune=default.tune, draws=default.draws),
     }
 
 
@@ -196,10 +208,9 @@ PEERS = {
 }
 
 
-def run(data, seed=0, d=10, skip=()):
-    split = bp.random_split(data, 0.1, rng=seed)
-    train, test = _frames(split)
-    scale, fallback = split.train.scale, split.train.mean_rating
+def _jobs(split, train, d, seed, skip):
+    """(name, fit, predict) for bayes_pmf and every installed peer, seeded with ``seed``."""
+    scale = split.train.scale
     jobs = [(name, fit, _predict_bayes_pmf)
             for name, fit in bayes_pmf_methods(split, d, seed).items()]
     missing = []
@@ -213,43 +224,64 @@ def run(data, seed=0, d=10, skip=()):
             continue
         args = (train, d, seed, scale) if key == "surprise" else (train, d, seed)
         jobs += [(name, fit, predict) for name, fit in make(*args).items()]
+    return jobs, missing
+
+
+def run(data, seed=0, d=10, skip=(), repeats=1):
+    split = bp.random_split(data, 0.1, rng=seed)
+    train, test = _frames(split)
+    scale, fallback = split.train.scale, split.train.mean_rating
     rows = []
-    for name, fit, predict in jobs:
-        start = time.perf_counter()
-        model = fit()
-        seconds = time.perf_counter() - start
-        predicted = np.asarray(predict(model, test), dtype=float)
-        n_fallback = int(np.sum(~np.isfinite(predicted)))
-        predicted = scale.clip(np.where(np.isfinite(predicted), predicted, fallback))
-        rows.append({"method": name, "rmse": bp.rmse(test["rating"], predicted),
-                     "mae": bp.mae(test["rating"], predicted), "fit_seconds": seconds,
-                     "fallback_pairs": n_fallback})
-        print(f"  done: {name} ({seconds:.1f}s)", file=sys.stderr)
-    return pd.DataFrame(rows), split, missing
+    for repeat in range(repeats):
+        jobs, missing = _jobs(split, train, d, seed + repeat, skip)
+        for name, fit, predict in jobs:
+            start = time.perf_counter()
+            model = fit()
+            seconds = time.perf_counter() - start
+            predicted = np.asarray(predict(model, test), dtype=float)
+            n_fallback = int(np.sum(~np.isfinite(predicted)))
+            predicted = scale.clip(np.where(np.isfinite(predicted), predicted, fallback))
+            rows.append({"method": name, "repeat": repeat, "method_seed": seed + repeat,
+                         "rmse": bp.rmse(test["rating"], predicted),
+                         "mae": bp.mae(test["rating"], predicted), "fit_seconds": seconds,
+                         "fallback_pairs": n_fallback})
+            print(f"  done: {name}, seed {seed + repeat} ({seconds:.1f}s)", file=sys.stderr)
+    runs = pd.DataFrame(rows)
+    table = runs.groupby("method", sort=False).agg(
+        rmse=("rmse", "mean"), rmse_min=("rmse", "min"), rmse_max=("rmse", "max"),
+        mae=("mae", "mean"), fit_seconds=("fit_seconds", "median"),
+        fallback_pairs=("fallback_pairs", "max")).reset_index()
+    return table, runs, split, missing
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="ratings file (default: embedded MovieLens)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="fits per method, with seeds seed, seed + 1, ...")
     parser.add_argument("--factors", type=int, default=10)
     parser.add_argument("--skip", nargs="*", default=[], choices=sorted(PEERS))
     parser.add_argument("--out", help="write the table and settings as JSON here")
     args = parser.parse_args(argv)
     data = bp.load_ratings(args.data) if args.data else bp.load_movielens()
-    table, split, missing = run(data, args.seed, args.factors, set(args.skip))
+    table, runs, split, missing = run(data, args.seed, args.factors, set(args.skip),
+                                      args.repeats)
     print(f"data: {data.source}; split: seeded random 90/10 (seed {args.seed}), "
           f"{split.test.n_ratings} test ratings, {split.describe()['cold_ratings']} cold; "
-          f"d = {args.factors}")
+          f"d = {args.factors}; {args.repeats} fits per method (mean RMSE/MAE, RMSE range, "
+          f"median seconds)")
     if missing:
         print(f"peers not installed (pip install '.[bench]'): {', '.join(missing)}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.out:
         Path(args.out).write_text(json.dumps(
-            {"seed": args.seed, "factors": args.factors, "data": data.describe(),
+            {"seed": args.seed, "repeats": args.repeats, "factors": args.factors,
+             "data": data.describe(),
              "versions": bp.provenance.package_versions(("scikit-surprise", "cmfrec", "myfm",
                                                          "cornac")),
-             "results": table.to_dict(orient="records")}, indent=2, default=str))
+             "results": table.to_dict(orient="records"),
+             "runs": runs.to_dict(orient="records")}, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -62,3 +62,11 @@ def test_a_result_from_another_format_version_is_refused(tmp_path):
     foreign.to_netcdf(tmp_path / "foreign.nc")
     with pytest.raises(bp.ResultFileError, match="not a bayes_pmf result"):
         bp.load_result(tmp_path / "foreign.nc")
+
+
+@pytest.mark.parametrize("kwargs", [{"learning_rate": 0.0}, {"start_sigma": -0.1}])
+def test_advi_rejects_non_positive_tuning(kwargs, synthetic):
+    from bayes_pmf.inference import fit_advi
+
+    with pytest.raises(bp.ConfigError, match="must be positive"):
+        fit_advi(synthetic.data, progress=False, **kwargs)

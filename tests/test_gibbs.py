@@ -75,13 +75,15 @@ def test_bad_cores_are_refused(tiny, cores):
         sample_gibbs(split.train, SPEC, draws=5, tune=0, chains=2, cores=cores, progress=False)
 
 
-@pytest.mark.parametrize("p", [3, 25], ids=["sparse-gram", "blas-gram"])
-def test_row_draw_reports_its_squared_residuals(p):
-    """sample_rows' last column, sum_j (t_ij - w_i.x_j)^2 - sum_j t_ij^2 from the normal
-    equations, equals the sum taken directly over the row's ratings."""
+@pytest.mark.parametrize("p, path", [(3, "long"), (25, "long"), (25, "short")],
+                         ids=["sparse-gram", "blas-gram", "short-rows"])
+def test_row_draw_reports_its_squared_residuals(p, path):
+    """The draws' last column, sum_j (t_ij - w_i.x_j)^2 - sum_j t_ij^2 (from the normal
+    equations for sample_rows, from the fitted values for sample_short_rows), equals the
+    sum taken directly over the row's ratings."""
     import scipy.sparse as sp
 
-    from bayes_pmf.gibbs import sample_rows
+    from bayes_pmf.gibbs import WhitenedDesign, sample_rows, sample_short_rows
 
     rng = np.random.default_rng(4)
     n_rows, m, tau = 12, 60, 2.5
@@ -92,13 +94,50 @@ def test_row_draw_reports_its_squared_residuals(p):
     design = rng.normal(size=(m, p))
     root = rng.normal(size=(p, p))
     precision = root @ root.T + np.eye(p)
-    out = sample_rows(block, design, precision, rng.normal(size=p), tau,
-                      rng.standard_normal((n_rows, p)))
+    prior_mean = rng.normal(size=p)
+    noise = rng.standard_normal((n_rows, p))
+    if path == "long":
+        out = sample_rows(block, design, precision, prior_mean, tau, noise)
+    else:
+        out = sample_short_rows(block, WhitenedDesign.build(design, precision, prior_mean),
+                                tau, noise, rng.standard_normal(block.nnz))
     draws, change = out[:, :p], out[:, p]
     residuals = np.where(mask, targets - draws @ design.T, 0.0)
     expected = (residuals**2).sum(axis=1) - (targets**2).sum(axis=1)
     # Sums of ~25 O(1) terms, one of them formed through a Cholesky solve: 1e-9 absolute.
     np.testing.assert_allclose(change, expected, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("n_ratings", [0, 3])
+def test_short_row_draws_have_the_exact_conditional_distribution(n_ratings):
+    """sample_short_rows' draws of one row's w | rest, repeated 20,000 times, have the
+    conditional's mean P^-1 h and covariance P^-1 computed densely (the prior itself for
+    a row without ratings). Tolerances: 5 Monte Carlo standard errors for the mean (an
+    entry's sd / sqrt(20,000)); for the covariance, 5 x sqrt(2 / 20,000) x the largest
+    variance, a bound on the sd of a sample covariance entry."""
+    import scipy.sparse as sp
+
+    from bayes_pmf.gibbs import WhitenedDesign, sample_short_rows
+
+    rng = np.random.default_rng(11)
+    p, m, tau, draws = 6, 40, 2.5, 20_000
+    design = rng.normal(size=(m, p))
+    root = rng.normal(size=(p, p))
+    precision = root @ root.T + np.eye(p)
+    prior_mean = rng.normal(size=p)
+    columns, targets = np.array([3, 7, 11])[:n_ratings], rng.normal(size=3)[:n_ratings]
+    block = sp.csr_matrix((np.tile(targets, draws), np.tile(columns, draws),
+                           np.arange(draws + 1) * n_ratings), shape=(draws, m))
+    out = sample_short_rows(block, WhitenedDesign.build(design, precision, prior_mean), tau,
+                            rng.standard_normal((draws, p)), rng.standard_normal(block.nnz))
+    X = design[columns]
+    posterior_precision = precision + tau * X.T @ X
+    mean = np.linalg.solve(posterior_precision, precision @ prior_mean + tau * X.T @ targets)
+    covariance = np.linalg.inv(posterior_precision)
+    sd = np.sqrt(np.diag(covariance))
+    assert np.all(np.abs(out[:, :p].mean(axis=0) - mean) < 5 * sd / np.sqrt(draws))
+    bound = 5 * np.sqrt(2 / draws) * np.diag(covariance).max()
+    np.testing.assert_allclose(np.cov(out[:, :p].T), covariance, rtol=0, atol=bound)
 
 
 def test_shift_moves_change_parameters_but_no_prediction():
