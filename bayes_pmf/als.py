@@ -369,8 +369,8 @@ def map_row_blocks(
     holding new data ``targets`` (in the matrix's CSR order); ``rows`` is the block's
     slice of row positions, and each call returns (rows x width). Blocks run on
     ``workers`` threads (default: up to 2, the cores here; the sparse products and
-    batched LAPACK calls release the GIL), with BLAS itself held to one thread meanwhile. Results do not depend on the thread schedule.
-    Memory stays O(workers * block_rows * width^2)."""
+    batched LAPACK calls release the GIL), with BLAS itself held to one thread meanwhile.
+    Results do not depend on the thread schedule. Memory stays O(workers * block_rows * width^2)."""
     indptr = matrix.indptr
     n_rows = matrix.shape[0]
     workers = _workers(matrix.nnz, width, workers)
