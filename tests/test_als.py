@@ -153,12 +153,15 @@ def test_conjugate_gradient_rows_reach_the_exact_solution():
     assert np.all(refined[0] == 0)  # no ratings: the exact minimiser, 0
 
 
+def _cg_problem(seed, n_rows=40, m=80, p=12):
+    """Rows of many lengths, a design, a unit ridge and a random start for CG tests."""
+    rng = np.random.default_rng(seed)
+    block, design = _random_rows(rng, n_rows, m, p)
+    return block, design, np.full(p, 1.0), rng.normal(size=(n_rows, p))
+
+
 def test_conjugate_gradient_steps_never_increase_a_rows_objective():
-    rng = np.random.default_rng(6)
-    p = 12
-    block, design = _random_rows(rng, 40, 80, p)
-    penalty = np.full(p, 1.0)
-    start = rng.normal(size=(40, p))
+    block, design, penalty, start = _cg_problem(6)
     before = _row_quadratic(block, design, penalty, start)
     previous = before
     for steps in (1, 2, 3):
@@ -196,11 +199,7 @@ def test_single_precision_cg_tracks_double_precision(synthetic):
     bounded at 1e-4), and the fit's final exact float64 sweep lands on the same optimum."""
     from bayes_pmf.als import prepare_design
 
-    rng = np.random.default_rng(7)
-    p = 12
-    block, design = _random_rows(rng, 40, 80, p)
-    penalty = np.full(p, 1.0)
-    start = rng.normal(size=(40, p))
+    block, design, penalty, start = _cg_problem(7)
     double = refine_rows(block, design, penalty, start)
     single = refine_rows(block, prepare_design(design, padded=True, dtype=np.float32),
                          penalty, start)
