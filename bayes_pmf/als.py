@@ -250,11 +250,11 @@ def _padded_normal_equations(block: sp.csr_matrix, padded_rows: np.ndarray):
     rhs = np.zeros((n_rows, p))
     for rows, padded, targets in padded_groups(block, padded_rows):
         gram[rows] = _batched_gram(padded)
-        rhs[rows] = _transpose_times(padded, targets)
+        rhs[rows] = stacked_transpose_times(padded, targets)
     return gram, rhs
 
 
-def _transpose_times(padded: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+def stacked_transpose_times(padded: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """X_k^T y_k for a stack of (L x p) matrices X_k and L-vectors y_k."""
     return np.matmul(vectors[:, None, :], padded)[:, 0, :]
 
@@ -328,12 +328,13 @@ def refine_rows(
     out[np.diff(block.indptr) == 0] = 0.0
     for rows, padded, targets in padded_groups(block, design.padded_rows, CG_CHUNK_FLOATS):
         x = out[rows].astype(dtype)
-        residual = _transpose_times(padded, targets - stacked_times(padded, x)) - penalty * x
+        residual = (stacked_transpose_times(padded, targets - stacked_times(padded, x))
+                    - penalty * x)
         direction = residual.copy()
         norm = np.einsum("kp,kp->k", residual, residual)
         for step in range(steps):
             product = (penalty * direction
-                       + _transpose_times(padded, stacked_times(padded, direction)))
+                       + stacked_transpose_times(padded, stacked_times(padded, direction)))
             curvature = np.einsum("kp,kp->k", direction, product)
             # A zero residual (already optimal) gives 0/0: stay put.
             alpha = np.divide(norm, curvature, out=np.zeros_like(norm), where=curvature > 0)
@@ -370,7 +371,8 @@ def map_row_blocks(
     slice of row positions, and each call returns (rows x width). Blocks run on
     ``workers`` threads (default: up to 2, the cores here; the sparse products and
     batched LAPACK calls release the GIL), with BLAS itself held to one thread meanwhile.
-    Results do not depend on the thread schedule. Memory stays O(workers * block_rows * width^2)."""
+    Results do not depend on the thread schedule.
+    Memory stays O(workers * block_rows * width^2)."""
     indptr = matrix.indptr
     n_rows = matrix.shape[0]
     workers = _workers(matrix.nnz, width, workers)
