@@ -57,7 +57,7 @@ THREADING_MIN_WORK = 50_000_000
 def outer_upper(design: np.ndarray) -> np.ndarray:
     """Upper triangles of x_j x_j^T for every row j of ``design``: shape (m, p(p+1)/2)."""
     rows, cols = np.triu_indices(design.shape[1])
-    return design[:, rows] * design[:, cols]
+    return np.take(design, rows, axis=1) * np.take(design, cols, axis=1)
 
 
 def solve_lower(chol: np.ndarray, rhs: np.ndarray) -> np.ndarray:
@@ -175,12 +175,33 @@ def normal_equations(
     if design.outer is None:
         return _padded_normal_equations(block, design.padded_rows)
     n_rows, p = block.shape[0], design.width
+    upper, rhs = _sparse_normal_equations(block, design)
+    return np.take(upper, _upper_position(p), axis=1).reshape(n_rows, p, p), rhs
+
+
+def normal_equations_last(
+    block: sp.csr_matrix, design: np.ndarray | PreparedDesign
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`normal_equations` with the Gram matrices batch-last, (p, p, B), for the
+    solvers of :mod:`bayes_pmf.batched`; the right-hand sides stay (B, p)."""
+    if not isinstance(design, PreparedDesign):
+        design = prepare_design(design)
+    if design.outer is None:
+        gram, rhs = _padded_normal_equations(block, design.padded_rows)
+        return np.ascontiguousarray(gram.transpose(1, 2, 0)), rhs
+    n_rows, p = block.shape[0], design.width
+    upper, rhs = _sparse_normal_equations(block, design)
+    upper = np.ascontiguousarray(upper.T)
+    return np.take(upper, _upper_position(p), axis=0).reshape(p, p, n_rows), rhs
+
+
+def _sparse_normal_equations(block: sp.csr_matrix, design: PreparedDesign):
+    """Upper triangles of the Gram matrices (B x p(p+1)/2) and the right-hand sides, by
+    one sparse product each."""
     pattern = sp.csr_matrix(
         (np.ones_like(block.data), block.indices, block.indptr), shape=block.shape
     )
-    upper = np.asarray(pattern @ design.outer)
-    gram = np.take(upper, _upper_position(p), axis=1).reshape(n_rows, p, p)
-    return gram, np.asarray(block @ design.design)
+    return np.asarray(pattern @ design.outer), np.asarray(block @ design.design)
 
 
 def _upper_position(p: int) -> np.ndarray:

@@ -4,8 +4,13 @@ The posterior of PMF is invariant to U -> U R, V -> V R for any orthogonal R (ro
 and sign flips of the latent space), so chains wander between equivalent factor
 orientations and R-hat of a raw entry U[i, k] can be far above 1 while every predicted
 rating has converged. Diagnostics therefore go on quantities the likelihood identifies:
-sigma and the other scalar scales, mu, bias terms, predicted ratings for held-out pairs,
-and entries of U V^T. :func:`raw_factor_rhat` exists only to show the contrast.
+sigma, predicted ratings for held-out pairs and expected ratings of random pairs, and,
+in models without biases, entries of U V^T. :func:`raw_factor_rhat` exists only to show
+the contrast.
+
+With biases, U_i.V_j itself is not identified either: (U_i + a for every user,
+c_j - a.V_j for every item) changes every U_i.V_j and no prediction, so only the prior
+pins it, as it pins mu against the average bias.
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ def identifiable_draws(result: PMFResult, test: RatingsData | None = None, *,
                        n_pairs: int = 50, rng=0) -> xr.Dataset:
     """Draws (chain, draw, ...) of the identifiable quantities: sigma, predicted ratings
     (mu + b_i + c_j + U_i.V_j) for a seeded sample of held-out pairs (when ``test`` is
-    given) and of random (user, item) pairs, and entries of U V^T for those pairs."""
+    given) and of random (user, item) pairs, and, for models without biases, entries of
+    U V^T for those pairs (with biases they trade with the biases: module docstring)."""
     generator = np.random.default_rng(rng)
     posterior = result.idata.posterior
     variables = {name: posterior[name] for name in _SCALARS if name in posterior}
@@ -65,8 +71,9 @@ def identifiable_draws(result: PMFResult, test: RatingsData | None = None, *,
         n_u, n_i = draws["U"].shape[1], draws["V"].shape[1]
         u = generator.integers(0, n_u, n_pairs)
         i = generator.integers(0, n_i, n_pairs)
-        dots = np.einsum("spk,spk->sp", draws["U"][:, u], draws["V"][:, i])
-        variables["UVt"] = (("chain", "draw", "uv_pair"), _by_chain(result, dots))
+        if not result.spec.biases:
+            dots = np.einsum("spk,spk->sp", draws["U"][:, u], draws["V"][:, i])
+            variables["UVt"] = (("chain", "draw", "uv_pair"), _by_chain(result, dots))
         means = result.mean_draws(result.user_ids[u], result.item_ids[i])
         variables["expected_rating"] = (("chain", "draw", "uv_pair"), _by_chain(result, means))
     return xr.Dataset(variables)

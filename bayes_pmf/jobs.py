@@ -46,8 +46,10 @@ class FitJobConfig:
     lambda_bias: float = DEFAULT_LAMBDA_BIAS
     max_sweeps: int = 200
     tol: float = 1e-6
-    draws: int = 200  # per chain, for the sampling methods
-    tune: int = 150
+    # per chain, for the sampling methods: 4 Gibbs chains x (100 + 1,000) sweeps converge
+    # on the embedded MovieLens in about a minute (benchmarks/convergence.py)
+    draws: int = 1000
+    tune: int = 100
     chains: int = 4
     thin: int = 1  # Gibbs keeps every thin-th sweep after burn-in
     progress: bool = field(default=True, compare=False)  # display only, not a setting

@@ -1,6 +1,6 @@
 """Time to a converged 4-chain Gibbs posterior of the embedded MovieLens.
 
-    python benchmarks/convergence.py [--runs 250x1 500x1 1000x1 1000x5] [--tune 100]
+    python benchmarks/convergence.py [--runs 500x1 1000x1 1000x3] [--tune 100]
                                      [--chains 4] [--factors 10] [--cores 2] [--out FILE]
 
 The main job's model (d = 10, biases, zero-mean Wishart hyperpriors) on the training part
@@ -51,7 +51,7 @@ def run(train, test, spec, draws: int, thin: int, tune: int, chains: int,
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="*", default=["250x1", "500x1", "1000x1", "1000x5"])
+    parser.add_argument("--runs", nargs="*", default=["500x1", "1000x1", "1000x3"])
     parser.add_argument("--tune", type=int, default=100)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--factors", type=int, default=10)

@@ -78,7 +78,7 @@ def bayes_pmf_methods(split, d, seed):
             gibbs(with_bias, hyper="bpmf", chains=1, tune=100, draws=200),
         "bayes_pmf Gibbs, default model (2 chains x 30+120 it, 2 processes)":
             gibbs(default.pmf_spec, hyper="wishart", chains=2, tune=30, draws=120, cores=2),
-        "bayes_pmf Gibbs, default model = main job (4 chains x 150+200 it)":
+        "bayes_pmf Gibbs, default model = main job (4 chains x 100+1000 it)":
             gibbs(default.pmf_spec, hyper="wishart", chains=default.chains,
                   tune=default.tune, draws=default.draws),
     }

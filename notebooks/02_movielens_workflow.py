@@ -83,7 +83,9 @@ posterior.idata
 # ## Convergence, judged on identifiable quantities
 #
 # Raw factors rotate freely between chains, so their R-hat says nothing. The verdict
-# uses σ, predicted held-out ratings and entries of UVᵀ.
+# uses σ and predicted ratings of held-out and of random pairs. Not U_i·V_j alone: with
+# biases it trades with the item biases (U_i + a for every user, c_j − a·V_j for every
+# item leaves every prediction as it is), so only the prior pins it.
 
 # %%
 report = convergence_summary(posterior, test)

@@ -50,7 +50,8 @@ print("largest change of a prediction   :", np.abs((U @ rotation) @ (V @ rotatio
 # %% [markdown]
 # So chains of a sampler are free to wander to different rotations. Below, four Gibbs
 # chains on these data: R-hat of raw factor entries against R-hat of identifiable
-# quantities (σ, predicted held-out ratings, entries of UVᵀ).
+# quantities (σ, predicted ratings of held-out and of random pairs and, as this model
+# has no bias terms to trade with, entries of UVᵀ).
 
 # %%
 split = bp.random_split(truth.data, 0.1, rng=SEED)

@@ -80,6 +80,17 @@ def test_identifiable_draws_hold_predictions(problem, long_run):
     dataset = identifiable_draws(long_run, split.test, n_pairs=5)
     assert dataset["predicted_rating"].dims == ("chain", "draw", "heldout_pair")
     assert "U" not in dataset and "mu" not in dataset
+    # With biases U_i.V_j trades with the item biases (shift moves): not identified.
+    assert "UVt" not in dataset and "expected_rating" in dataset
+
+
+def test_uvt_entries_are_checked_when_the_model_has_no_biases(problem):
+    _, split = problem
+    spec = SPEC.with_(biases=False, global_mean=False)
+    result = sample_gibbs(split.train, spec, draws=20, tune=10, chains=2, hyper="fixed",
+                          rng=1, progress=False)
+    dataset = identifiable_draws(result, split.test, n_pairs=5)
+    assert dataset["UVt"].dims == ("chain", "draw", "uv_pair")
 
 
 def test_heldout_lpd_prefers_the_truthful_model(problem, long_run):

@@ -75,9 +75,10 @@ def test_bad_cores_are_refused(tiny, cores):
         sample_gibbs(split.train, SPEC, draws=5, tune=0, chains=2, cores=cores, progress=False)
 
 
+@pytest.mark.parametrize("overrelax", [0.0, -0.8], ids=["plain", "overrelaxed"])
 @pytest.mark.parametrize("p, path", [(3, "long"), (25, "long"), (25, "short")],
-                         ids=["sparse-gram", "blas-gram", "short-rows"])
-def test_row_draw_reports_its_squared_residuals(p, path):
+                         ids=["sparse-gram-batch-last", "blas-gram-lapack", "short-rows"])
+def test_row_draw_reports_its_squared_residuals(p, path, overrelax):
     """The draws' last column, sum_j (t_ij - w_i.x_j)^2 - sum_j t_ij^2 (from the normal
     equations for sample_rows, from the fitted values for sample_short_rows), equals the
     sum taken directly over the row's ratings."""
@@ -96,11 +97,14 @@ def test_row_draw_reports_its_squared_residuals(p, path):
     precision = root @ root.T + np.eye(p)
     prior_mean = rng.normal(size=p)
     noise = rng.standard_normal((n_rows, p))
+    previous = rng.normal(size=(n_rows, p))
     if path == "long":
-        out = sample_rows(block, design, precision, prior_mean, tau, noise)
+        out = sample_rows(block, design, precision, prior_mean, tau, noise, previous,
+                          overrelax)
     else:
         out = sample_short_rows(block, WhitenedDesign.build(design, precision, prior_mean),
-                                tau, noise, rng.standard_normal(block.nnz))
+                                tau, noise, rng.standard_normal(block.nnz), previous,
+                                overrelax)
     draws, change = out[:, :p], out[:, p]
     residuals = np.where(mask, targets - draws @ design.T, 0.0)
     expected = (residuals**2).sum(axis=1) - (targets**2).sum(axis=1)
