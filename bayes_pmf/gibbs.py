@@ -154,18 +154,24 @@ def sample_rows(block, design, precision, prior_mean, tau, noise, previous=None,
     # P^-1 (h + L e) with e ~ N(0, I) has mean P^-1 h and covariance P^-1 L L^T P^-1 = P^-1:
     # one draw for the price of two triangular solves. Overrelaxed, the draw solves
     # P w = (1 - a) h + a P w_prev + sqrt(1 - a^2) L e.
-    perturbed = times_last(chol, noise.T)
-    if overrelax:
-        perturbed *= np.sqrt(1.0 - overrelax**2)
-        perturbed += (1.0 - overrelax) * shift + overrelax * times_last(gram, previous.T)
-    else:
-        perturbed += shift
+    perturbed = _draw_target(shift, times_last(chol, noise.T),
+                             times_last(gram, previous.T) if overrelax else None, overrelax)
     draw = cholesky_solve_last(chol, perturbed)
     # sum_j (t_ij - w.x_j)^2 = sum_j t_ij^2 - 2 w.rhs + w^T G w with G = (P - Lambda)/tau,
     # and P w = perturbed by construction, so w^T P w costs a dot product.
     quadratic = np.einsum("ib,ib->b", draw, perturbed - precision @ draw)
     change = quadratic / tau - 2.0 * np.einsum("ib,bi->b", draw, rhs)
     return np.vstack([draw, change]).T
+
+
+def _draw_target(shift, chol_noise, gram_previous, overrelax: float):
+    """The right-hand side b of P w = b whose solution is the draw: h + L e, or,
+    overrelaxed, (1 - a) h + a P w_prev + sqrt(1 - a^2) L e (any layout)."""
+    if not overrelax:
+        return shift + chol_noise
+    target = chol_noise * np.sqrt(1.0 - overrelax**2)
+    target += (1.0 - overrelax) * shift + overrelax * gram_previous
+    return target
 
 
 def _sample_rows_lapack(block, design, precision, prior_mean, tau, noise, previous,
@@ -176,12 +182,8 @@ def _sample_rows_lapack(block, design, precision, prior_mean, tau, noise, previo
     gram += precision
     shift = tau * rhs + precision @ prior_mean
     chol = batched_cholesky(gram, "Gibbs conditional precision")
-    perturbed = stacked_times(chol, noise)
-    if overrelax:
-        perturbed *= np.sqrt(1.0 - overrelax**2)
-        perturbed += (1.0 - overrelax) * shift + overrelax * stacked_times(gram, previous)
-    else:
-        perturbed += shift
+    perturbed = _draw_target(shift, stacked_times(chol, noise),
+                             stacked_times(gram, previous) if overrelax else None, overrelax)
     draw = cholesky_solve(chol, perturbed)
     quadratic = np.einsum("bi,bi->b", draw, perturbed - draw @ precision)
     change = quadratic / tau - 2.0 * np.einsum("bi,bi->b", draw, rhs)
@@ -660,13 +662,15 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
 
         targets = by_user.data - mu - np.take(c, by_user.indices)
         w, _ = _sample_side(by_user, targets, V, user_hyper, d, biases, tau, rng, block_rows,
-                            workers, _stacked(U, b, biases), config.overrelax)
+                            workers, _stacked(U, b, biases) if config.overrelax else None,
+                            config.overrelax)
         U = w[:, :d]
         if biases:
             b = w[:, d]
         targets = by_item.data - mu - np.take(b, by_item.indices)
         z, squared_error = _sample_side(by_item, targets, U, item_hyper, d, biases, tau, rng,
-                                        block_rows, workers, _stacked(V, c, biases),
+                                        block_rows, workers,
+                                        _stacked(V, c, biases) if config.overrelax else None,
                                         config.overrelax)
         V = z[:, :d]
         if biases:

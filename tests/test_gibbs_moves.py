@@ -142,3 +142,13 @@ def test_balance_moves_keep_the_prior_of_the_factors():
     assert moved > 0.5  # most draws did move
     for column in range(2):
         assert stats.ks_2samp(before[:, column], after[:, column]).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("overrelax", [-1.0, 0.3, float("nan")])
+def test_overrelaxation_outside_its_range_is_refused(overrelax):
+    import bayes_pmf as bp
+    from bayes_pmf.gibbs import sample_gibbs
+
+    data = bp.RatingsData.from_arrays(["a", "b", "a"], [1, 1, 2], [3.0, 4.0, 5.0])
+    with pytest.raises(bp.ConfigError, match=r"overrelax must be in \(-1, 0\]"):
+        sample_gibbs(data, draws=5, tune=0, chains=1, overrelax=overrelax, progress=False)
