@@ -1,39 +1,67 @@
 """bayes_pmf: Bayesian Probabilistic Matrix Factorization of explicit ratings.
 
-Data flows one way: ratings table -> :class:`RatingsData` -> split -> solver (ALS,
-PyMC MAP/NUTS/ADVI, Gibbs) -> :class:`PMFResult` (ArviZ InferenceData) -> metrics,
-plots, reports.
+Data flows one way through the package's wings (docs/architecture.md):
+
+    data (RatingsData, files, MovieLens, splits) -> model (PMFSpec, FactorParams, the PyMC
+    model, synthetic data) -> engines (ALS, Gibbs, PyMC MAP/NUTS/ADVI, constrained PMF,
+    baselines) -> result (PMFResult around ArviZ InferenceData, held-out predictions)
+    -> analysis (metrics, diagnostics, ranking, recommendations) and plots -> workflows
+    (the main job, run folders, reports) -> cli
+
+Everything a user needs is importable from here, e.g. ``bayes_pmf.fit_als``; the PyMC
+engines (``fit_map``, ``sample_nuts``, ``fit_advi``) import PyMC on first use.
 """
 
-from .als import als_result, fit_als, objective_trace_of
-from .baselines import fit_bias_baseline, fit_global_mean, fit_item_mean, fit_user_mean
-from .data import IngestReport, RatingScale, RatingsData
-from .datasets import load_movielens, load_ratings, make_synthetic
+from . import provenance
+from .analysis import (convergence_summary, fold_in_user, heldout_log_predictive_density,
+                       identifiable_draws, mae, predict_folded, recommend, recommend_many,
+                       recommend_new_user, rmse, rmse_by_activity, score, score_matrix,
+                       select_hyperparameters, similar_items, similar_users)
+from .data import (IngestReport, RatingScale, RatingsData, Split, kfold, load_movielens,
+                   load_ratings, per_user_split, random_split, temporal_split)
+from .engines import (Executor, LocalExecutor, fit_als, fit_bias_baseline, fit_constrained,
+                      fit_global_mean, fit_item_mean, fit_user_mean, objective_trace_of,
+                      sample_gibbs)
 from .errors import (
     BayesPMFError,
     ConfigError,
+    ConvergenceWarning,
     NumericalError,
     RatingsDataError,
     RatingsFileError,
     ResultFileError,
     UnknownIdError,
 )
-from .evaluation import score
-from .metrics import mae, rmse, rmse_by_activity
-from .objective import FactorParams, objective
-from .priors import PMFSpec
-from .results import PMFResult, load_result, save_result
-from . import provenance
-from .split import kfold, per_user_split, random_split, temporal_split
+from .model import FactorParams, PMFSpec, SyntheticRatings, make_synthetic, objective
+from .result import (PMFResult, held_out_predictions, interval_coverage, load_result,
+                     predictive_draws, predictive_summary, save_result)
 
 __version__ = "0.1.0"
 
+_PYMC = ("fit_map", "sample_nuts", "fit_advi")
+
+
+def __getattr__(name: str):
+    """The PyMC engines, imported on first use (PyMC takes seconds to import)."""
+    if name in _PYMC:
+        from .engines import pymc_fit
+
+        return getattr(pymc_fit, name)
+    raise AttributeError(f"module 'bayes_pmf' has no attribute {name!r}")
+
+
 __all__ = [
-    "BayesPMFError", "ConfigError", "FactorParams", "IngestReport", "NumericalError",
-    "PMFResult", "PMFSpec", "RatingScale", "RatingsData", "RatingsDataError",
-    "RatingsFileError", "ResultFileError", "UnknownIdError", "als_result", "fit_als",
-    "fit_bias_baseline", "fit_global_mean", "fit_item_mean", "fit_user_mean", "kfold",
-    "load_movielens", "load_ratings", "load_result", "mae", "make_synthetic", "objective",
-    "objective_trace_of", "per_user_split", "random_split", "rmse", "rmse_by_activity",
-    "save_result", "score", "temporal_split",
+    "BayesPMFError", "ConfigError", "ConvergenceWarning", "Executor", "FactorParams",
+    "IngestReport", "LocalExecutor", "NumericalError", "PMFResult", "PMFSpec", "RatingScale",
+    "RatingsData", "RatingsDataError", "RatingsFileError", "ResultFileError", "Split",
+    "SyntheticRatings", "UnknownIdError", "convergence_summary", "fit_advi", "fit_als",
+    "fit_bias_baseline", "fit_constrained", "fit_global_mean", "fit_item_mean", "fit_map",
+    "fit_user_mean", "fold_in_user", "held_out_predictions", "heldout_log_predictive_density",
+    "identifiable_draws", "interval_coverage", "kfold", "load_movielens", "load_ratings",
+    "load_result", "mae", "make_synthetic", "objective", "objective_trace_of",
+    "per_user_split", "predict_folded", "predictive_draws", "predictive_summary",
+    "provenance", "random_split", "recommend", "recommend_many", "recommend_new_user",
+    "rmse", "rmse_by_activity", "sample_gibbs", "sample_nuts", "save_result", "score",
+    "score_matrix", "select_hyperparameters", "similar_items", "similar_users",
+    "temporal_split",
 ]

@@ -1,5 +1,7 @@
+"""``python -m bayes_pmf``: the ``bayes-pmf`` command."""
+
 import sys
 
-from .cli import main
+from .cli.main import main
 
 sys.exit(main())

@@ -21,7 +21,15 @@ class RatingsFileError(BayesPMFError, ValueError):
 
 
 class ConfigError(BayesPMFError, ValueError):
-    """An argument or setting is outside its valid range (d <= 0, lambda < 0, ...)."""
+    """An argument or setting is outside its valid range (d <= 0, lambda < 0, ...).
+
+    ``setting`` names the argument or setting concerned (e.g. ``"n_factors"``), so that
+    a front end can point at its own name for it (the CLI's ``--factors``); library
+    messages never name command-line flags."""
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class UnknownIdError(BayesPMFError, LookupError):
@@ -37,3 +45,8 @@ class NumericalError(BayesPMFError, ArithmeticError):
 
 class ResultFileError(BayesPMFError, ValueError):
     """A saved result cannot be loaded: truncated, incompatible, or not a bayes_pmf file."""
+
+
+class ConvergenceWarning(UserWarning):
+    """An iterative fit stopped at its iteration cap before its convergence criterion
+    was met (the result is usable, but not the optimum the method promises)."""

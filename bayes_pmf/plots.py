@@ -1,10 +1,12 @@
 """Pictures of a fit. Each ``plot_*`` has a ``*_data`` companion returning the numbers
 behind it; plot functions take data first, return the Figure, and never show or save.
+
+The held-out pictures read the predictions stored in the result
+(:func:`~bayes_pmf.result.predictive.held_out_predictions`); given ``test`` ratings
+instead, they are computed for them first.
 """
 
 from __future__ import annotations
-
-import warnings
 
 # No matplotlib.use() here: choosing the backend is the application's business (a
 # notebook's inline backend must survive importing bayes_pmf; headless runs fall back
@@ -13,15 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .data import RatingsData 
-from .evaluation import train_counts_of_test_users 
-from .metrics import ACTIVITY_EDGES, activity_bucket, activity_labels 
-from .predictive import predictive_draws, predictive_summary 
-from .results import PMFResult 
-
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    import arviz as az 
+from .result import idata as idata_io
+from .result.predictive import CALIBRATION_LEVELS, level_tag, stored_predictions
 
 STARS = "rating (stars)"
 
@@ -32,18 +27,20 @@ def _figure(width=7.0, height=4.5):
 
 # -- posterior predictive vs held-out rating distribution ---------------------------------
 
-def ppc_ratings_data(result: PMFResult, test: RatingsData, *, rng=0, n_draws: int = 200,
+def ppc_ratings_data(result, test=None, *, n_draws: int = 200,
                      band=(0.05, 0.95)) -> pd.DataFrame:
     """Per rating value: observed share of held-out ratings, and the mean and band of
-    that share over posterior predictive draws snapped to the rating grid."""
-    users, items = test.id_pairs()
-    draws = predictive_draws(result, users, items, rng=rng, max_samples=n_draws)
-    grid = test.scale.values()
-    snapped = test.scale.round(draws)
-    position = np.rint((snapped - test.scale.min) / test.scale.step).astype(int)
-    shares = np.stack([np.bincount(row, minlength=len(grid)) for row in position]) / len(users)
-    observed = np.bincount(np.rint((test.rating - test.scale.min) / test.scale.step).astype(int),
-                           minlength=len(grid)) / len(users)
+    that share over (the first ``n_draws``) posterior predictive draws snapped to the
+    rating grid."""
+    draws, table = stored_predictions(result, test)
+    draws = draws[:n_draws]
+    scale, actual = result.scale, table["held_out_rating"].to_numpy()
+    grid = scale.values()
+    snapped = scale.round(draws)
+    position = np.rint((snapped - scale.min) / scale.step).astype(int)
+    shares = np.stack([np.bincount(row, minlength=len(grid)) for row in position]) / len(actual)
+    observed = np.bincount(np.rint((actual - scale.min) / scale.step).astype(int),
+                           minlength=len(grid)) / len(actual)
     lower, upper = np.quantile(shares, band, axis=0)
     return pd.DataFrame({"rating": grid, "observed": observed, "predicted": shares.mean(0),
                          "lower": lower, "upper": upper})
@@ -68,10 +65,15 @@ def plot_ppc_ratings(data: pd.DataFrame, *, title: str = "Held-out ratings vs po
 
 # -- predicted vs actual ------------------------------------------------------------------
 
-def predicted_vs_actual_data(result: PMFResult, test: RatingsData, *, rng=0) -> pd.DataFrame:
-    """Per held-out pair: actual rating, predictive mean and 50%/90% intervals."""
-    users, items = test.id_pairs()
-    return predictive_summary(result, users, items, actual=test.rating, rng=rng)
+def predicted_vs_actual_data(result, test=None) -> pd.DataFrame:
+    """Per held-out pair: ids, actual rating, predictive mean and sd, 50%/90% intervals."""
+    _, table = stored_predictions(result, test)
+    columns = {"user": "user", "item": "item", "held_out_rating": "rating",
+               "pred_mean": "mean", "pred_sd": "sd"}
+    for level in (0.5, 0.9):
+        for side in ("lower", "upper", "grid_lower", "grid_upper"):
+            columns[f"{side}_{level_tag(level)}"] = f"{side}_{level_tag(level)}"
+    return table[list(columns)].rename(columns=columns)
 
 
 def plot_predicted_vs_actual(data: pd.DataFrame, *, title: str = "Predicted vs actual held-out ratings",
@@ -106,20 +108,18 @@ def plot_predicted_vs_actual(data: pd.DataFrame, *, title: str = "Predicted vs a
 
 # -- calibration ----------------------------------------------------------------------------
 
-def calibration_data(result: PMFResult, test: RatingsData, *, rng=0,
-                     levels=tuple(np.round(np.arange(0.1, 1.0, 0.1), 2))) -> pd.DataFrame:
+def calibration_data(result, test=None, *,
+                     levels=CALIBRATION_LEVELS) -> pd.DataFrame:
     """Nominal vs empirical coverage of central predictive intervals on held-out ratings,
     for continuous intervals and for intervals snapped to the rating grid."""
-    from .predictive import interval_coverage
+    from .result.predictive import interval_coverage
 
-    users, items = test.id_pairs()
-    summary = predictive_summary(result, users, items, actual=test.rating, rng=rng,
-                                 levels=levels)
-    coverage = interval_coverage(summary, levels)
+    _, table = stored_predictions(result, test)
+    coverage = interval_coverage(table, levels, "held_out_rating")
     return pd.DataFrame({
         "nominal": list(levels),
-        "empirical": [coverage[f"coverage_{int(round(l * 100))}"] for l in levels],
-        "empirical_grid": [coverage[f"coverage_{int(round(l * 100))}_grid"] for l in levels],
+        "empirical": [coverage[f"coverage_{level_tag(lv)}"] for lv in levels],
+        "empirical_grid": [coverage[f"coverage_{level_tag(lv)}_grid"] for lv in levels],
     })
 
 
@@ -143,23 +143,6 @@ def plot_calibration(data: pd.DataFrame | dict[str, pd.DataFrame], *,
 
 
 # -- RMSE by user activity ------------------------------------------------------------------
-
-def rmse_by_activity_data(predictions: dict[str, np.ndarray], train: RatingsData,
-                          test: RatingsData, edges=ACTIVITY_EDGES) -> pd.DataFrame:
-    """Long table: method, bucket, n_test, rmse. ``predictions`` maps method -> predicted
-    ratings for the held-out pairs in test order."""
-    counts = train_counts_of_test_users(train, test)
-    bucket = activity_bucket(counts, edges)
-    labels = activity_labels(edges)
-    rows = []
-    for method, predicted in predictions.items():
-        for index, label in enumerate(labels):
-            mask = bucket == index
-            rows.append({"method": method, "bucket": label, "n_test": int(mask.sum()),
-                         "rmse": float(np.sqrt(np.mean((predicted[mask] - test.rating[mask]) ** 2)))
-                         if mask.any() else np.nan})
-    return pd.DataFrame(rows)
-
 
 def plot_rmse_by_activity(data: pd.DataFrame, *,
                           title: str = "Test RMSE by number of training ratings of the user"):
@@ -185,13 +168,12 @@ def plot_rmse_by_activity(data: pd.DataFrame, *,
 
 # -- running RMSE / objective trace -------------------------------------------------------
 
-def running_rmse_data(result: PMFResult) -> pd.DataFrame:
+def running_rmse_data(result) -> pd.DataFrame:
     """Per chain and kept draw: RMSE of the running posterior-mean prediction on the
     held-out set recorded while sampling (Gibbs with ``held_out=``)."""
-    stats = getattr(result.idata, "sample_stats", None)
-    if stats is None or "running_test_rmse" not in stats:
+    values = idata_io.sample_stat(result.idata, "running_test_rmse")
+    if values is None:
         raise ValueError("this result recorded no running test RMSE (sample with held_out=)")
-    values = stats["running_test_rmse"].to_numpy()
     return pd.DataFrame([{"chain": c, "samples": d + 1, "rmse": values[c, d]}
                          for c in range(values.shape[0]) for d in range(values.shape[1])])
 
@@ -211,7 +193,7 @@ def plot_running_rmse(data: pd.DataFrame, *, reference: dict[str, float] | None 
     return fig
 
 
-def objective_trace_data(result: PMFResult) -> pd.DataFrame:
+def objective_trace_data(result) -> pd.DataFrame:
     trace = result.attrs["settings"].get("objective_trace")
     if not trace:
         raise ValueError("this result recorded no objective trace (ALS results do)")
@@ -269,28 +251,12 @@ def plot_rank_identifiable(dataset, *, var_names=None, title="Rank plots of iden
                              squeeze=False)
     for ax in axes.ravel()[len(names):]:
         ax.remove()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore")
-        az.plot_rank(dataset, var_names=names, ax=axes.ravel()[: len(names)])
+    idata_io.plot_rank(dataset, names, axes.ravel()[: len(names)])
     for ax in axes.ravel()[: len(names)]:
         ax.title.set_fontsize(11)
         ax.xaxis.label.set_fontsize(9)
         ax.yaxis.label.set_fontsize(9)
     fig.suptitle(title + " (flat bars: chains agree)")
-    return fig
-
-
-def plot_trace_identifiable(dataset, *, var_names=None):
-    names = var_names or [v for v in ("sigma", "mu") if v in dataset]
-    if "predicted_rating" in dataset:
-        names.append("predicted_rating")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore")
-        axes = az.plot_trace(dataset, var_names=names, coords={"heldout_pair": [0, 1, 2]}
-                             if "predicted_rating" in names else None, compact=True,
-                             figsize=(10, 2.2 * len(names)))
-    fig = np.asarray(axes).ravel()[0].figure
-    fig.suptitle("Traces of identifiable quantities (three held-out predicted ratings)")
     return fig
 
 

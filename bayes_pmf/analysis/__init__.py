@@ -1,0 +1,14 @@
+"""What a fitted model tells: accuracy (metrics), ranking quality, convergence
+diagnostics, the MAP-vs-ALS cross-check (``analysis.crosscheck``, imports PyMC),
+hyperparameter selection by cross-validation, and recommendations with uncertainty."""
+
+from .diagnostics import convergence_summary, heldout_log_predictive_density, identifiable_draws
+from .metrics import mae, rmse, rmse_by_activity, rmse_by_activity_table, score
+from .recommend import (fold_in_user, predict_folded, recommend, recommend_many,
+                        recommend_new_user, score_matrix, similar_items, similar_users)
+from .selection import Selection, select_hyperparameters
+
+__all__ = ["Selection", "convergence_summary", "fold_in_user", "heldout_log_predictive_density",
+           "identifiable_draws", "mae", "predict_folded", "recommend", "recommend_many",
+           "recommend_new_user", "rmse", "rmse_by_activity", "rmse_by_activity_table", "score", "score_matrix",
+           "select_hyperparameters", "similar_items", "similar_users"]

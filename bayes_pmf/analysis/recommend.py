@@ -1,0 +1,325 @@
+"""Recommendations that use the posterior, and similar items by latent vectors.
+
+Scores for an unseen item j of user i (S posterior draws; one for ALS/MAP):
+
+* ``mean``: posterior-mean predicted rating;
+* ``prob``: P(r_ij >= threshold) = mean_s Phi((E_s[r_ij] - t') / sigma_s), with t' the
+  threshold less half a rating step (a continuous model scoring discrete ratings);
+* ``quantile``: the q-quantile of the expected rating over draws (q < 0.5 pessimistic,
+  q > 0.5 optimistic);
+* ``thompson``: the expected rating under ONE random posterior draw (exploration).
+
+Items the user rated in training are excluded (they are read from the result's own
+constant_data, so a saved result is enough). Unknown users get prior-mean (bias-only)
+recommendations, flagged ``cold_user``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from scipy.special import ndtr
+
+from ..engines.linalg import gaussian_rows
+from ..errors import ConfigError, UnknownIdError
+from ..model.params import all_items_predictor, item_offset
+from ..result import idata as idata_io
+
+SCORES = ("mean", "prob", "quantile", "thompson")
+_DRAW_BUDGET = 1 << 24  # samples x users x items values held at once (128 MB)
+
+
+def _seen_matrix(result) -> sparse.csr_matrix:
+    """Users x items indicator of the training ratings, read from the result itself."""
+    users, items = idata_io.training_pairs(result.idata)
+    return sparse.csr_matrix((np.ones(len(users), dtype=bool), (users, items)),
+                             shape=(len(result.user_ids), len(result.item_ids)))
+
+
+def seen_items(result, user) -> np.ndarray:
+    """Item indices the user rated in the result's training data (empty if unknown)."""
+    position = result.user_ids.get_indexer([user])[0]
+    if position < 0:
+        return np.empty(0, dtype=np.int64)
+    return np.sort(_seen_matrix(result)[position].indices)
+
+
+def _user_draws(result, user_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(samples x users x d) factors and (samples x users) biases; zeros, the prior
+    mean, for users the model never saw (index -1)."""
+    draws, known = result.draws, user_idx >= 0
+    safe = np.where(known, user_idx, 0)
+    d = result.spec.n_factors
+    factors = np.zeros((result.n_samples, len(user_idx), d))
+    if "U" in draws and d > 0:
+        factors = np.where(known[None, :, None], draws["U"][:, safe], 0.0)
+    bias = np.zeros((result.n_samples, len(user_idx)))
+    if "user_bias" in draws:
+        bias = np.where(known[None], draws["user_bias"][:, safe], 0.0)
+    return factors, bias
+
+
+def _item_offset(result, samples: np.ndarray | slice) -> np.ndarray:
+    """(samples x items) of mu + c_j, the part of the prediction no user changes."""
+    return item_offset(result.draws, len(result.item_ids), samples)
+
+
+def _expected_rating_draws(result, factors: np.ndarray, bias: np.ndarray,
+                           samples: np.ndarray | slice = slice(None)) -> np.ndarray:
+    """(samples x users x items) expected ratings of users given by their factor draws
+    (``factors`` and ``bias`` hold the draws ``samples`` of the result)."""
+    return result.to_rating_scale(all_items_predictor(result.draws, len(result.item_ids),
+                                                      factors, bias, samples))
+
+
+def _posterior_mean_scores(result, factors: np.ndarray,
+                           bias: np.ndarray) -> np.ndarray:
+    """(users x items) posterior-mean rating of the identity link in one product:
+    mean_s U_s V_s^T = [U_1 .. U_S] [V_1 .. V_S]^T / S, no per-draw array."""
+    n_samples, n_users, d = factors.shape
+    mean = _item_offset(result, slice(None)).mean(axis=0)[None, :] + bias.mean(axis=0)[:, None]
+    if "V" in result.draws and d > 0:
+        stacked_u = factors.transpose(1, 0, 2).reshape(n_users, n_samples * d)
+        stacked_v = result.draws["V"].transpose(1, 0, 2).reshape(-1, n_samples * d)
+        mean = mean + stacked_u @ stacked_v.T / n_samples
+    return mean
+
+
+def _reduce_draws(result, draws: np.ndarray, score: str, threshold: float,
+                  quantile: float) -> np.ndarray:
+    if score == "mean":
+        return draws.mean(axis=0)
+    if score == "quantile":
+        return np.quantile(draws, quantile, axis=0)
+    half_step = 0.5 * result.scale.step if result.scale.step else 0.0
+    sigma = result.sigma_draws[:, None, None]
+    return ndtr((draws - (threshold - half_step)) / sigma).mean(axis=0)
+
+
+def _check_score(score: str, quantile: float) -> None:
+    if score not in SCORES:
+        raise ConfigError(f"score must be one of {SCORES}, got {score!r}")
+    if score == "quantile" and not 0 < quantile < 1:
+        raise ConfigError(f"quantile must be in (0, 1), got {quantile!r}")
+
+
+def _scores_from_factors(result, factors: np.ndarray, bias: np.ndarray, *,
+                         score: str, threshold: float, quantile: float,
+                         generator: np.random.Generator) -> np.ndarray:
+    """(users x items) scores of users given by factor draws, in blocks of users small
+    enough that the per-draw array stays near _DRAW_BUDGET values."""
+    n_samples, n_users = bias.shape
+    if score == "thompson":
+        # One posterior draw per user; users sharing a draw are scored together.
+        chosen = generator.integers(n_samples, size=n_users)
+        scores = np.empty((n_users, len(result.item_ids)))
+        for sample in np.unique(chosen):
+            users = np.flatnonzero(chosen == sample)
+            pick = np.array([sample])
+            scores[users] = _expected_rating_draws(result, factors[pick][:, users],
+                                                   bias[pick][:, users], pick)[0]
+        return scores
+    if score == "mean" and result.spec.link == "identity":
+        return _posterior_mean_scores(result, factors, bias)
+    block = max(1, _DRAW_BUDGET // max(1, n_samples * len(result.item_ids)))
+    return np.concatenate([
+        _reduce_draws(result, _expected_rating_draws(result, factors[:, start:start + block],
+                                                     bias[:, start:start + block]),
+                      score, threshold, quantile)
+        for start in range(0, n_users, block)
+    ])
+def score_matrix(result, users, *, score: str = "mean", threshold: float = 4.0,
+                 quantile: float = 0.1, rng=0) -> np.ndarray:
+    """(users x items) scores of every training item for each user, rows aligned with
+    ``users``, columns with ``result.item_ids``. Unknown users score at the prior mean."""
+    _check_score(score, quantile)
+    user_idx = result.user_ids.get_indexer(pd.Index(users))
+    factors, bias = _user_draws(result, user_idx)
+    return _scores_from_factors(result, factors, bias, score=score, threshold=threshold,
+                                quantile=quantile, generator=np.random.default_rng(rng))
+
+
+def score_items(result, user, *, score: str = "mean", threshold: float = 4.0,
+                quantile: float = 0.1, rng=0) -> np.ndarray:
+    """The chosen score of every training item for one user (aligned with item_ids)."""
+    return score_matrix(result, [user], score=score, threshold=threshold, quantile=quantile,
+                        rng=rng)[0]
+
+
+def _check_n(n) -> None:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ConfigError(f"n must be a positive integer, got {n!r}")
+
+
+def _top_n_table(result, scores: np.ndarray, seen: np.ndarray, n: int,
+                 item_info: pd.DataFrame | None) -> pd.DataFrame:
+    """Long table (row, rank, item, score) of each row's best ``n`` unseen items."""
+    scores = np.where(seen, -np.inf, scores)
+    keep = min(n, scores.shape[1])
+    top = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    top = np.take_along_axis(top, order, axis=1)
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    rows, ranks = np.nonzero(np.isfinite(top_scores))
+    frame = pd.DataFrame({"row": rows, "rank": ranks + 1,
+                          "item": result.item_ids[top[rows, ranks]],
+                          "score": top_scores[rows, ranks]})
+    item_info = result.item_info if item_info is None else item_info
+    if item_info is not None and "title" in item_info:
+        frame["title"] = item_info["title"].reindex(frame["item"]).to_numpy()
+    return frame
+
+
+def recommend_many(result, users, *, n: int = 10, score: str = "mean",
+                   threshold: float = 4.0, quantile: float = 0.1,
+                   item_info: pd.DataFrame | None = None, rng=0) -> pd.DataFrame:
+    """Top-``n`` unseen items for each user, scored for all users at once: a long table
+    (user, rank, item, score, cold_user[, title]) in the order of ``users``, best first.
+
+    Items a user rated in training are never recommended back. Users the model never
+    saw get the prior-mean (bias-only) ranking, flagged ``cold_user``."""
+    _check_n(n)
+    users = pd.Index(users)
+    if users.has_duplicates:
+        raise ConfigError(f"users must be distinct; {users[users.duplicated()][0]!r} repeats")
+    scores = score_matrix(result, users, score=score, threshold=threshold,
+                          quantile=quantile, rng=rng)
+    user_idx = result.user_ids.get_indexer(users)
+    seen = _seen_matrix(result)[np.maximum(user_idx, 0)].toarray()
+    seen[user_idx < 0] = False  # cold users saw nothing
+    frame = _top_n_table(result, scores, seen, n, item_info)
+    rows = frame.pop("row").to_numpy()
+    frame.insert(0, "user", users[rows])
+    frame["cold_user"] = user_idx[rows] < 0
+    return frame
+
+
+def recommend(result, user, *, n: int = 10, score: str = "mean",
+              threshold: float = 4.0, quantile: float = 0.1, item_info: pd.DataFrame | None = None,
+              rng=0) -> pd.DataFrame:
+    """Top-``n`` unseen items for one user, best first, with the original item ids."""
+    return recommend_many(result, [user], n=n, score=score, threshold=threshold,
+                          quantile=quantile, item_info=item_info, rng=rng)
+
+
+def _similar(result, factor: str, ids: pd.Index, key, n: int, kind: str,
+             info: pd.DataFrame | None) -> pd.DataFrame:
+    """Rows of ``factor`` closest to ``key``'s in cosine similarity, averaged over draws
+    (the cosine within one draw is unchanged by rotating the latent space, so the
+    average is meaningful even though the factors themselves are not identified)."""
+    _check_n(n)
+    position = ids.get_indexer([key])[0]
+    if position < 0:
+        raise ConfigError(f"{kind} {key!r} has no training ratings, so no latent vector")
+    if factor not in result.draws or result.draws[factor].shape[-1] == 0:
+        raise ConfigError("this result has no latent factors (d = 0)")
+    vectors = result.draws[factor]  # (samples, rows, d)
+    norms = np.linalg.norm(vectors, axis=2)
+    norms[norms == 0] = np.inf
+    cosine = np.einsum("sjk,sk->sj", vectors, vectors[:, position])
+    similarity = (cosine / (norms * norms[:, [position]])).mean(axis=0)
+    order = np.argsort(-similarity, kind="stable")
+    order = order[order != position][:n]
+    frame = pd.DataFrame({"rank": np.arange(1, len(order) + 1), kind: ids[order],
+                          "similarity": similarity[order]})
+    if info is not None and "title" in info:
+        frame["title"] = info["title"].reindex(frame[kind]).to_numpy()
+    return frame
+
+
+def similar_items(result, item, *, n: int = 10,
+                  item_info: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The ``n`` items most similar to ``item`` by cosine of latent vectors."""
+    return _similar(result, "V", result.item_ids, item, n, "item",
+                    result.item_info if item_info is None else item_info)
+
+
+def similar_users(result, user, *, n: int = 10) -> pd.DataFrame:
+    """The ``n`` users most similar to ``user`` by cosine of latent vectors."""
+    return _similar(result, "U", result.user_ids, user, n, "user", None)
+
+
+def fold_in_user(result, items, ratings, *, rng=0) -> np.ndarray:
+    """Factors (and bias) of a NEW user from a handful of ratings, without refitting:
+    (samples x d[+1]) draws of w = [U_new, b_new] given each posterior draw of the items.
+
+    Point results (ALS, MAP) get the ridge solution given V (the ALS user update with the
+    spec's penalties); sampled results draw w from its Gaussian conditional given each
+    draw's V, item biases, mu and sigma (the Gibbs user update), so the new user's
+    uncertainty is carried into predictions. Use :func:`predict_folded` to predict.
+    """
+    if result.spec.link != "identity":
+        raise ConfigError("fold-in solves the Gaussian (identity-link) conditional; this "
+                          f"result uses the {result.spec.link} link")
+    item_idx = result.item_ids.get_indexer(pd.Index(items))
+    if (item_idx < 0).any():
+        unknown = pd.Index(items)[item_idx < 0][0]
+        raise ConfigError(f"fold-in item {unknown!r} has no training ratings in this model")
+    ratings = np.asarray(ratings, dtype=float)
+    if len(ratings) != len(item_idx) or len(ratings) == 0:
+        raise ConfigError("give one rating per item, at least one")
+    draws, spec = result.draws, result.spec
+    n_samples, d = result.n_samples, spec.n_factors
+    V = draws["V"][:, item_idx] if "V" in draws else np.zeros((n_samples, len(item_idx), 0))
+    design = np.concatenate([V, np.ones((n_samples, len(item_idx), 1))], axis=2) \
+        if spec.biases else V
+    offset = _item_offset(result, slice(None))[:, item_idx]
+    sigma = result.sigma_draws
+    factor_scale = draws["sigma_u"] if "sigma_u" in draws else np.full(n_samples, spec.sigma_u)
+    bias_scale = draws["sigma_user_bias"] if "sigma_user_bias" in draws \
+        else np.full(n_samples, spec.sigma_user_bias)
+    prior = np.concatenate([np.repeat((1 / factor_scale**2)[:, None], d, axis=1),
+                            (1 / bias_scale**2)[:, None]], axis=1)[:, : design.shape[2]]
+    tau = 1 / sigma**2
+    precision = tau[:, None, None] * np.einsum("sjp,sjq->spq", design, design)
+    precision[:, np.arange(design.shape[2]), np.arange(design.shape[2])] += prior
+    shift = tau[:, None] * np.einsum("sjp,sj->sp", design, ratings[None] - offset)
+    noise = None if n_samples == 1 else np.random.default_rng(rng).standard_normal(shift.shape)
+    return gaussian_rows(precision, shift, noise, what="fold-in precision")[0]
+
+
+def _folded_draws(result, folded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The folded-in user as (samples x 1 x d) factors and (samples x 1) bias."""
+    d = result.spec.n_factors
+    if folded.shape != (result.n_samples, d + int(result.spec.biases)):
+        raise ConfigError(f"folded draws have shape {folded.shape}; expected "
+                          f"({result.n_samples}, {d + int(result.spec.biases)}) from fold_in_user")
+    bias = folded[:, [d]] if result.spec.biases else np.zeros((result.n_samples, 1))
+    return folded[:, None, :d], bias
+
+
+def folded_rating_draws(result, folded: np.ndarray, items) -> np.ndarray:
+    """(samples x items) draws of the folded-in user's expected rating for ``items``,
+    which must be known to the model (an unknown item has no factors to pair with)."""
+    item_idx = result.item_ids.get_indexer(pd.Index(items))
+    if (item_idx < 0).any():
+        raise UnknownIdError(f"item {pd.Index(items)[item_idx < 0][0]!r} has no training "
+                             f"ratings in this model")
+    factors, bias = _folded_draws(result, folded)
+    return _expected_rating_draws(result, factors, bias)[:, 0, item_idx]
+
+
+def predict_folded(result, folded: np.ndarray, items) -> np.ndarray:
+    """Posterior-mean predicted ratings of the folded-in user for ``items``."""
+    return folded_rating_draws(result, folded, items).mean(axis=0)
+
+
+def recommend_new_user(result, items, ratings, *, n: int = 10,
+                       score: str = "mean", threshold: float = 4.0, quantile: float = 0.1,
+                       item_info: pd.DataFrame | None = None, rng=0) -> pd.DataFrame:
+    """Top-``n`` items for a user who is not in the model, from a handful of ratings:
+    the user is folded in (:func:`fold_in_user`) and the rated items are excluded."""
+    _check_n(n)
+    _check_score(score, quantile)
+    generator = np.random.default_rng(rng)
+    folded = fold_in_user(result, items, ratings, rng=generator)
+    factors, bias = _folded_draws(result, folded)
+    scores = _scores_from_factors(result, factors, bias, score=score, threshold=threshold,
+                                  quantile=quantile, generator=generator)
+    rated = np.zeros((1, len(result.item_ids)), dtype=bool)
+    rated[0, result.item_ids.get_indexer(pd.Index(items))] = True
+    frame = _top_n_table(result, scores, rated, n, item_info)
+    frame.pop("row")
+    frame.insert(0, "user", "(new user)")
+    return frame

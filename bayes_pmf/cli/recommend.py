@@ -1,0 +1,112 @@
+"""The ``recommend`` and ``similar`` commands: read a run folder's saved model and print
+tables (or JSON records) with the original ids. No modelling logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import ConfigError
+from ..result.result import PMFResult, load_result
+
+DEFAULT_MODELS = ("bpmf-gibbs", "pmf-als", "pmf-map")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, metavar="DIR", help="run folder of 'bayes-pmf fit'")
+    parser.add_argument("--model", help="model name in DIR/models "
+                                        f"(default: the first of {', '.join(DEFAULT_MODELS)})")
+    parser.add_argument("--n", type=int, default=10, help="number of rows (default 10)")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON list of records only")
+
+
+def load_run_model(run: str, model: str | None) -> tuple[PMFResult, Path]:
+    models = Path(run) / "models"
+    names = [model] if model else list(DEFAULT_MODELS)
+    path = next((models / f"{n}.nc" for n in names if (models / f"{n}.nc").is_file()), None)
+    if path is None:
+        raise ConfigError(f"no model {' / '.join(names)} in {models}; run 'bayes-pmf fit "
+                          f"--out {run}' first")
+    return load_result(path), path
+
+
+def typed_id(value: str, ids: pd.Index, flag: str):
+    """A command-line id as the model stores it (integer ids stay integers)."""
+    if ids.dtype.kind in "iu":
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{flag} {value!r}: this model's ids are integers") from None
+    return value
+
+
+def read_new_user_ratings(path: str, item_ids: pd.Index) -> tuple[list, list]:
+    """A new user's ratings from a CSV with columns ``item`` and ``rating``."""
+    try:
+        frame = pd.read_csv(path, sep=None, engine="python", dtype=str)
+    except FileNotFoundError:
+        raise ConfigError(f"new-user ratings file not found: {path}") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+        raise ConfigError(f"cannot read {path} as a CSV of item,rating rows: {exc}") from None
+    missing = [c for c in ("item", "rating") if c not in frame.columns]
+    if missing or frame.empty:
+        raise ConfigError(f"{path}: expected a header with columns 'item' and 'rating' and at "
+                          f"least one row; got columns {list(frame.columns)} and "
+                          f"{len(frame)} rows")
+    items = [typed_id(str(value), item_ids, f"{path}: item") for value in frame["item"]]
+    ratings = pd.to_numeric(frame["rating"], errors="coerce")
+    if ratings.isna().any():
+        row = int(ratings.isna().to_numpy().argmax())
+        raise ConfigError(f"{path}: column 'rating' must be numeric; line {row + 2} holds "
+                          f"{frame['rating'].iloc[row]!r}")
+    return items, ratings.tolist()
+
+
+def print_table(table: pd.DataFrame, as_json: bool, header: str) -> None:
+    if as_json:
+        print(json.dumps(json.loads(table.to_json(orient="records")), indent=2))
+        return
+    print(header)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def run_recommend(args: argparse.Namespace) -> int:
+    from ..analysis.recommend import recommend_many, recommend_new_user
+
+    result, path = load_run_model(args.run, args.model)
+    options = dict(n=args.n, score=args.score, threshold=args.threshold, rng=args.seed)
+    if args.new_user:
+        items, ratings = read_new_user_ratings(args.new_user, result.item_ids)
+        table = recommend_new_user(result, items, ratings, **options)
+        header = (f"model: {path.name}; a new user folded in from {len(items)} ratings "
+                  f"in {args.new_user}; score: {args.score}")
+        print_table(table.drop(columns=["user"]), args.json, header)
+        return 0
+    users = [typed_id(user, result.user_ids, "--user") for user in args.user]
+    table = recommend_many(result, users, **options)
+    cold = table.loc[table["cold_user"], "user"].unique()
+    note = f" (unknown users {list(cold)}: prior-mean recommendations)" if len(cold) else ""
+    header = f"model: {path.name}; score: {args.score}{note}"
+    shown = table.drop(columns=["cold_user"] if len(users) > 1 else ["user", "cold_user"])
+    print_table(table if args.json else shown, args.json, header)
+    return 0
+
+
+def run_similar(args: argparse.Namespace) -> int:
+    from ..analysis.recommend import similar_items, similar_users
+
+    result, path = load_run_model(args.run, args.model)
+    if args.item is not None:
+        item = typed_id(args.item, result.item_ids, "--item")
+        table = similar_items(result, item, n=args.n)
+        header = f"model: {path.name}; items most similar to {item!r} (cosine of latent vectors)"
+    else:
+        user = typed_id(args.user, result.user_ids, "--user")
+        table = similar_users(result, user, n=args.n)
+        header = f"model: {path.name}; users most similar to {user!r} (cosine of latent vectors)"
+    print_table(table, args.json, header)
+    return 0

@@ -1,0 +1,528 @@
+"""Validated explicit ratings: external ids <-> contiguous indices, rating scale, sparse views.
+
+`RatingsData` is the one container every solver reads. It is built from a pandas
+DataFrame by :meth:`RatingsData.from_frame`, which refuses bad input with a
+:class:`~bayes_pmf.errors.RatingsDataError` naming the column, the number of
+offending rows and one example, unless the caller explicitly asks for rows to be
+dropped, in which case every dropped row is counted by reason in
+:class:`IngestReport` (rows read = rows used + rows rejected).
+
+Notation (used across the package): user ``i`` in ``0..n-1``, item ``j`` in
+``0..m-1``, rating ``r_ij``; the original ids are kept as ``user_ids`` /
+``item_ids`` (pandas Index) and are the coords of every result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..errors import RatingsDataError
+
+_STEP_CANDIDATES = (1.0, 0.5, 0.25, 0.2, 0.1, 0.05, 0.01)
+_GRID_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class RatingScale:
+    """The range and granularity of ratings: ``min <= r <= max`` on a grid of ``step``.
+
+    ``step=None`` means continuous ratings; infinite bounds mean an unbounded scale
+    (synthetic data drawn from the Gaussian model).
+    """
+
+    min: float
+    max: float
+    step: float | None = None
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.min) or math.isnan(self.max) or not self.min < self.max:
+            raise RatingsDataError(
+                f"rating scale needs min < max, got min={self.min}, max={self.max}"
+            )
+        if self.step is not None and not (self.step > 0 and math.isfinite(self.step)):
+            raise RatingsDataError(f"rating scale step must be positive, got {self.step}")
+
+    @classmethod
+    def unbounded(cls) -> "RatingScale":
+        return cls(-math.inf, math.inf, None)
+
+    @classmethod
+    def infer(cls, ratings: np.ndarray) -> "RatingScale":
+        """The observed min and max, and the coarsest common grid step (or None)."""
+        ratings = np.asarray(ratings, dtype=float)
+        lo, hi = float(ratings.min()), float(ratings.max())
+        if lo == hi:  # constant ratings: keep a unit-wide scale around them
+            return cls(lo - 0.5, hi + 0.5, None)
+        step = None
+        for candidate in _STEP_CANDIDATES:
+            steps = (ratings - lo) / candidate
+            if np.all(np.abs(steps - np.round(steps)) < 1e-6):
+                step = candidate
+                break
+        return cls(lo, hi, step)
+
+    @property
+    def bounded(self) -> bool:
+        return math.isfinite(self.min) and math.isfinite(self.max)
+
+    @property
+    def width(self) -> float:
+        return self.max - self.min
+
+    def values(self) -> np.ndarray:
+        """Every allowed rating (needs a bounded scale with a step)."""
+        if not self.bounded or self.step is None:
+            raise RatingsDataError("rating scale has no finite grid of values")
+        count = int(round(self.width / self.step)) + 1
+        return self.min + self.step * np.arange(count)
+
+    def out_of_range(self, ratings: np.ndarray) -> np.ndarray:
+        tol = _GRID_TOL * max(1.0, abs(self.min), abs(self.max)) if self.bounded else 0.0
+        return (ratings < self.min - tol) | (ratings > self.max + tol)
+
+    def off_grid(self, ratings: np.ndarray) -> np.ndarray:
+        if self.step is None or not math.isfinite(self.min):
+            return np.zeros(ratings.shape, dtype=bool)
+        with np.errstate(invalid="ignore"):  # inf/NaN are reported as such, not here
+            steps = (ratings - self.min) / self.step
+            return np.abs(steps - np.round(steps)) > 1e-6
+
+    def clip(self, predictions: np.ndarray) -> np.ndarray:
+        return np.clip(predictions, self.min, self.max)
+
+    def round(self, predictions: np.ndarray) -> np.ndarray:
+        """Clip, then snap to the nearest allowed rating (the PMF paper's 'map back and round')."""
+        clipped = self.clip(predictions)
+        if self.step is None:
+            return clipped
+        return self.min + self.step * np.round((clipped - self.min) / self.step)
+
+    def to_unit(self, ratings: np.ndarray) -> np.ndarray:
+        """Map ratings to [0, 1] by (r - min) / (max - min) (the logistic link's scale)."""
+        if not self.bounded:
+            raise RatingsDataError("the logistic link needs a bounded rating scale")
+        return (np.asarray(ratings, dtype=float) - self.min) / self.width
+
+    def from_unit(self, unit: np.ndarray) -> np.ndarray:
+        return self.min + self.width * np.asarray(unit, dtype=float)
+
+    def as_dict(self) -> dict:
+        return {"min": self.min, "max": self.max, "step": self.step}
+
+
+# The scales of the MovieLens releases: half stars (ratings.csv, the embedded copy) and
+# whole stars (100k u.data).
+MOVIELENS_SCALE = RatingScale(0.5, 5.0, 0.5)
+INTEGER_STARS = RatingScale(1.0, 5.0, 1.0)
+
+
+@dataclass
+class IngestReport:
+    """What happened to every input row: ``n_read == n_used + sum(rejected.values())``."""
+
+    n_read: int
+    n_used: int
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        total = self.n_used + sum(self.rejected.values())
+        if total != self.n_read:  # an internal bookkeeping bug, never user error
+            raise AssertionError(f"ingest counts do not add up: {self.n_read} != {total}")
+
+    def as_dict(self) -> dict:
+        return {"n_read": self.n_read, "n_used": self.n_used, "rejected": dict(self.rejected)}
+
+
+DuplicatePolicy = Literal["error", "mean", "last"]
+InvalidPolicy = Literal["error", "drop"]
+
+
+def plain_scalar(value):
+    """numpy scalars print as np.int64(1); show users the plain value in messages."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _describe_rows(frame: pd.DataFrame, mask: np.ndarray, column: str) -> str:
+    """'3 rows, e.g. row 17 (value 'abc')' for the error messages."""
+    positions = np.flatnonzero(mask)
+    first = positions[0]
+    label = plain_scalar(frame.index[first])
+    value = plain_scalar(frame[column].iloc[first])
+    noun = "row" if len(positions) == 1 else "rows"
+    where = frame.index.name if frame.index.name == "line" else "row"  # file loaders
+    return f"{len(positions)} {noun}, e.g. {where} {label!r} (value {value!r})"
+
+
+def _check_id_column(frame: pd.DataFrame, column: str) -> None:
+    ids = frame[column]
+    missing = ids.isna().to_numpy()
+    if missing.any():
+        raise RatingsDataError(
+            f"column {column!r} has missing ids: {_describe_rows(frame, missing, column)}"
+        )
+    kind = pd.api.types.infer_dtype(ids, skipna=False)
+    if kind.startswith("mixed") or kind == "unknown-array":
+        types = ids.map(lambda v: type(v).__name__)
+        first_type = types.iloc[0]
+        other = (types != first_type).to_numpy()
+        raise RatingsDataError(
+            f"column {column!r} mixes id types ({', '.join(sorted(types.unique()))}): "
+            f"first row is {first_type}, but {_describe_rows(frame, other, column)}; "
+            "convert the ids to one type (e.g. all str) first"
+        )
+    if pd.api.types.is_float_dtype(ids.dtype):
+        fractional = (ids.to_numpy() != np.round(ids.to_numpy()))
+        if fractional.any():
+            raise RatingsDataError(
+                f"column {column!r} holds non-integer numeric ids: "
+                f"{_describe_rows(frame, fractional, column)}"
+            )
+
+
+def _numeric_ratings(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """The ratings as float, and a mask of entries that are not numbers at all."""
+    values = frame[column]
+    if pd.api.types.is_bool_dtype(values.dtype):
+        raise RatingsDataError(f"column {column!r} is boolean; expected numeric ratings")
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values.to_numpy(dtype=float, na_value=np.nan), np.zeros(len(values), bool)
+    converted = pd.to_numeric(values, errors="coerce")
+    not_numeric = (converted.isna() & values.notna()).to_numpy()
+    return converted.to_numpy(dtype=float, na_value=np.nan), not_numeric
+
+
+def _reject(
+    frame: pd.DataFrame,
+    keep: np.ndarray,
+    bad: np.ndarray,
+    column: str,
+    problem: str,
+    expected: str,
+    policy: InvalidPolicy,
+    rejected: dict[str, int],
+) -> None:
+    bad = bad & keep
+    if not bad.any():
+        return
+    if policy == "error":
+        raise RatingsDataError(
+            f"column {column!r} has {problem}: {_describe_rows(frame, bad, column)}; "
+            f"expected {expected} (pass invalid='drop' to drop and count such rows)"
+        )
+    rejected[problem] = rejected.get(problem, 0) + int(bad.sum())
+    keep &= ~bad
+
+
+def _factorize(ids: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    try:
+        codes, uniques = pd.factorize(ids, sort=True)
+    except TypeError:  # unorderable ids: keep order of first appearance
+        codes, uniques = pd.factorize(ids, sort=False)
+    return codes.astype(np.int64), pd.Index(uniques)
+
+
+class RatingsData:
+    """Explicit ratings ``r_ij`` of users ``i`` for items ``j``, validated and indexed.
+
+    Build with :meth:`from_frame` (or a loader in :mod:`bayes_pmf.datasets`). The
+    arrays ``user_idx``, ``item_idx`` and ``rating`` have one entry per rating;
+    ``user_ids[user_idx]`` gives back the original ids. Instances are treated as
+    immutable: every method returns new objects.
+    """
+
+    def __init__(
+        self,
+        user_idx: np.ndarray,
+        item_idx: np.ndarray,
+        rating: np.ndarray,
+        user_ids: pd.Index,
+        item_ids: pd.Index,
+        scale: RatingScale,
+        *,
+        timestamp: np.ndarray | None = None,
+        item_info: pd.DataFrame | None = None,
+        ingest: IngestReport | None = None,
+        source: str = "in-memory",
+    ) -> None:
+        self.user_idx = np.asarray(user_idx, dtype=np.int64)
+        self.item_idx = np.asarray(item_idx, dtype=np.int64)
+        self.rating = np.asarray(rating, dtype=np.float64)
+        self.user_ids = pd.Index(user_ids)
+        self.item_ids = pd.Index(item_ids)
+        self.scale = scale
+        self.timestamp = None if timestamp is None else np.asarray(timestamp)
+        self.item_info = item_info
+        self.source = source
+        n = len(self.rating)
+        if n == 0:
+            raise RatingsDataError("ratings table is empty: no ratings to fit or evaluate")
+        if not (len(self.user_idx) == len(self.item_idx) == n):
+            raise RatingsDataError("user_idx, item_idx and rating must have the same length")
+        if self.timestamp is not None and len(self.timestamp) != n:
+            raise RatingsDataError("timestamp must have one entry per rating")
+        self.ingest = ingest if ingest is not None else IngestReport(n, n)
+        for array in (self.user_idx, self.item_idx, self.rating):
+            array.flags.writeable = False
+
+    # -- construction ---------------------------------------------------------------
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        *,
+        user_col: str = "user",
+        item_col: str = "item",
+        rating_col: str = "rating",
+        timestamp_col: str | None = None,
+        scale: RatingScale | tuple | None = None,
+        duplicates: DuplicatePolicy = "error",
+        invalid: InvalidPolicy = "error",
+        item_info: pd.DataFrame | None = None,
+        source: str = "DataFrame",
+    ) -> "RatingsData":
+        """Validate a long-format ratings table (one row per (user, item, rating)).
+
+        ``scale`` is a :class:`RatingScale` or ``(min, max[, step])``; when omitted it is
+        inferred from the data. ``duplicates`` decides what to do with repeated
+        (user, item) pairs: ``"error"`` (default), ``"mean"`` (average them) or
+        ``"last"`` (keep the last row). ``invalid="drop"`` drops rows with NaN/inf,
+        non-numeric or off-scale ratings instead of raising, and counts them by reason.
+        The caller's frame is never modified.
+        """
+        if duplicates not in ("error", "mean", "last"):
+            raise RatingsDataError(
+                f"duplicates must be 'error', 'mean' or 'last', got {duplicates!r}"
+            )
+        if invalid not in ("error", "drop"):
+            raise RatingsDataError(f"invalid must be 'error' or 'drop', got {invalid!r}")
+        if not isinstance(frame, pd.DataFrame):
+            raise RatingsDataError(
+                f"expected a pandas DataFrame of ratings, got {type(frame).__name__}"
+            )
+        wanted = [user_col, item_col, rating_col] + ([timestamp_col] if timestamp_col else [])
+        missing = [c for c in wanted if c not in frame.columns]
+        if missing:
+            raise RatingsDataError(
+                f"ratings table lacks column(s) {missing}; it has {list(frame.columns)}. "
+                "Name the columns with user_col=, item_col=, rating_col="
+            )
+        if len(frame) == 0:
+            raise RatingsDataError("ratings table is empty: 0 rows")
+        n_read = len(frame)
+        _check_id_column(frame, user_col)
+        _check_id_column(frame, item_col)
+
+        ratings, not_numeric = _numeric_ratings(frame, rating_col)
+        rejected: dict[str, int] = {}
+        keep = np.ones(n_read, dtype=bool)
+        _reject(frame, keep, not_numeric, rating_col, "non-numeric ratings", "numbers",
+                invalid, rejected)
+        _reject(frame, keep, np.isnan(ratings) & ~not_numeric, rating_col, "missing (NaN) ratings",
+                "a finite rating in every row", invalid, rejected)
+        _reject(frame, keep, np.isinf(ratings), rating_col, "infinite ratings",
+                "finite ratings", invalid, rejected)
+        if scale is not None:
+            scale = scale if isinstance(scale, RatingScale) else RatingScale(*scale)
+            span = f"ratings in [{scale.min}, {scale.max}]"
+            _reject(frame, keep, scale.out_of_range(ratings), rating_col,
+                    "ratings outside the declared scale", span, invalid, rejected)
+            _reject(frame, keep, scale.off_grid(ratings) & ~scale.out_of_range(ratings),
+                    rating_col, "ratings off the scale's grid",
+                    f"multiples of {scale.step} from {scale.min}", invalid, rejected)
+        if not keep.any():
+            raise RatingsDataError(
+                f"no valid ratings left: all {n_read} rows were rejected ({rejected})"
+            )
+
+        table = pd.DataFrame(
+            {
+                "user": frame[user_col].to_numpy()[keep],
+                "item": frame[item_col].to_numpy()[keep],
+                "rating": ratings[keep],
+            },
+            index=frame.index[keep],
+        )
+        if timestamp_col:
+            table["timestamp"] = frame[timestamp_col].to_numpy()[keep]
+        table = _resolve_duplicates(table, duplicates, rejected, user_col, item_col)
+
+        if scale is None:
+            scale = RatingScale.infer(table["rating"].to_numpy())
+        user_idx, user_ids = _factorize(table["user"])
+        item_idx, item_ids = _factorize(table["item"])
+        user_ids.name, item_ids.name = "user", "item"
+        if item_info is not None:
+            item_info = item_info[item_info.index.isin(item_ids)]
+        ingest = IngestReport(n_read, len(table), rejected)
+        return cls(
+            user_idx, item_idx, table["rating"].to_numpy(), user_ids, item_ids, scale,
+            timestamp=table["timestamp"].to_numpy() if timestamp_col else None,
+            item_info=item_info, ingest=ingest, source=source,
+        )
+
+    @classmethod
+    def from_arrays(cls, users, items, ratings, **kwargs) -> "RatingsData":
+        """Same as :meth:`from_frame` for three parallel sequences."""
+        frame = pd.DataFrame({"user": users, "item": items, "rating": ratings})
+        return cls.from_frame(frame, **kwargs)
+
+    # -- sizes and views ------------------------------------------------------------
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def n_ratings(self) -> int:
+        return len(self.rating)
+
+    def __len__(self) -> int:
+        return self.n_ratings
+
+    def __repr__(self) -> str:
+        return (
+            f"RatingsData({self.n_ratings:,} ratings, {self.n_users:,} users, "
+            f"{self.n_items:,} items, scale {self.scale.min}..{self.scale.max}, "
+            f"source={self.source!r})"
+        )
+
+    @cached_property
+    def user_counts(self) -> np.ndarray:
+        """Number of ratings of each user (aligned with ``user_ids``)."""
+        return np.bincount(self.user_idx, minlength=self.n_users)
+
+    @cached_property
+    def item_counts(self) -> np.ndarray:
+        return np.bincount(self.item_idx, minlength=self.n_items)
+
+    @cached_property
+    def by_user(self) -> sp.csr_matrix:
+        """Ratings as a CSR matrix, one row per user (built once, never densified)."""
+        return sp.csr_matrix(
+            (self.rating, (self.user_idx, self.item_idx)), shape=(self.n_users, self.n_items)
+        )
+
+    @cached_property
+    def by_item(self) -> sp.csr_matrix:
+        """Ratings as a CSR matrix, one row per item (the transpose of ``by_user``)."""
+        return self.by_user.T.tocsr()
+
+    @cached_property
+    def mean_rating(self) -> float:
+        return float(self.rating.mean())
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long table with the original ids: columns user, item, rating (and timestamp)."""
+        frame = pd.DataFrame(
+            {
+                "user": self.user_ids[self.user_idx],
+                "item": self.item_ids[self.item_idx],
+                "rating": self.rating,
+            }
+        )
+        if self.timestamp is not None:
+            frame["timestamp"] = self.timestamp
+        return frame
+
+    def id_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Original (user ids, item ids) of every rating, in order."""
+        return (np.asarray(self.user_ids[self.user_idx]), np.asarray(self.item_ids[self.item_idx]))
+
+    def take(self, rows: np.ndarray) -> "RatingsData":
+        """A subset of ratings (boolean mask or positions), with vocabularies compacted
+        to the users and items present in it; ids stay the original ones."""
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        if len(rows) == 0:
+            raise RatingsDataError("the requested subset of ratings is empty")
+        users, user_idx = np.unique(self.user_idx[rows], return_inverse=True)
+        items, item_idx = np.unique(self.item_idx[rows], return_inverse=True)
+        item_ids = self.item_ids[items]
+        info = None
+        if self.item_info is not None:
+            info = self.item_info[self.item_info.index.isin(item_ids)]
+        return RatingsData(
+            user_idx, item_idx, self.rating[rows], self.user_ids[users], item_ids, self.scale,
+            timestamp=None if self.timestamp is None else self.timestamp[rows],
+            item_info=info, source=self.source,
+        )
+
+    def encode_users(self, ids) -> np.ndarray:
+        """Indices of the given user ids; -1 where the id is unknown."""
+        return self.user_ids.get_indexer(pd.Index(ids))
+
+    def encode_items(self, ids) -> np.ndarray:
+        return self.item_ids.get_indexer(pd.Index(ids))
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the (user id, item id, rating) triples: the data hash in reports."""
+        frame = self.to_frame()[["user", "item", "rating"]].astype(
+            {"user": str, "item": str}
+        )
+        hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+        digest = hashlib.sha256(hashed.tobytes())
+        digest.update(repr(self.scale.as_dict()).encode())
+        return digest.hexdigest()
+
+    def describe(self) -> dict:
+        """Counts and provenance, as written into metrics.json."""
+        return {
+            "source": self.source,
+            "n_ratings": self.n_ratings,
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            "density": self.n_ratings / (self.n_users * self.n_items),
+            "mean_rating": self.mean_rating,
+            "scale": self.scale.as_dict(),
+            "sha256": self.fingerprint,
+            "ingest": self.ingest.as_dict(),
+        }
+
+
+def _resolve_duplicates(
+    table: pd.DataFrame,
+    policy: DuplicatePolicy,
+    rejected: dict[str, int],
+    user_col: str,
+    item_col: str,
+) -> pd.DataFrame:
+    repeated = table.duplicated(["user", "item"], keep=False).to_numpy()
+    if not repeated.any():
+        return table
+    n_pairs = int(table[repeated].groupby(["user", "item"], sort=False).ngroups)
+    if policy == "error":
+        first = np.flatnonzero(repeated)[0]
+        user = plain_scalar(table["user"].iloc[first])
+        item = plain_scalar(table["item"].iloc[first])
+        same_pair = (table["user"] == user).to_numpy() & (table["item"] == item).to_numpy()
+        rows = [plain_scalar(r) for r in table.index[repeated & same_pair]]
+        raise RatingsDataError(
+            f"duplicate ({user_col!r}, {item_col!r}) pairs: {int(repeated.sum())} rows share "
+            f"{n_pairs} pairs, e.g. user {user!r} rated item {item!r} in rows {rows}; "
+            "expected one rating per pair (pass duplicates='mean' or 'last' to merge them)"
+        )
+    n_before = len(table)
+    if policy == "last":
+        merged = table[~table.duplicated(["user", "item"], keep="last").to_numpy()]
+    else:
+        aggregations = {"rating": "mean"}
+        if "timestamp" in table:
+            aggregations["timestamp"] = "max"
+        merged = table.groupby(["user", "item"], sort=False, as_index=False).agg(aggregations)
+    rejected[f"duplicate pairs merged ({policy})"] = n_before - len(merged)
+    return merged

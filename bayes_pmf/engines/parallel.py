@@ -1,0 +1,314 @@
+"""The executor seam: where the engines' independent pieces of work run, and how their
+progress is shown.
+
+Two kinds of work are independent by construction:
+
+* the row blocks of a half-step (ALS solves, Gibbs row draws): :func:`map_row_blocks`
+  cuts the rows of a CSR matrix into blocks and hands them to ``executor.map_blocks``;
+* the chains of a sampler: ``executor.run_chains``.
+
+An executor decides where they run. :class:`LocalExecutor` (the default) runs row blocks
+on threads once a half-step has enough work to repay them (the sparse products and
+batched LAPACK calls release the GIL; BLAS itself is held to one thread meanwhile) and
+chains in forked processes, each writing its draws into shared memory
+(:func:`shared_empty`) and reporting progress through a queue. Engines never depend on
+the schedule: every random number is drawn before work is split, so results are
+bit-identical whatever executor ran them. A distributed executor (a Dask client) plugs
+in here by implementing the same three methods.
+
+Ctrl-C (KeyboardInterrupt) in the parent stops running and queued chains at once: the
+chain processes are terminated, none is left behind.
+
+Progress: :func:`sweep_progress` draws a bar (with rich, on stderr, switchable off) that
+the engines advance once per sweep; chains in other processes report their sweeps
+through a queue to the parent's bar.
+"""
+
+from __future__ import annotations
+
+import mmap
+import multiprocessing as mp
+import os
+import pickle
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from queue import Empty
+from typing import Callable, Iterator, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from threadpoolctl import ThreadpoolController
+
+from ..errors import ConfigError
+
+_BLAS_THREADS = ThreadpoolController()
+
+DEFAULT_BLOCK_ROWS = 4096
+# Threads pay off once a half-step has real work: ratings x p^2 above this (measured:
+# 1.7x at 10^5 ratings, p = 33, for the user half-step; no gain on the 90,000 MovieLens
+# ratings at p = 11).
+THREADING_MIN_WORK = 50_000_000
+# Below this many (ratings x sweeps) per chain, starting processes costs more than it
+# saves (measured: 4,000 ratings x 70 sweeps ran 0.58 s in one process, 0.75 s in two).
+PROCESS_MIN_WORK = 2_000_000
+
+
+class Executor(Protocol):
+    """Where row blocks and chains run."""
+
+    def threads_for(self, work: float) -> int:
+        """How many row blocks run at once for a half-step of ``work`` (ratings x p^2)."""
+
+    def map_blocks(self, run_block: Callable[[int], None], n_blocks: int, work: float) -> None:
+        """Call ``run_block(k)`` for k in range(n_blocks); each writes its own output."""
+
+    def chain_processes(self, n_chains: int, work_per_chain: float) -> int:
+        """How many chains :meth:`run_chains` runs at once."""
+
+    def run_chains(self, run_chain: Callable[[int, object, "Executor"], None],
+                   n_chains: int, work_per_chain: float, bar) -> None:
+        """Call ``run_chain(chain, bar, inner)`` for every chain, ``inner`` being the
+        executor for the chain's own row blocks; ``bar.advance(status)`` reports sweeps."""
+
+
+def single_threaded_blas():
+    """Context holding BLAS to one thread. The batched LAPACK/BLAS calls here act on many
+    small matrices, where BLAS's own threads only add contention (Cholesky of 6,666 33x33
+    systems: 3x slower with 2 BLAS threads), and OpenBLAS's idle threads spin: a Gibbs
+    chain on MovieLens used 170% CPU for the speed of 100%, halving a second chain's
+    speed beside it. The parallelism is ours: across row blocks, or chains."""
+    return _BLAS_THREADS.limit(limits=1, user_api="blas")
+
+
+class _QueueBar:
+    """A chain process's progress bar: each sweep's status goes to the parent's queue."""
+
+    def __init__(self, queue) -> None:
+        self._queue = queue
+
+    def advance(self, status: str = "") -> None:
+        self._queue.put(("status", status))
+
+
+# What forked chain processes inherit instead of receiving it pickled: the chain
+# function closes over the training data, which can be large; fork shares it
+# copy-on-write.
+_INHERITED: dict = {}
+
+
+def _chain_process(chain: int) -> None:
+    run_chain, queue = _INHERITED["run"], _INHERITED["queue"]
+    code = 0
+    try:
+        run_chain(chain, _QueueBar(queue))
+        queue.put(("done", chain))
+    except BaseException as exc:  # reported to the parent, which re-raises it
+        code = 1
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:  # an exception that does not pickle: send its text
+            exc = RuntimeError(traceback.format_exc())
+        queue.put(("error", chain, exc))
+    queue.close()
+    queue.join_thread()  # every message flushed before the process ends
+    os._exit(code)
+
+
+def _run_in_processes(run_chain, n_chains: int, processes: int, bar) -> None:
+    """Run chains in forked processes, at most ``processes`` at a time, relaying their
+    progress to ``bar``; re-raise the first chain's error; on any error or Ctrl-C,
+    terminate every chain process before returning."""
+    context = mp.get_context("fork")
+    queue = context.Queue()
+    _INHERITED.update(run=run_chain, queue=queue)
+    waiting, running, finished = list(range(n_chains)), {}, 0
+    try:
+        while finished < n_chains:
+            while waiting and len(running) < processes:
+                chain = waiting.pop(0)
+                process = context.Process(target=_chain_process, args=(chain,), daemon=True)
+                process.start()
+                running[chain] = process
+            try:
+                message = queue.get(timeout=0.2)
+            except Empty:
+                dead = [c for c, p in running.items() if not p.is_alive() and p.exitcode]
+                if dead:
+                    raise RuntimeError(f"chain {dead[0]} ended without reporting (exit code "
+                                       f"{running[dead[0]].exitcode}; out of memory?)")
+                continue
+            if message[0] == "status":
+                bar.advance(message[1])
+            elif message[0] == "error":
+                raise message[2]
+            else:
+                running.pop(message[1]).join()
+                finished += 1
+    finally:
+        for process in running.values():
+            if process.is_alive():
+                process.terminate()
+        for process in running.values():
+            process.join()
+        _INHERITED.clear()
+        queue.close()
+
+
+class LocalExecutor:
+    """This machine: row blocks on up to ``threads`` threads, chains in up to
+    ``processes`` forked processes. ``None`` for either chooses by the work: threads
+    (at most 2 here) once a half-step's ratings x p^2 reaches ``THREADING_MIN_WORK``,
+    one process per chain and CPU core once a chain's ratings x sweeps reaches
+    ``PROCESS_MIN_WORK``. Without ``fork`` (Windows, macOS' default), chains run one
+    after another in this process."""
+
+    def __init__(self, threads: int | None = None, processes: int | None = None) -> None:
+        for name, value in (("threads", threads), ("processes", processes)):
+            if value is not None and (isinstance(value, bool) or
+                                      not isinstance(value, (int, np.integer)) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}",
+                                  setting=name)
+        self.threads = threads
+        self.processes = processes
+
+    def __repr__(self) -> str:
+        return f"LocalExecutor(threads={self.threads}, processes={self.processes})"
+
+    def threads_for(self, work: float) -> int:
+        if self.threads:
+            return int(self.threads)
+        return min(2, os.cpu_count() or 1) if work >= THREADING_MIN_WORK else 1
+
+    def map_blocks(self, run_block, n_blocks: int, work: float) -> None:
+        threads = self.threads_for(work)
+        with single_threaded_blas():
+            if threads == 1 or n_blocks == 1:
+                for k in range(n_blocks):
+                    run_block(k)
+            else:
+                with ThreadPoolExecutor(threads) as pool:
+                    list(pool.map(run_block, range(n_blocks)))
+
+    def chain_processes(self, n_chains: int, work_per_chain: float = np.inf) -> int:
+        """How many chains run at once."""
+        wanted = int(self.processes) if self.processes else (
+            (os.cpu_count() or 1) if work_per_chain >= PROCESS_MIN_WORK else 1)
+        if "fork" not in mp.get_all_start_methods():
+            return 1
+        return max(1, min(n_chains, wanted))
+
+    def run_chains(self, run_chain, n_chains: int, work_per_chain: float, bar) -> None:
+        processes = self.chain_processes(n_chains, work_per_chain)
+        if processes == 1:
+            for chain in range(n_chains):
+                run_chain(chain, bar, self)
+        else:
+            # One process per core already: threads inside a chain would only compete.
+            inner = LocalExecutor(threads=1, processes=1)
+            _run_in_processes(lambda chain, bar: run_chain(chain, bar, inner), n_chains,
+                              processes, bar)
+
+
+SERIAL = LocalExecutor(threads=1, processes=1)
+
+
+def resolve(executor: Executor | None, cores: int | None = None) -> Executor:
+    """The executor an engine uses: the one given, else a LocalExecutor (with ``cores``
+    chain processes when given)."""
+    if executor is not None:
+        return executor
+    return LocalExecutor(processes=cores)
+
+
+def block_size(n_rows: int, block_rows: int, workers: int) -> int:
+    """Enough blocks to keep every worker busy, never more than block_rows rows each."""
+    return max(1, min(block_rows, -(-n_rows // workers)))
+
+
+def map_row_blocks(
+    matrix: sp.csr_matrix,
+    targets: np.ndarray,
+    solve_block,
+    width: int,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+    executor: Executor | None = None,
+) -> np.ndarray:
+    """Apply ``solve_block(block, rows)`` to each block of consecutive rows of ``matrix``
+    holding new data ``targets`` (in the matrix's CSR order); ``rows`` is the block's
+    slice of row positions, and each call returns (rows x width). The executor decides
+    where blocks run; results do not depend on it. Memory stays
+    O(workers * block_rows * width^2)."""
+    executor = executor or LocalExecutor()
+    indptr = matrix.indptr
+    n_rows = matrix.shape[0]
+    work = matrix.nnz * width**2
+    size = block_size(n_rows, block_rows, executor.threads_for(work))
+    starts = list(range(0, n_rows, size))
+    out = np.empty((n_rows, width))
+
+    def run(k: int) -> None:
+        start, stop = starts[k], min(starts[k] + size, n_rows)
+        lo, hi = indptr[start], indptr[stop]
+        block = sp.csr_matrix(
+            (targets[lo:hi], matrix.indices[lo:hi], indptr[start:stop + 1] - lo),
+            shape=(stop - start, matrix.shape[1]),
+        )
+        out[start:stop] = solve_block(block, slice(start, stop))
+
+    executor.map_blocks(run, len(starts), work)
+    return out
+
+
+def shared_empty(shape) -> np.ndarray:
+    """An uninitialised float array in anonymous shared memory: what a forked process
+    writes into it, its parent reads, with nothing pickled through a pipe (one chain's
+    draws of U and V on MovieLens are 300 MB)."""
+    count = int(np.prod(shape))
+    # Faulting the pages in up front, in one call, instead of page by page as the chains
+    # first write them: 3 GB of draws took 7.5 s of page faults, 1.0 s this way.
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+    buffer = mmap.mmap(-1, max(count, 1) * 8, flags=flags)
+    return np.frombuffer(buffer, dtype=np.float64, count=count).reshape(shape)
+
+
+# -- progress -------------------------------------------------------------------------------
+
+class _Bar:
+    def __init__(self, progress: Progress | None, task_id) -> None:
+        self._progress = progress
+        self._task_id = task_id
+
+    def advance(self, status: str = "") -> None:
+        if self._progress is not None:
+            self._progress.update(self._task_id, advance=1, status=status)
+
+
+@contextmanager
+def sweep_progress(total: int, description: str, enabled: bool = True) -> Iterator[_Bar]:
+    """Yield an object whose ``advance(status)`` moves the bar one sweep forward."""
+    if not enabled:
+        yield _Bar(None, None)
+        return
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        transient=False,
+        console=Console(stderr=True),  # keep stdout clean for --json
+    )
+    with progress:
+        task_id = progress.add_task(description, total=total, status="")
+        yield _Bar(progress, task_id)

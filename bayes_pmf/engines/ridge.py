@@ -1,0 +1,262 @@
+"""The ALS sweep: exact block-coordinate minimisation of the MAP objective E, shared by the
+ALS engine (:mod:`bayes_pmf.engines.als`), the Gibbs sampler's start and the PyMC MAP's
+start.
+
+Each half-step minimises E exactly over one side's parameters with the other side fixed.
+For user i, with design rows x_j = [V_j, 1] (the 1 carries the user bias when present)
+and targets t_ij = r_ij - mu - c_j, the minimiser is the ridge solution
+
+    w_i = (diag(lambda) + sum_j I_ij x_j x_j^T)^-1  sum_j I_ij t_ij x_j,
+
+with the UNWEIGHTED penalty diag(lambda) = (lambda_u, ..., lambda_u, lambda_user_bias)
+that PMF's Gaussian prior gives (not ALS-WR's lambda * n_i), so its optimum is the
+PyMC MAP's. The global mean then takes its closed-form value (flat prior). Every step
+is an exact block minimisation, so E never increases.
+
+The rows of a half-step are solved block by block through the executor seam
+(:func:`~bayes_pmf.engines.parallel.map_row_blocks`), each block by the row kernels of
+:mod:`bayes_pmf.engines.linalg`. ``cg_steps`` swaps the exact solve for a few
+warm-started conjugate-gradient steps per row (O(nnz p) per step instead of
+O(nnz p^2)), still a descent step, so E never increases either.
+
+The penalties are the spec's fixed-prior ones (lambda = sigma^2 / sigma_prior^2), read
+as they are: this module minimises E for any spec; :func:`~bayes_pmf.engines.als.fit_als`
+checks that the spec's model is the one whose MAP E is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import ConfigError
+from ..model.params import FactorParams, objective
+from .linalg import DEFAULT_CG_STEPS, prepare_design, refine_rows, solve_rows
+from .parallel import DEFAULT_BLOCK_ROWS, Executor, map_row_blocks, sweep_progress
+
+log = logging.getLogger(__name__)
+
+
+def checked_spec(spec, engine: str):
+    """``spec`` if it is a model spec (a PMFSpec: every engine reads the whole model from
+    it), else a ConfigError naming the engine and what it got."""
+    if not all(hasattr(spec, name) for name in ("prior", "noise", "link", "require_fixed")):
+        raise ConfigError(f"{engine} needs the model as a PMFSpec (e.g. bayes_pmf.PMFSpec() for "
+                          f"the default model), got {type(spec).__name__}", setting="spec")
+    return spec
+
+
+SOLVERS = ("exact", "cg")
+CG_PRECISIONS = {"float64": np.float64, "float32": np.float32}
+
+
+def half_step(
+    matrix: sp.csr_matrix,
+    targets: np.ndarray,
+    design: np.ndarray,
+    penalty: np.ndarray,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+    start: np.ndarray | None = None,
+    cg_steps: int | None = None,
+    cg_dtype: type = np.float64,
+    executor: Executor | None = None,
+) -> np.ndarray:
+    """:func:`solve_rows` over all rows of ``matrix`` with data ``targets``, block by
+    block; or, given ``cg_steps``, :func:`refine_rows` from the rows ``start``, computing
+    in ``cg_dtype``."""
+    if design.shape[1] == 0:
+        return np.zeros((matrix.shape[0], 0))
+    if cg_steps is None:
+        prepared = prepare_design(design)
+
+        def solve_block(block, _):
+            return solve_rows(block, prepared, penalty)
+    else:
+        prepared = prepare_design(design, padded=True, dtype=cg_dtype)
+
+        def solve_block(block, rows):
+            return refine_rows(block, prepared, penalty, start[rows], cg_steps)
+    return map_row_blocks(matrix, targets, solve_block, design.shape[1], block_rows,
+                          executor)
+
+
+@dataclass(frozen=True)
+class ALSFit:
+    """Learned state of one run of :func:`minimise`, apart from the settings that
+    produced it."""
+
+    params: FactorParams
+    spec: object  # the PMFSpec whose E was minimised
+    objective_trace: list[float]
+    converged: bool
+    seconds: float
+    seed: int | None
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def n_sweeps(self) -> int:
+        return len(self.objective_trace) - 1
+
+    def result_settings(self) -> dict:
+        """What a PMFResult of this fit records: its settings, the objective per sweep
+        (entry 0: the start), whether it converged, its sweeps and seconds."""
+        return dict(self.settings, objective_trace=self.objective_trace,
+                    converged=self.converged, n_sweeps=self.n_sweeps, fit_seconds=self.seconds)
+
+
+def initial_params(data, spec, rng, init_scale: float = 0.1) -> FactorParams:
+    """Seeded small random factors, zero biases, mu at the mean rating."""
+    rng = np.random.default_rng(rng)
+    d = spec.n_factors
+    return FactorParams(
+        user_factors=init_scale * rng.standard_normal((data.n_users, d)),
+        item_factors=init_scale * rng.standard_normal((data.n_items, d)),
+        mu=data.mean_rating if spec.global_mean else 0.0,
+    )
+
+
+def _with_ones(factors: np.ndarray, biases: bool) -> np.ndarray:
+    return _with_column(factors, np.ones(len(factors)), biases)
+
+
+def sweep(data, params: FactorParams, spec,
+          block_rows: int = DEFAULT_BLOCK_ROWS, cg_steps: int | None = None,
+          cg_dtype: type = np.float64, executor: Executor | None = None) -> FactorParams:
+    """One ALS sweep: users given items, items given users, then mu. Each half-step is
+    exact, or ``cg_steps`` conjugate-gradient steps from the current factors."""
+    d, biases = spec.n_factors, spec.biases
+    by_user, by_item = data.by_user, data.by_item
+
+    def current(factors, bias):
+        return None if cg_steps is None else _with_column(factors, bias, biases)
+
+    user_penalty = np.r_[np.full(d, spec.lambda_u), [spec.lambda_user_bias] * biases]
+    targets = by_user.data - params.mu - np.take(params.item_bias, by_user.indices)
+    solved = half_step(by_user, targets, _with_ones(params.item_factors, biases),
+                       user_penalty, block_rows,
+                       current(params.user_factors, params.user_bias), cg_steps, cg_dtype,
+                       executor)
+    user_factors = solved[:, :d]
+    user_bias = solved[:, d] if biases else params.user_bias
+
+    item_penalty = np.r_[np.full(d, spec.lambda_v), [spec.lambda_item_bias] * biases]
+    targets = by_item.data - params.mu - np.take(user_bias, by_item.indices)
+    solved = half_step(by_item, targets, _with_ones(user_factors, biases),
+                       item_penalty, block_rows,
+                       current(params.item_factors, params.item_bias), cg_steps, cg_dtype,
+                       executor)
+    item_factors = solved[:, :d]
+    item_bias = solved[:, d] if biases else params.item_bias
+
+    updated = FactorParams(user_factors, item_factors, params.mu, user_bias, item_bias)
+    if spec.global_mean:
+        mu = data.mean_rating - observed_sum_without_mu(data, updated) / data.n_ratings
+        updated = FactorParams(user_factors, item_factors, float(mu), user_bias, item_bias)
+    return updated
+
+
+def _with_column(factors: np.ndarray, column: np.ndarray, biases: bool) -> np.ndarray:
+    return np.hstack([factors, column[:, None]]) if biases else factors
+
+
+def observed_sum_without_mu(data, params: FactorParams) -> float:
+    """Sum over the observed pairs of b_i + c_j + U_i.V_j.
+
+    Sum_ij U_i.V_j = Sum_i U_i.(Sum_j V_j) over each user's items: one sparse product with
+    the rating pattern instead of gathering U and V for every rating (at 10^7 ratings the
+    gather took 0.8 s, more than a half-step)."""
+    by_user = data.by_user
+    pattern = sp.csr_matrix((np.ones(by_user.nnz), by_user.indices, by_user.indptr),
+                            shape=by_user.shape)
+    item_sums = pattern @ params.item_factors
+    return float(np.einsum("ij,ij->", params.user_factors, item_sums)
+                 + data.user_counts @ params.user_bias + data.item_counts @ params.item_bias)
+
+
+def minimise(
+    data,
+    spec,
+    *,
+    max_sweeps: int = 100,
+    tol: float = 1e-7,
+    rng: int | np.random.Generator | None = 0,
+    init_scale: float = 0.1,
+    init: FactorParams | None = None,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+    solver: str = "exact",
+    cg_steps: int = DEFAULT_CG_STEPS,
+    cg_precision: str = "float64",
+    executor: Executor | None = None,
+    progress: bool = True,
+) -> ALSFit:
+    """Minimise the PMF MAP objective E of ``spec``'s fixed-prior penalties by ALS sweeps.
+
+    Stops when the relative decrease of E over a sweep falls below ``tol`` or after
+    ``max_sweeps``. ``rng`` seeds the random initial factors (ignored when ``init`` is
+    given). The objective after every sweep is kept in ``objective_trace`` (entry 0 is
+    the initial point).
+
+    ``solver="exact"`` (default) solves every row's ridge system exactly: the reference
+    that PyMC's MAP is checked against. ``solver="cg"`` takes ``cg_steps`` warm-started
+    conjugate-gradient steps per row instead (as cmfrec's default does), cheaper per
+    sweep at large d, and ends with one exact sweep (within ``max_sweeps``) so that the
+    result is the exact block optimum given the last item factors.
+    ``cg_precision="float32"`` runs the CG steps in single precision (as cmfrec does by
+    default): ~1.7x faster at 10^7 ratings, d = 32, with rounding far below the error
+    the truncated iterations leave; the final exact sweep is always float64.
+    """
+    spec = checked_spec(spec, "ALS")
+    if spec.link != "identity":
+        raise ConfigError(
+            "ALS has closed-form updates only for the identity link; fit the logistic "
+            "link with bayes_pmf.fit_map", setting="link")
+    if isinstance(max_sweeps, bool) or not isinstance(max_sweeps, (int, np.integer)) \
+            or max_sweeps < 1:
+        raise ConfigError(f"max_sweeps must be an integer >= 1, got {max_sweeps!r}",
+                          setting="max_sweeps")
+    if not tol >= 0:
+        raise ConfigError(f"tol must be >= 0, got {tol!r}", setting="tol")
+    if solver not in SOLVERS:
+        raise ConfigError(f"solver must be one of {SOLVERS}, got {solver!r}", setting="solver")
+    if solver == "cg" and (not isinstance(cg_steps, (int, np.integer)) or cg_steps < 1):
+        raise ConfigError(f"cg_steps must be a positive integer, got {cg_steps!r}",
+                          setting="cg_steps")
+    if cg_precision not in CG_PRECISIONS:
+        raise ConfigError(f"cg_precision must be one of {tuple(CG_PRECISIONS)}, "
+                          f"got {cg_precision!r}", setting="cg_precision")
+    seed = rng if isinstance(rng, (int, np.integer)) else None
+    start_time = time.perf_counter()
+    params = init if init is not None else initial_params(data, spec, rng, init_scale)
+    trace = [objective(data, params, spec)]
+    converged = False
+    inexact_sweeps = max_sweeps - 1 if solver == "cg" else 0
+    with sweep_progress(max_sweeps, "ALS sweeps", progress) as bar:
+        for number in range(max_sweeps):
+            inexact = number < inexact_sweeps and not converged
+            params = sweep(data, params, spec, block_rows, cg_steps if inexact else None,
+                           CG_PRECISIONS[cg_precision], executor)
+            trace.append(objective(data, params, spec))
+            change = (trace[-2] - trace[-1]) / max(abs(trace[-2]), 1e-300)
+            bar.advance(f"E={trace[-1]:.6g}")
+            if converged:
+                break  # the final exact sweep after converged CG sweeps
+            if change < tol:
+                converged = True
+                if solver == "exact":
+                    break
+    seconds = time.perf_counter() - start_time
+    log.info("ALS: %d sweeps, E=%.6g, converged=%s, %.2fs", len(trace) - 1, trace[-1],
+             converged, seconds)
+    return ALSFit(
+        params=params, spec=spec, objective_trace=trace, converged=converged,
+        seconds=seconds, seed=None if seed is None else int(seed),
+        settings={"max_sweeps": max_sweeps, "tol": tol, "init_scale": init_scale,
+                  "block_rows": block_rows, "warm_start": init is not None,
+                  "solver": solver,
+                  **({"cg_steps": cg_steps, "cg_precision": cg_precision}
+                     if solver == "cg" else {})},
+    )

@@ -1,0 +1,274 @@
+"""A fitted PMF result: predictions for any (user, item) pairs from any method.
+
+:class:`PMFResult` wraps the InferenceData every method returns. Predictions average
+the predicted rating over posterior draws (for a point estimate there is one draw);
+raw factors are never averaged, since they are identified only up to rotation.
+
+Unknown ids (cold start) follow an explicit policy, ``unknown=``:
+
+* ``"error"`` (default): raise :class:`~bayes_pmf.errors.UnknownIdError` naming them;
+* ``"prior"``: use the prior mean for what was not learned — an unknown user's factors
+  and bias are 0, so the prediction is mu + c_j (the item's bias-baseline prediction),
+  an unknown item gives mu + b_i, both unknown give mu;
+* ``"nan"``: return NaN for those pairs.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from ..data.ratings import RatingScale, plain_scalar
+from ..errors import ConfigError, ResultFileError, UnknownIdError
+from ..model.params import FactorParams, predictor_draws, sigmoid
+from ..model.spec import PMFSpec
+from . import idata as idata_io
+
+UnknownPolicy = Literal["error", "prior", "nan"]
+
+
+def encode_pairs(user_ids: pd.Index, item_ids: pd.Index, users, items,
+                 unknown: UnknownPolicy) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the pairs in the vocabularies (-1 where unknown), enforcing ``unknown``."""
+    if unknown not in ("error", "prior", "nan"):
+        raise ConfigError(f"unknown must be 'error', 'prior' or 'nan', got {unknown!r}")
+    users = pd.Index(users)
+    items = pd.Index(items)
+    if len(users) != len(items):
+        raise ConfigError(f"got {len(users)} users but {len(items)} items; pass one per pair")
+    user_idx = user_ids.get_indexer(users)
+    item_idx = item_ids.get_indexer(items)
+    if unknown == "error":
+        for kind, idx, ids in (("user", user_idx, users), ("item", item_idx, items)):
+            missing = idx < 0
+            if missing.any():
+                examples = pd.unique(np.asarray(ids[missing]))
+                raise UnknownIdError(
+                    f"{int(missing.sum())} pair(s) name {len(examples)} {kind}(s) absent from "
+                    f"the training data, e.g. {kind} {plain_scalar(examples[0])!r}; pass unknown='prior' "
+                    f"for the cold-start prediction or unknown='nan'"
+                )
+    return user_idx, item_idx
+
+
+def _decode_spec(attrs: dict) -> PMFSpec:
+    """The spec of a result's attrs. Files written before the spec held the prior family
+    and the noise model recorded them as the Gibbs sampler's settings."""
+    settings = dict(attrs["spec"])
+    if "prior" not in settings:
+        legacy = attrs["settings"]
+        hyper = legacy.get("hyper", "fixed")
+        settings["prior"] = {"bpmf": "normal-wishart"}.get(hyper, hyper)
+        settings["noise"] = "learned" if legacy.get("learn_sigma") else "fixed"
+        settings["constrained"] = bool(legacy.get("constrained", False))
+    try:
+        return PMFSpec.from_dict(settings)
+    except ConfigError as exc:
+        raise ResultFileError(f"the saved model spec is not valid: {exc}") from None
+
+
+class PMFResult:
+    """A fitted model, from any method; immutable. Wraps the ArviZ InferenceData
+    ``idata`` (see :mod:`bayes_pmf.result.idata` for its groups); ``method``, ``spec``,
+    ``scale``, ``seed`` and ``attrs`` (settings, versions, data hash) come from it."""
+
+    def __init__(self, idata) -> None:
+        attrs = idata_io.raw_attrs(idata)
+        attrs["spec"] = _decode_spec(attrs)
+        try:
+            attrs["scale"] = RatingScale(**attrs["scale"])
+        except (TypeError, ValueError) as exc:
+            raise ResultFileError(f"the saved rating scale is not valid: {exc}") from None
+        self.idata = idata
+        self.method: str = attrs["method"]
+        self.spec: PMFSpec = attrs["spec"]
+        self.scale: RatingScale = attrs["scale"]
+        self.seed = attrs["seed"]
+        self.attrs = attrs
+        self.user_ids, self.item_ids = idata_io.vocabularies(idata)
+
+    def save(self, path: str | Path) -> Path:
+        return save_result(self, path)
+
+    def with_method(self, method: str) -> "PMFResult":
+        """The same result under another method name (the main job names each run)."""
+        return PMFResult(idata_io.with_attrs(self.idata, method=method))
+
+    def with_idata(self, idata) -> "PMFResult":
+        """A result around ``idata`` (e.g. this one's with more groups)."""
+        return PMFResult(idata)
+
+    @property
+    def has_predictive(self) -> bool:
+        """False for the mean baselines, which define no noise model and so no
+        predictive distribution (no intervals, no coverage)."""
+        return bool(self.attrs["settings"].get("predictive", True))
+
+    @property
+    def item_info(self) -> pd.DataFrame | None:
+        """The items' titles (column ``title``, indexed by item id) when the training
+        data had them, else None."""
+        titles = idata_io.item_titles(self.idata)
+        return None if titles is None else titles.to_frame()
+
+    @property
+    def held_out(self):
+        """(predictive draws, per-pair table) of the held-out predictions stored by
+        :func:`bayes_pmf.result.predictive.held_out_predictions`, or None."""
+        return idata_io.predictions_of(self.idata)
+
+    def thinned(self, max_draws: int) -> "PMFResult":
+        """The same result with at most ``max_draws`` posterior draws, evenly spaced
+        within each chain (a point estimate is returned unchanged)."""
+        if max_draws < 1:
+            raise ConfigError(f"max_draws must be >= 1, got {max_draws!r}")
+        return PMFResult(idata_io.thinned(self.idata, max_draws))
+
+    def __repr__(self) -> str:
+        return (f"PMFResult(method={self.method!r}, d={self.spec.n_factors}, "
+                f"samples={self.n_samples}, users={len(self.user_ids)}, "
+                f"items={len(self.item_ids)})")
+
+    @property
+    def n_samples(self) -> int:
+        chains, draws = idata_io.chains_and_draws(self.idata)
+        return chains * draws
+
+    @cached_property
+    def draws(self) -> dict[str, np.ndarray]:
+        return idata_io.stacked_draws(self.idata)
+
+    @property
+    def sigma_draws(self) -> np.ndarray:
+        """Noise sd per posterior draw: learned (``sigma`` in the posterior) or the
+        spec's fixed value repeated."""
+        if "sigma" in self.draws:
+            return self.draws["sigma"]
+        return np.full(self.n_samples, self.spec.sigma)
+
+    def point_params(self) -> FactorParams:
+        """The parameters of a point estimate (ALS, MAP): one chain, one draw."""
+        if self.n_samples != 1:
+            raise ConfigError(
+                f"{self.method} result has {self.n_samples} posterior draws; factors of "
+                "different draws are not comparable (rotation), so there is no single point"
+            )
+        draws = self.draws
+        d = self.spec.n_factors
+        return FactorParams(
+            user_factors=draws["U"][0] if "U" in draws else np.zeros((len(self.user_ids), d)),
+            item_factors=draws["V"][0] if "V" in draws else np.zeros((len(self.item_ids), d)),
+            mu=float(draws["mu"][0]) if "mu" in draws else 0.0,
+            user_bias=draws["user_bias"][0] if "user_bias" in draws else None,
+            item_bias=draws["item_bias"][0] if "item_bias" in draws else None,
+        )
+
+    def to_rating_scale(self, eta: np.ndarray) -> np.ndarray:
+        """eta mapped through the link onto the rating scale."""
+        if self.spec.link == "logistic":
+            return self.scale.from_unit(sigmoid(eta))
+        return eta
+
+    def mean_draws(self, users, items, *, unknown: UnknownPolicy = "error",
+                   samples: np.ndarray | None = None) -> np.ndarray:
+        """Draws of the expected rating E[r | params] for each pair: (samples x pairs)."""
+        user_idx, item_idx = encode_pairs(self.user_ids, self.item_ids, users, items, unknown)
+        means = self.to_rating_scale(predictor_draws(self.draws, user_idx, item_idx, samples))
+        if unknown == "nan":
+            means[:, (user_idx < 0) | (item_idx < 0)] = np.nan
+        return means
+
+    def predict(self, users, items, *, unknown: UnknownPolicy = "error",
+                clip: bool = False, round: bool = False) -> np.ndarray:
+        """Posterior-mean predicted rating for each (user, item) pair, aligned with input.
+
+        ``clip`` bounds predictions to the rating scale; ``round`` clips and snaps to the
+        nearest allowed rating (the PMF paper's 'map back and round').
+        """
+        prediction = self.mean_draws(users, items, unknown=unknown).mean(axis=0)
+        if round:
+            return self.scale.round(prediction)
+        if clip:
+            return self.scale.clip(prediction)
+        return prediction
+
+    def predict_frame(self, pairs: pd.DataFrame, *, user_col: str = "user",
+                      item_col: str = "item", unknown: UnknownPolicy = "error") -> pd.DataFrame:
+        """Predictions as a table with the original ids: mean, sd of the mean over the
+        posterior (0 for a point estimate) and cold-start flags."""
+        users, items = pairs[user_col].to_numpy(), pairs[item_col].to_numpy()
+        draws = self.mean_draws(users, items, unknown=unknown)
+        return pd.DataFrame(
+            {
+                "user": users,
+                "item": items,
+                "mean": draws.mean(axis=0),
+                "sd": draws.std(axis=0),
+                "cold_user": self.user_ids.get_indexer(pd.Index(users)) < 0,
+                "cold_item": self.item_ids.get_indexer(pd.Index(items)) < 0,
+            },
+            index=pairs.index,
+        )
+
+
+def point_result(params: FactorParams, spec: PMFSpec, train, *, method: str,
+                 seed: int | None, settings: dict | None = None,
+                 extra_scalars: dict[str, float] | None = None,
+                 extra_arrays: dict[str, np.ndarray] | None = None) -> PMFResult:
+    """Wrap a point estimate (ALS, MAP) as a chain=1, draw=1 result; ``extra_scalars``
+    (e.g. learned sigma) and ``extra_arrays`` (e.g. constrained PMF's Y and W) join the
+    posterior group."""
+    extra = {**(extra_scalars or {}), **(extra_arrays or {})}
+    posterior = {name: np.asarray(value) for name, value in extra.items()}
+    if spec.n_factors > 0:
+        posterior["U"] = params.user_factors
+        posterior["V"] = params.item_factors
+    if spec.global_mean:
+        posterior["mu"] = np.asarray(params.mu)
+    if spec.biases:
+        posterior["user_bias"] = params.user_bias
+        posterior["item_bias"] = params.item_bias
+    idata = idata_io.build_idata(posterior, train, spec, method=method, seed=seed,
+                                 settings=settings, point=True)
+    return PMFResult(idata)
+
+
+def posterior_result(arrays: dict[str, np.ndarray], spec: PMFSpec, train, *, method: str,
+                     seed: int | None, settings: dict | None = None,
+                     sample_stats: dict[str, np.ndarray] | None = None,
+                     extra_groups: dict | None = None) -> PMFResult:
+    """Wrap posterior draws (arrays with leading chain, draw axes) as a result."""
+    return PMFResult(idata_io.build_idata(arrays, train, spec, method=method, seed=seed,
+                                          settings=settings, sample_stats=sample_stats,
+                                          extra_groups=extra_groups))
+
+
+def save_result(result: PMFResult, path: str | Path) -> Path:
+    """Write a result to NetCDF atomically: a crash mid-write leaves the previous file (or
+    none) at ``path`` and no temporary file."""
+    path = Path(path)
+    if path.is_dir():
+        raise ResultFileError(f"cannot save a result to {path}: it is a directory; give a "
+                              "file name such as model.nc")
+    try:
+        return idata_io.write_netcdf(result.idata, path)
+    except OSError as exc:
+        raise ResultFileError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def load_result(path: str | Path) -> PMFResult:
+    """Read a result saved by :func:`save_result`; ResultFileError if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultFileError(f"no saved result at {path}")
+    try:
+        idata = idata_io.read_netcdf(path)
+    except Exception as exc:  # h5py/netCDF raise many types for damaged files
+        raise ResultFileError(
+            f"cannot read {path} as a bayes_pmf result (truncated or not NetCDF): {exc}"
+        ) from None
+    return PMFResult(idata)

@@ -1,0 +1,201 @@
+"""Every setting of a run, with its default, and its TOML file, so that a report can be
+rerun from its own folder.
+
+:class:`FitJobConfig` holds the main job's settings (what ``bayes-pmf fit`` runs) and
+:class:`ReportConfig` a report's; the file looks like
+
+    [job]                    # every field of FitJobConfig; absent keys take defaults
+    n_factors = 10
+    seed = 0
+    methods = ["als", "gibbs"]
+    ...
+    [report]
+    title = "PMF on the embedded MovieLens"
+    crosscheck = true        # include the PyMC-MAP vs NumPy-ALS cross-check
+
+Reading uses the standard library's ``tomllib``; writing needs only flat tables of
+strings, numbers, booleans and lists of strings, so it is done here rather than by a
+new dependency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..model.spec import (DEFAULT_FACTORS, DEFAULT_LAMBDA, DEFAULT_LAMBDA_BIAS,
+                          DEFAULT_LAMBDA_NO_BIAS, DEFAULT_POSTERIOR_PRIOR, PMFSpec)
+
+METHOD_NAMES = ("als", "map", "gibbs", "nuts", "advi", "constrained")
+
+
+@dataclass(frozen=True)
+class FitJobConfig:
+    """Every setting of a main-job run (written into metrics.json as is)."""
+
+    data: str | None = None  # None: the embedded MovieLens
+    train: str | None = None
+    test: str | None = None
+    n_factors: int = DEFAULT_FACTORS
+    seed: int = 0
+    test_fraction: float = 0.1
+    methods: tuple[str, ...] = ("als", "gibbs")
+    lambda_: float = DEFAULT_LAMBDA
+    lambda_no_bias: float = DEFAULT_LAMBDA_NO_BIAS
+    lambda_bias: float = DEFAULT_LAMBDA_BIAS
+    max_sweeps: int = 200
+    tol: float = 1e-6
+    # per chain, for the sampling methods: 4 Gibbs chains x (100 + 1,000) sweeps converge
+    # on the embedded MovieLens in about a minute (benchmarks/convergence.py)
+    draws: int = 1000
+    tune: int = 100
+    chains: int = 4
+    thin: int = 1  # Gibbs keeps every thin-th sweep after burn-in
+    progress: bool = field(default=True, compare=False)  # display only, not a setting
+
+    def __post_init__(self) -> None:
+        if (self.train is None) != (self.test is None):
+            raise ConfigError("train and test go together: give both or neither",
+                              setting="train")
+        if self.data is not None and self.train is not None:
+            raise ConfigError("give either data or train and test, not both", setting="data")
+        if isinstance(self.n_factors, bool) or not isinstance(self.n_factors, int) \
+                or self.n_factors < 1:
+            raise ConfigError(f"n_factors must be a positive integer, got {self.n_factors!r}",
+                              setting="n_factors")
+        if not 0 < self.test_fraction < 1:
+            raise ConfigError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}",
+                              setting="test_fraction")
+        for name in ("lambda_", "lambda_no_bias", "lambda_bias"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name.rstrip('_')} must be > 0, got {getattr(self, name)!r}",
+                                  setting=name)
+        for name in ("thin", "draws", "chains", "max_sweeps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}",
+                                  setting=name)
+        if isinstance(self.tune, bool) or not isinstance(self.tune, int) or self.tune < 0:
+            raise ConfigError(f"tune must be an integer >= 0, got {self.tune!r}",
+                              setting="tune")
+        unknown = set(self.methods) - set(METHOD_NAMES)
+        if unknown:
+            raise ConfigError(f"unknown method(s) {sorted(unknown)}; choose from "
+                              f"{sorted(METHOD_NAMES)}", setting="methods")
+
+    def as_dict(self) -> dict:
+        settings = asdict(self)
+        settings["methods"] = list(self.methods)
+        settings.pop("progress")
+        return settings
+
+    @property
+    def pmf_spec(self) -> PMFSpec:
+        """The point model: PMF with biases and fixed priors at the run's penalties."""
+        return PMFSpec.from_lambdas(self.n_factors, self.lambda_, biases=True,
+                                    lambda_user_bias=self.lambda_bias,
+                                    lambda_item_bias=self.lambda_bias)
+
+    @property
+    def pmf_spec_no_bias(self) -> PMFSpec:
+        """PMF without biases (the PMF paper's model), fixed priors."""
+        return PMFSpec.from_lambdas(self.n_factors, self.lambda_no_bias, biases=False)
+
+    @property
+    def posterior_spec(self) -> PMFSpec:
+        """The posterior model: the point model with zero-mean Wishart hyperpriors on the
+        factor precisions, Gamma hyperpriors on the bias precisions and a learned noise."""
+        return self.pmf_spec.with_(prior=DEFAULT_POSTERIOR_PRIOR, noise="learned")
+
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """A report: the main job's settings plus what the report adds."""
+
+    job: FitJobConfig = field(default_factory=FitJobConfig)
+    title: str = "Probabilistic Matrix Factorization: reproducibility report"
+    crosscheck: bool = True
+
+    def as_toml(self) -> str:
+        job = {k: v for k, v in self.job.as_dict().items() if v is not None}
+        for name in ("data", "train", "test"):
+            if name in job:  # absolute, so the config reads the same from any folder
+                job[name] = str(Path(job[name]).resolve())
+        return ("# bayes_pmf report settings: rerun with\n"
+                "#   bayes-pmf report --config config.toml --out DIR\n"
+                + _table("job", job) + "\n"
+                + _table("report", {"title": self.title, "crosscheck": self.crosscheck}))
+
+
+def _value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"cannot write the non-finite setting {value!r} to TOML")
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write a setting of type {type(value).__name__} to TOML")
+
+
+def _table(name: str, values: dict) -> str:
+    return f"[{name}]\n" + "".join(f"{key} = {_value(v)}\n" for key, v in values.items())
+
+
+def _job_from_table(table: dict, path: Path) -> FitJobConfig:
+    known = {f.name for f in dataclasses.fields(FitJobConfig)} - {"progress"}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {unknown} in [job]; "
+                          f"known are {sorted(known)}")
+    values = dict(table)
+    if "methods" in values:
+        if not isinstance(values["methods"], list):
+            raise ConfigError(f"{path}: [job] methods must be a list such as [\"als\"], "
+                              f"got {values['methods']!r}")
+        values["methods"] = tuple(values["methods"])
+    for name in ("test_fraction", "lambda_", "lambda_no_bias", "lambda_bias", "tol"):
+        if isinstance(values.get(name), int) and not isinstance(values.get(name), bool):
+            values[name] = float(values[name])
+    for name in ("data", "train", "test"):
+        # Paths in a config file are relative to the file, so a report folder can move.
+        if isinstance(values.get(name), str) and not Path(values[name]).is_absolute():
+            values[name] = str((path.parent / values[name]).resolve())
+    try:
+        return FitJobConfig(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{path}: bad [job] settings: {exc}") from None
+
+
+def read_config(path: str | Path) -> ReportConfig:
+    """A :class:`ReportConfig` from a TOML file written by :meth:`ReportConfig.as_toml`
+    (or by hand); unknown keys are errors, missing keys take the defaults."""
+    path = Path(path)
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    extra = sorted(set(document) - {"job", "report"})
+    if extra:
+        raise ConfigError(f"{path}: unknown table(s) {extra}; expected [job] and [report]")
+    report = document.get("report", {})
+    unknown = sorted(set(report) - {"title", "crosscheck"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {unknown} in [report]")
+    defaults = ReportConfig()
+    return ReportConfig(job=_job_from_table(document.get("job", {}), path),
+                        title=str(report.get("title", defaults.title)),
+                        crosscheck=bool(report.get("crosscheck", defaults.crosscheck)))

@@ -1,0 +1,165 @@
+"""The main job: load ratings, split, fit baselines and PMF, predict the held-out
+ratings once per model, score, record everything.
+
+``run_fit_job`` is what ``bayes-pmf fit`` runs; it returns the metrics dictionary written
+to ``metrics.json`` and the fitted models (each holding its held-out predictions), so
+notebooks can use it as well as the CLI.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from ..analysis.diagnostics import convergence_summary, heldout_log_predictive_density
+from ..analysis.metrics import score
+from ..data.files import load_split as load_split_of
+from ..engines.als import (fit_als, fit_bias_baseline, fit_global_mean, fit_item_mean,
+                           fit_user_mean)
+from ..result.predictive import held_out_predictions
+from .config import FitJobConfig
+from .reproducibility import environment
+
+
+@dataclass
+class FitJobOutcome:
+    metrics: dict
+    models: dict = field(default_factory=dict)
+    split: object | None = None  # a Split
+
+
+def load_split(config: FitJobConfig):
+    """The train/test split the config asks for (and the full data when it was split)."""
+    return load_split_of(config.data, config.train, config.test,
+                         test_fraction=config.test_fraction, seed=config.seed)
+
+
+def _timed(fit: Callable[[], object]) -> tuple[object, float]:
+    start = time.perf_counter()
+    model = fit()
+    return model, time.perf_counter() - start
+
+
+def _als_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
+    train = split.train
+
+    def als(spec, name: str):
+        return lambda: fit_als(train, spec, max_sweeps=config.max_sweeps, tol=config.tol,
+                               rng=config.seed, method=name, progress=config.progress)
+
+    return [
+        ("pmf-als", als(config.pmf_spec, "pmf-als")),
+        ("pmf-als-nobias", als(config.pmf_spec_no_bias, "pmf-als-nobias")),
+    ]
+
+
+def _map_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
+    from ..engines.pymc_fit import fit_map  # imports PyMC: only when MAP is asked for
+
+    train = split.train
+    return [("pmf-map", lambda: fit_map(train, config.pmf_spec, start="als", rng=config.seed,
+                                        method="pmf-map", progress=config.progress))]
+
+
+def _gibbs_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
+    from ..engines.gibbs import sample_gibbs
+
+    train, test = split.train, split.test
+    # The held-out set is only watched (running RMSE per sample), never fitted to.
+    return [("bpmf-gibbs", lambda: sample_gibbs(
+        train, config.posterior_spec, draws=config.draws, tune=config.tune,
+        chains=config.chains, thin=config.thin, held_out=test, rng=config.seed,
+        method="bpmf-gibbs", progress=config.progress))]
+
+
+def _nuts_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
+    from ..engines.pymc_fit import sample_nuts
+
+    train = split.train
+    # fixed priors with a learned noise: the Wishart families have no PyMC twin yet
+    return [("pmf-nuts", lambda: sample_nuts(
+        train, config.pmf_spec.with_(noise="learned"), draws=config.draws, tune=config.tune,
+        chains=min(config.chains, 2), rng=config.seed, method="pmf-nuts",
+        progress=config.progress))]
+
+
+def _advi_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
+    from ..engines.pymc_fit import fit_advi
+
+    train = split.train
+    return [("pmf-advi", lambda: fit_advi(train, config.pmf_spec.with_(noise="learned"),
+                                          draws=config.draws, rng=config.seed,
+                                          method="pmf-advi", progress=config.progress))]
+
+
+def _constrained_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
+    from ..engines.constrained import fit_constrained
+
+    train = split.train
+    return [("pmf-constrained", lambda: fit_constrained(
+        train, config.pmf_spec.with_(constrained=True), rng=config.seed,
+        method="pmf-constrained", progress=config.progress))]
+
+
+METHODS: dict[str, Callable[..., list[tuple[str, Callable]]]] = {
+    "als": _als_methods,
+    "map": _map_methods,
+    "gibbs": _gibbs_methods,
+    "nuts": _nuts_methods,
+    "advi": _advi_methods,
+    "constrained": _constrained_methods,
+}
+
+
+def run_fit_job(config: FitJobConfig) -> FitJobOutcome:
+    """Fit the baselines and each requested method on the training part; predict the
+    held-out part once per model (stored in each result) and score them all with the
+    same cold-start policy."""
+    split, full = load_split(config)
+    train, test = split.train, split.test
+    fits: list[tuple[str, Callable]] = [
+        ("global-mean", lambda: fit_global_mean(train)),
+        ("user-mean", lambda: fit_user_mean(train)),
+        ("item-mean", lambda: fit_item_mean(train)),
+        ("bias-baseline", lambda: fit_bias_baseline(train, config.lambda_bias,
+                                                    config.lambda_bias)),
+    ]
+    for method in config.methods:
+        fits.extend(METHODS[method](config, split))
+    results, models = [], {}
+    for name, fit in fits:
+        model, seconds = _timed(fit)
+        if model.method != name:
+            model = model.with_method(name)
+        model = held_out_predictions(model, test)
+        models[name] = model
+        results.append({"method": name, **score(model, train, test), "fit_seconds": seconds})
+    metrics = {
+        "dataset": (full or train).describe() | (
+            {"test_source": test.source} if full is None else {}),
+        "split": split.describe(),
+        "settings": config.as_dict(),
+        "seed": config.seed,
+        **environment(),
+        "results": results,
+    }
+    if any(m.n_samples > 1 for m in models.values()):
+        table = diagnostics_table(models, split)
+        metrics["diagnostics"] = table.to_dict(orient="records")
+    return FitJobOutcome(metrics=metrics, models=models, split=split)
+
+
+def diagnostics_table(models: dict, split) -> pd.DataFrame:
+    """Convergence verdict and held-out lpd per sampled model."""
+    rows = []
+    for name, model in models.items():
+        if model.n_samples <= 1:
+            continue
+        report = convergence_summary(model, split.test)
+        rows.append({"method": name, **report.as_dict(),
+                     **heldout_log_predictive_density(model, split.test)})
+    return pd.DataFrame(rows)
