@@ -19,6 +19,7 @@ from .errors import ConfigError
 from .evaluation import score
 from .priors import PMFSpec
 from .provenance import machine, package_versions
+from .reproducibility import numerics_fingerprint
 from .split import Split, random_split
 
 # Defaults chosen on an inner validation split of the training part of the embedded
@@ -213,6 +214,7 @@ def run_fit_job(config: FitJobConfig) -> FitJobOutcome:
         "seed": config.seed,
         "versions": package_versions(),
         "machine": machine(),
+        "numerics": numerics_fingerprint(),
         "results": results,
     }
     if any(getattr(m, "n_samples", 1) > 1 for m in models.values()):

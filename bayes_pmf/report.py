@@ -24,10 +24,9 @@ from .config_file import ReportConfig
 from .evaluation import results_table
 from .jobs import FitJobOutcome, run_fit_job
 from .report_render import to_html, to_markdown
+from .reproducibility import comparable_metrics  # noqa: F401  (re-exported)
 from .runfolder import write_run_folder, write_text_atomic
 
-# Numbers that measure the machine, not the model: excluded when comparing two runs.
-TIMING_KEYS = ("fit_seconds", "als_seconds", "model_build_compile_seconds", "map_seconds")
 
 _CAPTIONS = {
     "method_comparison": "Held-out RMSE of every method (lower is better).",
@@ -79,21 +78,6 @@ def write_report(config: ReportConfig | None = None, out_dir: str | Path = "repo
     write_text_atomic(out / "report.md", to_markdown(blocks))
     write_text_atomic(out / "report.html", to_html(blocks, out, config.title))
     return out
-
-
-def comparable_metrics(metrics: dict) -> dict:
-    """The metrics without timings, versions, machine and file paths (the data's SHA-256
-    stays): what must reproduce exactly."""
-    def strip(value):
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items()
-                    if k not in TIMING_KEYS and k not in ("versions", "machine", "figures")
-                    and not (k in ("data", "train", "test") and isinstance(v, str))}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-
-    return strip(metrics)
 
 
 # -- the report's text ------------------------------------------------------------------

@@ -15,8 +15,6 @@ Unknown ids (cold start) follow an explicit policy, ``unknown=``:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +25,7 @@ import pandas as pd
 
 from . import idata as idata_io
 from .errors import ConfigError, ResultFileError, UnknownIdError
+from .fileio import atomic_path
 from .data import RatingsData, plain_scalar
 from .objective import FactorParams, sigmoid
 from .priors import PMFSpec
@@ -234,15 +233,8 @@ def point_result(params: FactorParams, spec: PMFSpec, train: RatingsData, *, met
 def save_result(result: PMFResult, path: str | Path) -> Path:
     """Write a result to NetCDF atomically: a crash mid-write leaves no file at ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        result.idata.to_netcdf(tmp_name)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    with atomic_path(path) as tmp:
+        result.idata.to_netcdf(str(tmp))
     return path
 
 

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 from .evaluation import results_table
+from .fileio import atomic_write
 from .results import PMFResult, save_result
 
 SAVED_DRAWS = 200
@@ -40,10 +39,7 @@ def metrics_json(metrics: dict) -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)
 
 
 def write_figures(figures: dict, out_dir: Path) -> list[str]:
