@@ -13,15 +13,50 @@ engines (``fit_map``, ``sample_nuts``, ``fit_advi``) import PyMC on first use.
 """
 
 from . import provenance
-from .analysis import (convergence_summary, fold_in_user, heldout_log_predictive_density,
-                       identifiable_draws, mae, predict_folded, recommend, recommend_many,
-                       recommend_new_user, rmse, rmse_by_activity, score, score_matrix,
-                       select_hyperparameters, similar_items, similar_users)
-from .data import (IngestReport, RatingScale, RatingsData, Split, kfold, load_movielens,
-                   load_ratings, per_user_split, random_split, temporal_split)
-from .engines import (Executor, LocalExecutor, fit_als, fit_bias_baseline, fit_constrained,
-                      fit_global_mean, fit_item_mean, fit_user_mean, objective_trace_of,
-                      sample_gibbs)
+from .analysis import (
+    convergence_summary,
+    fold_in_user,
+    heldout_log_predictive_density,
+    identifiable_draws,
+    mae,
+    predict_folded,
+    recommend,
+    recommend_many,
+    recommend_new_user,
+    rmse,
+    rmse_by_activity,
+    rmse_by_activity_table,
+    score,
+    score_matrix,
+    select_hyperparameters,
+    similar_items,
+    similar_users,
+)
+from .data import (
+    IngestReport,
+    RatingScale,
+    RatingsData,
+    Split,
+    kfold,
+    load_movielens,
+    load_ratings,
+    per_user_split,
+    random_split,
+    temporal_split,
+)
+from .engines import (
+    Executor,
+    LocalExecutor,
+    als_result,
+    fit_als,
+    fit_bias_baseline,
+    fit_constrained,
+    fit_global_mean,
+    fit_item_mean,
+    fit_user_mean,
+    objective_trace_of,
+    sample_gibbs,
+)
 from .errors import (
     BayesPMFError,
     ConfigError,
@@ -33,8 +68,15 @@ from .errors import (
     UnknownIdError,
 )
 from .model import FactorParams, PMFSpec, SyntheticRatings, make_synthetic, objective
-from .result import (PMFResult, held_out_predictions, interval_coverage, load_result,
-                     predictive_draws, predictive_summary, save_result)
+from .result import (
+    PMFResult,
+    held_out_predictions,
+    interval_coverage,
+    load_result,
+    predictive_draws,
+    predictive_summary,
+    save_result,
+)
 
 __version__ = "0.1.0"
 
@@ -54,14 +96,14 @@ __all__ = [
     "BayesPMFError", "ConfigError", "ConvergenceWarning", "Executor", "FactorParams",
     "IngestReport", "LocalExecutor", "NumericalError", "PMFResult", "PMFSpec", "RatingScale",
     "RatingsData", "RatingsDataError", "RatingsFileError", "ResultFileError", "Split",
-    "SyntheticRatings", "UnknownIdError", "convergence_summary", "fit_advi", "fit_als",
-    "fit_bias_baseline", "fit_constrained", "fit_global_mean", "fit_item_mean", "fit_map",
-    "fit_user_mean", "fold_in_user", "held_out_predictions", "heldout_log_predictive_density",
-    "identifiable_draws", "interval_coverage", "kfold", "load_movielens", "load_ratings",
-    "load_result", "mae", "make_synthetic", "objective", "objective_trace_of",
-    "per_user_split", "predict_folded", "predictive_draws", "predictive_summary",
-    "provenance", "random_split", "recommend", "recommend_many", "recommend_new_user",
-    "rmse", "rmse_by_activity", "sample_gibbs", "sample_nuts", "save_result", "score",
-    "score_matrix", "select_hyperparameters", "similar_items", "similar_users",
-    "temporal_split",
+    "SyntheticRatings", "UnknownIdError", "als_result", "convergence_summary", "fit_advi",
+    "fit_als", "fit_bias_baseline", "fit_constrained", "fit_global_mean", "fit_item_mean",
+    "fit_map", "fit_user_mean", "fold_in_user", "held_out_predictions",
+    "heldout_log_predictive_density", "identifiable_draws", "interval_coverage", "kfold",
+    "load_movielens", "load_ratings", "load_result", "mae", "make_synthetic", "objective",
+    "objective_trace_of", "per_user_split", "predict_folded", "predictive_draws",
+    "predictive_summary", "provenance", "random_split", "recommend", "recommend_many",
+    "recommend_new_user", "rmse", "rmse_by_activity", "rmse_by_activity_table", "sample_gibbs",
+    "sample_nuts", "save_result", "score", "score_matrix", "select_hyperparameters",
+    "similar_items", "similar_users", "temporal_split",
 ]

@@ -23,11 +23,11 @@ class RatingsFileError(BayesPMFError, ValueError):
 class ConfigError(BayesPMFError, ValueError):
     """An argument or setting is outside its valid range (d <= 0, lambda < 0, ...).
 
-    ``setting`` names the argument or setting concerned (e.g. ``"n_factors"``), so that
-    a front end can point at its own name for it (the CLI's ``--factors``); library
-    messages never name command-line flags."""
+    ``setting`` names the argument or setting concerned (e.g. ``"n_factors"``, or a tuple
+    of names), so that a front end can point at its own name for it (the CLI's
+    ``--factors``); library messages never name command-line flags."""
 
-    def __init__(self, message: str, *, setting: str | None = None) -> None:
+    def __init__(self, message: str, *, setting: str | tuple[str, ...] | None = None) -> None:
         super().__init__(message)
         self.setting = setting
 

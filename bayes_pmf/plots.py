@@ -46,7 +46,8 @@ def ppc_ratings_data(result, test=None, *, n_draws: int = 200,
                          "lower": lower, "upper": upper})
 
 
-def plot_ppc_ratings(data: pd.DataFrame, *, title: str = "Held-out ratings vs posterior predictive"):
+def plot_ppc_ratings(data: pd.DataFrame, *,
+                     title: str = "Held-out ratings vs posterior predictive"):
     fig, ax = _figure()
     width = 0.4 * (data["rating"].iloc[1] - data["rating"].iloc[0]) if len(data) > 1 else 0.4
     ax.bar(data["rating"] - width / 2, data["observed"], width, label="held-out ratings",
@@ -76,7 +77,8 @@ def predicted_vs_actual_data(result, test=None) -> pd.DataFrame:
     return table[list(columns)].rename(columns=columns)
 
 
-def plot_predicted_vs_actual(data: pd.DataFrame, *, title: str = "Predicted vs actual held-out ratings",
+def plot_predicted_vs_actual(data: pd.DataFrame, *,
+                             title: str = "Predicted vs actual held-out ratings",
                              rng=0):
     """Thousands of pairs stay readable: jittered faint points, and per actual rating the
     median predicted mean with the average 50% and 90% predictive intervals."""
@@ -238,7 +240,8 @@ def plot_method_comparison(data: pd.DataFrame, *, title: str = "Held-out error b
 
 # -- traces of identifiable quantities -----------------------------------------------------
 
-def plot_rank_identifiable(dataset, *, var_names=None, title="Rank plots of identifiable quantities"):
+def plot_rank_identifiable(dataset, *, var_names=None,
+                           title="Rank plots of identifiable quantities"):
     """ArviZ rank plots (uniform bars = chains agree) of :func:`identifiable_draws` output."""
     names = var_names or [v for v in ("sigma", "predicted_rating", "expected_rating")
                           if v in dataset]

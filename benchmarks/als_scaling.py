@@ -57,7 +57,7 @@ def _rss_mb() -> float:
 
 def child(library: str, path: str, d: int, sweeps: int) -> dict:
     import bayes_pmf as bp
-    from bayes_pmf.als import initial_params, sweep
+    from bayes_pmf.engines.als import initial_params, sweep
 
     arrays = np.load(path)
     user, item, rating = arrays["user"], arrays["item"], arrays["rating"]

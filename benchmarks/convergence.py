@@ -23,16 +23,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bayes_pmf as bp  # noqa: E402
-from bayes_pmf.diagnostics import convergence_summary  # noqa: E402
-from bayes_pmf.gibbs import sample_gibbs  # noqa: E402
-from bayes_pmf.jobs import FitJobConfig  # noqa: E402
+from bayes_pmf.analysis.diagnostics import convergence_summary  # noqa: E402
+from bayes_pmf.engines.gibbs import sample_gibbs  # noqa: E402
+from bayes_pmf.workflows.config import FitJobConfig  # noqa: E402
 
 
 def run(train, test, spec, draws: int, thin: int, tune: int, chains: int,
         cores: int | None) -> dict:
     began = time.perf_counter()
-    result = sample_gibbs(train, spec, draws=draws, thin=thin, tune=tune, chains=chains,
-                          hyper="wishart", rng=0, cores=cores, progress=False)
+    result = sample_gibbs(train, spec.with_(prior="wishart", noise="learned"), draws=draws,
+                          thin=thin, tune=tune, chains=chains, rng=0, cores=cores, progress=False)
     seconds = time.perf_counter() - began
     report = convergence_summary(result, test)
     users, items = test.user_ids[test.user_idx], test.item_ids[test.item_idx]

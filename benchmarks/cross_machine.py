@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bayes_pmf.reproducibility import compare_metrics  # noqa: E402
+from bayes_pmf.workflows.reproducibility import compare_metrics  # noqa: E402
 
 COMMITTED = ROOT / "reports" / "movielens-default"
 NO_AVX512 = ("AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL "
@@ -51,9 +51,9 @@ import json, sys
 from dataclasses import replace
 import matplotlib
 matplotlib.use("Agg")
-from bayes_pmf.config_file import read_config
-from bayes_pmf.report import run_report_job
-from bayes_pmf.runfolder import metrics_json
+from bayes_pmf.workflows.config import read_config
+from bayes_pmf.workflows.report import run_report_job
+from bayes_pmf.workflows.runfolder import metrics_json
 config = read_config(sys.argv[1])
 config = replace(config, job=replace(config.job, progress=False))
 metrics, _, _ = run_report_job(config)
@@ -75,7 +75,8 @@ def run_variant(name: str) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cross_machine.json"))
+    parser.add_argument("--out",
+                        default=str(ROOT / "benchmarks" / "results" / "cross_machine.json"))
     args = parser.parse_args(argv)
     committed = json.loads((COMMITTED / "metrics.json").read_text())
     rows = []
@@ -97,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|" + "---|" * len(groups))
     for r in rows:
         cells = [f"{r['max_rel_by_group'].get(g, 0.0):.1e}" for g in groups]
-        print(f"| {r['variant']} | {'yes' if r['identical'] else 'no'} | " + " | ".join(cells) + " |")
+        identical = "yes" if r["identical"] else "no"
+        print(f"| {r['variant']} | {identical} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

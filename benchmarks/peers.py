@@ -29,12 +29,12 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bayes_pmf as bp  # noqa: E402
-from bayes_pmf.jobs import (  # noqa: E402
+from bayes_pmf.model.spec import (  # noqa: E402
     DEFAULT_LAMBDA,
     DEFAULT_LAMBDA_BIAS,
     DEFAULT_LAMBDA_NO_BIAS,
-    FitJobConfig,
 )
+from bayes_pmf.workflows.config import FitJobConfig  # noqa: E402
 
 
 def _frames(split):
@@ -60,7 +60,7 @@ def bayes_pmf_methods(split, d, seed):
                                         lambda_item_bias=DEFAULT_LAMBDA_BIAS)
     def gibbs(spec, **settings):
         def run():
-            from bayes_pmf.gibbs import sample_gibbs
+            from bayes_pmf.engines.gibbs import sample_gibbs
 
             return sample_gibbs(train, spec, rng=seed, progress=False, **settings)
         return run
@@ -75,11 +75,12 @@ def bayes_pmf_methods(split, d, seed):
         "bayes_pmf ALS (no biases)": als(bp.PMFSpec.from_lambdas(d, DEFAULT_LAMBDA_NO_BIAS),
                                          "als-nobias"),
         "bayes_pmf BPMF Gibbs, Normal-Wishart (1 chain, 100+200 it)":
-            gibbs(with_bias, hyper="bpmf", chains=1, tune=100, draws=200),
+            gibbs(with_bias.with_(prior="normal-wishart", noise="learned"), chains=1,
+                  tune=100, draws=200),
         "bayes_pmf Gibbs, default model (2 chains x 30+120 it, 2 processes)":
-            gibbs(default.pmf_spec, hyper="wishart", chains=2, tune=30, draws=120, cores=2),
+            gibbs(default.posterior_spec, chains=2, tune=30, draws=120, cores=2),
         "bayes_pmf Gibbs, default model = main job (4 chains x 100+1000 it)":
-            gibbs(default.pmf_spec, hyper="wishart", chains=default.chains,
+            gibbs(default.posterior_spec, chains=default.chains,
                   tune=default.tune, draws=default.draws),
     }
 

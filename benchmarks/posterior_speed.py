@@ -26,8 +26,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bayes_pmf as bp  # noqa: E402
-from bayes_pmf.gibbs import sample_gibbs  # noqa: E402
-from bayes_pmf.jobs import DEFAULT_LAMBDA, DEFAULT_LAMBDA_BIAS  # noqa: E402
+from bayes_pmf.engines.gibbs import sample_gibbs  # noqa: E402
+from bayes_pmf.model.spec import DEFAULT_LAMBDA, DEFAULT_LAMBDA_BIAS  # noqa: E402
 
 
 def _spec(d: int) -> bp.PMFSpec:
@@ -37,7 +37,8 @@ def _spec(d: int) -> bp.PMFSpec:
 
 
 def gibbs_rate(train, d: int, sweeps: int) -> float:
-    result = sample_gibbs(train, _spec(d), draws=sweeps, tune=0, chains=1, progress=False)
+    result = sample_gibbs(train, _spec(d).with_(prior="normal-wishart", noise="learned"),
+                          draws=sweeps, tune=0, chains=1, progress=False)
     return result.attrs["settings"]["draws_per_second"]  # the ALS start is not a sweep
 
 
@@ -63,7 +64,7 @@ def myfm_rate(train, d: int, sweeps: int) -> float | None:
 def nuts_ess_rate(data, n_ratings: int, d: int) -> dict:
     import arviz as az
 
-    from bayes_pmf.inference import available_nuts_sampler, sample_nuts
+    from bayes_pmf.engines.pymc_fit import available_nuts_sampler, sample_nuts
 
     rng = np.random.default_rng(0)
     subset = data.take(np.sort(rng.choice(data.n_ratings, n_ratings, replace=False)))
@@ -75,7 +76,8 @@ def nuts_ess_rate(data, n_ratings: int, d: int) -> dict:
     draws = result.mean_draws(users, items, unknown="prior").reshape(2, 500, -1)
     ess = np.array([az.ess(draws[:, :, k]) for k in range(draws.shape[2])])
     gibbs_start = time.perf_counter()
-    gibbs = sample_gibbs(split.train, _spec(d), draws=500, tune=100, chains=2, progress=False)
+    gibbs = sample_gibbs(split.train, _spec(d).with_(prior="normal-wishart", noise="learned"),
+                         draws=500, tune=100, chains=2, progress=False)
     gibbs_seconds = time.perf_counter() - gibbs_start
     gdraws = gibbs.mean_draws(users, items, unknown="prior").reshape(2, 500, -1)
     gess = np.array([az.ess(gdraws[:, :, k]) for k in range(gdraws.shape[2])])

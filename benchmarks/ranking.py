@@ -1,5 +1,6 @@
 """Ranking metrics on the embedded MovieLens: popularity baseline, PMF (ALS = MAP) and the
-Gibbs posterior (mean, probability of a relevant rating, pessimistic quantile), on the seeded 90/10 split, relevance = held-out rating >= 4 stars.
+Gibbs posterior (mean, probability of a relevant rating, pessimistic quantile), on the
+seeded 90/10 split, relevance = held-out rating >= 4 stars.
 
     python benchmarks/ranking.py [--k 10] [--out FILE]
 """
@@ -16,9 +17,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bayes_pmf as bp  # noqa: E402
-from bayes_pmf.gibbs import sample_gibbs  # noqa: E402
-from bayes_pmf.jobs import FitJobConfig  # noqa: E402
-from bayes_pmf.ranking import model_scores, popularity_scores, ranking_metrics  # noqa: E402
+from bayes_pmf.analysis.recommend import model_scores, popularity_scores, ranking_metrics  # noqa: E402
+from bayes_pmf.engines.gibbs import sample_gibbs  # noqa: E402
+from bayes_pmf.workflows.config import FitJobConfig  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -31,8 +32,8 @@ def main(argv=None) -> None:
     train, test = split.train, split.test
     spec = FitJobConfig().pmf_spec
     als = bp.als_result(bp.fit_als(train, spec, rng=0, tol=1e-6, progress=False), train)
-    gibbs = sample_gibbs(train, spec, draws=200, tune=150, chains=4, hyper="wishart", rng=0,
-                         progress=False)
+    gibbs = sample_gibbs(train, spec.with_(prior="wishart", noise="learned"), draws=200, tune=150,
+                         chains=4, rng=0, progress=False)
     rows = []
     for name, scores in (("popularity", popularity_scores(train)),
                          ("bias-baseline", model_scores(bp.fit_bias_baseline(train), train)),

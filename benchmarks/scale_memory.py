@@ -43,11 +43,12 @@ def child(method: str, path: str, d: int) -> dict:
     if method == "als":
         fit = bp.fit_als(data, spec, max_sweeps=3, tol=0.0, rng=0, progress=False)
         result = bp.als_result(fit, data)
-        sweeps = fit.n_sweeps
+        sweeps = fit.settings["n_sweeps"]
     else:
-        from bayes_pmf.gibbs import sample_gibbs
+        from bayes_pmf.engines.gibbs import sample_gibbs
 
-        result = sample_gibbs(data, spec, draws=3, tune=2, chains=1, rng=0, progress=False)
+        result = sample_gibbs(data, spec.with_(prior="normal-wishart", noise="learned"), draws=3,
+                              tune=2, chains=1, rng=0, progress=False)
         sweeps = 5
     seconds = time.perf_counter() - start
     finite = bool(all(np.isfinite(v).all() for v in result.draws.values()))

@@ -4,7 +4,7 @@
 """
 
 import bayes_pmf as bp
-from bayes_pmf.crosscheck import crosscheck_map
+from bayes_pmf.analysis.crosscheck import crosscheck_map
 
 spec = bp.PMFSpec(n_factors=4, sigma=0.5, sigma_u=0.7, sigma_v=0.7, biases=True)
 synthetic = bp.make_synthetic(150, 100, 4000, spec, rng=2)

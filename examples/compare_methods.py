@@ -6,8 +6,8 @@
 import pandas as pd
 
 import bayes_pmf as bp
-from bayes_pmf.gibbs import sample_gibbs
-from bayes_pmf.inference import fit_map
+from bayes_pmf.engines.gibbs import sample_gibbs
+from bayes_pmf.engines.pymc_fit import fit_map
 
 spec = bp.PMFSpec(n_factors=3, sigma=0.6, sigma_u=0.7, sigma_v=0.7, biases=True)
 synthetic = bp.make_synthetic(200, 150, 6000, spec, rng=1)
@@ -19,8 +19,8 @@ models = {
     "bias baseline": bp.fit_bias_baseline(train),
     "ALS (MAP)": bp.als_result(bp.fit_als(train, spec, progress=False), train),
     "PyMC MAP": fit_map(train, spec, progress=False),
-    "Gibbs posterior": sample_gibbs(train, spec, draws=200, tune=100, chains=2,
-                                    hyper="fixed", progress=False),
+    "Gibbs posterior": sample_gibbs(train, spec.with_(prior="fixed", noise="learned"), draws=200,
+                                    tune=100, chains=2, progress=False),
 }
 rows = []
 for name, model in models.items():

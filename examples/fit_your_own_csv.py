@@ -15,7 +15,8 @@ import bayes_pmf as bp
 if len(sys.argv) > 1:
     path = Path(sys.argv[1])
 else:
-    demo = bp.make_synthetic(300, 200, 6000, rng=0).data.to_frame()
+    demo = bp.make_synthetic(300, 200, 6000, bp.PMFSpec(n_factors=5, sigma=0.5),
+                             rng=0).data.to_frame()
     demo["rating"] = demo["rating"].clip(1, 5).round()  # make it look like 1-5 stars
     path = Path(tempfile.mkdtemp()) / "my_ratings.csv"
     demo.to_csv(path, index=False)

@@ -10,9 +10,9 @@ import tempfile
 from pathlib import Path
 
 import bayes_pmf as bp
-from bayes_pmf.config_file import ReportConfig, read_config
-from bayes_pmf.jobs import FitJobConfig
-from bayes_pmf.report import comparable_metrics, write_report
+from bayes_pmf.workflows.config import FitJobConfig, ReportConfig, read_config
+from bayes_pmf.workflows.report import write_report
+from bayes_pmf.workflows.reproducibility import comparable_metrics
 
 out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp())
 # Stand-in for your ratings file: 3,000 ratings drawn from PMF itself.

@@ -30,8 +30,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import bayes_pmf as bp
-from bayes_pmf.als import initial_params, sweep
-from bayes_pmf.crosscheck import crosscheck_map
+from bayes_pmf.engines.ridge import initial_params, sweep
+from bayes_pmf.analysis.crosscheck import crosscheck_map
 
 FAST = os.environ.get("BAYES_PMF_FAST") == "1"  # CI runs the notebooks with a fast setting
 SEED = 0
@@ -44,7 +44,7 @@ SEED = 0
 # most rate a little) and adds Gaussian noise.
 
 # %%
-spec = bp.PMFSpec(n_factors=3, sigma=0.5, sigma_u=0.8, sigma_v=0.8)
+spec = bp.PMFSpec(n_factors=3, sigma=0.5, sigma_u=0.8, sigma_v=0.8, biases=False)
 truth = bp.make_synthetic(300, 200, 6000, spec, rng=SEED)
 data = truth.data
 print(data)
@@ -125,7 +125,7 @@ result = bp.als_result(fit, split.train)
 users, items = split.test.id_pairs()
 predicted = result.predict(users, items, unknown="prior")
 baseline = bp.fit_bias_baseline(split.train).predict(users, items, unknown="prior")
-print(f"ALS sweeps: {fit.n_sweeps}, converged: {fit.converged}")
+print(f"ALS sweeps: {fit.settings['n_sweeps']}, converged: {fit.settings['converged']}")
 print(f"held-out RMSE  PMF {bp.rmse(split.test.rating, predicted):.3f}   "
       f"bias baseline {bp.rmse(split.test.rating, baseline):.3f}   noise floor {spec.sigma}")
 

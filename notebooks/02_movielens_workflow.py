@@ -24,11 +24,11 @@ import pandas as pd
 
 import bayes_pmf as bp
 from bayes_pmf import plots
-from bayes_pmf.diagnostics import (convergence_summary, heldout_log_predictive_density,
+from bayes_pmf.analysis.diagnostics import (convergence_summary, heldout_log_predictive_density,
                                    identifiable_draws)
-from bayes_pmf.evaluation import results_table
-from bayes_pmf.gibbs import sample_gibbs
-from bayes_pmf.inference import fit_map
+from bayes_pmf.workflows.runfolder import results_table
+from bayes_pmf.engines.gibbs import sample_gibbs
+from bayes_pmf.engines.pymc_fit import fit_map
 
 FAST = os.environ.get("BAYES_PMF_FAST") == "1"
 SEED = 0
@@ -74,8 +74,7 @@ models["pmf-map"] = fit_map(train, spec, start="als", rng=SEED, progress=False)
 # held-out set is only watched (running RMSE per sweep), never fitted to.
 
 # %%
-posterior = sample_gibbs(train, spec, draws=DRAWS, tune=TUNE, chains=CHAINS, hyper="wishart",
-                         held_out=test, rng=SEED, progress=False)
+posterior = sample_gibbs(train, spec.with_(prior="wishart", noise="learned"), draws=DRAWS, tune=TUNE, chains=CHAINS, held_out=test, rng=SEED, progress=False)
 models["bpmf-gibbs"] = posterior
 posterior.idata
 
@@ -133,7 +132,7 @@ plots.plot_calibration({"bpmf-gibbs": plots.calibration_data(posterior, test),
 users, items = test.id_pairs()
 predictions = {name: models[name].predict(users, items, unknown="prior")
                for name in ("bias-baseline", "pmf-als", "bpmf-gibbs")}
-plots.plot_rmse_by_activity(plots.rmse_by_activity_data(predictions, train, test));
+plots.plot_rmse_by_activity(bp.rmse_by_activity_table(predictions, train, test));
 
 # %%
 plots.plot_running_rmse(plots.running_rmse_data(posterior),

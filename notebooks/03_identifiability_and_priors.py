@@ -28,10 +28,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import bayes_pmf as bp
-from bayes_pmf.als import initial_params, sweep
-from bayes_pmf.diagnostics import convergence_summary, raw_factor_rhat
-from bayes_pmf.gibbs import sample_gibbs
-from bayes_pmf.results import point_result
+from bayes_pmf.engines.ridge import initial_params, sweep
+from bayes_pmf.analysis.diagnostics import convergence_summary, raw_factor_rhat
+from bayes_pmf.engines.gibbs import sample_gibbs
+from bayes_pmf.result.result import point_result
 
 FAST = os.environ.get("BAYES_PMF_FAST") == "1"
 SEED = 0
@@ -40,7 +40,7 @@ SEED = 0
 # ## 1. Rotations change the factors, not the predictions
 
 # %%
-spec = bp.PMFSpec(n_factors=3, sigma=0.5, sigma_u=0.8, sigma_v=0.8)
+spec = bp.PMFSpec(n_factors=3, sigma=0.5, sigma_u=0.8, sigma_v=0.8, biases=False)
 truth = bp.make_synthetic(200, 150, 5000, spec, rng=SEED)
 U, V = truth.truth.user_factors, truth.truth.item_factors
 rotation, _ = np.linalg.qr(np.random.default_rng(SEED).standard_normal((3, 3)))
@@ -55,8 +55,7 @@ print("largest change of a prediction   :", np.abs((U @ rotation) @ (V @ rotatio
 
 # %%
 split = bp.random_split(truth.data, 0.1, rng=SEED)
-posterior = sample_gibbs(split.train, spec, draws=100 if FAST else 300, tune=100,
-                         chains=4, hyper="wishart", rng=SEED, progress=False)
+posterior = sample_gibbs(split.train, spec.with_(prior="wishart", noise="learned"), draws=100 if FAST else 300, tune=100, chains=4, rng=SEED, progress=False)
 raw = raw_factor_rhat(posterior, n_entries=100)
 report = convergence_summary(posterior, split.test)
 print(report)

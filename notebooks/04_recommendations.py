@@ -25,8 +25,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import bayes_pmf as bp
-from bayes_pmf.gibbs import sample_gibbs
-from bayes_pmf.recommend import (fold_in_user, folded_rating_draws, predict_folded, recommend,
+from bayes_pmf.engines.gibbs import sample_gibbs
+from bayes_pmf.analysis.recommend import (fold_in_user, folded_rating_draws, predict_folded, recommend,
                                  recommend_many, recommend_new_user, similar_items)
 
 FAST = os.environ.get("BAYES_PMF_FAST") == "1"
@@ -36,8 +36,7 @@ SEED = 0
 ratings = bp.load_movielens()
 titles = ratings.item_info
 spec = bp.PMFSpec.from_lambdas(10, 15.0, biases=True, lambda_user_bias=5, lambda_item_bias=5)
-posterior = sample_gibbs(ratings, spec, draws=60 if FAST else 200, tune=60 if FAST else 150,
-                         chains=2 if FAST else 4, hyper="wishart", rng=SEED, progress=False)
+posterior = sample_gibbs(ratings, spec.with_(prior="wishart", noise="learned"), draws=60 if FAST else 200, tune=60 if FAST else 150, chains=2 if FAST else 4, rng=SEED, progress=False)
 posterior
 
 # %% [markdown]

@@ -24,9 +24,9 @@ import os
 
 import bayes_pmf as bp
 from bayes_pmf import plots
-from bayes_pmf.paper import (PaperConfig, adaptive_versus_tuned, constrained_by_activity,
+from bayes_pmf.workflows.paper import (PaperConfig, adaptive_versus_tuned, constrained_by_activity,
                              overfitting_curves, rmse_versus_d)
-from bayes_pmf.paper_report import (finding_adaptive, finding_bayes, finding_constrained,
+from bayes_pmf.workflows.paper import (finding_adaptive, finding_bayes, finding_constrained,
                                     finding_dimension, finding_overfitting)
 
 FAST = os.environ.get("BAYES_PMF_FAST") == "1"

@@ -74,7 +74,8 @@ CASES = [
          lambda t: bp.RatingsData.from_frame(frame().drop(columns="rating")),
          bp.RatingsDataError, ("['rating']", "lacks")),
     Case("mixed id types", "RatingsData.from_frame", lambda t: bp.RatingsData.from_frame(
-        frame(user=["a", 1, "b", "b", "c"])), bp.RatingsDataError, ("'user'", "mixes id types", "(value 1)")),
+        frame(user=["a", 1, "b", "b", "c"])), bp.RatingsDataError,
+     ("'user'", "mixes id types", "(value 1)")),
     Case("missing id", "RatingsData.from_frame", lambda t: bp.RatingsData.from_frame(
         frame(item=[1, None, 1, 3, 2])), bp.RatingsDataError, ("'item'", "missing")),
     Case("empty file", "load_ratings", lambda t: bp.load_ratings(_write(t, "e.csv", "")),

@@ -23,20 +23,21 @@ def fit(method: str, seed: int) -> bp.PMFResult:
     if method == "als":
         return bp.als_result(bp.fit_als(data, spec, rng=seed, progress=False), data)
     if method == "map":
-        from bayes_pmf.inference import fit_map
+        from bayes_pmf.engines.pymc_fit import fit_map
 
         return fit_map(data, spec, start="jitter", rng=seed, progress=False)
     if method == "gibbs":
-        from bayes_pmf.gibbs import sample_gibbs
+        from bayes_pmf.engines.gibbs import sample_gibbs
 
-        return sample_gibbs(data, spec, draws=20, tune=10, chains=2, rng=seed, progress=False)
+        return sample_gibbs(data, spec.with_(prior="normal-wishart", noise="learned"), draws=20,
+                            tune=10, chains=2, rng=seed, progress=False)
     if method == "nuts":
-        from bayes_pmf.inference import sample_nuts
+        from bayes_pmf.engines.pymc_fit import sample_nuts
 
         return sample_nuts(data, spec, draws=20, tune=20, chains=2, sampler="pymc",
                            start="jitter", rng=seed, progress=False)
     if method == "advi":
-        from bayes_pmf.inference import fit_advi
+        from bayes_pmf.engines.pymc_fit import fit_advi
 
         return fit_advi(data, spec, iterations=300, draws=20, start="jitter", rng=seed,
                         progress=False)

@@ -11,16 +11,15 @@ from bayes_pmf import (
     objective,
     random_split,
 )
-from bayes_pmf import als
-from bayes_pmf.als import (
+from bayes_pmf.engines import linalg as als
+from bayes_pmf.engines.linalg import (
     BLAS_GRAM_MIN_WIDTH,
-    initial_params,
     normal_equations,
     padded_lengths,
     refine_rows,
     solve_rows,
-    sweep,
 )
+from bayes_pmf.engines.ridge import initial_params, sweep
 
 
 def _ridge_lstsq(design, targets, penalty):
@@ -111,12 +110,13 @@ def test_sweep_with_biases_matches_per_user_loop(synthetic):
 def test_objective_never_increases(synthetic, biases):
     spec = synthetic.spec.with_(biases=biases)
     fit = fit_als(synthetic.data, spec, max_sweeps=30, tol=0, progress=False)
-    trace = np.array(fit.objective_trace)
+    trace = np.array(fit.settings["objective_trace"])
     increases = np.diff(trace)
     # Exact block minimisation: only floating-point noise may go upward.
     assert np.all(increases <= 1e-10 * trace[:-1])
     assert trace[-1] < 0.5 * trace[0]
-    assert fit.objective_trace[-1] == pytest.approx(objective(synthetic.data, fit.params, spec))
+    assert fit.settings["objective_trace"][-1] == pytest.approx(
+        objective(synthetic.data, fit.point_params(), spec))
 
 
 def _random_rows(rng, n_rows, m, p):
@@ -180,12 +180,14 @@ def test_cg_solver_descends_and_ends_at_the_exact_optimum(synthetic):
     spec = synthetic.spec
     cg = fit_als(synthetic.data, spec, max_sweeps=2000, tol=1e-8, solver="cg", progress=False)
     exact = fit_als(synthetic.data, spec, max_sweeps=2000, tol=1e-8, progress=False)
-    trace = np.array(cg.objective_trace)
+    trace = np.array(cg.settings["objective_trace"])
     assert np.all(np.diff(trace) <= 1e-10 * trace[:-1])
-    assert cg.converged and cg.settings["solver"] == "cg" and cg.settings["cg_steps"] == 3
+    settings = cg.settings
+    assert settings["converged"] and settings["solver"] == "cg" and settings["cg_steps"] == 3
     # Both stop where E changes by < 1e-8 per sweep (~300 sweeps here), at the same
     # optimum from the same start: equal to 1e-6 relative, predictions to 1e-4 (2.9e-6 seen).
-    assert cg.objective_trace[-1] == pytest.approx(exact.objective_trace[-1], rel=1e-6)
+    assert cg.settings["objective_trace"][-1] == pytest.approx(
+        exact.settings["objective_trace"][-1], rel=1e-6)
     from bayes_pmf import als_result
 
     users, items = synthetic.data.id_pairs()
@@ -197,7 +199,7 @@ def test_cg_solver_descends_and_ends_at_the_exact_optimum(synthetic):
 def test_single_precision_cg_tracks_double_precision(synthetic):
     """float32 CG steps differ from float64 ones by rounding only (~1e-6 relative here,
     bounded at 1e-4), and the fit's final exact float64 sweep lands on the same optimum."""
-    from bayes_pmf.als import prepare_design
+    from bayes_pmf.engines.linalg import prepare_design
 
     block, design, penalty, start = _cg_problem(7)
     double = refine_rows(block, design, penalty, start)
@@ -212,7 +214,8 @@ def test_single_precision_cg_tracks_double_precision(synthetic):
                   cg_precision="float32", progress=False)
     exact = fit_als(synthetic.data, spec, max_sweeps=2000, tol=1e-8, progress=False)
     assert fit.settings["cg_precision"] == "float32"
-    assert fit.objective_trace[-1] == pytest.approx(exact.objective_trace[-1], rel=1e-5)
+    assert fit.settings["objective_trace"][-1] == pytest.approx(
+        exact.settings["objective_trace"][-1], rel=1e-5)
 
 
 @pytest.mark.parametrize("kwargs, message", [({"solver": "lbfgs"}, "solver must be one of"),
@@ -246,7 +249,7 @@ def test_block_size_does_not_change_the_result(synthetic):
     spec = synthetic.spec
     big = fit_als(synthetic.data, spec, max_sweeps=5, tol=0, progress=False)
     small = fit_als(synthetic.data, spec, max_sweeps=5, tol=0, progress=False, block_rows=7)
-    np.testing.assert_allclose(small.params.user_factors, big.params.user_factors,
+    np.testing.assert_allclose(small.point_params().user_factors, big.point_params().user_factors,
                                rtol=0, atol=1e-11)
 
 
@@ -254,8 +257,8 @@ def test_same_seed_same_numbers_other_seed_other_start(synthetic):
     a = fit_als(synthetic.data, synthetic.spec, max_sweeps=3, tol=0, rng=4, progress=False)
     b = fit_als(synthetic.data, synthetic.spec, max_sweeps=3, tol=0, rng=4, progress=False)
     c = fit_als(synthetic.data, synthetic.spec, max_sweeps=3, tol=0, rng=5, progress=False)
-    np.testing.assert_array_equal(a.params.user_factors, b.params.user_factors)
-    assert not np.array_equal(a.params.user_factors, c.params.user_factors)
+    np.testing.assert_array_equal(a.point_params().user_factors, b.point_params().user_factors)
+    assert not np.array_equal(a.point_params().user_factors, c.point_params().user_factors)
 
 
 def test_singular_system_fails_clearly():

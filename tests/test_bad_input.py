@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from bad_input_cases import CASES, markdown_table
 
 README = Path(__file__).parents[1] / "README.md"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import bayes_pmf as bp
-from bayes_pmf.batched import cholesky_last, cholesky_solve_last, times_last
+from bayes_pmf.engines.linalg import cholesky_last, cholesky_solve_last, times_last
 
 
 def _spd_stack(p: int, batch: int, rng) -> np.ndarray:

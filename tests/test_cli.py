@@ -78,4 +78,4 @@ def test_fit_runs_constrained_pmf_from_the_command_line(fixtures, tmp_path, caps
     rows = {row["method"]: row for row in metrics["results"]}
     assert "pmf-constrained" in rows and np.isfinite(rows["pmf-constrained"]["rmse"])
     saved = bp.load_result(tmp_path / "run" / "models" / "pmf-constrained.nc")
-    assert saved.method == "constrained-map" and "W" in saved.draws
+    assert saved.method == "pmf-constrained" and "W" in saved.draws

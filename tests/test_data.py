@@ -122,7 +122,8 @@ def test_take_compacts_vocabularies_and_keeps_ids(small_frame):
 def test_fingerprint_depends_on_content(small_frame):
     first = RatingsData.from_frame(small_frame).fingerprint
     again = RatingsData.from_frame(small_frame.copy()).fingerprint
-    changed = RatingsData.from_frame(small_frame.assign(rating=small_frame.rating.replace(4.0, 4.5)))
+    changed = RatingsData.from_frame(
+        small_frame.assign(rating=small_frame.rating.replace(4.0, 4.5)))
     assert first == again
     assert changed.fingerprint != first
 

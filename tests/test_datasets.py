@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from bayes_pmf import PMFSpec, RatingScale, RatingsFileError, load_ratings, make_synthetic
-from bayes_pmf.datasets import detect_layout
+from bayes_pmf.data.files import detect_layout
 
 
 def test_embedded_movielens_counts(movielens):

@@ -66,7 +66,7 @@ def test_a_result_from_another_format_version_is_refused(tmp_path):
 
 @pytest.mark.parametrize("kwargs", [{"learning_rate": 0.0}, {"start_sigma": -0.1}])
 def test_advi_rejects_non_positive_tuning(kwargs, synthetic):
-    from bayes_pmf.inference import fit_advi
+    from bayes_pmf.engines.pymc_fit import fit_advi
 
     with pytest.raises(bp.ConfigError, match="must be positive"):
-        fit_advi(synthetic.data, progress=False, **kwargs)
+        fit_advi(synthetic.data, synthetic.spec, progress=False, **kwargs)

@@ -5,14 +5,15 @@ import pytest
 
 import bayes_pmf as bp
 from bayes_pmf import plots
-from bayes_pmf.diagnostics import (
+from bayes_pmf.analysis.diagnostics import (
     convergence_summary,
     heldout_log_predictive_density,
     identifiable_draws,
     loo,
     raw_factor_rhat,
 )
-from bayes_pmf.gibbs import sample_gibbs
+from bayes_pmf.analysis.metrics import rmse_by_activity_table
+from bayes_pmf.engines.gibbs import sample_gibbs
 
 SPEC = bp.PMFSpec(n_factors=2, sigma=0.5, sigma_u=0.8, sigma_v=0.8, biases=True,
                   sigma_user_bias=0.4, sigma_item_bias=0.4)
@@ -28,8 +29,8 @@ def problem():
 @pytest.fixture(scope="module")
 def long_run(problem):
     _, split = problem
-    return sample_gibbs(split.train, SPEC, draws=1500, tune=300, chains=4, hyper="fixed",
-                        held_out=split.test, rng=1, progress=False)
+    return sample_gibbs(split.train, SPEC.with_(prior="fixed", noise="learned"), draws=1500,
+                        tune=300, chains=4, held_out=split.test, rng=1, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +42,16 @@ def rated():
     data = bp.RatingsData.from_frame(frame, scale=(0.5, 5, 0.5))
     split = bp.random_split(data, 0.25, rng=0)
     spec = SPEC.with_(sigma=0.9)
-    result = sample_gibbs(split.train, spec, draws=50, tune=20, chains=2, hyper="fixed",
-                          held_out=split.test, progress=False)
+    result = sample_gibbs(split.train, spec.with_(prior="fixed", noise="learned"), draws=50,
+                          tune=20, chains=2, held_out=split.test, progress=False)
     return split, result
 
 
 def test_long_chains_pass_short_chains_fail(problem, long_run):
     _, split = problem
     assert convergence_summary(long_run, split.test).converged
-    short = sample_gibbs(split.train, SPEC, draws=8, tune=0, chains=4, hyper="fixed",
-                         init="random", rng=1, progress=False)
+    short = sample_gibbs(split.train, SPEC.with_(prior="fixed", noise="learned"), draws=8, tune=0,
+                         chains=4, init="random", rng=1, progress=False)
     report = convergence_summary(short, split.test)
     assert not report.converged
     assert any("R-hat" in reason or "ess" in reason for reason in report.reasons)
@@ -67,8 +68,8 @@ def test_point_estimates_have_no_convergence_summary(problem):
 def test_raw_factors_look_unconverged_while_predictions_converge(problem):
     """Rotation: chains started apart settle on different factor orientations."""
     _, split = problem
-    result = sample_gibbs(split.train, SPEC, draws=300, tune=200, chains=4, hyper="fixed",
-                          init="random", rng=7, progress=False)
+    result = sample_gibbs(split.train, SPEC.with_(prior="fixed", noise="learned"), draws=300,
+                          tune=200, chains=4, init="random", rng=7, progress=False)
     summary = convergence_summary(result, split.test).summary
     predicted = summary.loc[summary.index.str.startswith("predicted_rating"), "r_hat"]
     assert np.median(raw_factor_rhat(result)) > 1.1
@@ -78,7 +79,7 @@ def test_raw_factors_look_unconverged_while_predictions_converge(problem):
 def test_identifiable_draws_hold_predictions(problem, long_run):
     _, split = problem
     dataset = identifiable_draws(long_run, split.test, n_pairs=5)
-    assert dataset["predicted_rating"].dims == ("chain", "draw", "heldout_pair")
+    assert dataset["predicted_rating"].dims == ("chain", "draw", "pair")
     assert "U" not in dataset and "mu" not in dataset
     # With biases U_i.V_j trades with the item biases (shift moves): not identified.
     assert "UVt" not in dataset and "expected_rating" in dataset
@@ -87,8 +88,8 @@ def test_identifiable_draws_hold_predictions(problem, long_run):
 def test_uvt_entries_are_checked_when_the_model_has_no_biases(problem):
     _, split = problem
     spec = SPEC.with_(biases=False, global_mean=False)
-    result = sample_gibbs(split.train, spec, draws=20, tune=10, chains=2, hyper="fixed",
-                          rng=1, progress=False)
+    result = sample_gibbs(split.train, spec.with_(prior="fixed", noise="learned"), draws=20,
+                          tune=10, chains=2, rng=1, progress=False)
     dataset = identifiable_draws(result, split.test, n_pairs=5)
     assert dataset["UVt"].dims == ("chain", "draw", "uv_pair")
 
@@ -112,7 +113,7 @@ def test_loo_on_gibbs(problem, long_run):
 def test_rmse_by_activity_data_by_hand(small_frame):
     train = bp.RatingsData.from_frame(small_frame)
     test = bp.RatingsData.from_arrays(["a", "c"], [3, 1], [2.0, 5.0])
-    data = plots.rmse_by_activity_data({"m": np.array([3.0, 4.0])}, train, test)
+    data = rmse_by_activity_table({"m": np.array([3.0, 4.0])}, train, test)
     row = data.set_index("bucket").loc["1-5"]
     assert row["n_test"] == 2
     assert row["rmse"] == pytest.approx(1.0)
@@ -165,7 +166,7 @@ def test_every_plot_returns_a_labelled_figure(rated, problem, long_run):
         "ppc": plots.plot_ppc_ratings(plots.ppc_ratings_data(result, split.test)),
         "pva": plots.plot_predicted_vs_actual(plots.predicted_vs_actual_data(result, split.test)),
         "cal": plots.plot_calibration(plots.calibration_data(result, split.test)),
-        "act": plots.plot_rmse_by_activity(plots.rmse_by_activity_data(
+        "act": plots.plot_rmse_by_activity(rmse_by_activity_table(
             {"gibbs": result.predict(*split.test.id_pairs(), unknown="prior")},
             split.train, split.test)),
         "run": plots.plot_running_rmse(plots.running_rmse_data(result), reference={"x": 1.0}),

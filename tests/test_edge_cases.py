@@ -6,12 +6,13 @@ import pandas as pd
 import pytest
 
 import bayes_pmf as bp
-from bayes_pmf.gibbs import sample_gibbs
+from bayes_pmf.engines.gibbs import sample_gibbs
 
 
 def _fits(data, spec):
     als = bp.als_result(bp.fit_als(data, spec, progress=False), data)
-    gibbs = sample_gibbs(data, spec, draws=20, tune=20, chains=2, progress=False)
+    gibbs = sample_gibbs(data, spec.with_(prior="normal-wishart", noise="learned"), draws=20,
+                         tune=20, chains=2, progress=False)
     return {"als": als, "gibbs": gibbs}
 
 
@@ -75,4 +76,4 @@ def test_constant_ratings_without_a_declared_scale_are_understood():
     frame = pd.DataFrame({"user": [1, 2, 3], "item": [1, 1, 2], "rating": [3.0, 3.0, 3.0]})
     data = bp.RatingsData.from_frame(frame)
     assert np.isfinite(bp.fit_als(data, bp.PMFSpec(n_factors=1), progress=False)
-                       .params.user_factors).all()
+                       .point_params().user_factors).all()

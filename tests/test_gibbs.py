@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 import bayes_pmf as bp
-from bayes_pmf.gibbs import sample_gibbs
+from bayes_pmf.engines.gibbs import sample_gibbs
 
 SPEC = bp.PMFSpec(n_factors=2, sigma=0.5, sigma_u=0.8, sigma_v=0.8, biases=True,
                   sigma_user_bias=0.4, sigma_item_bias=0.4)
@@ -24,10 +24,10 @@ def _pairs(test):
 
 def test_result_shape_matches_other_methods_and_is_seeded(tiny):
     _, split = tiny
-    first = sample_gibbs(split.train, SPEC, draws=30, tune=10, chains=2, held_out=split.test,
-                         rng=5, progress=False)
-    again = sample_gibbs(split.train, SPEC, draws=30, tune=10, chains=2, held_out=split.test,
-                         rng=5, progress=False)
+    first = sample_gibbs(split.train, SPEC.with_(prior="normal-wishart", noise="learned"), draws=30,
+                         tune=10, chains=2, held_out=split.test, rng=5, progress=False)
+    again = sample_gibbs(split.train, SPEC.with_(prior="normal-wishart", noise="learned"), draws=30,
+                         tune=10, chains=2, held_out=split.test, rng=5, progress=False)
     post = first.idata.posterior
     assert post["U"].dims == ("chain", "draw", "user", "latent")
     assert (post.sizes["chain"], post.sizes["draw"]) == (2, 30)
@@ -45,10 +45,10 @@ def test_draws_do_not_depend_on_processes_or_blocks(tiny):
     """Chains in 2 processes, and half-steps cut into blocks of 7 rows, give bit-identical
     draws to one process with one block: parallelism never changes the numbers."""
     _, split = tiny
-    args = dict(draws=15, tune=5, chains=3, hyper="wishart", held_out=split.test, rng=11,
-                progress=False)
-    serial = sample_gibbs(split.train, SPEC, cores=1, **args)
-    parallel = sample_gibbs(split.train, SPEC, cores=2, block_rows=7, **args)
+    args = dict(draws=15, tune=5, chains=3, held_out=split.test, rng=11, progress=False)
+    spec = SPEC.with_(prior="wishart", noise="learned")
+    serial = sample_gibbs(split.train, spec, cores=1, **args)
+    parallel = sample_gibbs(split.train, spec, cores=2, block_rows=7, **args)
     assert parallel.attrs["settings"]["cores"] == 2
     for name, values in serial.idata.posterior.data_vars.items():
         np.testing.assert_array_equal(values.to_numpy(),
@@ -64,15 +64,16 @@ def test_an_error_inside_a_chain_process_reaches_the_caller(tiny):
     huge = bp.RatingsData(data.user_idx, data.item_idx, data.rating * 1e200, data.user_ids,
                           data.item_ids, bp.RatingScale.unbounded())
     with pytest.raises(bp.NumericalError):
-        sample_gibbs(huge, SPEC, draws=5, tune=0, chains=2, cores=2, init="random",
-                     progress=False)
+        sample_gibbs(huge, SPEC.with_(prior="normal-wishart", noise="learned"), draws=5, tune=0,
+                     chains=2, cores=2, init="random", progress=False)
 
 
 @pytest.mark.parametrize("cores", [0, -1, 1.5])
 def test_bad_cores_are_refused(tiny, cores):
     _, split = tiny
     with pytest.raises(bp.ConfigError, match="cores"):
-        sample_gibbs(split.train, SPEC, draws=5, tune=0, chains=2, cores=cores, progress=False)
+        sample_gibbs(split.train, SPEC.with_(prior="normal-wishart", noise="learned"), draws=5,
+                     tune=0, chains=2, cores=cores, progress=False)
 
 
 @pytest.mark.parametrize("overrelax", [0.0, -0.8], ids=["plain", "overrelaxed"])
@@ -84,7 +85,8 @@ def test_row_draw_reports_its_squared_residuals(p, path, overrelax):
     sum taken directly over the row's ratings."""
     import scipy.sparse as sp
 
-    from bayes_pmf.gibbs import WhitenedDesign, sample_rows, sample_short_rows
+    from bayes_pmf.engines.gibbs import WhitenedDesign, sample_short_rows
+    from bayes_pmf.engines.linalg import sample_rows
 
     rng = np.random.default_rng(4)
     n_rows, m, tau = 12, 60, 2.5
@@ -121,7 +123,7 @@ def test_short_row_draws_have_the_exact_conditional_distribution(n_ratings):
     variance, a bound on the sd of a sample covariance entry."""
     import scipy.sparse as sp
 
-    from bayes_pmf.gibbs import WhitenedDesign, sample_short_rows
+    from bayes_pmf.engines.gibbs import WhitenedDesign, sample_short_rows
 
     rng = np.random.default_rng(11)
     p, m, tau, draws = 6, 40, 2.5, 20_000
@@ -145,7 +147,7 @@ def test_short_row_draws_have_the_exact_conditional_distribution(n_ratings):
 
 
 def test_shift_moves_change_parameters_but_no_prediction():
-    from bayes_pmf.gibbs import _shift_moves, _SideHyper
+    from bayes_pmf.engines.gibbs import _shift_moves, _SideHyper
 
     rng = np.random.default_rng(6)
     n, m, d = 30, 20, 3
@@ -165,7 +167,8 @@ def test_shift_moves_change_parameters_but_no_prediction():
 
 def test_chains_differ_but_agree(tiny):
     _, split = tiny
-    result = sample_gibbs(split.train, SPEC, draws=200, tune=50, chains=2, progress=False)
+    result = sample_gibbs(split.train, SPEC.with_(prior="normal-wishart", noise="learned"),
+                          draws=200, tune=50, chains=2, progress=False)
     sigma = result.idata.posterior["sigma"].to_numpy()
     assert not np.array_equal(sigma[0], sigma[1])
     assert abs(sigma[0].mean() - sigma[1].mean()) < 0.05
@@ -177,12 +180,13 @@ def test_gibbs_and_nuts_sample_the_same_posterior(tiny):
     held-out expected ratings agree within Monte-Carlo error, and so do their sds."""
     import arviz as az
 
-    from bayes_pmf.inference import sample_nuts
+    from bayes_pmf.engines.pymc_fit import sample_nuts
 
     _, split = tiny
-    gibbs = sample_gibbs(split.train, SPEC, draws=1000, tune=200, chains=2, hyper="fixed",
-                         progress=False, rng=1)
-    nuts = sample_nuts(split.train, SPEC, draws=1000, tune=1000, chains=2, progress=False,
+    gibbs = sample_gibbs(split.train, SPEC.with_(prior="fixed", noise="learned"), draws=1000,
+                         tune=200, chains=2, progress=False, rng=1)
+    nuts = sample_nuts(split.train, SPEC.with_(noise="learned"), draws=1000, tune=1000,
+                       chains=2, progress=False,
                        rng=1, sampler="pymc")
     users, items = _pairs(split.test)
 
@@ -223,9 +227,10 @@ def test_simulation_based_calibration_of_gibbs():
         tau = rng.gamma(noise_prior[0], 1 / noise_prior[1])
         spec = base.with_(sigma=float(1 / np.sqrt(tau)))
         synthetic = bp.make_synthetic(16, 12, 100, spec, rng=int(rng.integers(2**31)))
-        result = sample_gibbs(synthetic.data, spec, draws=kept, tune=100, thin=thin,
-                              chains=1, hyper="fixed", noise_prior=noise_prior,
-                              init="random", rng=int(rng.integers(2**31)), progress=False)
+        result = sample_gibbs(synthetic.data,
+                              spec.with_(prior="fixed", noise="learned", noise_prior=noise_prior),
+                              draws=kept, tune=100, thin=thin, chains=1, init="random",
+                              rng=int(rng.integers(2**31)), progress=False)
         sigma_draws = result.idata.posterior["sigma"].to_numpy().ravel()
         ranks[rep, 0] = np.sum(sigma_draws < spec.sigma)
         truth = synthetic.true_mean(probe_users, probe_items)
@@ -242,8 +247,8 @@ def test_truth_falls_in_90_percent_intervals_about_90_percent_of_the_time():
                       sigma_user_bias=0.4, sigma_item_bias=0.4)
     synthetic = bp.make_synthetic(150, 100, 5000, spec, rng=9)
     split = bp.random_split(synthetic.data, 0.2, rng=1)
-    result = sample_gibbs(split.train, spec, draws=300, tune=100, chains=2, hyper="fixed",
-                          progress=False, rng=2)
+    result = sample_gibbs(split.train, spec.with_(prior="fixed", noise="learned"), draws=300,
+                          tune=100, chains=2, progress=False, rng=2)
     users, items = _pairs(split.test)
     draws = result.mean_draws(users, items, unknown="prior")
     lower, upper = np.quantile(draws, [0.05, 0.95], axis=0)
@@ -259,7 +264,8 @@ def test_gibbs_beats_map_on_movielens(movielens_split):
                                    lambda_item_bias=5.0)
     train, test = movielens_split.train, movielens_split.test
     als = bp.als_result(bp.fit_als(train, spec, progress=False, tol=1e-6), train)
-    gibbs = sample_gibbs(train, spec, draws=100, tune=50, chains=1, progress=False)
+    gibbs = sample_gibbs(train, spec.with_(prior="normal-wishart", noise="learned"), draws=100,
+                         tune=50, chains=1, progress=False)
     assert bp.score(gibbs, train, test)["rmse"] < bp.score(als, train, test)["rmse"] - 0.005
 
 
@@ -286,10 +292,10 @@ def test_adaptive_diagonal_prior_learns_one_scale_per_dimension():
     spherical prior can only report their average."""
     data, scales = _unequal_scales_data()
     spec = bp.PMFSpec(n_factors=2, sigma=0.3)
-    diagonal = sample_gibbs(data, spec, draws=150, tune=150, chains=2, hyper="diagonal",
-                            progress=False, rng=0)
-    spherical = sample_gibbs(data, spec, draws=150, tune=150, chains=2, hyper="spherical",
-                             progress=False, rng=0)
+    diagonal = sample_gibbs(data, spec.with_(prior="diagonal", noise="learned"), draws=150,
+                            tune=150, chains=2, progress=False, rng=0)
+    spherical = sample_gibbs(data, spec.with_(prior="spherical", noise="learned"), draws=150,
+                             tune=150, chains=2, progress=False, rng=0)
     per_dim = np.sort(diagonal.draws["sigma_u_latent"].mean(axis=0)
                       * diagonal.draws["sigma_v_latent"].mean(axis=0))
     # prior sd of U_ik V_jk per dimension: truth 1.44 and 0.0225; a balanced split of
@@ -317,8 +323,9 @@ def test_adaptive_diagonal_prior_predicts_held_out_ratings_better_than_plain_pmf
                                    result.predict(users, items, unknown="prior"))
     plain_map = score(bp.als_result(bp.fit_als(split.train, spec, progress=False,
                                                max_sweeps=300), split.train))
-    plain_posterior = score(sample_gibbs(split.train, spec, draws=150, tune=150, chains=2,
-                                         hyper="fixed", progress=False, rng=0))
-    adaptive = score(sample_gibbs(split.train, spec, draws=150, tune=150, chains=2,
-                                  hyper="diagonal", progress=False, rng=0))
+    settings = dict(draws=150, tune=150, chains=2, progress=False, rng=0)
+    plain_posterior = score(sample_gibbs(split.train, spec.with_(prior="fixed", noise="learned"),
+                                         **settings))
+    adaptive = score(sample_gibbs(split.train, spec.with_(prior="diagonal", noise="learned"),
+                                  **settings))
     assert adaptive < plain_posterior - 0.003 and adaptive < plain_map - 0.01

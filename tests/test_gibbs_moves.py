@@ -7,15 +7,14 @@ import pytest
 import scipy.sparse as sp
 from scipy import stats
 
-from bayes_pmf.gibbs import (
+from bayes_pmf.engines.gibbs import (
     WhitenedDesign,
     _balance_moves,
-    _sample_rows_lapack,
     overrelaxed_gamma,
-    sample_rows,
     sample_short_rows,
     wishart_draw,
 )
+from bayes_pmf.engines.linalg import _sample_rows_lapack, sample_rows
 
 
 def _one_row_problem(p: int, n_ratings: int, rng):
@@ -147,8 +146,9 @@ def test_balance_moves_keep_the_prior_of_the_factors():
 @pytest.mark.parametrize("overrelax", [-1.0, 0.3, float("nan")])
 def test_overrelaxation_outside_its_range_is_refused(overrelax):
     import bayes_pmf as bp
-    from bayes_pmf.gibbs import sample_gibbs
+    from bayes_pmf.engines.gibbs import sample_gibbs
 
     data = bp.RatingsData.from_arrays(["a", "b", "a"], [1, 1, 2], [3.0, 4.0, 5.0])
     with pytest.raises(bp.ConfigError, match=r"overrelax must be in \(-1, 0\]"):
-        sample_gibbs(data, draws=5, tune=0, chains=1, overrelax=overrelax, progress=False)
+        sample_gibbs(data, bp.PMFSpec().with_(prior="normal-wishart", noise="learned"), draws=5,
+                     tune=0, chains=1, overrelax=overrelax, progress=False)

@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 
-from bayes_pmf import ConfigError, mae, rmse, rmse_by_activity
-from bayes_pmf.baselines import fit_global_mean, fit_item_mean, fit_user_mean
-from bayes_pmf import RatingsData
+from bayes_pmf import ConfigError, RatingsData, mae, rmse, rmse_by_activity
+from bayes_pmf.engines.als import fit_global_mean, fit_item_mean, fit_user_mean
 
 
 def test_rmse_mae_by_hand():

@@ -48,7 +48,7 @@ def test_paper_command_writes_findings_consistent_with_its_tables(ratings_csv, t
 
 
 def test_sparsify_users_keeps_few_ratings_for_the_chosen_users(synthetic):
-    from bayes_pmf.paper import sparsify_users
+    from bayes_pmf.workflows.paper import sparsify_users
 
     data = synthetic.data
     thinned = sparsify_users(data, 0.5, 3, rng=0)

@@ -1,14 +1,16 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 import bayes_pmf as bp
-from bayes_pmf.gibbs import sample_gibbs
-from bayes_pmf.predictive import (
+from bayes_pmf.engines.gibbs import sample_gibbs
+from bayes_pmf.result.predictive import (
+    held_out_predictions,
     interval_coverage,
     predictive_draws,
     predictive_summary,
-    with_predictions,
 )
 
 
@@ -16,8 +18,8 @@ from bayes_pmf.predictive import (
 def fitted(synthetic):
     split = bp.random_split(synthetic.data, 0.2, rng=0)
     als = bp.als_result(bp.fit_als(split.train, synthetic.spec, progress=False), split.train)
-    gibbs = sample_gibbs(split.train, synthetic.spec, draws=100, tune=50, chains=2,
-                         hyper="fixed", progress=False)
+    gibbs = sample_gibbs(split.train, synthetic.spec.with_(prior="fixed", noise="learned"),
+                         draws=100, tune=50, chains=2, progress=False)
     return split, als, gibbs
 
 
@@ -58,12 +60,43 @@ def test_posterior_predictive_is_wider_than_noise_alone(fitted):
 
 def test_predictions_group(fitted):
     split, _, gibbs = fitted
-    idata = with_predictions(gibbs, split.test, rng=0)
+    stored = held_out_predictions(gibbs, split.test, rng=0)
+    idata = stored.idata
     assert "predictions" in idata.groups() and "predictions_constant_data" in idata.groups()
     assert idata.predictions["rating"].dims == ("chain", "draw", "pair")
     np.testing.assert_array_equal(idata.predictions_constant_data["held_out_rating"],
                                   split.test.rating)
+    users, items = split.test.id_pairs()
+    # the pairs' ids are coordinates of the pair dim
+    np.testing.assert_array_equal(idata.predictions["pair_user"].to_numpy(), users)
+    np.testing.assert_array_equal(idata.predictions["pair_item"].to_numpy(), items)
     assert "predictions" not in gibbs.idata.groups()  # the caller's result is untouched
+    # what is stored equals what the predictive functions compute for the same pairs
+    draws, table = stored.held_out
+    np.testing.assert_array_equal(table["mean"], gibbs.predict(users, items))
+    np.testing.assert_array_equal(draws, predictive_draws(gibbs, users, items, rng=0))
+    direct = predictive_summary(gibbs, users, items, actual=split.test.rating, rng=0)
+    for column in ("lower_50", "upper_90", "grid_lower_90"):
+        np.testing.assert_array_equal(table[column], direct[column])
+    # the diagnostics' monitored pairs: expected ratings in every draw, by chain
+    monitored = idata.posterior["predicted_rating"]
+    assert monitored.dims == ("chain", "draw", "pair") and monitored.sizes["pair"] == 50
+    position = int(monitored["pair"][0])
+    expected = gibbs.mean_draws(users[[position]], items[[position]])[:, 0]
+    np.testing.assert_array_equal(monitored.isel(pair=0).to_numpy().ravel(), expected)
+
+
+def test_scoring_reads_the_stored_predictions_and_refuses_stale_ones(fitted):
+    """score() uses the stored predictions when they are for the same pairs, and
+    computes fresh ones for another test set instead of scoring the wrong pairs."""
+    split, als, _ = fitted
+    stored = held_out_predictions(als, split.test)
+    def same(a, b):
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # NaN == NaN
+
+    assert same(bp.score(stored, split.train, split.test), bp.score(als, split.train, split.test))
+    other = bp.random_split(split.test, 0.5, rng=1).test
+    assert bp.score(stored, split.train, other)["n_test"] == other.n_ratings
 
 
 def test_score_reports_coverage_for_pmf_results(fitted):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import bayes_pmf as bp
-from bayes_pmf.ranking import model_scores, popularity_scores, ranking_metrics
+from bayes_pmf.analysis.recommend import model_scores, popularity_scores, ranking_metrics
 
 
 @pytest.fixture()

@@ -6,8 +6,8 @@ import pytest
 from scipy.stats import norm
 
 import bayes_pmf as bp
-from bayes_pmf.recommend import recommend, seen_items, similar_items
-from bayes_pmf.results import point_result
+from bayes_pmf.analysis.recommend import recommend, seen_items, similar_items
+from bayes_pmf.result.result import point_result
 
 
 @pytest.fixture()
@@ -121,7 +121,7 @@ def test_recommend_cli_many_users_new_user_and_similar(fixtures, run_folder, tmp
 def test_fold_in_matches_a_full_refit(synthetic):
     """A user folded in from 12 ratings predicts like the same user fitted with everyone:
     the refit's item factors move only slightly when one user is added."""
-    from bayes_pmf.recommend import fold_in_user, predict_folded
+    from bayes_pmf.analysis.recommend import fold_in_user, predict_folded
 
     data, spec = synthetic.data, synthetic.spec
     user = data.user_ids[np.argmax(data.user_counts)]
@@ -145,11 +145,11 @@ def test_fold_in_matches_a_full_refit(synthetic):
 
 
 def test_fold_in_on_a_posterior_carries_uncertainty(synthetic):
-    from bayes_pmf.gibbs import sample_gibbs
-    from bayes_pmf.recommend import fold_in_user, predict_folded
+    from bayes_pmf.analysis.recommend import fold_in_user, predict_folded
+    from bayes_pmf.engines.gibbs import sample_gibbs
 
-    posterior = sample_gibbs(synthetic.data, synthetic.spec, draws=100, tune=50, chains=2,
-                             hyper="fixed", progress=False)
+    posterior = sample_gibbs(synthetic.data, synthetic.spec.with_(prior="fixed", noise="learned"),
+                             draws=100, tune=50, chains=2, progress=False)
     items = synthetic.data.item_ids[:5]
     few = fold_in_user(posterior, items[:2], [4.0, 4.5])
     many = fold_in_user(posterior, synthetic.data.item_ids[:40],
@@ -161,7 +161,7 @@ def test_fold_in_on_a_posterior_carries_uncertainty(synthetic):
 
 
 def test_many_users_at_once_equal_one_at_a_time(hand_made):
-    from bayes_pmf.recommend import recommend_many
+    from bayes_pmf.analysis.recommend import recommend_many
 
     many = recommend_many(hand_made, ["w", "new", "u"], n=5)
     for user in ("w", "new", "u"):
@@ -177,17 +177,18 @@ def test_many_users_at_once_equal_one_at_a_time(hand_made):
 
 @pytest.fixture(scope="module")
 def small_posterior():
-    from bayes_pmf.gibbs import sample_gibbs
+    from bayes_pmf.engines.gibbs import sample_gibbs
 
     spec = bp.PMFSpec(n_factors=2, sigma=0.5, biases=True)
     truth = bp.make_synthetic(40, 30, 500, spec, rng=3)
-    return sample_gibbs(truth.data, spec, draws=30, tune=20, chains=2, progress=False, rng=1)
+    return sample_gibbs(truth.data, spec.with_(prior="normal-wishart", noise="learned"), draws=30,
+                        tune=20, chains=2, progress=False, rng=1)
 
 
 def test_vectorised_scores_match_per_draw_predictions(small_posterior):
     """Each score from score_matrix against the same statistic of mean_draws computed
     pair by pair: the closed-form posterior mean, the blocked prob/quantile paths."""
-    from bayes_pmf.recommend import score_matrix
+    from bayes_pmf.analysis.recommend import score_matrix
 
     result = small_posterior
     users = list(result.user_ids[:7]) + ["never-seen"]
@@ -211,7 +212,7 @@ def test_vectorised_scores_match_per_draw_predictions(small_posterior):
 
 
 def test_similar_users_by_cosine(hand_made):
-    from bayes_pmf.recommend import similar_users
+    from bayes_pmf.analysis.recommend import similar_users
 
     table = similar_users(hand_made, "u", n=3)
     assert list(table["user"]) == ["w"]
@@ -219,7 +220,7 @@ def test_similar_users_by_cosine(hand_made):
 
 
 def test_new_user_recommendations_exclude_what_they_rated(synthetic):
-    from bayes_pmf.recommend import fold_in_user, predict_folded, recommend_new_user
+    from bayes_pmf.analysis.recommend import fold_in_user, predict_folded, recommend_new_user
 
     als = bp.als_result(bp.fit_als(synthetic.data, synthetic.spec, progress=False),
                         synthetic.data)

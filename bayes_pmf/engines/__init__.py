@@ -3,8 +3,15 @@ NumPy Gibbs sampler, constrained PMF (L-BFGS), and the PyMC engines (MAP, NUTS, 
 imported on first use, as PyMC is slow to import). Row blocks and chains run through the
 executor seam of :mod:`bayes_pmf.engines.parallel`."""
 
-from .als import (fit_als, fit_bias_baseline, fit_global_mean, fit_item_mean, fit_user_mean,
-                  objective_trace_of)
+from .als import (
+    als_result,
+    fit_als,
+    fit_bias_baseline,
+    fit_global_mean,
+    fit_item_mean,
+    fit_user_mean,
+    objective_trace_of,
+)
 from .constrained import fit_constrained
 from .gibbs import sample_gibbs
 from .parallel import Executor, LocalExecutor
@@ -20,6 +27,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Executor", "LocalExecutor", "fit_als", "fit_bias_baseline", "fit_constrained",
-           "fit_global_mean", "fit_item_mean", "fit_user_mean", "objective_trace_of",
-           "sample_gibbs", *_PYMC]
+__all__ = [
+    "Executor", "LocalExecutor", "als_result", "fit_als", "fit_bias_baseline",
+    "fit_constrained", "fit_global_mean", "fit_item_mean", "fit_user_mean",
+    "objective_trace_of", "sample_gibbs",
+]

@@ -87,9 +87,13 @@ def _last_change(fit: ALSFit) -> float:
     return (trace[-2] - trace[-1]) / max(abs(trace[-2]), 1e-300) if len(trace) > 1 else 0.0
 
 
-def als_result(fit: ALSFit, train, method: str = "als") -> PMFResult:
-    """An :class:`~bayes_pmf.engines.ridge.ALSFit` as a PMFResult (chain=1, draw=1); the
-    objective per sweep is kept in its settings attrs."""
+def als_result(fit, train, method: str = "als") -> PMFResult:
+    """An :class:`~bayes_pmf.engines.ridge.ALSFit` (from ``ridge.minimise``) as a
+    PMFResult (chain=1, draw=1) named ``method``; the objective per sweep is kept in its
+    settings. A PMFResult (what :func:`fit_als` returns) is returned under ``method``:
+    code written when fit_als returned an ALSFit keeps working."""
+    if isinstance(fit, PMFResult):
+        return fit if fit.method == method else fit.with_method(method)
     return point_result(fit.params, fit.spec, train, method=method, seed=fit.seed,
                         settings=fit.result_settings())
 
@@ -123,8 +127,10 @@ def _mean_baseline(train, method: str, user_means=None, item_means=None) -> PMFR
     params = FactorParams(np.zeros((train.n_users, 0)), np.zeros((train.n_items, 0)), mu,
                           None if user_means is None else _offsets(mu, user_means),
                           None if item_means is None else _offsets(mu, item_means))
+    # the sides whose ids the baseline knows: only those can be "unknown" to it
+    sides = ["user"] * (user_means is not None) + ["item"] * (item_means is not None)
     return point_result(params, spec, train, method=method, seed=None,
-                        settings={"predictive": False, "baseline": method})
+                        settings={"predictive": False, "baseline": method, "sides": sides})
 
 
 def fit_global_mean(train) -> PMFResult:

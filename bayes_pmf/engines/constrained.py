@@ -31,8 +31,8 @@ from scipy.optimize import minimize
 
 from ..errors import ConfigError, ConvergenceWarning, NumericalError
 from ..model.params import FactorParams, rated_items_matrix
-from .parallel import sweep_progress
 from ..result.result import PMFResult, point_result
+from .parallel import sweep_progress
 from .ridge import checked_spec, minimise
 
 

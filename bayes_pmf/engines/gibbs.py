@@ -6,7 +6,7 @@ z_j = [V_j, c_j] for items):
     r_ij ~ N(mu + b_i + c_j + U_i.V_j, 1/tau)
     U_i ~ N(mu_U, Lambda_U^-1),   V_j ~ N(mu_V, Lambda_V^-1)
     b_i ~ N(0, 1/tau_b),          c_j ~ N(0, 1/tau_c),        mu flat
-    tau ~ Gamma(NOISE_PRIOR)                        (spec.noise="learned"; else fixed)
+    tau ~ Gamma(spec.noise_prior)                   (spec.noise="learned"; else fixed)
 and the spec's prior family (``spec.prior``, :mod:`bayes_pmf.model.spec`):
     "normal-wishart": (mu_U, Lambda_U) ~ Normal-Wishart(mu0=0, beta0, W0=I, nu0=d), same
                    for V, tau_b, tau_c ~ Gamma(a0, b0)    (Salakhutdinov & Mnih, 2008)
@@ -72,7 +72,6 @@ from scipy import special, stats
 
 from ..errors import ConfigError, NumericalError
 from ..model.params import FactorParams
-from ..model.spec import GAMMA_PRIOR, NOISE_PRIOR, NW_BETA0
 from ..result.result import PMFResult, posterior_result
 from .linalg import (
     BATCH_LAST_MAX_WIDTH,
@@ -98,7 +97,6 @@ from .ridge import checked_spec, minimise, observed_sum_without_mu
 # predictions 2,500-3,100 at 0, 5,700-6,300 at -0.7 to -0.9; at -0.95 sigma stalls
 # (ESS 25), as overrelaxation nearly conserves the posterior density, which sigma tracks.
 DEFAULT_OVERRELAX = -0.8
-GAMMA_A0, GAMMA_B0 = GAMMA_PRIOR
 
 
 @dataclass
@@ -287,38 +285,41 @@ def wishart_draw(df: float, scale_inverse: np.ndarray, rng) -> np.ndarray:
     return factor @ factor.T
 
 
-def _sample_wishart_zero_mean(factors: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+def _sample_wishart_zero_mean(factors: np.ndarray, rng, config=None
+                              ) -> tuple[np.ndarray, np.ndarray]:
     """Lambda | U ~ Wishart(nu0 + n, (W0^-1 + U^T U)^-1) with the factor mean fixed at 0."""
     n, d = factors.shape
     return np.zeros(d), wishart_draw(d + n, np.eye(d) + factors.T @ factors, rng)
 
 
-def _sample_normal_wishart(factors: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+def _sample_normal_wishart(factors: np.ndarray, rng, config) -> tuple[np.ndarray, np.ndarray]:
     n, d = factors.shape
     mean = factors.mean(axis=0)
     centred = factors - mean
     scatter = centred.T @ centred
-    beta_n = NW_BETA0 + n
+    beta_n = config.nw_beta0 + n
     mu_n = n * mean / beta_n  # mu0 = 0
-    w_inv = np.eye(d) + scatter + (NW_BETA0 * n / beta_n) * np.outer(mean, mean)
+    w_inv = np.eye(d) + scatter + (config.nw_beta0 * n / beta_n) * np.outer(mean, mean)
     precision = wishart_draw(d + n, w_inv, rng)
     cov = np.linalg.inv(beta_n * precision)
     factor_mean = rng.multivariate_normal(mu_n, 0.5 * (cov + cov.T))
     return factor_mean, precision
 
 
-def _sample_spherical(factors: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+def _sample_spherical(factors: np.ndarray, rng, config) -> tuple[np.ndarray, np.ndarray]:
     """lambda | U ~ Gamma(a0 + n d / 2, b0 + |U|_F^2 / 2); Lambda_U = lambda I."""
     n, d = factors.shape
-    rate = GAMMA_B0 + 0.5 * float(np.sum(factors**2))
-    return np.zeros(d), np.eye(d) * rng.gamma(GAMMA_A0 + 0.5 * n * d, 1.0 / rate)
+    a0, b0 = config.gamma_prior
+    rate = b0 + 0.5 * float(np.sum(factors**2))
+    return np.zeros(d), np.eye(d) * rng.gamma(a0 + 0.5 * n * d, 1.0 / rate)
 
 
-def _sample_diagonal(factors: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+def _sample_diagonal(factors: np.ndarray, rng, config) -> tuple[np.ndarray, np.ndarray]:
     """lambda_k | U ~ Gamma(a0 + n / 2, b0 + sum_i U_ik^2 / 2); Lambda_U = diag(lambda)."""
     n, d = factors.shape
-    rates = GAMMA_B0 + 0.5 * np.sum(factors**2, axis=0)
-    return np.zeros(d), np.diag(rng.gamma(GAMMA_A0 + 0.5 * n, 1.0 / rates))
+    a0, b0 = config.gamma_prior
+    rates = b0 + 0.5 * np.sum(factors**2, axis=0)
+    return np.zeros(d), np.diag(rng.gamma(a0 + 0.5 * n, 1.0 / rates))
 
 
 def _collapsed_wishart_log_density(gram_u, gram_v, log_det, n: int, m: int) -> float:
@@ -466,9 +467,9 @@ _HYPER_SAMPLERS = {"bpmf": _sample_normal_wishart, "wishart": _sample_wishart_ze
                    "spherical": _sample_spherical, "diagonal": _sample_diagonal}
 
 
-def _sample_gamma_precision(values: np.ndarray, rng) -> float:
-    return float(rng.gamma(GAMMA_A0 + 0.5 * len(values),
-                           1.0 / (GAMMA_B0 + 0.5 * float(values @ values))))
+def _sample_gamma_precision(values: np.ndarray, rng, config) -> float:
+    a0, b0 = config.gamma_prior
+    return float(rng.gamma(a0 + 0.5 * len(values), 1.0 / (b0 + 0.5 * float(values @ values))))
 
 
 # The sampler's name for each prior family of the spec.
@@ -508,9 +509,9 @@ class GibbsConfig:
             raise ConfigError(f"init must be 'als' or 'random', got {self.init!r}",
                               setting="init")
 
-    @property
-    def noise_prior(self) -> tuple[float, float]:
-        return NOISE_PRIOR
+    noise_prior: tuple[float, float] = (1.0, 1.0)
+    gamma_prior: tuple[float, float] = (1.0, 1.0)
+    nw_beta0: float = 2.0
 
 
 def _draws_output(train, spec, config: GibbsConfig, held_out,
@@ -574,15 +575,15 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
         if config.hyper != "fixed":
             draw_hyper = _HYPER_SAMPLERS[config.hyper]
             if d:
-                u_mean, u_prec = draw_hyper(U, rng)
-                v_mean, v_prec = draw_hyper(V, rng)
+                u_mean, u_prec = draw_hyper(U, rng, config)
+                v_mean, v_prec = draw_hyper(V, rng, config)
             else:
                 u_mean = v_mean = np.zeros(0)
                 u_prec = v_prec = np.zeros((0, 0))
             user_hyper = _SideHyper(u_mean, u_prec,
-                                    _sample_gamma_precision(b, rng) if biases else 1.0)
+                                    _sample_gamma_precision(b, rng, config) if biases else 1.0)
             item_hyper = _SideHyper(v_mean, v_prec,
-                                    _sample_gamma_precision(c, rng) if biases else 1.0)
+                                    _sample_gamma_precision(c, rng, config) if biases else 1.0)
 
         targets = by_user.data - mu - np.take(c, by_user.indices)
         w, _ = _sample_side(by_user, targets, V, user_hyper, d, biases, tau, rng, block_rows,
@@ -696,8 +697,8 @@ def sample_gibbs(
 ) -> PMFResult:
     """Posterior draws of the model ``spec`` (a PMFSpec: ``PMFSpec()`` is the default
     model, the main job samples ``PMFSpec.hierarchical()``) on the ratings ``train`` by
-    Gibbs sampling (see the module docstring). Every prior family and both noise models of the spec are
-    sampled; the identity link only.
+    Gibbs sampling (see the module docstring). Every prior family and both noise models
+    of the spec are sampled; the identity link only.
 
     Engine settings: ``draws`` kept per chain after ``tune`` burn-in sweeps, keeping every
     ``thin``-th sweep; ``overrelax`` in (-1, 0]: the overrelaxation of every Gaussian
@@ -735,7 +736,8 @@ def sample_gibbs(
                           "fit_constrained (MAP) or sample_nuts", setting="constrained")
     hyper = _HYPER_OF_PRIOR[spec.prior]
     config = GibbsConfig(draws, tune, chains, thin, hyper, spec.noise == "learned", init,
-                         scale_move, shift_moves, overrelax, balance_moves)
+                         scale_move, shift_moves, overrelax, balance_moves, spec.noise_prior,
+                         spec.gamma_prior, spec.nw_beta0)
     executor = resolve(executor, cores)
     seed_sequence = np.random.SeedSequence(rng)
     chain_rngs = [np.random.default_rng(s) for s in seed_sequence.spawn(chains)]

@@ -227,6 +227,9 @@ def resolve(executor: Executor | None, cores: int | None = None) -> Executor:
     chain processes when given)."""
     if executor is not None:
         return executor
+    if cores is not None and (isinstance(cores, bool) or not isinstance(cores, (int, np.integer))
+                              or cores < 1):
+        raise ConfigError(f"cores must be a positive integer, got {cores!r}", setting="cores")
     return LocalExecutor(processes=cores)
 
 

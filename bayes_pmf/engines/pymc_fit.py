@@ -18,8 +18,13 @@ import pymc as pm
 
 from ..errors import ConfigError
 from ..model.params import FactorParams
-from ..model.pymc_model import (PARAMETER_NAMES, SCALE_NAMES, build_model, params_from_point,
-                                point_from_params)
+from ..model.pymc_model import (
+    PARAMETER_NAMES,
+    SCALE_NAMES,
+    build_model,
+    params_from_point,
+    point_from_params,
+)
 from ..result.result import PMFResult, point_result, posterior_result
 from .ridge import checked_spec, minimise
 
@@ -101,6 +106,22 @@ def fit_map(
 
 
 _POSTERIOR_NAMES = PARAMETER_NAMES + SCALE_NAMES
+
+
+def compiled_model(train, spec):
+    """The spec's PyMC model with its log-posterior gradient compiled, for checks that
+    reuse one compilation: (model, gradient at FactorParams, number of parameters,
+    seconds to build and compile)."""
+    began = time.perf_counter()
+    model = build_model(train, spec)
+    dlogp = model.compile_dlogp(jacobian=False)
+    seconds = time.perf_counter() - began
+
+    def gradient(params: FactorParams) -> np.ndarray:
+        return dlogp(point_from_params(model, params, spec))
+
+    n_parameters = int(sum(np.size(v) for v in model.initial_point().values()))
+    return model, gradient, n_parameters, seconds
 
 
 def _from_pymc(pymc_idata, train, spec, *, method: str, seed,

@@ -12,7 +12,7 @@ and the spec's priors, written as the Gibbs sampler has them:
     prior="spherical"  lambda_u, lambda_v ~ Gamma(a0, b0): U[i] ~ N(0, I / lambda_u), ...;
                        the bias precisions tau_b, tau_c ~ Gamma(a0, b0)
     prior="diagonal"   lambda_u[k], lambda_v[k] ~ Gamma(a0, b0), one per latent dimension
-    noise="learned"    1/sigma^2 ~ Gamma(NOISE_PRIOR)
+    noise="learned"    1/sigma^2 ~ Gamma(spec.noise_prior)
     constrained=True   U[i] = Y[i] + sum_k I_ik W[k] / sum_k I_ik,  Y[i] ~ N(0, sigma_u^2 I),
                        W[k] ~ N(0, sigma_w^2 I) (I: which items user i rated; a sparse
                        constant, so this stays O(ratings))
@@ -38,7 +38,6 @@ import pytensor.tensor as pt
 
 from ..errors import ConfigError
 from .params import FactorParams, rated_items_matrix
-from .spec import GAMMA_PRIOR, NOISE_PRIOR, PMFSpec
 
 # PyMC names of the random variables holding point-estimate parameters.
 PARAMETER_NAMES = ("U", "V", "mu", "user_bias", "item_bias", "Y", "W")
@@ -46,27 +45,27 @@ SCALE_NAMES = ("sigma", "sigma_u", "sigma_v", "sigma_user_bias", "sigma_item_bia
                "sigma_u_latent", "sigma_v_latent")
 
 
-def _precision_scale(name: str, dims: str | None = None):
-    """A Gamma(a0, b0) precision and the prior sd it implies (kept as ``name``)."""
-    a0, b0 = GAMMA_PRIOR
+def _precision_scale(spec, name: str, dims: str | None = None):
+    """A Gamma(spec.gamma_prior) precision and the prior sd it implies (kept as ``name``)."""
+    a0, b0 = spec.gamma_prior
     precision = pm.Gamma(f"{name}_precision", alpha=a0, beta=b0, dims=dims)
     return pm.Deterministic(name, 1.0 / pt.sqrt(precision), dims=dims)
 
 
-def _factor_scale(spec: PMFSpec, side: str):
+def _factor_scale(spec, side: str):
     fixed = spec.sigma_u if side == "u" else spec.sigma_v
     if spec.prior == "fixed":
         return fixed
     if spec.prior == "spherical":
-        return _precision_scale(f"sigma_{side}")
-    return _precision_scale(f"sigma_{side}_latent", dims="latent")
+        return _precision_scale(spec, f"sigma_{side}")
+    return _precision_scale(spec, f"sigma_{side}_latent", dims="latent")
 
 
-def _bias_scale(spec: PMFSpec, name: str, fixed: float):
-    return fixed if spec.prior == "fixed" else _precision_scale(name)
+def _bias_scale(spec, name: str, fixed: float):
+    return fixed if spec.prior == "fixed" else _precision_scale(spec, name)
 
 
-def build_model(train, spec: PMFSpec) -> pm.Model:
+def build_model(train, spec) -> pm.Model:
     """The PyMC model of ``spec`` on the training ratings ``train`` (a RatingsData)."""
     if spec.prior in ("wishart", "normal-wishart"):
         raise ConfigError(f"prior={spec.prior!r} has no PyMC twin yet; sample it with "
@@ -88,7 +87,8 @@ def build_model(train, spec: PMFSpec) -> pm.Model:
         observed = pm.Data("observed_rating", target, dims="obs")
 
         if spec.noise == "learned":
-            precision = pm.Gamma("noise_precision", alpha=NOISE_PRIOR[0], beta=NOISE_PRIOR[1])
+            precision = pm.Gamma("noise_precision", alpha=spec.noise_prior[0],
+                                 beta=spec.noise_prior[1])
             sigma = pm.Deterministic("sigma", 1.0 / pt.sqrt(precision))
         else:
             sigma = spec.sigma
@@ -123,7 +123,7 @@ def build_model(train, spec: PMFSpec) -> pm.Model:
     return model
 
 
-def point_from_params(model: pm.Model, params: FactorParams, spec: PMFSpec
+def point_from_params(model: pm.Model, params: FactorParams, spec
                       ) -> dict[str, np.ndarray]:
     """A PyMC point (value-variable names) holding FactorParams' values; learned scales
     take the model's initial values."""
@@ -145,7 +145,7 @@ def point_from_params(model: pm.Model, params: FactorParams, spec: PMFSpec
     return point
 
 
-def params_from_point(point: dict, spec: PMFSpec, n_users: int, n_items: int) -> FactorParams:
+def params_from_point(point: dict, spec, n_users: int, n_items: int) -> FactorParams:
     """The FactorParams of a PyMC point (or a dict of posterior arrays of one draw)."""
     d = spec.n_factors
     return FactorParams(

@@ -92,7 +92,13 @@ class PMFSpec:
     sigma_user_bias, sigma_item_bias : their prior sd under fixed priors.
     link : "identity" or "logistic" (the PMF paper's sigmoid on ratings mapped to [0, 1]).
     prior : "fixed", "spherical", "diagonal", "wishart" or "normal-wishart".
-    noise : "fixed" or "learned" (Gamma prior on 1/sigma^2).
+    noise : "fixed" or "learned" (Gamma(``noise_prior``) prior on 1/sigma^2).
+    noise_prior : (shape, rate) of that Gamma prior (default :data:`NOISE_PRIOR`).
+    gamma_prior : (shape, rate) of the Gamma hyperprior on the precisions of the
+        "spherical" and "diagonal" families and on the bias precisions of every
+        hierarchical family (default :data:`GAMMA_PRIOR`).
+    nw_beta0 : the Normal-Wishart's prior precision multiplier of mu_U (default
+        :data:`NW_BETA0`).
     constrained : constrained PMF (U = Y + mean W of the rated items).
     sigma_w : prior sd of an entry of W (constrained PMF only).
     """
@@ -108,6 +114,9 @@ class PMFSpec:
     link: Link = "identity"
     prior: Prior = DEFAULT_PRIOR
     noise: Noise = "fixed"
+    noise_prior: tuple[float, float] = NOISE_PRIOR
+    gamma_prior: tuple[float, float] = GAMMA_PRIOR
+    nw_beta0: float = NW_BETA0
     constrained: bool = False
     sigma_w: float = DEFAULT_SIGMA_W
 
@@ -128,6 +137,15 @@ class PMFSpec:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got "
                                   f"{getattr(self, name)!r}", setting=name)
+        for name in ("noise_prior", "gamma_prior"):
+            value = getattr(self, name)
+            pair = tuple(value) if isinstance(value, (list, tuple)) else ()
+            if len(pair) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                         and math.isfinite(v) and v > 0 for v in pair):
+                raise ConfigError(f"{name} must be (shape, rate) > 0, got {value!r}",
+                                  setting=name)
+            object.__setattr__(self, name, (float(pair[0]), float(pair[1])))
+        _positive("nw_beta0", self.nw_beta0)
         if self.constrained and self.n_factors == 0:
             raise ConfigError("constrained PMF needs latent factors (n_factors >= 1)",
                               setting="constrained")

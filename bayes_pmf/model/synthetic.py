@@ -17,7 +17,6 @@ import pandas as pd
 from ..data.ratings import RatingScale, RatingsData
 from ..errors import ConfigError, RatingsDataError
 from .params import FactorParams
-from .spec import PMFSpec
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ class SyntheticRatings:
 
     data: RatingsData
     truth: FactorParams  # aligned with data.user_ids / data.item_ids
-    spec: PMFSpec
+    spec: object  # the PMFSpec drawn from
     seed: int | None
 
     def true_mean(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
@@ -69,13 +68,14 @@ def make_synthetic(
     n_users: int = 200,
     n_items: int = 150,
     n_ratings: int = 5000,
-    spec: PMFSpec | None = None,
+    spec=None,
     *,
     activity_exponent: float = 0.8,
     mu: float = 3.5,
     rng: int | np.random.Generator | None = 0,
 ) -> SyntheticRatings:
-    """Ratings r_ij = mu + b_i + c_j + U_i.V_j + sigma * eps on distinct random pairs.
+    """Ratings r_ij = mu + b_i + c_j + U_i.V_j + sigma * eps on distinct random pairs,
+    drawn from the model ``spec`` (a PMFSpec; required).
 
     U_i ~ N(0, sigma_u^2 I), V_j ~ N(0, sigma_v^2 I), biases from their priors when
     ``spec.biases``; user and item activity follow a Zipf-like law with the given
@@ -86,7 +86,10 @@ def make_synthetic(
     W_k over the items user i rated, Y_i ~ N(0, sigma_u^2 I), W_k ~ N(0, sigma_w^2 I);
     the returned truth holds the effective U.
     """
-    spec = spec or PMFSpec(n_factors=5, sigma=0.5, sigma_u=0.7, sigma_v=0.7, biases=False)
+    if not all(hasattr(spec, name) for name in ("sigma_u", "n_factors", "link")):
+        raise ConfigError("make_synthetic needs the model to draw from as a PMFSpec, e.g. "
+                          "PMFSpec(n_factors=5, sigma=0.5), got "
+                          f"{type(spec).__name__}", setting="spec")
     for name, value in (("n_users", n_users), ("n_items", n_items), ("n_ratings", n_ratings)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")

@@ -201,8 +201,5 @@ def stored_predictions(result, test=None) -> tuple[np.ndarray, pd.DataFrame]:
     if held_out is not None and (test is None or _same_pairs(held_out[1], test)):
         return held_out
     if test is None:
-        from ..errors import ConfigError
-
-        raise ConfigError("this result holds no held-out predictions; pass the test "
-                          "ratings or call held_out_predictions(result, test)")
+        return result.require_held_out()
     return held_out_predictions(result, test).held_out

@@ -32,8 +32,11 @@ UnknownPolicy = Literal["error", "prior", "nan"]
 
 
 def encode_pairs(user_ids: pd.Index, item_ids: pd.Index, users, items,
-                 unknown: UnknownPolicy) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the pairs in the vocabularies (-1 where unknown), enforcing ``unknown``."""
+                 unknown: UnknownPolicy, sides: tuple[str, ...] = ("user", "item")
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the pairs in the vocabularies (-1 where unknown), enforcing ``unknown``
+    on the ``sides`` the model has parameters for (a user-mean baseline cannot fail to
+    know an item)."""
     if unknown not in ("error", "prior", "nan"):
         raise ConfigError(f"unknown must be 'error', 'prior' or 'nan', got {unknown!r}")
     users = pd.Index(users)
@@ -44,12 +47,15 @@ def encode_pairs(user_ids: pd.Index, item_ids: pd.Index, users, items,
     item_idx = item_ids.get_indexer(items)
     if unknown == "error":
         for kind, idx, ids in (("user", user_idx, users), ("item", item_idx, items)):
+            if kind not in sides:
+                continue
             missing = idx < 0
             if missing.any():
                 examples = pd.unique(np.asarray(ids[missing]))
                 raise UnknownIdError(
                     f"{int(missing.sum())} pair(s) name {len(examples)} {kind}(s) absent from "
-                    f"the training data, e.g. {kind} {plain_scalar(examples[0])!r}; pass unknown='prior' "
+                    f"the training data, e.g. {kind} {plain_scalar(examples[0])!r}; pass "
+                    f"unknown='prior' "
                     f"for the cold-start prediction or unknown='nan'"
                 )
     return user_idx, item_idx
@@ -98,9 +104,38 @@ class PMFResult:
         """The same result under another method name (the main job names each run)."""
         return PMFResult(idata_io.with_attrs(self.idata, method=method))
 
+    def require_held_out(self):
+        """:attr:`held_out`, or a ConfigError saying how to get it."""
+        if self.held_out is None:
+            raise ConfigError("this result holds no held-out predictions; pass the test "
+                              "ratings or call held_out_predictions(result, test)",
+                              setting="test")
+        return self.held_out
+
+    def require_draws(self, count: int, purpose: str) -> None:
+        """A ConfigError unless the result has at least ``count`` posterior draws."""
+        if self.n_samples < count:
+            raise ConfigError(
+                f"{self.method} result has {self.n_samples} draw(s): {purpose} need "
+                "posterior samples (gibbs, nuts, advi)")
+
+    def training_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(user_idx, item_idx) of the training ratings the result was fitted to."""
+        return idata_io.training_pairs(self.idata)
+
+    def without_predictions(self) -> "PMFResult":
+        """The result without its held-out predictions (what run folders save)."""
+        return PMFResult(idata_io.without_predictions(self.idata))
+
     def with_idata(self, idata) -> "PMFResult":
         """A result around ``idata`` (e.g. this one's with more groups)."""
         return PMFResult(idata)
+
+    @property
+    def settings(self) -> dict:
+        """How the engine ran: its settings and what it recorded (ALS: the objective per
+        sweep, ``converged``, ``n_sweeps``; Gibbs: draws, chains, timings, ...)."""
+        return self.attrs["settings"]
 
     @property
     def has_predictive(self) -> bool:
@@ -176,10 +211,17 @@ class PMFResult:
     def mean_draws(self, users, items, *, unknown: UnknownPolicy = "error",
                    samples: np.ndarray | None = None) -> np.ndarray:
         """Draws of the expected rating E[r | params] for each pair: (samples x pairs)."""
-        user_idx, item_idx = encode_pairs(self.user_ids, self.item_ids, users, items, unknown)
+        sides = tuple(self.settings.get("sides", ("user", "item")))
+        user_idx, item_idx = encode_pairs(self.user_ids, self.item_ids, users, items, unknown,
+                                          sides)
         means = self.to_rating_scale(predictor_draws(self.draws, user_idx, item_idx, samples))
         if unknown == "nan":
-            means[:, (user_idx < 0) | (item_idx < 0)] = np.nan
+            unknown_pairs = np.zeros(len(user_idx), dtype=bool)
+            if "user" in sides:
+                unknown_pairs |= user_idx < 0
+            if "item" in sides:
+                unknown_pairs |= item_idx < 0
+            means[:, unknown_pairs] = np.nan
         return means
 
     def predict(self, users, items, *, unknown: UnknownPolicy = "error",

@@ -27,8 +27,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..model.spec import (DEFAULT_FACTORS, DEFAULT_LAMBDA, DEFAULT_LAMBDA_BIAS,
-                          DEFAULT_LAMBDA_NO_BIAS, DEFAULT_POSTERIOR_PRIOR, PMFSpec)
+from ..model.spec import (
+    DEFAULT_FACTORS,
+    DEFAULT_LAMBDA,
+    DEFAULT_LAMBDA_BIAS,
+    DEFAULT_LAMBDA_NO_BIAS,
+    DEFAULT_POSTERIOR_PRIOR,
+    PMFSpec,
+)
 
 METHOD_NAMES = ("als", "map", "gibbs", "nuts", "advi", "constrained")
 
@@ -60,9 +66,10 @@ class FitJobConfig:
     def __post_init__(self) -> None:
         if (self.train is None) != (self.test is None):
             raise ConfigError("train and test go together: give both or neither",
-                              setting="train")
+                              setting=("train", "test"))
         if self.data is not None and self.train is not None:
-            raise ConfigError("give either data or train and test, not both", setting="data")
+            raise ConfigError("give either data or train and test, not both",
+                              setting=("data", "train", "test"))
         if isinstance(self.n_factors, bool) or not isinstance(self.n_factors, int) \
                 or self.n_factors < 1:
             raise ConfigError(f"n_factors must be a positive integer, got {self.n_factors!r}",
@@ -73,7 +80,7 @@ class FitJobConfig:
         for name in ("lambda_", "lambda_no_bias", "lambda_bias"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name.rstrip('_')} must be > 0, got {getattr(self, name)!r}",
-                                  setting=name)
+                                  setting=name.rstrip("_"))
         for name in ("thin", "draws", "chains", "max_sweeps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

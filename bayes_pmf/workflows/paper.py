@@ -27,11 +27,10 @@ import pandas as pd
 from .. import plots
 from ..analysis.metrics import rmse, rmse_by_activity_table
 from ..data.files import load_split
-from ..provenance import machine, package_versions
 from ..engines.als import fit_als
-from ..errors import ConvergenceWarning
 from ..model.spec import DEFAULT_LAMBDA, DEFAULT_LAMBDA_BIAS, DEFAULT_SIGMA_W, PMFSpec
 from .render import to_html, to_markdown
+from .reproducibility import environment
 from .runfolder import metrics_json, write_figures, write_text_atomic
 
 LAMBDA_BIAS = DEFAULT_LAMBDA_BIAS
@@ -103,7 +102,7 @@ def overfitting_curves(split, config: PaperConfig) -> pd.DataFrame:
         fitted = None
         for number in range(1, config.sweeps + 1):
             with warnings.catch_warnings():  # one sweep at a time, on purpose
-                warnings.simplefilter("ignore", ConvergenceWarning)
+                warnings.filterwarnings("ignore", message="ALS stopped at max_sweeps")
                 fitted = fit_als(split.train, spec, max_sweeps=1, rng=config.seed,
                                  init=None if fitted is None else fitted.point_params(),
                                  progress=False)
@@ -257,7 +256,8 @@ def finding_adaptive(table: pd.DataFrame) -> dict:
                 if collapsed else "."))
     return {"holds": bool(holds), "text": text, "oracle_rmse": float(oracle["test_rmse"]),
             "cv_rmse": float(cv["test_rmse"]), "adaptive_rmse": float(best_sampled["test_rmse"]),
-            "adaptive_map_rmse": float(point["test_rmse"]), "adaptive_map_collapsed": bool(collapsed)}
+            "adaptive_map_rmse": float(point["test_rmse"]),
+            "adaptive_map_collapsed": bool(collapsed)}
 
 
 def finding_constrained(table: pd.DataFrame, overall: dict) -> dict:
@@ -306,9 +306,9 @@ def finding_dimension(table: pd.DataFrame) -> dict:
     holds = bool(post_best_d >= map_best_d and largest["posterior_rmse"] < largest["map_rmse"])
     steps = ", ".join(f"d = {int(r.d)}: {r.map_rmse:.4f} / {r.posterior_rmse:.4f}"
                       for r in table.itertuples())
+    beats = "still beats" if largest["posterior_rmse"] < largest["map_rmse"] else "does not beat"
     text = (f"(e) Test RMSE, MAP / posterior mean: {steps}. MAP is best at d = {map_best_d}, "
-            f"the posterior at d = {post_best_d}; at the largest d the posterior "
-            f"{'still beats' if largest['posterior_rmse'] < largest['map_rmse'] else 'does not beat'} "
+            f"the posterior at d = {post_best_d}; at the largest d the posterior {beats} "
             f"MAP: {_verdict(holds)} (the posterior keeps its edge as d grows).")
     return {"holds": holds, "text": text, "map_best_d": map_best_d, "posterior_best_d": post_best_d}
 
@@ -342,7 +342,7 @@ def run_paper(config: PaperConfig) -> tuple[dict, dict, dict]:
     metrics = {"settings": config.as_dict(), "dataset": data.describe(),
                "split": split.describe(), "findings": findings,
                "tables": {name: table.to_dict(orient="records") for name, table in tables.items()},
-               "versions": package_versions(), "machine": machine()}
+               **environment()}
     return metrics, tables, figures
 
 

@@ -23,12 +23,15 @@ import pandas as pd
 
 from ..analysis.selection import select_hyperparameters
 from .config import FitJobConfig, ReportConfig
-from .figures import run_figures
-from .fit_job import FitJobOutcome, load_split, run_fit_job
+from .fit_job import FitJobOutcome, load_split, run_figures, run_fit_job
 from .render import to_html, to_markdown
-from .runfolder import (default_run_dir, metrics_json, results_table, write_run_folder,
-                        write_text_atomic)
-
+from .runfolder import (
+    default_run_dir,
+    metrics_json,
+    results_table,
+    write_run_folder,
+    write_text_atomic,
+)
 
 _CAPTIONS = {
     "method_comparison": "Held-out RMSE of every method (lower is better).",
@@ -55,6 +58,8 @@ def _crosscheck(outcome: FitJobOutcome, config: ReportConfig) -> dict:
     report.pop("spec")
     return report
 
+
+# -- the commands' jobs ----------------------------------------------------------------------
 
 @dataclass
 class FitRun:

@@ -21,8 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..fileio import atomic_path, atomic_write
-from ..result import idata as idata_io
-from ..result.result import PMFResult, save_result
+from ..result.result import save_result
 
 SAVED_DRAWS = 200
 TABLE_COLUMNS = ("method", "rmse", "mae", "coverage_50", "coverage_90", "fit_seconds")
@@ -87,6 +86,6 @@ def write_run_folder(metrics: dict, models: dict, out_dir: str | Path,
         write_text_atomic(out / "diagnostics.csv",
                           pd.DataFrame(metrics["diagnostics"]).to_csv(index=False))
     for name, model in models.items():
-        saved = PMFResult(idata_io.without_predictions(model.thinned(SAVED_DRAWS).idata))
+        saved = model.thinned(SAVED_DRAWS).without_predictions()
         save_result(saved, out / "models" / f"{name}.nc")
     return out
