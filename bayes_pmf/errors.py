@@ -50,3 +50,13 @@ class ResultFileError(BayesPMFError, ValueError):
 class ConvergenceWarning(UserWarning):
     """An iterative fit stopped at its iteration cap before its convergence criterion
     was met (the result is usable, but not the optimum the method promises)."""
+
+
+def check_count(name: str, value, minimum: int = 1) -> None:
+    """A ConfigError naming ``name`` unless ``value`` is an integer >= ``minimum`` (the
+    one check every count setting gets: draws, chains, sweeps, ...)."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"{name} must be {wanted}, got {value!r}", setting=name)

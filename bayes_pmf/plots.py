@@ -255,12 +255,26 @@ def plot_rank_identifiable(dataset, *, var_names=None,
     for ax in axes.ravel()[len(names):]:
         ax.remove()
     idata_io.plot_rank(dataset, names, axes.ravel()[: len(names)])
-    for ax in axes.ravel()[: len(names)]:
-        ax.title.set_fontsize(11)
+    for name, ax in zip(names, axes.ravel()):
+        ax.set_title(_rank_title(dataset, name))
+        ax.title.set_fontsize(10)
         ax.xaxis.label.set_fontsize(9)
         ax.yaxis.label.set_fontsize(9)
     fig.suptitle(title + " (flat bars: chains agree)")
     return fig
+
+
+def _rank_title(dataset, name: str) -> str:
+    """Which quantity a rank-plot panel shows, in words: the pair's user and item ids."""
+    values = dataset[name]
+    if name == "sigma":
+        return "sigma (noise sd)"
+    for user, item, what in (("pair_user", "pair_item", "held-out pair"),
+                             ("uv_user", "uv_item", "random pair")):
+        if user in values.coords:
+            return (f"{name.replace('_', ' ')}: user {values[user].values.ravel()[0]}, "
+                    f"item {values[item].values.ravel()[0]} ({what})")
+    return name
 
 
 # -- the PMF paper's pictures ---------------------------------------------------------------

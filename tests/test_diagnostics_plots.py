@@ -177,10 +177,13 @@ def test_every_plot_returns_a_labelled_figure(rated, problem, long_run):
     for name, fig in figures.items():
         xlabel, ylabel, title = _labels(fig)
         assert xlabel and ylabel, name
+        assert title, name
         if name != "rank":
-            assert title, name
             assert fig.axes[0].get_legend() is not None, name
         plt.close(fig)
+    # rank-plot panels say which pair they show, by its ids
+    panels = [ax.get_title() for ax in figures["rank"].axes]
+    assert any("held-out pair" in t and "user" in t and "item" in t for t in panels), panels
     assert "stars" in _labels(figures["ppc"])[0]
     assert "stars" in _labels(figures["pva"])[1]
     assert not plt.get_fignums()

@@ -140,3 +140,21 @@ def test_thinning_keeps_evenly_spaced_draws_per_chain(synthetic):
     assert small.idata.posterior.attrs["bayes_pmf_thinned_from_draws"] == 40
     assert posterior.thinned(1000) is not None and posterior.thinned(1000).n_samples == 80
     assert small.attrs["method"] == posterior.attrs["method"]
+
+
+def test_results_saved_before_the_redesign_still_load():
+    """Files written by bayes_pmf before the spec held the prior family load, decode to
+    the model that was fitted (ALS: fixed priors; the Wishart Gibbs run: its prior and
+    learned noise) and predict exactly what they predicted then."""
+    from pathlib import Path
+
+    legacy = Path(__file__).parent / "fixtures" / "legacy"
+    expected = np.load(legacy / "expected_predictions.npy")
+    als = bp.load_result(legacy / "pmf-als-format1.nc")
+    gibbs = bp.load_result(legacy / "gibbs-format1.nc")
+    assert (als.spec.prior, als.spec.noise) == ("fixed", "fixed")
+    assert (gibbs.spec.prior, gibbs.spec.noise) == ("wishart", "learned")
+    spec = bp.PMFSpec(n_factors=2, sigma=0.5, biases=True)
+    users, items = bp.make_synthetic(30, 20, 200, spec, rng=3).data.id_pairs()
+    np.testing.assert_array_equal(als.predict(users[:20], items[:20]), expected[0])
+    np.testing.assert_array_equal(gibbs.predict(users[:20], items[:20]), expected[1])

@@ -70,7 +70,10 @@ def identifiable_draws(result, test=None, *, n_pairs: int = 50,
             dots = np.einsum("spk,spk->sp", draws["U"][:, u], draws["V"][:, i])
             variables["UVt"] = (("chain", "draw", "uv_pair"), _by_chain(result, dots))
         means = result.mean_draws(result.user_ids[u], result.item_ids[i])
-        variables["expected_rating"] = (("chain", "draw", "uv_pair"), _by_chain(result, means))
+        variables["expected_rating"] = xr.DataArray(
+            _by_chain(result, means), dims=("chain", "draw", "uv_pair"),
+            coords={"uv_user": ("uv_pair", np.asarray(result.user_ids[u])),
+                    "uv_item": ("uv_pair", np.asarray(result.item_ids[i]))})
     return xr.Dataset(variables)
 
 

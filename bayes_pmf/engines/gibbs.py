@@ -70,7 +70,7 @@ from typing import Literal
 import numpy as np
 from scipy import special, stats
 
-from ..errors import ConfigError, NumericalError
+from ..errors import ConfigError, NumericalError, check_count
 from ..model.params import FactorParams
 from ..result.result import PMFResult, posterior_result
 from .linalg import (
@@ -498,13 +498,8 @@ class GibbsConfig:
             raise ConfigError(f"overrelax must be in (-1, 0], got {self.overrelax!r}",
                               setting="overrelax")
         for name in ("draws", "chains", "thin"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}",
-                                  setting=name)
-        if isinstance(self.tune, bool) or not isinstance(self.tune, int) or self.tune < 0:
-            raise ConfigError(f"tune must be an integer >= 0, got {self.tune!r}",
-                              setting="tune")
+            check_count(name, getattr(self, name))
+        check_count("tune", self.tune, minimum=0)
         if self.init not in ("als", "random"):
             raise ConfigError(f"init must be 'als' or 'random', got {self.init!r}",
                               setting="init")

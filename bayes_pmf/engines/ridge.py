@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_count
 from ..model.params import FactorParams, objective
 from .linalg import DEFAULT_CG_STEPS, prepare_design, refine_rows, solve_rows
 from .parallel import DEFAULT_BLOCK_ROWS, Executor, map_row_blocks, sweep_progress
@@ -214,10 +214,7 @@ def minimise(
         raise ConfigError(
             "ALS has closed-form updates only for the identity link; fit the logistic "
             "link with bayes_pmf.fit_map", setting="link")
-    if isinstance(max_sweeps, bool) or not isinstance(max_sweeps, (int, np.integer)) \
-            or max_sweeps < 1:
-        raise ConfigError(f"max_sweeps must be an integer >= 1, got {max_sweeps!r}",
-                          setting="max_sweeps")
+    check_count("max_sweeps", max_sweeps)
     if not tol >= 0:
         raise ConfigError(f"tol must be >= 0, got {tol!r}", setting="tol")
     if solver not in SOLVERS:

@@ -269,8 +269,11 @@ def add_predictions(idata: az.InferenceData, draws: np.ndarray, per_pair: dict[s
               if group not in ("predictions", "predictions_constant_data")}
     if monitored is not None:
         posterior = groups["posterior"].drop_vars("predicted_rating", errors="ignore")
-        derived = xr.DataArray(monitored_draws, dims=("chain", "draw", "pair"),
-                               coords={"pair": np.asarray(monitored)})
+        derived = xr.DataArray(
+            monitored_draws, dims=("chain", "draw", "pair"),
+            coords={"pair": np.asarray(monitored),
+                    "pair_user": ("pair", np.asarray(per_pair["user"])[monitored]),
+                    "pair_item": ("pair", np.asarray(per_pair["item"])[monitored])})
         groups["posterior"] = posterior.assign(predicted_rating=derived.drop_vars(
             [c for c in ("chain", "draw") if c in derived.coords]))
         groups["posterior"].attrs = dict(posterior.attrs)

@@ -26,7 +26,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_count
 from ..model.spec import (
     DEFAULT_FACTORS,
     DEFAULT_LAMBDA,
@@ -70,10 +70,7 @@ class FitJobConfig:
         if self.data is not None and self.train is not None:
             raise ConfigError("give either data or train and test, not both",
                               setting=("data", "train", "test"))
-        if isinstance(self.n_factors, bool) or not isinstance(self.n_factors, int) \
-                or self.n_factors < 1:
-            raise ConfigError(f"n_factors must be a positive integer, got {self.n_factors!r}",
-                              setting="n_factors")
+        check_count("n_factors", self.n_factors)
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}",
                               setting="test_fraction")
@@ -82,13 +79,8 @@ class FitJobConfig:
                 raise ConfigError(f"{name.rstrip('_')} must be > 0, got {getattr(self, name)!r}",
                                   setting=name.rstrip("_"))
         for name in ("thin", "draws", "chains", "max_sweeps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}",
-                                  setting=name)
-        if isinstance(self.tune, bool) or not isinstance(self.tune, int) or self.tune < 0:
-            raise ConfigError(f"tune must be an integer >= 0, got {self.tune!r}",
-                              setting="tune")
+            check_count(name, getattr(self, name))
+        check_count("tune", self.tune, minimum=0)
         unknown = set(self.methods) - set(METHOD_NAMES)
         if unknown:
             raise ConfigError(f"unknown method(s) {sorted(unknown)}; choose from "
