@@ -60,3 +60,26 @@ def check_count(name: str, value, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise ConfigError(f"{name} must be {wanted}, got {value!r}", setting=name)
+
+
+def check_seed(value, name: str = "rng") -> None:
+    """A ConfigError unless ``value`` can seed a run reproducibly and be recorded with
+    its results: None, a numpy Generator, or an integer in [0, 2**63)."""
+    import numbers
+
+    import numpy as np
+
+    if value is None or isinstance(value, np.random.Generator):
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+            or not 0 <= value < 2**63:
+        raise ConfigError(f"{name} must be a seed: an integer from 0 to 2**63 - 1 (or a "
+                          f"numpy Generator), got {value!r}", setting=name)
+
+
+def plain_scalar(value):
+    """The plain Python value of a numpy scalar (np.int64(1) prints as 1): every message
+    that quotes a value shows it so."""
+    import numpy as np
+
+    return value.item() if isinstance(value, np.generic) else value

@@ -33,8 +33,41 @@ def _write(tmp: Path, name: str, text: str) -> Path:
 
 
 def _fitted() -> bp.PMFResult:
-    data = bp.RatingsData.from_frame(frame())
+    data = bp.RatingsData.from_frame(frame(), scale=(1, 5, 1))
     return bp.als_result(bp.fit_als(data, bp.PMFSpec(n_factors=1), progress=False), data)
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def _memory_hungry(tmp: Path):
+    from unittest import mock
+
+    from bayes_pmf.workflows.config import FitJobConfig, check_memory
+
+    config = FitJobConfig(n_factors=100_000)
+    split = bp.random_split(bp.RatingsData.from_frame(frame()), 0.4, rng=0)
+    # the same 8 GB machine wherever the table is made, so the README stays current
+    with mock.patch("bayes_pmf.workflows.config.available_memory", return_value=8 * 2**30):
+        return check_memory(config, split)
+
+
+def _run_folder(tmp: Path, state: str):
+    from bayes_pmf.workflows.runfolder import RunFolder
+
+    home = tmp / state.replace(" ", "-")
+    home.mkdir()
+    out = home / "run"
+    if state == "file":
+        out.write_text("not a folder")
+    elif state == "earlier run":
+        out.mkdir()
+        (out / "metrics.json").write_text("{}")
+    else:  # a lock held by a live process (this one)
+        (home / ".run.lock").write_text("1")  # process 1 is always alive
+    return RunFolder(out)
 
 
 @dataclass(frozen=True)
@@ -119,6 +152,60 @@ CASES = [
          lambda t: bp.fit_als(bp.RatingsData.from_frame(frame()),
                               bp.PMFSpec.from_lambdas(4, 1e-300), progress=False),
          bp.NumericalError, ("not positive definite", "block row", "lambda")),
+    Case("tuple ids", "RatingsData.from_arrays",
+         lambda t: bp.RatingsData.from_arrays([(1, 2), (3, 4)], [1, 2], [3.0, 4.0]),
+         bp.RatingsDataError, ("'user'", "tuple", "strings or integers")),
+    Case("integer ids beyond 64 bits", "RatingsData.from_arrays",
+         lambda t: bp.RatingsData.from_arrays([2**64, 1], [1, 2], [3.0, 4.0]),
+         bp.RatingsDataError, ("'user'", "beyond 64 bits", "as strings")),
+    Case("complex ratings", "RatingsData.from_arrays",
+         lambda t: bp.RatingsData.from_arrays([1, 2], [1, 2], [3 + 1j, 4]),
+         bp.RatingsDataError, ("'rating'", "complex")),
+    Case("sequences of unequal length", "RatingsData.from_arrays",
+         lambda t: bp.RatingsData.from_arrays([1, 2, 3], [1, 2], [3.0, 4.0]),
+         bp.RatingsDataError, ("one length", "'users': 3")),
+    Case("duplicate column names", "RatingsData.from_frame",
+         lambda t: bp.RatingsData.from_frame(
+             pd.DataFrame([[1, 2, 3.0]], columns=["user", "user", "rating"])),
+         bp.RatingsDataError, ("duplicate column name", "'user'")),
+    Case("one column for two roles", "RatingsData.from_frame",
+         lambda t: bp.RatingsData.from_frame(frame(), rating_col="user"),
+         bp.RatingsDataError, ("rating_col='user'", "own column")),
+    Case("headerless file with 5 columns", "load_ratings",
+         lambda t: bp.load_ratings(_write(t, "f.csv", "1,10,4,99,x\n2,10,3,98,y\n")),
+         bp.RatingsFileError, ("f.csv", "headerless", "5 columns", "naming the columns")),
+    Case("negative seed", "random_split",
+         lambda t: bp.random_split(bp.RatingsData.from_frame(frame()), 0.2, rng=-1),
+         bp.ConfigError, ("rng", "-1", "2**63")),
+    Case("a spec the engine cannot fit", "fit_als",
+         lambda t: bp.fit_als(bp.RatingsData.from_frame(frame()),
+                              bp.PMFSpec(n_factors=1, prior="wishart"), progress=False),
+         bp.ConfigError, ("ALS", "prior='wishart'", "map_model()")),
+    Case("no model spec", "sample_gibbs",
+         lambda t: bp.sample_gibbs(bp.RatingsData.from_frame(frame()), None, progress=False),
+         bp.ConfigError, ("sample_gibbs", "PMFSpec", "NoneType")),
+    Case("saving a result onto a folder", "save_result",
+         lambda t: bp.save_result(_fitted(), _folder(t / "models")), bp.ResultFileError,
+         ("directory", "model.nc")),
+    Case("a new user rates an item twice", "recommend_new_user",
+         lambda t: bp.recommend_new_user(_fitted(), [1, 1], [4.0, 2.0]), bp.ConfigError,
+         ("item 1", "more than once")),
+    Case("a new user's rating off the scale", "recommend_new_user",
+         lambda t: bp.recommend_new_user(_fitted(), [1, 2], [4.0, 500.0]), bp.ConfigError,
+         ("500.0", "item 2", "[1, 5]")),
+    Case("non-finite rating threshold", "recommend",
+         lambda t: bp.recommend(_fitted(), "a", score="prob", threshold=float("nan")),
+         bp.ConfigError, ("threshold", "nan")),
+    Case("settings that cannot fit in memory", "workflows.config.check_memory",
+         _memory_hungry, bp.ConfigError, ("GB", "available", "n_factors")),
+    Case("output folder that is a file", "RunFolder (fit --out)",
+         lambda t: _run_folder(t, "file"), bp.ConfigError, ("run", "is a file")),
+    Case("output folder holding an earlier run", "RunFolder (fit --out)",
+         lambda t: _run_folder(t, "earlier run"), bp.ConfigError,
+         ("already holds", "--overwrite")),
+    Case("output folder another run is writing", "RunFolder (fit --out)",
+         lambda t: _run_folder(t, "locked"), bp.ConfigError,
+         ("another run", "process", "run")),
     Case("truncated or foreign result file", "load_result",
          lambda t: bp.load_result(_write(t, "r.nc", "not netcdf")), bp.ResultFileError,
          ("r.nc", "not NetCDF")),

@@ -17,6 +17,14 @@ from ..engines.pymc_fit import compiled_model, fit_map
 from ..model.params import objective
 
 
+def _relative(value: float, reference: float) -> float:
+    """(value - reference) / |reference|; 0 when both are 0 (e.g. constant ratings fitted
+    exactly), never a division by zero."""
+    if value == reference:
+        return 0.0
+    return (value - reference) / abs(reference) if reference else float("inf")
+
+
 def _diffs(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     gap = a - b
     return float(np.max(np.abs(gap))), float(np.sqrt(np.mean(gap**2)))
@@ -63,7 +71,7 @@ def crosscheck_map(
         "seed": rng,
         "objective_als": objective_als,
         "objective_map": objective_map,
-        "objective_rel_diff": (objective_map - objective_als) / abs(objective_als),
+        "objective_rel_diff": _relative(objective_map, objective_als),
         "pred_max_abs_diff": max_diff,
         "pred_rms_diff": rms_diff,
         "grad_norm_at_als": float(np.linalg.norm(gradient)),
@@ -79,7 +87,7 @@ def crosscheck_map(
         cold_max, cold_rms = _diffs(cold_fit.predict(users, items, unknown="prior"), als_pred)
         report.update({
             "objective_cold_map": objective_cold,
-            "cold_objective_rel_diff": (objective_cold - objective_als) / abs(objective_als),
+            "cold_objective_rel_diff": _relative(objective_cold, objective_als),
             "cold_pred_max_abs_diff": cold_max,
             "cold_pred_rms_diff": cold_rms,
             "cold_map_seconds": cold_fit.attrs["settings"]["map_seconds"],

@@ -26,7 +26,7 @@ from scipy import sparse
 from scipy.special import ndtr
 
 from ..engines.linalg import gaussian_rows
-from ..errors import ConfigError, UnknownIdError
+from ..errors import ConfigError, UnknownIdError, check_seed, plain_scalar
 from ..model.params import all_items_predictor, item_offset
 
 SCORES = ("mean", "prob", "quantile", "thompson")
@@ -100,11 +100,15 @@ def _reduce_draws(result, draws: np.ndarray, score: str, threshold: float,
     return ndtr((draws - (threshold - half_step)) / sigma).mean(axis=0)
 
 
-def _check_score(score: str, quantile: float) -> None:
+def _check_score(score: str, quantile: float, threshold: float = 4.0, rng=0) -> None:
     if score not in SCORES:
-        raise ConfigError(f"score must be one of {SCORES}, got {score!r}")
+        raise ConfigError(f"score must be one of {SCORES}, got {score!r}", setting="score")
     if score == "quantile" and not 0 < quantile < 1:
-        raise ConfigError(f"quantile must be in (0, 1), got {quantile!r}")
+        raise ConfigError(f"quantile must be in (0, 1), got {quantile!r}", setting="quantile")
+    if not (isinstance(threshold, (int, float, np.number)) and np.isfinite(threshold)):
+        raise ConfigError(f"threshold must be a finite rating, got {threshold!r}",
+                          setting="threshold")
+    check_seed(rng)
 
 
 def _scores_from_factors(result, factors: np.ndarray, bias: np.ndarray, *,
@@ -136,7 +140,7 @@ def score_matrix(result, users, *, score: str = "mean", threshold: float = 4.0,
                  quantile: float = 0.1, rng=0) -> np.ndarray:
     """(users x items) scores of every training item for each user, rows aligned with
     ``users``, columns with ``result.item_ids``. Unknown users score at the prior mean."""
-    _check_score(score, quantile)
+    _check_score(score, quantile, threshold, rng)
     user_idx = result.user_ids.get_indexer(pd.Index(users))
     factors, bias = _user_draws(result, user_idx)
     return _scores_from_factors(result, factors, bias, score=score, threshold=threshold,
@@ -185,7 +189,8 @@ def recommend_many(result, users, *, n: int = 10, score: str = "mean",
     _check_n(n)
     users = pd.Index(users)
     if users.has_duplicates:
-        raise ConfigError(f"users must be distinct; {users[users.duplicated()][0]!r} repeats")
+        raise ConfigError(f"users must be distinct; "
+                          f"{plain_scalar(users[users.duplicated()][0])!r} repeats")
     scores = score_matrix(result, users, score=score, threshold=threshold,
                           quantile=quantile, rng=rng)
     user_idx = result.user_ids.get_indexer(users)
@@ -214,7 +219,8 @@ def _similar(result, factor: str, ids: pd.Index, key, n: int, kind: str,
     _check_n(n)
     position = ids.get_indexer([key])[0]
     if position < 0:
-        raise ConfigError(f"{kind} {key!r} has no training ratings, so no latent vector")
+        raise ConfigError(f"{kind} {plain_scalar(key)!r} has no training ratings, so no "
+                          "latent vector")
     if factor not in result.draws or result.draws[factor].shape[-1] == 0:
         raise ConfigError("this result has no latent factors (d = 0)")
     vectors = result.draws[factor]  # (samples, rows, d)
@@ -257,11 +263,26 @@ def fold_in_user(result, items, ratings, *, rng=0) -> np.ndarray:
                           f"result uses the {result.spec.link} link")
     item_idx = result.item_ids.get_indexer(pd.Index(items))
     if (item_idx < 0).any():
-        unknown = pd.Index(items)[item_idx < 0][0]
+        unknown = plain_scalar(pd.Index(items)[item_idx < 0][0])
         raise ConfigError(f"fold-in item {unknown!r} has no training ratings in this model")
     ratings = np.asarray(ratings, dtype=float)
     if len(ratings) != len(item_idx) or len(ratings) == 0:
         raise ConfigError("give one rating per item, at least one")
+    repeated = pd.Index(items)[pd.Index(items).duplicated()]
+    if len(repeated):
+        raise ConfigError(f"fold-in item {plain_scalar(repeated[0])!r} is rated more than "
+                          "once; give each item one rating")
+    scale = result.scale
+    off = ~np.isfinite(ratings) | scale.out_of_range(ratings) | scale.off_grid(ratings)
+    if off.any():
+        where = int(np.flatnonzero(off)[0])
+        allowed = (f"ratings in [{scale.min:g}, {scale.max:g}]" if scale.bounded
+                   else "finite ratings") + (f" in steps of {scale.step:g}" if scale.step
+                                             else "")
+        raise ConfigError(f"fold-in rating {plain_scalar(ratings[where])!r} of item "
+                          f"{plain_scalar(pd.Index(items)[where])!r} is not on this model's "
+                          "scale; expected "
+                          f"{allowed}")
     draws, spec = result.draws, result.spec
     n_samples, d = result.n_samples, spec.n_factors
     V = draws["V"][:, item_idx] if "V" in draws else np.zeros((n_samples, len(item_idx), 0))
@@ -314,7 +335,7 @@ def recommend_new_user(result, items, ratings, *, n: int = 10,
     """Top-``n`` items for a user who is not in the model, from a handful of ratings:
     the user is folded in (:func:`fold_in_user`) and the rated items are excluded."""
     _check_n(n)
-    _check_score(score, quantile)
+    _check_score(score, quantile, threshold, rng)
     generator = np.random.default_rng(rng)
     folded = fold_in_user(result, items, ratings, rng=generator)
     factors, bias = _folded_draws(result, folded)

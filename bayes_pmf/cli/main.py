@@ -25,7 +25,8 @@ from ..errors import BayesPMFError, ConfigError
 from .recommend import add_run_options, run_recommend, run_similar
 
 # The command-line flag of each library setting, for messages that name a setting.
-FLAGS = {"n_factors": "--factors", "lambda": "--lambda", "test_fraction": "--test-fraction",
+FLAGS = {"out": "--out", "n_factors": "--factors", "lambda": "--lambda",
+         "test_fraction": "--test-fraction",
          "max_sweeps": "--max-sweeps", "methods": "--method", "draws": "--draws",
          "tune": "--tune", "chains": "--chains", "thin": "--thin", "seed": "--seed",
          "data": "--data", "train": "--train", "test": "--test"}
@@ -85,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit baselines and PMF on a seeded split and print test RMSE/MAE.",
     )
     _add_job_options(fit)
+    fit.add_argument("--overwrite", action="store_true",
+                     help="replace an existing output folder whole (it is kept if the run "
+                          "fails)")
     fit.add_argument("--out", metavar="DIR",
                      help="run folder (default reports/runs/fit-<date>-<time>)")
     fit.add_argument("--json", action="store_true",
@@ -105,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("--seed", type=int, default=0, help="seed of every random step")
     paper.add_argument("--fast", action="store_true",
                        help="small grids and short chains (a smoke run, minutes less)")
+    paper.add_argument("--overwrite", action="store_true",
+                     help="replace an existing output folder whole (it is kept if the run "
+                          "fails)")
     paper.add_argument("--out", metavar="DIR",
                        help="report folder (default reports/runs/paper-<date>-<time>; the "
                             "committed reports/pmf-paper is only rewritten when named)")
@@ -137,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--title", help="report title")
     report.add_argument("--no-crosscheck", action="store_true",
                         help="skip the PyMC MAP vs ALS cross-check")
+    report.add_argument("--overwrite", action="store_true",
+                     help="replace an existing output folder whole (it is kept if the run "
+                          "fails)")
     report.add_argument("--out", metavar="DIR",
                         help="report folder (default reports/report-<date>-<time>)")
 
@@ -225,7 +235,8 @@ def _report(args: argparse.Namespace) -> int:
                               title=args.title or ReportConfig().title)
     if args.no_crosscheck:
         config = replace(config, crosscheck=False)
-    out = write_report(config, args.out or time.strftime("reports/report-%Y%m%d-%H%M%S"))
+    out = write_report(config, args.out or time.strftime("reports/report-%Y%m%d-%H%M%S"),
+                       overwrite=args.overwrite)
     print(f"report: {out / 'report.md'} and {out / 'report.html'}")
     return 0
 
@@ -255,7 +266,8 @@ def _paper(args: argparse.Namespace) -> int:
     settings = dict(data=args.data, seed=args.seed, progress=not args.no_progress)
     config = PaperConfig.fast(**settings) if args.fast else PaperConfig(**settings)
     out = write_paper_report(config, args.out
-                             or time.strftime("reports/runs/paper-%Y%m%d-%H%M%S"))
+                             or time.strftime("reports/runs/paper-%Y%m%d-%H%M%S"),
+                             overwrite=args.overwrite)
     findings = json.loads((out / "metrics.json").read_text())["findings"]
     for value in findings.values():
         print(value["text"].replace("**", ""))
@@ -289,7 +301,7 @@ def _fit(args: argparse.Namespace) -> int:
         selection = select(_job_config(args), defaults.lambdas, defaults.dims, defaults.folds)
         args.lambda_, args.factors = selection.lambda_, selection.n_factors
     run = run_fit(_fit_job_config(args), args.out, figures=not args.no_figures,
-                  selection=selection)
+                  selection=selection, overwrite=args.overwrite)
     if args.json:
         print(run.metrics_json)
         return 0

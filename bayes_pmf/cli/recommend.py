@@ -35,19 +35,24 @@ def load_run_model(run: str, model: str | None) -> tuple[PMFResult, Path]:
 
 
 def typed_id(value: str, ids: pd.Index, flag: str):
-    """A command-line id as the model stores it (integer ids stay integers)."""
-    if ids.dtype.kind in "iu":
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigError(f"{flag} {value!r}: this model's ids are integers") from None
+    """A command-line id as the model stores it: the text itself for text ids; for
+    integer ids the integer it writes ("7", never "007" or "7.0", which a data file
+    would have kept as text)."""
+    import re
+
+    if ids.dtype.kind in "iuf":
+        if not re.fullmatch(r"-?(?:0|[1-9][0-9]*)", value.strip()):
+            raise ConfigError(f"{flag} {value!r}: this model's ids are integers (e.g. "
+                              f"{ids[0]!r}); write the id as one")
+        return int(value)
     return value
 
 
 def read_new_user_ratings(path: str, item_ids: pd.Index) -> tuple[list, list]:
     """A new user's ratings from a CSV with columns ``item`` and ``rating``."""
     try:
-        frame = pd.read_csv(path, sep=None, engine="python", dtype=str)
+        frame = pd.read_csv(path, sep=None, engine="python", dtype=str,
+                            encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"new-user ratings file not found: {path}") from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:

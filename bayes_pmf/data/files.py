@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import RatingsFileError
@@ -56,12 +58,16 @@ _LAYOUTS = {
 
 def _first_lines(path: Path, count: int = 20) -> list[str]:
     try:
-        with path.open("r", encoding="utf-8", errors="replace") as handle:
+        # utf-8-sig: a byte-order mark is not part of the first column's name or id
+        with path.open("r", encoding="utf-8-sig", errors="replace") as handle:
             lines = [line.rstrip("\r\n") for _, line in zip(range(count), handle)]
     except FileNotFoundError:
         raise RatingsFileError(f"ratings file not found: {path}") from None
     except IsADirectoryError:
         raise RatingsFileError(f"expected a ratings file, got a directory: {path}") from None
+    except PermissionError:
+        raise RatingsFileError(f"ratings file cannot be read (permission denied): {path}") \
+            from None
     lines = [line for line in lines if line.strip()]
     if not lines:
         raise RatingsFileError(f"ratings file is empty: {path}")
@@ -76,9 +82,21 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _cells(line: str, sep: str) -> list[str]:
+    return [cell.strip().strip('"') for cell in line.split(sep)]
+
+
+HEADERLESS_COLUMNS = {3: ("user", "item", "rating"), 4: ("user", "item", "rating", "timestamp")}
+
+
 def detect_layout(path: str | Path) -> FileLayout:
     """Recognise MovieLens' u.data / ratings.dat / ratings.csv layouts or a generic
-    delimited file from the first lines of content (not from the file name)."""
+    delimited file from the first lines of content (not from the file name).
+
+    A first line is a header when it does not read like the lines after it: its third
+    cell (the rating of a data line) is not a number while most of theirs are, or it
+    names columns (user, item, rating, ...). Headerless files hold user, item, rating
+    (and a 4th column, timestamp); other widths need a header."""
     path = Path(path)
     lines = _first_lines(path)
     first = lines[0]
@@ -88,8 +106,7 @@ def detect_layout(path: str | Path) -> FileLayout:
         cells = first.split("\t")
         if len(cells) == 4 and all(_is_number(c) for c in cells):
             return _LAYOUTS["movielens-100k"]
-    header = [c.strip().strip('"') for c in first.split(",")]
-    if header[:4] == ["userId", "movieId", "rating", "timestamp"]:
+    if _cells(first, ",")[:4] == ["userId", "movieId", "rating", "timestamp"]:
         return _LAYOUTS["movielens-csv"]
     try:
         dialect = csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t| ")
@@ -100,10 +117,24 @@ def detect_layout(path: str | Path) -> FileLayout:
             f"(user, item, rating) separated by ',', ';', tab, '|' or '::'; first line is "
             f"{first[:80]!r}"
         ) from None
-    cells = first.split(sep)
-    has_header = not all(_is_number(c.strip().strip('"')) for c in cells[:3])
-    columns = None if has_header else ("user", "item", "rating", "timestamp")[: len(cells)]
-    return FileLayout(f"delimited ({sep!r})", sep, has_header, columns, None)
+    cells = _cells(first, sep)
+    rating_cell_is_number = len(cells) >= 3 and _is_number(cells[2])
+    later = [_cells(line, sep) for line in lines[1:]]
+    numeric_later = sum(len(c) >= 3 and _is_number(c[2]) for c in later)
+    known_names = {c.lower() for c in cells} & set(_USER_NAMES + _ITEM_NAMES + _RATING_NAMES)
+    # a header names the columns, or at least its third cell is text where most data
+    # lines hold a number (a bad rating further down does not make the header data)
+    has_header = not rating_cell_is_number and (
+        bool(known_names) or not later or numeric_later >= len(later) / 2)
+    if has_header:
+        return FileLayout(f"delimited ({sep!r})", sep, True, None, None)
+    if len(cells) not in HEADERLESS_COLUMNS:
+        raise RatingsFileError(
+            f"{path}: a headerless file with {len(cells)} columns (first line {first[:80]!r}); "
+            "without a header only user, item, rating[, timestamp] can be told apart. Add a "
+            "first line naming the columns (e.g. user,item,rating,...)")
+    return FileLayout(f"delimited ({sep!r}, no header)", sep, False,
+                      HEADERLESS_COLUMNS[len(cells)], None)
 
 
 def _pick(columns: list[str], wanted: str | None, names: tuple[str, ...], role: str,
@@ -125,6 +156,103 @@ def _pick(columns: list[str], wanted: str | None, names: tuple[str, ...], role: 
     return None
 
 
+@dataclass
+class _RawRatings:
+    """A ratings file read as text (every cell a string, rows labelled by file line),
+    with the roles of its columns: ids are typed only once every file of a run is read."""
+
+    path: Path
+    layout: FileLayout
+    frame: pd.DataFrame
+    user: str
+    item: str
+    rating: str
+    timestamp: str | None
+
+
+def _read_raw(path: str | Path, user_col=None, item_col=None, rating_col=None,
+              timestamp_col=None) -> _RawRatings:
+    path = Path(path)
+    layout = detect_layout(path)
+    try:
+        if layout.sep == "::":
+            text = path.read_text(encoding="utf-8-sig", errors="replace").replace("::", "\t")
+            frame = pd.read_csv(io.StringIO(text), sep="\t", header=None, names=layout.columns,
+                                skip_blank_lines=True, dtype=str, keep_default_na=False,
+                                na_values=[""])
+        else:
+            frame = pd.read_csv(path, sep=layout.sep, header=0 if layout.header else None,
+                                names=None if layout.header else layout.columns,
+                                engine="python" if len(layout.sep) > 1 else "c",
+                                skipinitialspace=True, dtype=str, encoding="utf-8-sig",
+                                keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise RatingsFileError(f"cannot parse {path} as {layout.name}: {exc}") from None
+    if frame.empty:
+        raise RatingsFileError(f"ratings file has a header but no rows: {path}")
+    frame.index = frame.index + (2 if layout.header else 1)
+    frame.index.name = "line"
+    columns = [str(c).strip() for c in frame.columns]
+    if len(set(columns)) < len(columns):
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        raise RatingsFileError(f"{path}: the header names column(s) {repeated} more than "
+                               "once; name every column differently")
+    frame.columns = columns
+    user = _pick(columns, user_col, _USER_NAMES, "user ids", path)
+    item = _pick(columns, item_col, _ITEM_NAMES, "item ids", path)
+    rating = _pick(columns, rating_col, _RATING_NAMES, "ratings", path)
+    timestamp = _pick(columns, timestamp_col, _TIME_NAMES, "timestamps", path, required=False)
+    if len({user, item, rating}) < 3:
+        raise RatingsFileError(f"{path}: user, item and rating must be three different "
+                               f"columns, got {user!r}, {item!r}, {rating!r}")
+    for column in (user, item):
+        frame[column] = frame[column].str.strip()
+    return _RawRatings(path, layout, frame, user, item, rating, timestamp)
+
+
+_INTEGER_ID = r"-?(?:0|[1-9][0-9]*)"
+_INT64_DIGITS = 18  # below 2**63 for sure; longer digit strings are checked exactly
+
+
+def integer_ids(*columns: pd.Series) -> bool:
+    """True when every id in every column is written as an integer (no leading zeros, no
+    decimals: "7" yes, "007" and "7.0" no) within 64 bits: then ids are integers, else
+    they stay the strings in the file. Deciding on all the files of a run at once keeps
+    one id the same in train and test."""
+    for column in columns:
+        text = column.dropna()
+        if not text.str.fullmatch(_INTEGER_ID).all():
+            return False
+        long = text[text.str.lstrip("-").str.len() > _INT64_DIGITS]
+        if any(not -2**63 <= int(value) < 2**63 for value in long):
+            return False
+    return True
+
+
+def _typed_frame(raw: _RawRatings, user_int: bool, item_int: bool) -> pd.DataFrame:
+    frame = raw.frame.copy()
+    for column, as_int in ((raw.user, user_int), (raw.item, item_int)):
+        if as_int:
+            values = frame[column].astype("Int64")
+            # missing ids stay missing (from_frame names their lines); the rest int64
+            frame[column] = values if values.isna().any() else values.astype(np.int64)
+    if raw.timestamp is not None:
+        numeric = pd.to_numeric(frame[raw.timestamp], errors="coerce")
+        if numeric.notna().sum() == frame[raw.timestamp].notna().sum():
+            frame[raw.timestamp] = numeric
+    return frame
+
+
+def _ratings_from_raw(raw: _RawRatings, user_int: bool, item_int: bool, scale, duplicates,
+                      invalid) -> RatingsData:
+    return RatingsData.from_frame(
+        _typed_frame(raw, user_int, item_int), user_col=raw.user, item_col=raw.item,
+        rating_col=raw.rating, timestamp_col=raw.timestamp,
+        scale=scale if scale is not None else raw.layout.scale,
+        duplicates=duplicates, invalid=invalid,
+        source=f"file:{raw.path.name} [{raw.layout.name}]")
+
+
 def load_ratings(
     path: str | Path,
     *,
@@ -138,42 +266,17 @@ def load_ratings(
 ) -> RatingsData:
     """Read ratings from a CSV/TSV file or a MovieLens file in any of its layouts.
 
-    The layout is detected from the content; columns are found by name (user/userId,
-    item/movieId, rating, timestamp) unless given. The rating scale is the layout's
+    The layout is detected from the content (a byte-order mark is ignored; see
+    :func:`detect_layout` for headers); columns are found by name (user/userId,
+    item/movieId, rating, timestamp) unless given. Ids keep their identity: they are the
+    strings in the file ("007" and "7" are two items) unless every id of the column is
+    written as an integer (:func:`integer_ids`). The rating scale is the layout's
     (MovieLens) or given, else inferred from the data. Rows are labelled by their line
     number in the file, so errors point at the offending line.
     """
-    path = Path(path)
-    layout = detect_layout(path)
-    try:
-        if layout.sep == "::":
-            text = path.read_text(encoding="utf-8", errors="replace").replace("::", "\t")
-            frame = pd.read_csv(io.StringIO(text), sep="\t", header=None, names=layout.columns,
-                                skip_blank_lines=True)
-        else:
-            frame = pd.read_csv(path, sep=layout.sep, header=0 if layout.header else None,
-                                names=None if layout.header else layout.columns,
-                                engine="python" if len(layout.sep) > 1 else "c",
-                                skipinitialspace=True)
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise RatingsFileError(f"cannot parse {path} as {layout.name}: {exc}") from None
-    if frame.empty:
-        raise RatingsFileError(f"ratings file has a header but no rows: {path}")
-    frame.index = frame.index + (2 if layout.header else 1)
-    frame.index.name = "line"
-    columns = [str(c) for c in frame.columns]
-    frame.columns = columns
-    user = _pick(columns, user_col, _USER_NAMES, "user ids", path)
-    item = _pick(columns, item_col, _ITEM_NAMES, "item ids", path)
-    rating = _pick(columns, rating_col, _RATING_NAMES, "ratings", path)
-    timestamp = _pick(columns, timestamp_col, _TIME_NAMES, "timestamps", path, required=False)
-    if len({user, item, rating}) < 3:
-        raise RatingsFileError(f"{path}: user, item and rating must be three different columns")
-    return RatingsData.from_frame(
-        frame, user_col=user, item_col=item, rating_col=rating, timestamp_col=timestamp,
-        scale=scale if scale is not None else layout.scale,
-        duplicates=duplicates, invalid=invalid, source=f"file:{path.name} [{layout.name}]",
-    )
+    raw = _read_raw(path, user_col, item_col, rating_col, timestamp_col)
+    return _ratings_from_raw(raw, integer_ids(raw.frame[raw.user]),
+                             integer_ids(raw.frame[raw.item]), scale, duplicates, invalid)
 
 
 def load_movielens() -> RatingsData:
@@ -206,16 +309,43 @@ def load_split(data: str | Path | None = None, train: str | Path | None = None,
                test: str | Path | None = None, *, test_fraction: float = 0.1,
                seed: int = 0) -> tuple[Split, RatingsData | None]:
     """The train/test split a run asks for, and the full data when it was split: the
-    files ``train`` and ``test`` as given (on one rating scale, so clipping and reports
-    agree), else ``data`` (a ratings file; default the embedded MovieLens) split at
-    random, holding out ``test_fraction`` of the ratings chosen with ``seed``."""
+    files ``train`` and ``test`` as given, else ``data`` (a ratings file; default the
+    embedded MovieLens) split at random, holding out ``test_fraction`` of the ratings
+    chosen with ``seed``.
+
+    Given files are read as one data set: ids are typed on both at once (an id is the
+    same in train and test), and both parts get one rating scale, the layout's or the
+    span of the ratings of both. Pairs rated in both parts are allowed but warned about
+    (the test set then measures fit, not prediction)."""
     if train is not None:
-        train_part, test_part = load_ratings(train), load_ratings(test)
-        scale = train_part.scale if train_part.scale.min <= test_part.scale.min \
-            else test_part.scale
-        if train_part.scale != test_part.scale:
-            train_part = load_ratings(train, scale=scale)
-            test_part = load_ratings(test, scale=scale)
-        return Split(train_part, test_part, "given", {"train": str(train), "test": str(test)}), None
+        raw_train, raw_test = _read_raw(train), _read_raw(test)
+        user_int = integer_ids(raw_train.frame[raw_train.user], raw_test.frame[raw_test.user])
+        item_int = integer_ids(raw_train.frame[raw_train.item], raw_test.frame[raw_test.item])
+        scale = raw_train.layout.scale if raw_train.layout.scale == raw_test.layout.scale \
+            else None
+        if scale is None:
+            ratings = pd.concat([pd.to_numeric(raw.frame[raw.rating], errors="coerce")
+                                 for raw in (raw_train, raw_test)]).dropna().to_numpy()
+            scale = RatingScale.infer(ratings) if len(ratings) else None
+        parts = [_ratings_from_raw(raw, user_int, item_int, scale, "error", "error")
+                 for raw in (raw_train, raw_test)]
+        _warn_overlap(*parts)
+        return Split(parts[0], parts[1], "given", {"train": str(train), "test": str(test)}), None
     full = load_ratings(data) if data else load_movielens()
     return random_split(full, test_fraction, rng=seed), full
+
+
+def _warn_overlap(train: RatingsData, test: RatingsData) -> None:
+    users, items = test.id_pairs()
+    known = (train.encode_users(users) >= 0) & (train.encode_items(items) >= 0)
+    if not known.any():
+        return
+    pairs = pd.MultiIndex.from_arrays(train.id_pairs())
+    shared = pairs.get_indexer(pd.MultiIndex.from_arrays([users[known], items[known]])) >= 0
+    if shared.any():
+        count = int(shared.sum())
+        share = count / test.n_ratings
+        warnings.warn(f"{count} of the {test.n_ratings} test ratings ({share:.0%}) are of "
+                      f"(user, item) pairs also rated in the training file, e.g. user "
+                      f"{users[known][shared][0]!r}, item {items[known][shared][0]!r}: the test "
+                      "score then measures fit, not prediction", UserWarning, stacklevel=3)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..errors import RatingsDataError
+from ..errors import RatingsDataError, plain_scalar
 
 _STEP_CANDIDATES = (1.0, 0.5, 0.25, 0.2, 0.1, 0.05, 0.01)
 _GRID_TOL = 1e-9
@@ -145,11 +145,6 @@ DuplicatePolicy = Literal["error", "mean", "last"]
 InvalidPolicy = Literal["error", "drop"]
 
 
-def plain_scalar(value):
-    """numpy scalars print as np.int64(1); show users the plain value in messages."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _describe_rows(frame: pd.DataFrame, mask: np.ndarray, column: str) -> str:
     """'3 rows, e.g. row 17 (value 'abc')' for the error messages."""
     positions = np.flatnonzero(mask)
@@ -169,8 +164,8 @@ def _check_id_column(frame: pd.DataFrame, column: str) -> None:
             f"column {column!r} has missing ids: {_describe_rows(frame, missing, column)}"
         )
     kind = pd.api.types.infer_dtype(ids, skipna=False)
-    if kind.startswith("mixed") or kind == "unknown-array":
-        types = ids.map(lambda v: type(v).__name__)
+    types = ids.map(lambda v: type(v).__name__) if kind.startswith("mixed") else None
+    if types is not None and types.nunique() > 1:
         first_type = types.iloc[0]
         other = (types != first_type).to_numpy()
         raise RatingsDataError(
@@ -185,6 +180,21 @@ def _check_id_column(frame: pd.DataFrame, column: str) -> None:
                 f"column {column!r} holds non-integer numeric ids: "
                 f"{_describe_rows(frame, fractional, column)}"
             )
+    if kind not in ("integer", "string", "floating", "empty"):
+        # tuples, bytes, dates, ...: ids are saved with every result, as text or integers
+        odd = ids.map(lambda v: not isinstance(v, (str, int, float, np.integer,
+                                                   np.floating))).to_numpy()
+        if not odd.any():
+            odd = np.ones(len(ids), dtype=bool)
+        raise RatingsDataError(
+            f"column {column!r} holds ids of type {type(ids[odd].iloc[0]).__name__}: "
+            f"{_describe_rows(frame, odd, column)}; expected strings or integers")
+    if ids.dtype == object and kind == "integer":
+        too_large = ids.map(lambda v: not -2**63 <= int(v) < 2**63).to_numpy()
+        if too_large.any():
+            raise RatingsDataError(
+                f"column {column!r} holds integer ids beyond 64 bits: "
+                f"{_describe_rows(frame, too_large, column)}; pass such ids as strings")
 
 
 def _numeric_ratings(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -192,10 +202,17 @@ def _numeric_ratings(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.n
     values = frame[column]
     if pd.api.types.is_bool_dtype(values.dtype):
         raise RatingsDataError(f"column {column!r} is boolean; expected numeric ratings")
+    if pd.api.types.is_complex_dtype(values.dtype) or (
+            values.dtype == object and values.map(lambda v: isinstance(v, complex)).any()):
+        raise RatingsDataError(f"column {column!r} holds complex numbers; expected real "
+                               "ratings")
     if pd.api.types.is_numeric_dtype(values.dtype):
         return values.to_numpy(dtype=float, na_value=np.nan), np.zeros(len(values), bool)
     converted = pd.to_numeric(values, errors="coerce")
-    not_numeric = (converted.isna() & values.notna()).to_numpy()
+    # text a reader would call a missing value ("nan", "NA") is counted as NaN, not as
+    # a non-number
+    missing_words = values.astype(str).str.strip().str.lower().isin(["nan", "na", "n/a"])
+    not_numeric = (converted.isna() & values.notna() & ~missing_words).to_numpy()
     return converted.to_numpy(dtype=float, na_value=np.nan), not_numeric
 
 
@@ -309,6 +326,15 @@ class RatingsData:
                 f"expected a pandas DataFrame of ratings, got {type(frame).__name__}"
             )
         wanted = [user_col, item_col, rating_col] + ([timestamp_col] if timestamp_col else [])
+        if len(set(wanted)) < len(wanted):
+            raise RatingsDataError(
+                f"user_col={user_col!r}, item_col={item_col!r}, rating_col={rating_col!r}"
+                + (f", timestamp_col={timestamp_col!r}" if timestamp_col else "")
+                + ": each role needs its own column")
+        repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+        if repeated:
+            raise RatingsDataError(f"ratings table has duplicate column name(s) {repeated}; "
+                                   "name every column differently")
         missing = [c for c in wanted if c not in frame.columns]
         if missing:
             raise RatingsDataError(
@@ -372,7 +398,13 @@ class RatingsData:
     @classmethod
     def from_arrays(cls, users, items, ratings, **kwargs) -> "RatingsData":
         """Same as :meth:`from_frame` for three parallel sequences."""
-        frame = pd.DataFrame({"user": users, "item": items, "rating": ratings})
+        lengths = {name: len(values) if hasattr(values, "__len__") else None
+                   for name, values in (("users", users), ("items", items),
+                                        ("ratings", ratings))}
+        if None in lengths.values() or len(set(lengths.values())) > 1:
+            raise RatingsDataError(f"users, items and ratings must be sequences of one "
+                                   f"length, got lengths {lengths}")
+        frame = pd.DataFrame({"user": list(users), "item": list(items), "rating": ratings})
         return cls.from_frame(frame, **kwargs)
 
     # -- sizes and views ------------------------------------------------------------

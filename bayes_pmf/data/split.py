@@ -16,8 +16,8 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import ConfigError
-from .ratings import RatingsData, plain_scalar
+from ..errors import ConfigError, check_seed, plain_scalar
+from .ratings import RatingsData
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,7 @@ def random_split(data: RatingsData, test_fraction: float = 0.1, rng=0, *,
     ``cold_users="error"`` refuses a split that strands a user instead.
     """
     _check_fraction(test_fraction)
+    check_seed(rng)
     generator = np.random.default_rng(rng)
     n_test = int(round(test_fraction * data.n_ratings))
     test_mask = np.zeros(data.n_ratings, dtype=bool)
@@ -127,6 +128,7 @@ def per_user_split(
         raise ConfigError(f"leave_k_out must be a positive integer, got {leave_k_out!r}")
     if min_train < 1:
         raise ConfigError(f"min_train must be >= 1, got {min_train}")
+    check_seed(rng)
     generator = np.random.default_rng(rng)
     # Random order within each user: sort by (user, random key); rank = position in user.
     key = generator.random(data.n_ratings)
@@ -169,6 +171,7 @@ def kfold(data: RatingsData, k: int = 5, rng=0, *, cold_users: str = "keep") -> 
         raise ConfigError(f"k must be an integer >= 2, got {k!r}")
     if k > data.n_ratings:
         raise ConfigError(f"k={k} folds need at least {k} ratings, got {data.n_ratings}")
+    check_seed(rng)
     generator = np.random.default_rng(rng)
     fold_of = np.empty(data.n_ratings, dtype=np.int64)
     fold_of[generator.permutation(data.n_ratings)] = np.arange(data.n_ratings) % k

@@ -70,7 +70,7 @@ from typing import Literal
 import numpy as np
 from scipy import special, stats
 
-from ..errors import ConfigError, NumericalError, check_count
+from ..errors import ConfigError, NumericalError, check_count, check_seed
 from ..model.params import FactorParams
 from ..result.result import PMFResult, posterior_result
 from .linalg import (
@@ -734,6 +734,7 @@ def sample_gibbs(
                          scale_move, shift_moves, overrelax, balance_moves, spec.noise_prior,
                          spec.gamma_prior, spec.nw_beta0)
     executor = resolve(executor, cores)
+    check_seed(rng)
     seed_sequence = np.random.SeedSequence(rng)
     chain_rngs = [np.random.default_rng(s) for s in seed_sequence.spawn(chains)]
     began = time.perf_counter()

@@ -30,6 +30,7 @@ import mmap
 import multiprocessing as mp
 import os
 import pickle
+import signal
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -106,7 +107,21 @@ class _QueueBar:
 _INHERITED: dict = {}
 
 
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to kill this chain process when its parent dies (kill -9 included), so a
+    killed run leaves no chain running on; elsewhere a no-op."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def _chain_process(chain: int) -> None:
+    _die_with_parent(_INHERITED["parent"])
     run_chain, queue = _INHERITED["run"], _INHERITED["queue"]
     code = 0
     try:
@@ -130,7 +145,7 @@ def _run_in_processes(run_chain, n_chains: int, processes: int, bar) -> None:
     terminate every chain process before returning."""
     context = mp.get_context("fork")
     queue = context.Queue()
-    _INHERITED.update(run=run_chain, queue=queue)
+    _INHERITED.update(run=run_chain, queue=queue, parent=os.getpid())
     waiting, running, finished = list(range(n_chains)), {}, 0
     try:
         while finished < n_chains:

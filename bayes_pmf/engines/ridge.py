@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import ConfigError, check_count
+from ..errors import ConfigError, check_count, check_seed
 from ..model.params import FactorParams, objective
 from .linalg import DEFAULT_CG_STEPS, prepare_design, refine_rows, solve_rows
 from .parallel import DEFAULT_BLOCK_ROWS, Executor, map_row_blocks, sweep_progress
@@ -225,6 +225,7 @@ def minimise(
     if cg_precision not in CG_PRECISIONS:
         raise ConfigError(f"cg_precision must be one of {tuple(CG_PRECISIONS)}, "
                           f"got {cg_precision!r}", setting="cg_precision")
+    check_seed(rng)
     seed = rng if isinstance(rng, (int, np.integer)) else None
     start_time = time.perf_counter()
     params = init if init is not None else initial_params(data, spec, rng, init_scale)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.ratings import RatingScale, RatingsData
-from ..errors import ConfigError, RatingsDataError
+from ..errors import ConfigError, RatingsDataError, check_seed
 from .params import FactorParams
 
 
@@ -102,6 +102,7 @@ def make_synthetic(
     if spec.link != "identity":
         raise ConfigError("make_synthetic draws from the identity-link model only")
     seed = int(rng) if isinstance(rng, (int, np.integer)) else None
+    check_seed(rng)
     rng = np.random.default_rng(rng)
     d = spec.n_factors
     truth = FactorParams(

@@ -22,8 +22,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ..data.ratings import RatingScale, plain_scalar
-from ..errors import ConfigError, ResultFileError, UnknownIdError
+from ..data.ratings import RatingScale
+from ..errors import ConfigError, ResultFileError, UnknownIdError, plain_scalar
 from ..model.params import FactorParams, predictor_draws, sigmoid
 from ..model.spec import PMFSpec
 from . import idata as idata_io

@@ -26,7 +26,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError, check_count
+from ..errors import ConfigError, check_count, check_seed
 from ..model.spec import (
     DEFAULT_FACTORS,
     DEFAULT_LAMBDA,
@@ -71,6 +71,7 @@ class FitJobConfig:
             raise ConfigError("give either data or train and test, not both",
                               setting=("data", "train", "test"))
         check_count("n_factors", self.n_factors)
+        check_seed(self.seed, "seed")
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}",
                               setting="test_fraction")
@@ -109,6 +110,59 @@ class FitJobConfig:
         """The posterior model: the point model with zero-mean Wishart hyperpriors on the
         factor precisions, Gamma hyperpriors on the bias precisions and a learned noise."""
         return self.pmf_spec.with_(prior=DEFAULT_POSTERIOR_PRIOR, noise="learned")
+
+
+
+# Bytes per value and the share of the available memory a run may plan to use.
+_FLOAT = 8
+MEMORY_SHARE = 0.9
+
+
+def memory_estimate(config: FitJobConfig, split) -> list[tuple[str, int]]:
+    """The largest memory a run with these settings will hold, by part (bytes): the
+    posterior draws of the sampling methods, ALS's Gram matrices of one row block per
+    thread, the held-out predictive draws."""
+    train, n_test = split.train, split.test.n_ratings
+    d, rows = config.n_factors, train.n_users + train.n_items
+    parts = [("factor matrices", 2 * rows * (d + 1) * _FLOAT),
+             ("ALS normal equations (2 threads x 4,096 rows x (d+1)^2)",
+              2 * 4096 * (d + 1) ** 2 * _FLOAT),
+             ("held-out predictive draws (1,000 x test ratings, x3 while summarised)",
+              3 * 1000 * n_test * _FLOAT)]
+    sampled = [m for m in config.methods if m in ("gibbs", "nuts", "advi")]
+    if sampled:
+        chains = 1 if sampled == ["advi"] else config.chains
+        parts.append((f"posterior draws ({chains} chains x {config.draws:,} draws x "
+                      f"{rows:,} users and items x (d+1))",
+                      chains * config.draws * rows * (d + 1) * _FLOAT))
+    return parts
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux' MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def check_memory(config: FitJobConfig, split) -> None:
+    """Refuse, before any fitting, a run whose estimate exceeds the available memory,
+    naming the figure and the setting to change."""
+    available = available_memory()
+    parts = memory_estimate(config, split)
+    needed = sum(size for _, size in parts)
+    if available is None or needed <= MEMORY_SHARE * available:
+        return
+    what, size = max(parts, key=lambda part: part[1])
+    raise ConfigError(
+        f"this run would need about {needed / 2**30:.1f} GB of memory, {size / 2**30:.1f} GB "
+        f"of it for the {what}; {available / 2**30:.1f} GB is available. Lower n_factors, "
+        "draws or chains (or thin the chains), or fit fewer methods", setting="n_factors")
 
 
 

@@ -26,7 +26,7 @@ from ..analysis.metrics import rmse_by_activity_table, score
 from ..data.files import load_split as load_split_of
 from ..engines.als import fit_als, fit_bias_baseline, fit_global_mean, fit_item_mean, fit_user_mean
 from ..result.predictive import held_out_predictions
-from .config import FitJobConfig
+from .config import FitJobConfig, check_memory
 from .reproducibility import environment
 
 
@@ -125,6 +125,7 @@ def run_fit_job(config: FitJobConfig) -> FitJobOutcome:
     held-out part once per model (stored in each result) and score them all with the
     same cold-start policy."""
     split, full = load_split(config)
+    check_memory(config, split)
     train, test = split.train, split.test
     fits: list[tuple[str, Callable]] = [
         ("global-mean", lambda: fit_global_mean(train)),

@@ -31,7 +31,7 @@ from ..engines.als import fit_als
 from ..model.spec import DEFAULT_LAMBDA, DEFAULT_LAMBDA_BIAS, DEFAULT_SIGMA_W, PMFSpec
 from .render import to_html, to_markdown
 from .reproducibility import environment
-from .runfolder import metrics_json, write_figures, write_text_atomic
+from .runfolder import RunFolder, metrics_json, write_figures, write_text
 
 LAMBDA_BIAS = DEFAULT_LAMBDA_BIAS
 
@@ -396,16 +396,19 @@ def _blocks(metrics: dict, tables: dict, figure_paths: list[str]) -> list[tuple]
 
 
 def write_paper_report(config: PaperConfig | None = None,
-                       out_dir: str | Path = "reports/pmf-paper") -> Path:
+                       out_dir: str | Path = "reports/pmf-paper", *,
+                       overwrite: bool = False) -> Path:
+    """Run the paper's experiments and write their report folder (whole or not at all;
+    an earlier one there is replaced only with ``overwrite``); returns its path."""
     config = config or PaperConfig()
-    metrics, tables, figures = run_paper(config)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = write_figures(figures, out)
-    metrics["figures"] = paths
-    write_text_atomic(out / "metrics.json", metrics_json(metrics))
-    blocks = _blocks(metrics, tables, paths)
-    write_text_atomic(out / "report.md", to_markdown(blocks))
-    write_text_atomic(out / "report.html", to_html(blocks, out, blocks[0][1]))
-    write_text_atomic(out / "settings.json", json.dumps(config.as_dict(), indent=2))
-    return out
+    with RunFolder(out_dir, overwrite=overwrite) as folder:
+        metrics, tables, figures = run_paper(config)
+        out = folder.staging
+        paths = write_figures(figures, out)
+        metrics["figures"] = paths
+        write_text(out / "metrics.json", metrics_json(metrics))
+        blocks = _blocks(metrics, tables, paths)
+        write_text(out / "report.md", to_markdown(blocks))
+        write_text(out / "report.html", to_html(blocks, out, blocks[0][1]))
+        write_text(out / "settings.json", json.dumps(config.as_dict(), indent=2))
+        return folder.commit()

@@ -26,11 +26,12 @@ from .config import FitJobConfig, ReportConfig
 from .fit_job import FitJobOutcome, load_split, run_figures, run_fit_job
 from .render import to_html, to_markdown
 from .runfolder import (
+    RunFolder,
     default_run_dir,
     metrics_json,
     results_table,
     write_run_folder,
-    write_text_atomic,
+    write_text,
 )
 
 _CAPTIONS = {
@@ -74,16 +75,21 @@ class FitRun:
 
 
 def run_fit(config: FitJobConfig, out_dir: str | Path | None = None, *, figures: bool = True,
-            selection=None) -> FitRun:
+            selection=None, overwrite: bool = False) -> FitRun:
     """The main job with its figures, written to a run folder (default
-    ``reports/runs/fit-<date>-<time>``); ``selection`` (a Selection that chose the
-    config's lambda and d) is recorded in metrics.json."""
-    outcome = run_fit_job(config)
-    if selection is not None:
-        outcome.metrics["selection"] = selection.as_dict()
-    drawn = run_figures(outcome.models, outcome.split, outcome.metrics["results"]) \
-        if figures else None
-    out = write_run_folder(outcome.metrics, outcome.models, out_dir or default_run_dir(), drawn)
+    ``reports/runs/fit-<date>-<time>``) that appears whole at the end or not at all (see
+    :class:`~bayes_pmf.workflows.runfolder.RunFolder`; a folder holding an earlier run is
+    replaced only with ``overwrite``); ``selection`` (a Selection that chose the config's
+    lambda and d) is recorded in metrics.json."""
+    with RunFolder(out_dir or default_run_dir(), overwrite=overwrite) as folder:
+        outcome = run_fit_job(config)
+        outcome.metrics["run_id"] = folder.run_id
+        if selection is not None:
+            outcome.metrics["selection"] = selection.as_dict()
+        drawn = run_figures(outcome.models, outcome.split, outcome.metrics["results"]) \
+            if figures else None
+        write_run_folder(outcome.metrics, outcome.models, folder.staging, drawn)
+        out = folder.commit()
     return FitRun(outcome, out, sorted(drawn or {}), results_table(outcome.metrics["results"]),
                   metrics_json(outcome.metrics))
 
@@ -119,17 +125,21 @@ def run_report_job(config: ReportConfig) -> tuple[dict, dict, dict]:
 
 
 def write_report(config: ReportConfig | None = None, out_dir: str | Path = "reports/report",
-                 ) -> Path:
-    """Run the report's job and write the report folder; returns its path."""
+                 *, overwrite: bool = False) -> Path:
+    """Run the report's job and write the report folder (whole or not at all; an earlier
+    report there is replaced only with ``overwrite``); returns its path."""
     config = config or ReportConfig()
-    metrics, models, figures = run_report_job(config)
-    out = write_run_folder(metrics, models, out_dir, figures)
-    metrics = dict(metrics, figures=[f"figures/{name}.png" for name in figures])
-    write_text_atomic(out / "config.toml", config.as_toml())
-    blocks = report_blocks(metrics)
-    write_text_atomic(out / "report.md", to_markdown(blocks))
-    write_text_atomic(out / "report.html", to_html(blocks, out, config.title))
-    return out
+    with RunFolder(out_dir, overwrite=overwrite) as folder:
+        metrics, models, figures = run_report_job(config)
+        metrics["run_id"] = folder.run_id
+        out = folder.staging
+        write_run_folder(metrics, models, out, figures)
+        metrics = dict(metrics, figures=[f"figures/{name}.png" for name in figures])
+        write_text(out / "config.toml", config.as_toml())
+        blocks = report_blocks(metrics)
+        write_text(out / "report.md", to_markdown(blocks))
+        write_text(out / "report.html", to_html(blocks, out, config.title))
+        return folder.commit()
 
 
 # -- the report's text ------------------------------------------------------------------

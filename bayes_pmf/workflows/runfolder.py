@@ -1,4 +1,13 @@
-"""A run folder: everything one main-job run measured, in files a reader can open.
+"""A run folder: everything one main-job run measured, in files a reader can open, and
+all of it from that one run.
+
+:class:`RunFolder` reserves the folder before any work is done (the path is checked, a
+lock taken), the run writes into a staging folder beside it, and :meth:`RunFolder.commit`
+swaps the staging folder in at the end, atomically where the OS allows (Linux'
+renameat2 exchange). A run that fails, is interrupted (Ctrl-C) or is killed leaves the
+previous folder as it was; a second run into a folder that is being written waits for
+nothing and fails at once; a folder that holds an earlier run is replaced only with
+``overwrite=True``.
 
     metrics.json     every printed number, settings, seed, versions, data hash
     results.csv      the method / RMSE / MAE / coverage / seconds table
@@ -12,15 +21,19 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
+import os
+import shutil
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..fileio import atomic_path, atomic_write
+from ..errors import ConfigError
 from ..result.result import save_result
 
 SAVED_DRAWS = 200
@@ -52,8 +65,10 @@ def metrics_json(metrics: dict) -> str:
     return json.dumps(_json_safe(metrics), indent=2, default=str)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    atomic_write(path, text)
+def write_text(path: Path, text: str) -> None:
+    """Write a text file of a run folder (UTF-8). Files are written into the staging
+    folder of a :class:`RunFolder`, which appears whole or not at all."""
+    path.write_text(text, encoding="utf-8")
 
 
 def write_figures(figures: dict, out_dir: Path) -> list[str]:
@@ -64,8 +79,7 @@ def write_figures(figures: dict, out_dir: Path) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     names = []
     for name, figure in figures.items():
-        with atomic_path(folder / f"{name}.png") as tmp:
-            figure.savefig(tmp, dpi=110, format="png")
+        figure.savefig(folder / f"{name}.png", dpi=110, format="png")
         plt.close(figure)
         names.append(f"figures/{name}.png")
     return names
@@ -77,15 +91,144 @@ def write_run_folder(metrics: dict, models: dict, out_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     if figures:
         metrics = dict(metrics, figures=write_figures(figures, out))
-    write_text_atomic(out / "metrics.json", metrics_json(metrics))
-    write_text_atomic(out / "results.csv",
+    write_text(out / "metrics.json", metrics_json(metrics))
+    write_text(out / "results.csv",
                       results_table(metrics["results"]).to_csv(index=False))
     if metrics.get("diagnostics"):
         import pandas as pd
 
-        write_text_atomic(out / "diagnostics.csv",
+        write_text(out / "diagnostics.csv",
                           pd.DataFrame(metrics["diagnostics"]).to_csv(index=False))
     for name, model in models.items():
         saved = model.thinned(SAVED_DRAWS).without_predictions()
         save_result(saved, out / "models" / f"{name}.nc")
     return out
+
+
+# -- reserving and committing a run folder --------------------------------------------------
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False if the OS or
+    file system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)),
+                     rename_exchange) == 0
+
+
+class RunFolder:
+    """The output folder of one run (see the module docstring). Use as a context manager
+    around the whole run; write into :attr:`staging`; call :meth:`commit` at the end.
+    Leaving the block without committing (an error, Ctrl-C) removes the staging folder
+    and releases the lock."""
+
+    def __init__(self, path: str | Path, *, overwrite: bool = False) -> None:
+        self.path = Path(path)
+        self.run_id = uuid.uuid4().hex
+        parent = self.path.parent
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"output folder {self.path} is a file, not a folder; choose "
+                              "another path", setting="out")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except (NotADirectoryError, FileExistsError):
+            raise ConfigError(f"cannot create output folder {self.path}: a part of its path "
+                              "is a file", setting="out") from None
+        except PermissionError:
+            raise ConfigError(f"cannot create output folder {self.path}: permission denied",
+                              setting="out") from None
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"cannot write into {parent} (permission denied) for output "
+                              f"folder {self.path}", setting="out")
+        self._lock = parent / f".{self.path.name}.lock"
+        self._take_lock()
+        try:
+            if self.path.is_dir() and any(self.path.iterdir()) and not overwrite:
+                raise ConfigError(
+                    f"output folder {self.path} already holds files (an earlier run?); pass "
+                    "overwrite=True (--overwrite) to replace it whole, or choose another "
+                    "folder", setting="out")
+            self._clean_stale_staging(parent)
+            self.staging = parent / f".{self.path.name}.staging-{os.getpid()}-{self.run_id[:8]}"
+            self.staging.mkdir()
+        except BaseException:
+            self._release()
+            raise
+        self.committed = False
+
+    def _take_lock(self) -> None:
+        for _ in range(2):
+            try:
+                fd = os.open(self._lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    holder = int(self._lock.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    holder = 0
+                if holder and _alive(holder):
+                    raise ConfigError(f"another run (process {holder}) is writing output "
+                                      f"folder {self.path}; wait for it or choose another "
+                                      "folder", setting="out") from None
+                self._lock.unlink(missing_ok=True)  # a killed run's lock
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(str(os.getpid()))
+            return
+        raise ConfigError(f"cannot lock output folder {self.path}", setting="out")
+
+    def _clean_stale_staging(self, parent: Path) -> None:
+        for stale in parent.glob(f".{self.path.name}.staging-*"):
+            try:
+                pid = int(stale.name.rsplit("staging-", 1)[1].split("-")[0])
+            except ValueError:
+                continue
+            if not _alive(pid):
+                shutil.rmtree(stale, ignore_errors=True)
+
+    def _release(self) -> None:
+        self._lock.unlink(missing_ok=True)
+
+    def __enter__(self) -> "RunFolder":
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if not self.committed:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the staging folder, keep the previous folder, release the lock."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self._release()
+
+    def commit(self) -> Path:
+        """Put the staging folder in the run folder's place in one step and release the
+        lock; the previous folder (if any) is removed."""
+        try:
+            if self.path.exists():
+                if not _exchange(self.staging, self.path):
+                    aside = self.path.parent / f".{self.path.name}.old-{self.run_id[:8]}"
+                    os.rename(self.path, aside)
+                    os.rename(self.staging, self.path)
+                    shutil.rmtree(aside, ignore_errors=True)
+                else:
+                    shutil.rmtree(self.staging, ignore_errors=True)  # the old folder now
+            else:
+                os.rename(self.staging, self.path)
+            self.committed = True
+        finally:
+            self._release()
+        return self.path
