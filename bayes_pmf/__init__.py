@@ -14,6 +14,7 @@ engines (``fit_map``, ``sample_nuts``, ``fit_advi``) import PyMC on first use.
 
 from . import provenance
 from .analysis import (
+    CalibrationResult,
     convergence_summary,
     fold_in_user,
     heldout_log_predictive_density,
@@ -31,6 +32,7 @@ from .analysis import (
     select_hyperparameters,
     similar_items,
     similar_users,
+    simulation_based_calibration,
 )
 from .data import (
     IngestReport,
@@ -68,7 +70,14 @@ from .errors import (
     ResultFileError,
     UnknownIdError,
 )
-from .model import FactorParams, PMFSpec, SyntheticRatings, make_synthetic, objective
+from .model import (
+    FactorParams,
+    PMFSpec,
+    SyntheticRatings,
+    draw_from_prior,
+    make_synthetic,
+    objective,
+)
 from .result import (
     PMFResult,
     held_out_predictions,
@@ -94,18 +103,20 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "BayesPMFError", "ConfigError", "ConvergenceWarning", "Executor", "FactorParams",
+    "BayesPMFError", "CalibrationResult", "ConfigError", "ConvergenceWarning", "Executor",
+    "FactorParams",
     "IngestReport", "LocalExecutor", "NumericalError", "PMFResult", "PMFSpec", "RatingScale",
     "RatingsData", "RatingsDataError", "RatingsFileError", "ResultFileError", "Split",
     "SyntheticRatings", "UnknownIdError", "als_result", "convergence_summary", "fit_advi",
     "fit_als", "fit_bias_baseline", "fit_constrained", "fit_global_mean", "fit_item_mean",
     "fit_map", "fit_user_mean", "fold_in_user", "held_out_predictions",
     "heldout_log_predictive_density", "identifiable_draws", "interval_coverage", "kfold",
-    "load_movielens", "load_ratings", "load_result", "load_split", "mae", "make_synthetic",
+    "load_movielens", "load_ratings", "load_result", "load_split", "draw_from_prior", "mae",
+    "make_synthetic",
     "objective",
     "objective_trace_of", "per_user_split", "predict_folded", "predictive_draws",
     "predictive_summary", "provenance", "random_split", "recommend", "recommend_many",
     "recommend_new_user", "rmse", "rmse_by_activity", "rmse_by_activity_table", "sample_gibbs",
     "sample_nuts", "save_result", "score", "score_matrix", "select_hyperparameters",
-    "similar_items", "similar_users", "temporal_split",
+    "similar_items", "similar_users", "simulation_based_calibration", "temporal_split",
 ]

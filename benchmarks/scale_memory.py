@@ -1,20 +1,25 @@
-"""Peak memory and time of ALS and the Gibbs sampler at 1e6, 3e6 and 1e7 synthetic ratings
-(d = 10): does memory grow linearly in the number of ratings and stay under 3 GB?
+"""What a user runs, at scale: ``bayes-pmf fit`` on a CSV of 10^6 and 10^7 ratings, with
+the default methods and figures, stage by stage.
 
-    python benchmarks/scale_memory.py [--sizes 1000000 3000000 10000000] [--factors 10]
+    python benchmarks/scale_memory.py [--sizes 1e6 1e7] [--extra ARG ...]
                                       [--out benchmarks/results/scale_memory.json]
 
-Each (method, size) runs in its own child process that loads the ratings from a .npz file
-(see als_scaling.py) and runs the public entry point end to end: ``fit_als`` for 3 sweeps
-plus ``als_result`` (the InferenceData), or ``sample_gibbs`` with 1 chain of 2 burn-in + 3
-kept sweeps. Peak resident memory (ru_maxrss) covers everything the process held,
-data included.
+For each size, synthetic ratings from the PMF model (n_users = N/150, n_items = N/1000,
+d = 10, biases, rounded to half stars in 0.5-5) are written to a CSV (cached under
+$TMPDIR), then the command ``python -m bayes_pmf fit --data FILE --out DIR
+--no-progress`` runs in a child process. Reported: the whole command's wall time and
+peak resident memory (its own and its chain processes', from the operating system), and
+each stage's seconds and the peak memory reached by its end (metrics.json "stages":
+read and split, every method's fit, its held-out predictions and scores, diagnostics,
+figures; saving is the rest).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -25,72 +30,91 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from als_scaling import LAMBDA, _rss_mb, _shape_for, make_data  # noqa: E402
 
 
-def child(method: str, path: str, d: int) -> dict:
+def ratings_csv(n_ratings: int, folder: Path) -> Path:
+    """A cached CSV of ``n_ratings`` synthetic half-star ratings (user,item,rating)."""
     import bayes_pmf as bp
 
-    arrays = np.load(path)
-    data = bp.RatingsData(arrays["user"], arrays["item"], arrays["rating"],
-                          np.arange(int(arrays["n_users"])), np.arange(int(arrays["n_items"])),
-                          bp.RatingScale.unbounded())
-    spec = bp.PMFSpec.from_lambdas(d, LAMBDA, biases=True)
-    loaded = _rss_mb()
-    start = time.perf_counter()
-    if method == "als":
-        fit = bp.fit_als(data, spec, max_sweeps=3, tol=0.0, rng=0, progress=False)
-        result = bp.als_result(fit, data)
-        sweeps = fit.settings["n_sweeps"]
-    else:
-        from bayes_pmf.engines.gibbs import sample_gibbs
+    path = folder / f"synthetic-{n_ratings}.csv"
+    if path.exists():
+        return path
+    spec = bp.PMFSpec(n_factors=10, sigma=0.9, biases=True)
+    truth = bp.make_synthetic(max(n_ratings // 150, 10), max(n_ratings // 1000, 10),
+                              n_ratings, spec, rng=0)
+    data = truth.data
+    rating = np.clip(np.round(data.rating * 2) / 2, 0.5, 5.0)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as handle:
+        handle.write("user,item,rating\n")
+        step = 1_000_000
+        for start in range(0, n_ratings, step):
+            block = slice(start, start + step)
+            lines = np.char.add(np.char.add(data.user_idx[block].astype(str), ","),
+                                data.item_idx[block].astype(str))
+            lines = np.char.add(np.char.add(lines, ","), rating[block].astype(str))
+            handle.write("\n".join(lines.tolist()) + "\n")
+    os.replace(tmp, path)
+    return path
 
-        result = sample_gibbs(data, spec.with_(prior="normal-wishart", noise="learned"), draws=3,
-                              tune=2, chains=1, rng=0, progress=False)
-        sweeps = 5
-    seconds = time.perf_counter() - start
-    finite = bool(all(np.isfinite(v).all() for v in result.draws.values()))
-    return {"seconds": seconds, "seconds_per_sweep": seconds / sweeps, "rss_loaded_mb": loaded,
-            "peak_rss_mb": _rss_mb(), "finite": finite}
+
+def run_cli(path: Path, extra: list[str]) -> dict:
+    out = Path(tempfile.mkdtemp(prefix="bayes-pmf-scale-")) / "run"
+    command = [sys.executable, "-m", "bayes_pmf", "fit", "--data", str(path), "--out",
+               str(out), "--no-progress", *extra]
+    began = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    seconds = time.perf_counter() - began
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if proc.returncode != 0:
+        return {"command": " ".join(command[2:]), "error": proc.stderr[-2000:],
+                "seconds": round(seconds, 1)}
+    metrics = json.loads((out / "metrics.json").read_text())
+    stages = metrics["stages"]
+    saved = seconds - sum(stage["seconds"] for stage in stages)
+    return {"command": " ".join(command[2:]), "seconds": round(seconds, 1),
+            "peak_rss_mb": round(peak_mb), "stages": stages,
+            "rest_seconds": round(saved, 1),
+            "results": {r["method"]: round(r["rmse"], 4) for r in metrics["results"]},
+            "sampling": metrics.get("sampling"),
+            "diagnostics": [{key: row[key] for key in ("method", "converged", "max_rhat",
+                                                       "min_ess_bulk", "min_ess_tail")}
+                            for row in metrics.get("diagnostics", [])],
+            "settings": metrics["settings"]}
 
 
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="*",
-                        default=[1_000_000, 3_000_000, 10_000_000])
-    parser.add_argument("--factors", type=int, default=10)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/scale_memory.json"))
-    parser.add_argument("--child", nargs=3, metavar=("METHOD", "NPZ", "D"), help=argparse.SUPPRESS)
+    parser.add_argument("--sizes", nargs="+", type=float, default=[1e6, 1e7])
+    parser.add_argument("--extra", nargs="*", default=[], help="more arguments for fit")
+    parser.add_argument("--data-dir", default=tempfile.gettempdir())
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"
+                                             / "scale_memory.json"))
     args = parser.parse_args(argv)
-    if args.child:
-        method, path, d = args.child
-        print(json.dumps(child(method, path, int(d))))
-        return
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for n_ratings in args.sizes:
-            path = Path(tmp) / f"ratings-{n_ratings}.npz"
-            make_data(n_ratings, path)
-            for method in ("als", "gibbs"):
-                proc = subprocess.run([sys.executable, __file__, "--child", method, str(path),
-                                       str(args.factors)], capture_output=True, text=True)
-                if proc.returncode != 0:
-                    raise SystemExit(proc.stderr[-3000:])
-                result = json.loads(proc.stdout.strip().splitlines()[-1])
-                n_users, n_items = _shape_for(n_ratings)
-                rows.append({"method": method, "n_ratings": n_ratings, "n_users": n_users,
-                             "n_items": n_items, "d": args.factors, **result})
-                print(f"{method:6s} n={n_ratings:>11,} {result['seconds_per_sweep']:7.2f} s/sweep "
-                      f"peak {result['peak_rss_mb']:8.1f} MB "
-                      f"({result['peak_rss_mb'] / n_ratings * 1e6:6.1f} MB per 1e6 ratings)",
-                      flush=True)
-    from bayes_pmf.provenance import machine, package_versions
-
-    Path(args.out).write_text(json.dumps({"machine": machine(), "versions": package_versions(),
-                                          "rows": rows}, indent=2))
+    for size in args.sizes:
+        path = ratings_csv(int(size), Path(args.data_dir))
+        # each size in a fresh child of a fresh process, so peaks do not carry over
+        proc = subprocess.run([sys.executable, __file__, "--child", str(path), *args.extra],
+                              capture_output=True, text=True)
+        row = json.loads(proc.stdout) if proc.returncode == 0 else {"error": proc.stderr}
+        row["ratings"] = int(size)
+        rows.append(row)
+        print(json.dumps(row, indent=1), flush=True)
+    Path(args.out).write_text(json.dumps({"rows": rows}, indent=1))
+    for row in rows:
+        if "stages" not in row:
+            continue
+        print(f"\n{row['ratings']:,} ratings: {row['seconds']:.0f} s, "
+              f"peak {row['peak_rss_mb']:,} MB")
+        print("| stage | seconds | peak MB so far |\n|---|---|---|")
+        for stage in row["stages"]:
+            print(f"| {stage['stage']} | {stage['seconds']:.1f} | {stage['peak_rss_mb']:,} |")
+        print(f"| save and the rest | {row['rest_seconds']:.1f} | {row['peak_rss_mb']:,} |")
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        print(json.dumps(run_cli(Path(sys.argv[2]), sys.argv[3:])))
+    else:
+        main()

@@ -79,3 +79,28 @@ def test_fit_runs_constrained_pmf_from_the_command_line(fixtures, tmp_path, caps
     assert "pmf-constrained" in rows and np.isfinite(rows["pmf-constrained"]["rmse"])
     saved = bp.load_result(tmp_path / "run" / "models" / "pmf-constrained.nc")
     assert saved.method == "pmf-constrained" and "W" in saved.draws
+
+
+def test_fit_with_the_logistic_link_and_rounding(fixtures, tmp_path, capsys):
+    """`fit --link logistic` runs the paper's logistic model by MAP (its default method),
+    and `--round` scores predictions snapped to the rating grid; ALS and Gibbs refuse
+    the link before any work."""
+    args = ["--train", str(fixtures / "u1.base"), "--test", str(fixtures / "u1.test"),
+            "--factors", "2", "--no-figures"]
+    metrics = _fit_json(args + ["--link", "logistic", "--round", "--out", str(tmp_path / "r")],
+                        capsys)
+    assert metrics["settings"]["link"] == "logistic"
+    assert metrics["settings"]["round_predictions"] is True
+    assert [r["method"] for r in metrics["results"]][-1] == "pmf-map"
+    model = bp.load_result(tmp_path / "r" / "models" / "pmf-map.nc")
+    assert model.spec.link == "logistic"
+    test = bp.load_ratings(fixtures / "u1.test")
+    users, items = test.id_pairs()
+    # the fixture's grid: whole stars 1-5
+    snapped = np.round(np.clip(model.predict(users, items, unknown="prior"), 1, 5))
+    rmse = float(np.sqrt(np.mean((snapped - test.rating) ** 2)))
+    assert metrics["results"][-1]["rmse"] == pytest.approx(rmse, abs=1e-9)
+    assert main(["fit", "--json", *args, "--link", "logistic", "--method", "gibbs",
+                 "--out", str(tmp_path / "g")]) == 2
+    assert "logistic link" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()

@@ -74,18 +74,38 @@ def test_map_result_shape_and_attrs(small_split):
     assert {"posterior", "observed_data", "constant_data"} <= set(result.idata.groups())
 
 
-def test_logistic_link_fits_and_predicts_on_the_rating_scale():
-    movies = bp.RatingsData.from_arrays(
-        np.repeat(np.arange(30), 8), np.tile(np.arange(8), 30),
-        np.random.default_rng(0).integers(1, 6, 240).astype(float), scale=(1, 5, 1))
-    spec = bp.PMFSpec(n_factors=2, sigma=0.2, sigma_u=1.0, sigma_v=1.0, global_mean=False,
-                      link="logistic")
-    result = fit_map(movies, spec, rng=0, progress=False)
+def _logistic_truth(n=80, m=60, d=2, n_ratings=2400, noise=0.05, seed=0):
+    """Ratings on [1, 5] from the PMF paper's logistic model with known parameters:
+    r = 1 + 4 (sigmoid(b_i + c_j + U_i.V_j) + noise), clipped to the scale."""
+    rng = np.random.default_rng(seed)
+    U, V = rng.normal(0, 1, (n, d)), rng.normal(0, 1, (m, d))
+    b, c = rng.normal(0, 0.5, n), rng.normal(0, 0.5, m)
+    cells = rng.choice(n * m, n_ratings, replace=False)
+    users, items = cells // m, cells % m
+
+    def expected(u, i):
+        return 1 + 4 / (1 + np.exp(-(b[u] + c[i] + (U[u] * V[i]).sum(1))))
+
+    ratings = np.clip(expected(users, items) + 4 * noise * rng.standard_normal(n_ratings), 1, 5)
+    return bp.RatingsData.from_arrays(users, items, ratings, scale=(1, 5, None)), expected
+
+
+def test_logistic_link_recovers_a_known_truth():
+    """MAP with the logistic link on data drawn from it: held-out predictions, mapped
+    back to the rating scale, are close to the true expected ratings (0.11 stars RMSE
+    measured; the mean rating is 1.06 off, the identity link's ALS 0.25)."""
+    data, expected = _logistic_truth()
+    split = bp.random_split(data, 0.2, rng=0)
+    spec = bp.PMFSpec(n_factors=2, sigma=0.05, sigma_u=1.0, sigma_v=1.0, sigma_user_bias=0.5,
+                      sigma_item_bias=0.5, global_mean=False, link="logistic")
+    result = fit_map(split.train, spec, rng=0, progress=False)
     assert result.attrs["settings"]["start"] == "jitter"  # no ALS for the logistic link
-    predicted = result.predict(np.arange(30), np.zeros(30, int))
+    users, items = split.test.id_pairs()
+    predicted, truth = result.predict(users, items), expected(users, items)
     assert np.all((predicted > 1) & (predicted < 5))
-    start = jittered_params(movies, spec, 0)
-    assert bp.objective(movies, result.point_params(), spec) < bp.objective(movies, start, spec)
+    error = np.sqrt(np.mean((predicted - truth) ** 2))
+    baseline = np.sqrt(np.mean((split.train.rating.mean() - truth) ** 2))
+    assert error < 0.15 and error < 0.2 * baseline, (error, baseline)
 
 
 def test_start_must_be_known(small):

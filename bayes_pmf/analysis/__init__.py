@@ -1,7 +1,9 @@
 """What a fitted model tells: accuracy (metrics), ranking quality, convergence
 diagnostics, the MAP-vs-ALS cross-check (``analysis.crosscheck``, imports PyMC),
-hyperparameter selection by cross-validation, and recommendations with uncertainty."""
+hyperparameter selection by cross-validation, recommendations with uncertainty, and
+simulation-based calibration of the Gibbs sampler."""
 
+from .calibration import CalibrationResult, simulation_based_calibration
 from .diagnostics import convergence_summary, heldout_log_predictive_density, identifiable_draws
 from .metrics import mae, rmse, rmse_by_activity, rmse_by_activity_table, score
 from .recommend import (
@@ -17,8 +19,10 @@ from .recommend import (
 from .selection import Selection, select_hyperparameters
 
 __all__ = [
-    "Selection", "convergence_summary", "fold_in_user", "heldout_log_predictive_density",
+    "CalibrationResult", "Selection", "convergence_summary", "fold_in_user",
+    "heldout_log_predictive_density",
     "identifiable_draws", "mae", "predict_folded", "recommend", "recommend_many",
     "recommend_new_user", "rmse", "rmse_by_activity", "rmse_by_activity_table", "score",
     "score_matrix", "select_hyperparameters", "similar_items", "similar_users",
+    "simulation_based_calibration",
 ]

@@ -106,14 +106,17 @@ def rmse_by_activity_table(predictions: dict[str, np.ndarray], train, test,
     return pd.concat(frames, ignore_index=True)[["method", "bucket", "n_test", "rmse"]]
 
 
-def score(result, train, test, *, clip: bool = True) -> dict:
+def score(result, train, test, *, clip: bool = True, round: bool = False) -> dict:
     """RMSE / MAE on every held-out rating of ``test`` (predictions clipped to the rating
-    scale by default, as peers do), the same on warm and cold-start pairs, RMSE by user
-    activity and, for models with a predictive distribution, the coverage of their
+    scale by default, as peers do; with ``round``, also snapped to the rating grid, the
+    PMF paper's "map back and round"), the same on warm and cold-start pairs, RMSE by
+    user activity and, for models with a predictive distribution, the coverage of their
     central 50% and 90% predictive intervals (continuous and snapped to the grid)."""
     _, table = stored_predictions(result, test)
     predicted = table["mean"].to_numpy()
-    if clip and train.scale.bounded:
+    if round and train.scale.bounded:
+        predicted = train.scale.round(predicted)
+    elif clip and train.scale.bounded:
         predicted = train.scale.clip(predicted)
     cold = (table["cold_user"] | table["cold_item"]).to_numpy()
     by_activity = rmse_by_activity(test.rating, predicted,

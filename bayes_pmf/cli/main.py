@@ -29,7 +29,8 @@ FLAGS = {"out": "--out", "n_factors": "--factors", "lambda": "--lambda",
          "test_fraction": "--test-fraction",
          "max_sweeps": "--max-sweeps", "methods": "--method", "draws": "--draws",
          "tune": "--tune", "chains": "--chains", "thin": "--thin", "seed": "--seed",
-         "data": "--data", "train": "--train", "test": "--test"}
+         "data": "--data", "train": "--train", "test": "--test", "link": "--link",
+         "round_predictions": "--round"}
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -55,9 +56,10 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draws", type=int, default=1000,
                         help="posterior draws per chain for gibbs/nuts/advi (default 1000: "
                              "a converged 4-chain Gibbs posterior of the embedded MovieLens)")
-    parser.add_argument("--tune", type=int, default=100,
-                        help="burn-in / tuning sweeps per chain (default 100, enough for "
-                             "Gibbs from its ALS start; NUTS adapts better with 500-1000)")
+    parser.add_argument("--tune", type=int, default=300,
+                        help="burn-in / tuning sweeps per chain (default 300: Gibbs chains "
+                             "start overdispersed, each from its own ALS optimum jittered "
+                             "at the prior's scale; NUTS adapts better with 500-1000)")
     parser.add_argument("--chains", type=int, default=4, help="chains (default 4)")
     parser.add_argument("--thin", type=int, default=1,
                         help="gibbs: keep every THIN-th sweep after burn-in, so that longer "
@@ -71,6 +73,13 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="latent dimension d (default 10)")
     parser.add_argument("--lambda", dest="lambda_", type=float, default=None,
                         help="ridge penalty of the factors in PMF with biases (default 15)")
+    parser.add_argument("--link", choices=["identity", "logistic"], default="identity",
+                        help="identity (default) or the PMF paper's logistic link, ratings "
+                             "mapped to [0, 1] (fitted by map, nuts, advi; default method "
+                             "then: map)")
+    parser.add_argument("--round", dest="round_predictions", action="store_true",
+                        help="snap held-out predictions to the rating grid before scoring "
+                             "(the paper's 'map back and round')")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -200,18 +209,23 @@ def _job_config(args: argparse.Namespace, **overrides):
         given["n_factors"] = args.factors
     if getattr(args, "lambda_", None) is not None:
         given["lambda_"] = args.lambda_
+    for name in ("link", "round_predictions"):
+        if hasattr(args, name):
+            given[name] = getattr(args, name)
     return FitJobConfig(**given, **overrides,
                         progress=not (args.no_progress or getattr(args, "json", False)))
 
 
 def _fit_job_config(args: argparse.Namespace):
-    return _job_config(args, methods=tuple(args.method or ("als", "gibbs")),
+    default = ("map",) if args.link == "logistic" else ("als", "gibbs")
+    return _job_config(args, methods=tuple(args.method or default),
                        max_sweeps=args.max_sweeps, draws=args.draws, tune=args.tune,
                        chains=args.chains, thin=args.thin)
 
 
 _JOB_FLAGS = ("data", "train", "test", "test_fraction", "seed", "factors", "lambda_", "method",
-              "draws", "tune", "chains", "thin", "max_sweeps", "title")
+              "draws", "tune", "chains", "thin", "max_sweeps", "title", "link",
+              "round_predictions")
 
 
 def _report(args: argparse.Namespace) -> int:

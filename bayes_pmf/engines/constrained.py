@@ -130,6 +130,9 @@ def fit_constrained(train, spec, *, max_iter: int = 3000,
     spec.require_fixed("fit_constrained")
     if spec.link != "identity":
         raise ConfigError("constrained PMF here needs the identity link", setting="link")
+    if spec.mu_prior is not None:
+        raise ConfigError("fit_constrained fits a flat-prior mu; use mu_prior=None",
+                          setting="mu_prior")
     began = time.perf_counter()
     # The start only needs to be near the plain-PMF optimum; L-BFGS does the rest.
     plain = minimise(train, spec, rng=rng, tol=1e-7, max_sweeps=300, progress=False).params

@@ -154,7 +154,13 @@ def sweep(data, params: FactorParams, spec,
 
     updated = FactorParams(user_factors, item_factors, params.mu, user_bias, item_bias)
     if spec.global_mean:
-        mu = data.mean_rating - observed_sum_without_mu(data, updated) / data.n_ratings
+        residual_sum = data.n_ratings * data.mean_rating - observed_sum_without_mu(data, updated)
+        if spec.mu_prior is None:
+            mu = residual_sum / data.n_ratings
+        else:  # mu ~ N(m0, s0^2): the penalty sigma^2/s0^2 (mu - m0)^2 / 2
+            m0, s0 = spec.mu_prior
+            penalty = spec.sigma**2 / s0**2
+            mu = (residual_sum + penalty * m0) / (data.n_ratings + penalty)
         updated = FactorParams(user_factors, item_factors, float(mu), user_bias, item_bias)
     return updated
 

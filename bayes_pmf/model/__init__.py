@@ -4,6 +4,7 @@ truth."""
 
 from .params import FactorParams, objective
 from .spec import PMFSpec
-from .synthetic import SyntheticRatings, make_synthetic
+from .synthetic import SyntheticRatings, draw_from_prior, make_synthetic
 
-__all__ = ["FactorParams", "PMFSpec", "SyntheticRatings", "make_synthetic", "objective"]
+__all__ = ["FactorParams", "PMFSpec", "SyntheticRatings", "draw_from_prior", "make_synthetic",
+           "objective"]

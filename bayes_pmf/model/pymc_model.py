@@ -17,9 +17,17 @@ and the spec's priors, written as the Gibbs sampler has them:
                        W[k] ~ N(0, sigma_w^2 I) (I: which items user i rated; a sparse
                        constant, so this stays O(ratings))
 
+    prior="wishart"    Lambda_U, Lambda_V ~ Wishart(I, d) by Bartlett's decomposition
+                       (chi-square diagonal, normal lower triangle: NUTS samples it),
+                       U[i] ~ MvNormal(0, precision Lambda_U); bias precisions Gamma(a0, b0)
+    prior="normal-wishart"  as "wishart" with U[i] ~ MvNormal(mu_U, precision Lambda_U),
+                       mu_U ~ MvNormal(0, precision beta0 Lambda_U)
+    mu_prior=(m0, s0)  mu ~ N(m0, s0^2) instead of the flat prior
+
 The posterior keeps the learned scales as sigma_u, sigma_v (sigma_u_latent, sigma_v_latent
-for "diagonal"), sigma_user_bias, sigma_item_bias and sigma, the names the Gibbs sampler
-uses. The Wishart families have no PyMC twin yet: building them raises ConfigError.
+for "diagonal"; sqrt(trace(Lambda^-1)/d) for the Wishart families), sigma_user_bias,
+sigma_item_bias and sigma, the names the Gibbs sampler uses; the joint density is the
+sampler's (:func:`bayes_pmf.engines.gibbs.joint_log_density`, checked by the tests).
 
 The likelihood touches observed pairs only (``U[user_idx]``, ``V[item_idx]``), never a
 dense users x items tensor. Dims are ``user``, ``item``, ``latent`` and ``obs``; the coords
@@ -61,16 +69,46 @@ def _factor_scale(spec, side: str):
     return _precision_scale(spec, f"sigma_{side}_latent", dims="latent")
 
 
+def _wishart_precision(spec, side: str):
+    """Lambda ~ Wishart(W0 = I, nu0 = d), written by Bartlett's decomposition so that NUTS
+    can sample it: Lambda = L L^T with L lower triangular, L_kk^2 ~ ChiSquared(d - k)
+    (k = 0, ..., d - 1) and L_kl ~ N(0, 1) below the diagonal, all independent. Keeps
+    the prior sd of a factor entry, sqrt(trace(Lambda^-1) / d), as ``sigma_<side>``
+    (the Gibbs sampler's name)."""
+    d = spec.n_factors
+    squares = pm.ChiSquared(f"bartlett_{side}_diag", nu=d - np.arange(d), dims="latent")
+    below = pm.Normal(f"bartlett_{side}_lower", 0.0, 1.0, shape=d * (d - 1) // 2)
+    rows, cols = np.tril_indices(d, -1)
+    root = pt.zeros((d, d))
+    root = pt.set_subtensor(root[np.arange(d), np.arange(d)], pt.sqrt(squares))
+    root = pt.set_subtensor(root[rows, cols], below)
+    precision = pm.Deterministic(f"precision_{side}", root @ root.T)
+    pm.Deterministic(f"sigma_{side}", pt.sqrt(pt.trace(pt.linalg.inv(
+        precision)) / d))
+    return precision
+
+
+def _factor_matrix(spec, side: str, dims: tuple[str, str], name: str):
+    """The factor matrix of one side under the spec's prior: rows N(mean, Lambda^-1)."""
+    if spec.prior not in ("wishart", "normal-wishart"):
+        return pm.Normal(name, 0.0, _factor_scale(spec, side), dims=dims)
+    precision = _wishart_precision(spec, side)
+    mean = np.zeros(spec.n_factors)
+    if spec.prior == "normal-wishart":  # mu_U ~ N(0, (beta0 Lambda)^-1)
+        mean = pm.MvNormal(f"mean_{side}", mu=np.zeros(spec.n_factors),
+                           tau=spec.nw_beta0 * precision, dims="latent")
+    return pm.MvNormal(name, mu=mean, tau=precision, dims=dims)
+
+
 def _bias_scale(spec, name: str, fixed: float):
     return fixed if spec.prior == "fixed" else _precision_scale(spec, name)
 
 
 def build_model(train, spec) -> pm.Model:
     """The PyMC model of ``spec`` on the training ratings ``train`` (a RatingsData)."""
-    if spec.prior in ("wishart", "normal-wishart"):
-        raise ConfigError(f"prior={spec.prior!r} has no PyMC twin yet; sample it with "
-                          "sample_gibbs, or use prior 'fixed', 'spherical' or 'diagonal' "
-                          "with the PyMC engines", setting="prior")
+    if spec.constrained and spec.prior in ("wishart", "normal-wishart"):
+        raise ConfigError("constrained PMF is built with the fixed, spherical or diagonal "
+                          f"priors, not {spec.prior!r}", setting="prior")
     if spec.link == "logistic" and not train.scale.bounded:
         raise ConfigError("the logistic link needs a bounded rating scale (min and max)",
                           setting="link")
@@ -94,7 +132,8 @@ def build_model(train, spec) -> pm.Model:
             sigma = spec.sigma
         eta = pt.zeros(user_idx.shape, dtype="float64")
         if spec.global_mean:
-            eta = eta + pm.Flat("mu")
+            eta = eta + (pm.Flat("mu") if spec.mu_prior is None
+                         else pm.Normal("mu", *spec.mu_prior))
         if spec.biases:
             user_bias = pm.Normal("user_bias", 0.0, _bias_scale(spec, "sigma_user_bias",
                                                                 spec.sigma_user_bias),
@@ -104,18 +143,17 @@ def build_model(train, spec) -> pm.Model:
                                   dims="item")
             eta = eta + user_bias[user_idx] + item_bias[item_idx]
         if spec.n_factors > 0:
-            u_scale = _factor_scale(spec, "u")
             if spec.constrained:
                 from pytensor import sparse as pts
 
-                Y = pm.Normal("Y", 0.0, u_scale, dims=("user", "latent"))
+                Y = pm.Normal("Y", 0.0, _factor_scale(spec, "u"), dims=("user", "latent"))
                 W = pm.Normal("W", 0.0, spec.sigma_w, dims=("item", "latent"))
                 indicator = pts.as_sparse_variable(rated_items_matrix(train))
                 U = pm.Deterministic("U", Y + pts.structured_dot(indicator, W),
                                      dims=("user", "latent"))
             else:
-                U = pm.Normal("U", 0.0, u_scale, dims=("user", "latent"))
-            V = pm.Normal("V", 0.0, _factor_scale(spec, "v"), dims=("item", "latent"))
+                U = _factor_matrix(spec, "u", ("user", "latent"), "U")
+            V = _factor_matrix(spec, "v", ("item", "latent"), "V")
             eta = eta + (U[user_idx] * V[item_idx]).sum(axis=-1)
         mean = pm.math.sigmoid(eta) if spec.link == "logistic" else eta
         pm.Normal("rating", mu=mean, sigma=sigma, observed=observed, dims="obs",

@@ -18,8 +18,9 @@ Priors of the factors (``prior``):
                       I, d): Bayesian PMF (Salakhutdinov & Mnih 2008).
 
 The noise (``noise``): "fixed" (sigma as given) or "learned" (1/sigma^2 ~ Gamma(a, b),
-:data:`NOISE_PRIOR`). mu has a flat prior. ``constrained=True`` is constrained PMF:
-U_i = Y_i + (mean of W_k over the items user i rated), W_k ~ N(0, sigma_w^2 I).
+:data:`NOISE_PRIOR`). mu has a flat prior, or N(m0, s0^2) with ``mu_prior=(m0, s0)``
+(the calibration checks need a proper prior to draw mu from). ``constrained=True`` is
+constrained PMF: U_i = Y_i + (mean of W_k over the items user i rated), W_k ~ N(0, sigma_w^2 I).
 
 Fixed scales and ridge penalties are two views of one model: with fixed sigmas the
 negative log-posterior is E / sigma^2 + const, with the MAP objective
@@ -87,7 +88,8 @@ class PMFSpec:
         noise starts).
     sigma_u, sigma_v : prior sd of a factor entry under fixed priors (and the ridge
         penalties of the ALS start of a hierarchical model).
-    global_mean : include mu (flat prior).
+    global_mean : include mu.
+    mu_prior : None (flat prior on mu, the default) or (m0, s0): mu ~ N(m0, s0^2).
     biases : include user and item offsets b_i, c_j.
     sigma_user_bias, sigma_item_bias : their prior sd under fixed priors.
     link : "identity" or "logistic" (the PMF paper's sigmoid on ratings mapped to [0, 1]).
@@ -117,6 +119,7 @@ class PMFSpec:
     noise_prior: tuple[float, float] = NOISE_PRIOR
     gamma_prior: tuple[float, float] = GAMMA_PRIOR
     nw_beta0: float = NW_BETA0
+    mu_prior: tuple[float, float] | None = None
     constrained: bool = False
     sigma_w: float = DEFAULT_SIGMA_W
 
@@ -146,6 +149,14 @@ class PMFSpec:
                                   setting=name)
             object.__setattr__(self, name, (float(pair[0]), float(pair[1])))
         _positive("nw_beta0", self.nw_beta0)
+        if self.mu_prior is not None:
+            value = self.mu_prior
+            pair = tuple(value) if isinstance(value, (list, tuple)) else ()
+            if len(pair) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                         and math.isfinite(v) for v in pair) or not pair[1] > 0:
+                raise ConfigError(f"mu_prior must be None (flat) or (mean, sd > 0), got "
+                                  f"{value!r}", setting="mu_prior")
+            object.__setattr__(self, "mu_prior", (float(pair[0]), float(pair[1])))
         if self.constrained and self.n_factors == 0:
             raise ConfigError("constrained PMF needs latent factors (n_factors >= 1)",
                               setting="constrained")

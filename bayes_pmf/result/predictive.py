@@ -15,13 +15,15 @@ rating grid (``scale.round``), whose discrete endpoints make them a little wider
 What :func:`held_out_predictions` stores (see :mod:`bayes_pmf.result.idata`):
 
 * ``predictions.rating`` (draw x pair): predictive draws from up to 1,000 posterior draws
-  chosen at random (or 1,000 noise draws around a point estimate);
+  chosen at random (100 noise draws around a point estimate; fewer when the held-out set
+  is so large that they would pass 128 MB);
 * per pair, in ``predictions_constant_data``: ``user``, ``item``, ``held_out_rating``,
   ``cold_user``, ``cold_item``, ``mean`` (the posterior mean of the expected rating over
   ALL draws: the point prediction scored by RMSE), ``pred_mean``, ``pred_sd``, the
   central intervals ``lower_L``/``upper_L`` and their grid versions for L = 10, ..., 90
-  percent, and ``lpd`` (log of the posterior-averaged predictive density, from up to
-  400 random draws);
+  percent (for a point estimate computed exactly from its normal predictive, for a
+  posterior from the draws, in blocks of pairs of bounded memory), and ``lpd`` (log of
+  the posterior-averaged predictive density, from up to 400 random draws);
 * in the posterior, ``predicted_rating`` (chain, draw, pair): the expected rating of 50
   seeded held-out pairs in every draw, which the convergence diagnostics follow.
 
@@ -42,7 +44,6 @@ LPD_SAMPLES = 400
 MONITORED_PAIRS = 50
 CALIBRATION_LEVELS = tuple(float(level) for level in np.round(np.arange(0.1, 1.0, 0.1), 2))
 COVERAGE_LEVELS = (0.5, 0.9)
-_MEAN_BUDGET = 1 << 25  # samples x pairs values of expected ratings held at once
 
 
 def level_tag(level: float) -> int:
@@ -78,16 +79,97 @@ def predictive_draws(result, users, items, *, rng=0,
     return means + noise[:, None] * generator.standard_normal(means.shape)
 
 
+def _order_statistic_quantiles(ordered: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]:
+    """np.quantile's "linear" and "inverted_cdf" quantiles q along axis 0 of ``ordered``
+    (sorted along axis 0), by indexing instead of sorting again."""
+    n = len(ordered)
+    virtual = (n - 1) * q
+    below = int(np.floor(virtual))
+    above = min(below + 1, n - 1)
+    linear = ordered[below] + (virtual - below) * (ordered[above] - ordered[below])
+    step = int(max(np.ceil(n * q) - 1, 0))
+    return linear, ordered[min(step, n - 1)]
+
+
 def _interval_columns(draws: np.ndarray, scale, levels) -> dict[str, np.ndarray]:
-    snapped = scale.round(draws) if scale.bounded else draws
+    """Central intervals of the draws (axis 0) at each level, continuous (np.quantile's
+    linear interpolation) and of the draws snapped to the rating grid (its inverted
+    cdf). One sort serves every level, and snapping is monotone, so the snapped draws'
+    order statistics are the snapped order statistics: no second sort and no snapped
+    copy of the draws."""
+    ordered = np.sort(draws, axis=0)
+    snap = scale.round if scale.bounded else (lambda values: values)
     columns = {}
     for level in levels:
         tail, tag = (1 - level) / 2, level_tag(level)
-        columns[f"lower_{tag}"], columns[f"upper_{tag}"] = np.quantile(
-            draws, [tail, 1 - tail], axis=0)
-        columns[f"grid_lower_{tag}"], columns[f"grid_upper_{tag}"] = np.quantile(
-            snapped, [tail, 1 - tail], axis=0, method="inverted_cdf")
+        (lower, lower_step), (upper, upper_step) = (
+            _order_statistic_quantiles(ordered, q) for q in (tail, 1 - tail))
+        columns[f"lower_{tag}"], columns[f"upper_{tag}"] = lower, upper
+        columns[f"grid_lower_{tag}"], columns[f"grid_upper_{tag}"] = (
+            snap(lower_step), snap(upper_step))
     return columns
+
+
+def _gaussian_interval_columns(mean: np.ndarray, sd: np.ndarray, scale, levels
+                               ) -> dict[str, np.ndarray]:
+    """:func:`_interval_columns` of N(mean, sd^2) exactly, without draws: the central
+    intervals mean -/+ z sd, and the same quantiles (inverted cdf, as for draws) of the
+    normal snapped to the rating grid, whose cdf at grid value g is Phi((g + step/2 -
+    mean) / sd) below the top value and 1 at it."""
+    from scipy.special import ndtr, ndtri
+
+    columns = {}
+    grid = scale.values() if scale.bounded and scale.step else None
+    if grid is not None:
+        cdf = ndtr((grid[None, :] + scale.step / 2 - mean[:, None]) / sd[:, None])
+        cdf[:, -1] = 1.0
+    for level in levels:
+        tail, tag = (1 - level) / 2, level_tag(level)
+        lower, upper = mean + ndtri(tail) * sd, mean + ndtri(1 - tail) * sd
+        columns[f"lower_{tag}"], columns[f"upper_{tag}"] = lower, upper
+        if grid is None:
+            snapped = (scale.clip(lower), scale.clip(upper)) if scale.bounded else (lower, upper)
+            columns[f"grid_lower_{tag}"], columns[f"grid_upper_{tag}"] = snapped
+        else:
+            columns[f"grid_lower_{tag}"] = grid[np.argmax(cdf >= tail, axis=1)]
+            columns[f"grid_upper_{tag}"] = grid[np.argmax(cdf >= 1 - tail, axis=1)]
+    return columns
+
+
+# Predictive draws are summarised from at most this many samples x pairs values at once
+# (128 MB, a few times that while summarised): the exact single pass below it, blocks of
+# pairs, each with its own random stream, above it (10^6 held-out ratings x 1,000 draws
+# would be 8 GB). At most _STORED_BUDGET of them are kept in the result's predictions
+# group.
+_SUMMARY_BUDGET = 1 << 24
+_STORED_BUDGET = 1 << 24
+
+
+def _sampled_summaries(result, users, items, rng, max_samples: int, levels):
+    """Per-pair predictive mean, sd and intervals from posterior draws (+ noise), and the
+    draws kept for the predictions group; in blocks of pairs above the budget."""
+    generator = np.random.default_rng(rng)
+    samples = _subsample(result, max_samples, generator)
+    n_samples = result.n_samples if samples is None else len(samples)
+    kept = max(1, min(n_samples, _STORED_BUDGET // max(1, len(users))))
+    noise_sd = _noise_sd(result, samples)
+    if result.spec.link == "logistic":
+        noise_sd = noise_sd * result.scale.width
+    if n_samples * len(users) <= _SUMMARY_BUDGET:
+        blocks = [(slice(None), generator)]
+    else:
+        size = max(1, _SUMMARY_BUDGET // n_samples)
+        starts = range(0, len(users), size)
+        blocks = list(zip((slice(s, s + size) for s in starts), generator.spawn(len(starts))))
+    parts, stored = [], []
+    for pairs, stream in blocks:
+        means = result.mean_draws(users[pairs], items[pairs], unknown="prior", samples=samples)
+        draws = means + noise_sd[:, None] * stream.standard_normal(means.shape)
+        parts.append({"pred_mean": draws.mean(axis=0), "pred_sd": draws.std(axis=0),
+                      **_interval_columns(draws, result.scale, levels)})
+        stored.append(draws[:kept])
+    columns = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    return columns, np.concatenate(stored, axis=1)
 
 
 def predictive_summary(result, users, items, *, actual=None, rng=0,
@@ -123,26 +205,25 @@ def interval_coverage(table: pd.DataFrame, levels=COVERAGE_LEVELS,
     return coverage
 
 
-def _posterior_mean(result, users, items) -> np.ndarray:
-    """The posterior mean of the expected rating over all draws, in blocks of pairs."""
-    block = max(1, _MEAN_BUDGET // max(1, result.n_samples))
-    return np.concatenate([
-        result.mean_draws(users[start:start + block], items[start:start + block],
-                          unknown="prior").mean(axis=0)
-        for start in range(0, len(users), block)]) if len(users) else np.empty(0)
-
-
 def _pointwise_lpd(result, users, items, actual, max_samples: int, rng) -> np.ndarray:
-    """log (1/S) sum_s p(r | draw s) for each pair, on the likelihood's scale."""
+    """log (1/S) sum_s p(r | draw s) for each pair, on the likelihood's scale, in blocks
+    of pairs within the summary budget."""
     generator = np.random.default_rng(rng)
     samples = _subsample(result, max_samples, generator) if result.n_samples > 1 else None
-    means = result.mean_draws(users, items, unknown="prior", samples=samples)
+    n_samples = result.n_samples if samples is None else len(samples)
     sigma = _noise_sd(result, samples)
-    if result.spec.link == "logistic":
-        means, actual = result.scale.to_unit(means), result.scale.to_unit(actual)
-    z = (actual[None, :] - means) / sigma[:, None]
-    log_density = -0.5 * z**2 - np.log(sigma)[:, None] - 0.5 * np.log(2 * np.pi)
-    return logsumexp(log_density, axis=0) - np.log(log_density.shape[0])
+    size = max(1, _SUMMARY_BUDGET // n_samples)
+    out = np.empty(len(users))
+    for start in range(0, len(users), size):
+        pairs = slice(start, start + size)
+        means = result.mean_draws(users[pairs], items[pairs], unknown="prior", samples=samples)
+        observed = actual[pairs]
+        if result.spec.link == "logistic":
+            means, observed = result.scale.to_unit(means), result.scale.to_unit(observed)
+        z = (observed[None, :] - means) / sigma[:, None]
+        log_density = -0.5 * z**2 - np.log(sigma)[:, None] - 0.5 * np.log(2 * np.pi)
+        out[pairs] = logsumexp(log_density, axis=0) - np.log(log_density.shape[0])
+    return out
 
 
 def choose_monitored(n_pairs: int, rng=0, count: int = MONITORED_PAIRS):
@@ -166,12 +247,22 @@ def held_out_predictions(result, test, *, rng=0,
         "user": users, "item": items, "held_out_rating": actual,
         "cold_user": result.user_ids.get_indexer(pd.Index(users)) < 0,
         "cold_item": result.item_ids.get_indexer(pd.Index(items)) < 0,
-        "mean": _posterior_mean(result, users, items),
+        "mean": result.mean_prediction(users, items, unknown="prior"),
     }
-    if result.has_predictive:
-        draws = predictive_draws(result, users, items, rng=rng, max_samples=max_samples)
-        per_pair.update(pred_mean=draws.mean(axis=0), pred_sd=draws.std(axis=0))
-        per_pair.update(_interval_columns(draws, result.scale, levels))
+    if result.has_predictive and result.n_samples == 1:
+        # a point estimate's predictive is N(r_hat, sd^2): summarised exactly, a few
+        # draws kept for plots
+        sd = np.full(len(users), _noise_sd(result, None)[0]
+                     * (result.scale.width if result.spec.link == "logistic" else 1.0))
+        per_pair.update(pred_mean=per_pair["mean"], pred_sd=sd)
+        per_pair.update(_gaussian_interval_columns(per_pair["mean"], sd, result.scale, levels))
+        per_pair["lpd"] = _pointwise_lpd(result, users, items, actual, lpd_samples, rng)
+        kept = max(1, min(100, _STORED_BUDGET // max(1, len(users))))
+        draws = per_pair["mean"] + sd * np.random.default_rng(rng).standard_normal(
+            (kept, len(users)))
+    elif result.has_predictive:
+        columns, draws = _sampled_summaries(result, users, items, rng, max_samples, levels)
+        per_pair.update(columns)
         per_pair["lpd"] = _pointwise_lpd(result, users, items, actual, lpd_samples, rng)
     else:
         draws = np.repeat(per_pair["mean"][None], 1, axis=0)

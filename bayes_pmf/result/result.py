@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..data.ratings import RatingScale
 from ..errors import ConfigError, ResultFileError, UnknownIdError, plain_scalar
-from ..model.params import FactorParams, predictor_draws, sigmoid
+from ..model.params import FactorParams, predictor_draws, predictor_mean, sigmoid
 from ..model.spec import PMFSpec
 from . import idata as idata_io
 
@@ -216,12 +216,37 @@ class PMFResult:
                                           sides)
         means = self.to_rating_scale(predictor_draws(self.draws, user_idx, item_idx, samples))
         if unknown == "nan":
-            unknown_pairs = np.zeros(len(user_idx), dtype=bool)
-            if "user" in sides:
-                unknown_pairs |= user_idx < 0
-            if "item" in sides:
-                unknown_pairs |= item_idx < 0
-            means[:, unknown_pairs] = np.nan
+            means[:, self._unknown_pairs(user_idx, item_idx, sides)] = np.nan
+        return means
+
+    @staticmethod
+    def _unknown_pairs(user_idx, item_idx, sides) -> np.ndarray:
+        unknown_pairs = np.zeros(len(user_idx), dtype=bool)
+        if "user" in sides:
+            unknown_pairs |= user_idx < 0
+        if "item" in sides:
+            unknown_pairs |= item_idx < 0
+        return unknown_pairs
+
+    def mean_prediction(self, users, items, *, unknown: UnknownPolicy = "error"
+                        ) -> np.ndarray:
+        """The posterior mean of the expected rating E[r | params] for each pair, over all
+        draws, in memory of a few values per pair (the mean of :meth:`mean_draws`)."""
+        sides = tuple(self.settings.get("sides", ("user", "item")))
+        user_idx, item_idx = encode_pairs(self.user_ids, self.item_ids, users, items, unknown,
+                                          sides)
+        if self.spec.link == "identity":
+            means = predictor_mean(self.draws, user_idx, item_idx)
+        else:  # the mean of the mapped draws, a block of draws at a time
+            block = max(1, (1 << 24) // max(1, len(user_idx)))
+            total = np.zeros(len(user_idx))
+            for start in range(0, self.n_samples, block):
+                chosen = np.arange(start, min(start + block, self.n_samples))
+                total += self.to_rating_scale(predictor_draws(
+                    self.draws, user_idx, item_idx, chosen)).sum(axis=0)
+            means = total / self.n_samples
+        if unknown == "nan":
+            means[self._unknown_pairs(user_idx, item_idx, sides)] = np.nan
         return means
 
     def predict(self, users, items, *, unknown: UnknownPolicy = "error",
@@ -231,7 +256,7 @@ class PMFResult:
         ``clip`` bounds predictions to the rating scale; ``round`` clips and snaps to the
         nearest allowed rating (the PMF paper's 'map back and round').
         """
-        prediction = self.mean_draws(users, items, unknown=unknown).mean(axis=0)
+        prediction = self.mean_prediction(users, items, unknown=unknown)
         if round:
             return self.scale.round(prediction)
         if clip:

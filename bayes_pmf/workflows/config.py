@@ -33,10 +33,12 @@ from ..model.spec import (
     DEFAULT_LAMBDA_BIAS,
     DEFAULT_LAMBDA_NO_BIAS,
     DEFAULT_POSTERIOR_PRIOR,
+    LINKS,
     PMFSpec,
 )
 
 METHOD_NAMES = ("als", "map", "gibbs", "nuts", "advi", "constrained")
+IDENTITY_ONLY_METHODS = ("als", "gibbs", "constrained")
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,22 @@ class FitJobConfig:
     lambda_bias: float = DEFAULT_LAMBDA_BIAS
     max_sweeps: int = 200
     tol: float = 1e-6
-    # per chain, for the sampling methods: 4 Gibbs chains x (100 + 1,000) sweeps converge
-    # on the embedded MovieLens in about a minute (benchmarks/convergence.py)
+    # per chain, for the sampling methods: 4 Gibbs chains x (300 + 1,000) sweeps from
+    # overdispersed starts converge on the embedded MovieLens (R-hat 1.009; with 100
+    # burn-in sweeps 1.011, benchmarks/convergence.py)
     draws: int = 1000
-    tune: int = 100
+    tune: int = 300
     chains: int = 4
     thin: int = 1  # Gibbs keeps every thin-th sweep after burn-in
+    # Large data (see sampling_plan): Gibbs chains of more than sweep_budget rating visits
+    # (training ratings x sweeps) are shortened, and posterior draws held in memory are
+    # limited to draws_memory_gb by keeping every k-th sweep; 0 turns either off.
+    sweep_budget: float = 2.0e9
+    draws_memory_gb: float = 2.0
+    # The PMF paper's logistic link (fitted by map, nuts and advi) and its "map back and
+    # round": held-out predictions snapped to the rating grid before they are scored.
+    link: str = "identity"
+    round_predictions: bool = False
     progress: bool = field(default=True, compare=False)  # display only, not a setting
 
     def __post_init__(self) -> None:
@@ -75,6 +87,12 @@ class FitJobConfig:
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}",
                               setting="test_fraction")
+        for name in ("sweep_budget", "draws_memory_gb"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a number >= 0 (0: no limit), got "
+                                  f"{value!r}", setting=name)
         for name in ("lambda_", "lambda_no_bias", "lambda_bias"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name.rstrip('_')} must be > 0, got {getattr(self, name)!r}",
@@ -86,6 +104,17 @@ class FitJobConfig:
         if unknown:
             raise ConfigError(f"unknown method(s) {sorted(unknown)}; choose from "
                               f"{sorted(METHOD_NAMES)}", setting="methods")
+        if self.link not in LINKS:
+            raise ConfigError(f"link must be one of {LINKS}, got {self.link!r}", setting="link")
+        if not isinstance(self.round_predictions, bool):
+            raise ConfigError(f"round_predictions must be true or false, got "
+                              f"{self.round_predictions!r}", setting="round_predictions")
+        identity_only = sorted(set(self.methods) & set(IDENTITY_ONLY_METHODS))
+        if self.link == "logistic" and identity_only:
+            raise ConfigError(
+                f"the logistic link is fitted by map, nuts and advi; {identity_only} "
+                "fit(s) the identity link only (ALS and the Gibbs sampler are conjugate for "
+                "it): choose e.g. --method map", setting="methods")
 
     def as_dict(self) -> dict:
         settings = asdict(self)
@@ -98,7 +127,7 @@ class FitJobConfig:
         """The point model: PMF with biases and fixed priors at the run's penalties."""
         return PMFSpec.from_lambdas(self.n_factors, self.lambda_, biases=True,
                                     lambda_user_bias=self.lambda_bias,
-                                    lambda_item_bias=self.lambda_bias)
+                                    lambda_item_bias=self.lambda_bias, link=self.link)
 
     @property
     def pmf_spec_no_bias(self) -> PMFSpec:
@@ -112,10 +141,67 @@ class FitJobConfig:
         return self.pmf_spec.with_(prior=DEFAULT_POSTERIOR_PRIOR, noise="learned")
 
 
-
 # Bytes per value and the share of the available memory a run may plan to use.
 _FLOAT = 8
+_STORED_FLOAT = 4  # the Gibbs sampler stores per-user and per-item draws in float32
 MEMORY_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """The Gibbs sampler's draws, burn-in and thinning for one run's data, and why they
+    differ from the settings (``notes``, empty when they do not)."""
+
+    draws: int
+    tune: int
+    thin: int
+    notes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        return {"draws": self.draws, "tune": self.tune, "thin": self.thin,
+                "notes": list(self.notes)}
+
+
+# The shortest chains the sweep budget may leave: burn-in from the ALS start and draws.
+MIN_BUDGET_TUNE, MIN_BUDGET_DRAWS = 50, 100
+
+
+def sampling_plan(config: FitJobConfig, n_train: int, n_rows: int) -> SamplingPlan:
+    """What the main job's Gibbs chains run on ``n_train`` training ratings of ``n_rows``
+    users and items. The settings as they are, unless
+
+    * a chain would visit more than ``sweep_budget`` ratings (n_train x sweeps): then
+      burn-in and draws shrink by the same factor (to at least 50 and 100 sweeps), which
+      bounds the time at about the budget per chain whatever the data size (the embedded
+      MovieLens and 10^6 ratings are below it: 90,000 and 900,000 x 1,300 sweeps);
+    * the kept draws of all chains would hold more than ``draws_memory_gb`` (U, V and
+      biases: chains x draws x n_rows x (d + 1) single-precision values; 1.7 GB on the
+      embedded MovieLens): then every k-th sweep is kept, the smallest k that fits, with
+      the same number of sweeps (draws / k kept per chain).
+    """
+    draws, tune, thin, notes = config.draws, config.tune, config.thin, []
+    sweeps = tune + draws * thin
+    if config.sweep_budget and n_train * sweeps > config.sweep_budget:
+        share = config.sweep_budget / (n_train * sweeps)
+        tune = min(tune, max(round(tune * share), MIN_BUDGET_TUNE))
+        draws = min(draws, max(round(draws * share), MIN_BUDGET_DRAWS))
+        notes.append(
+            f"{n_train:,} training ratings x {sweeps:,} sweeps per chain is above the sweep "
+            f"budget of {config.sweep_budget:.3g} rating visits: {tune} burn-in sweeps and "
+            f"{draws} draws per chain instead of {config.tune} and {config.draws} (set "
+            "sweep_budget = 0 to keep them)")
+    stored = config.chains * draws * n_rows * (config.n_factors + 1) * _STORED_FLOAT
+    budget = config.draws_memory_gb * 2**30
+    if budget and stored > budget:
+        keep_every = math.ceil(stored / budget)
+        draws, thin = max(1, draws // keep_every), thin * keep_every
+        notes.append(
+            f"the posterior draws would hold {stored / 2**30:.1f} GB, above draws_memory_gb "
+            f"= {config.draws_memory_gb:g}: every {thin}th sweep is kept ({draws} draws per "
+            "chain from the same number of sweeps)")
+    return SamplingPlan(draws, tune, thin, tuple(notes))
+
+
 
 
 def memory_estimate(config: FitJobConfig, split) -> list[tuple[str, int]]:
@@ -127,14 +213,19 @@ def memory_estimate(config: FitJobConfig, split) -> list[tuple[str, int]]:
     parts = [("factor matrices", 2 * rows * (d + 1) * _FLOAT),
              ("ALS normal equations (2 threads x 4,096 rows x (d+1)^2)",
               2 * 4096 * (d + 1) ** 2 * _FLOAT),
-             ("held-out predictive draws (1,000 x test ratings, x3 while summarised)",
-              3 * 1000 * n_test * _FLOAT)]
+             # result.predictive: blocks of at most 2^26 draws x pairs (x3 while
+             # summarised) and at most 2^24 stored draws
+             ("held-out predictive draws (summarised in blocks)",
+              (3 * min(1000 * n_test, 2**26) + min(1000 * n_test, 2**24)) * _FLOAT)]
     sampled = [m for m in config.methods if m in ("gibbs", "nuts", "advi")]
     if sampled:
         chains = 1 if sampled == ["advi"] else config.chains
-        parts.append((f"posterior draws ({chains} chains x {config.draws:,} draws x "
+        draws, size = config.draws, _FLOAT
+        if sampled == ["gibbs"]:
+            draws, size = sampling_plan(config, train.n_ratings, rows).draws, _STORED_FLOAT
+        parts.append((f"posterior draws ({chains} chains x {draws:,} draws x "
                       f"{rows:,} users and items x (d+1))",
-                      chains * config.draws * rows * (d + 1) * _FLOAT))
+                      chains * draws * rows * (d + 1) * size))
     return parts
 
 

@@ -9,8 +9,10 @@ notebooks can use it as well as the CLI.
 
 from __future__ import annotations
 
+import resource
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -26,7 +28,7 @@ from ..analysis.metrics import rmse_by_activity_table, score
 from ..data.files import load_split as load_split_of
 from ..engines.als import fit_als, fit_bias_baseline, fit_global_mean, fit_item_mean, fit_user_mean
 from ..result.predictive import held_out_predictions
-from .config import FitJobConfig, check_memory
+from .config import FitJobConfig, check_memory, sampling_plan
 from .reproducibility import environment
 
 
@@ -74,10 +76,11 @@ def _gibbs_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
     from ..engines.gibbs import sample_gibbs
 
     train, test = split.train, split.test
+    plan = sampling_plan(config, train.n_ratings, train.n_users + train.n_items)
     # The held-out set is only watched (running RMSE per sample), never fitted to.
     return [("bpmf-gibbs", lambda: sample_gibbs(
-        train, config.posterior_spec, draws=config.draws, tune=config.tune,
-        chains=config.chains, thin=config.thin, held_out=test, rng=config.seed,
+        train, config.posterior_spec, draws=plan.draws, tune=plan.tune,
+        chains=config.chains, thin=plan.thin, held_out=test, rng=config.seed,
         method="bpmf-gibbs", progress=config.progress))]
 
 
@@ -85,9 +88,9 @@ def _nuts_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
     from ..engines.pymc_fit import sample_nuts
 
     train = split.train
-    # fixed priors with a learned noise: the Wishart families have no PyMC twin yet
+    # the Gibbs sampler's model (its PyMC twin), for either link
     return [("pmf-nuts", lambda: sample_nuts(
-        train, config.pmf_spec.with_(noise="learned"), draws=config.draws, tune=config.tune,
+        train, config.posterior_spec, draws=config.draws, tune=config.tune,
         chains=min(config.chains, 2), rng=config.seed, method="pmf-nuts",
         progress=config.progress))]
 
@@ -96,7 +99,7 @@ def _advi_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
     from ..engines.pymc_fit import fit_advi
 
     train = split.train
-    return [("pmf-advi", lambda: fit_advi(train, config.pmf_spec.with_(noise="learned"),
+    return [("pmf-advi", lambda: fit_advi(train, config.posterior_spec,
                                           draws=config.draws, rng=config.seed,
                                           method="pmf-advi", progress=config.progress))]
 
@@ -120,11 +123,31 @@ METHODS: dict[str, Callable[..., list[tuple[str, Callable]]]] = {
 }
 
 
-def run_fit_job(config: FitJobConfig) -> FitJobOutcome:
+class Stages:
+    """Wall time and peak memory of each stage of a run, for metrics.json's "stages"
+    (what benchmarks/scale_memory.py reports): peak resident memory so far, of this
+    process and of its chain processes."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    @contextmanager
+    def __call__(self, stage: str):
+        began = time.perf_counter()
+        yield
+        peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        self.rows.append({"stage": stage, "seconds": round(time.perf_counter() - began, 3),
+                          "peak_rss_mb": round(peak_kb / 1024)})
+
+
+def run_fit_job(config: FitJobConfig, stages: Stages | None = None) -> FitJobOutcome:
     """Fit the baselines and each requested method on the training part; predict the
     held-out part once per model (stored in each result) and score them all with the
-    same cold-start policy."""
-    split, full = load_split(config)
+    same cold-start policy. ``stages`` records each stage's time and memory."""
+    stages = stages or Stages()
+    with stages("read and split"):
+        split, full = load_split(config)
     check_memory(config, split)
     train, test = split.train, split.test
     fits: list[tuple[str, Callable]] = [
@@ -138,12 +161,16 @@ def run_fit_job(config: FitJobConfig) -> FitJobOutcome:
         fits.extend(METHODS[method](config, split))
     results, models = [], {}
     for name, fit in fits:
-        model, seconds = _timed(fit)
-        if model.method != name:
-            model = model.with_method(name)
-        model = held_out_predictions(model, test)
-        models[name] = model
-        results.append({"method": name, **score(model, train, test), "fit_seconds": seconds})
+        with stages(f"fit {name}"):
+            model, seconds = _timed(fit)
+        with stages(f"predict and score {name}"):
+            if model.method != name:
+                model = model.with_method(name)
+            model = held_out_predictions(model, test)
+            models[name] = model
+            results.append({"method": name, **score(model, train, test,
+                                                     round=config.round_predictions),
+                            "fit_seconds": seconds})
     metrics = {
         "dataset": (full or train).describe() | (
             {"test_source": test.source} if full is None else {}),
@@ -153,9 +180,14 @@ def run_fit_job(config: FitJobConfig) -> FitJobOutcome:
         **environment(),
         "results": results,
     }
+    if "gibbs" in config.methods:
+        metrics["sampling"] = sampling_plan(config, train.n_ratings,
+                                            train.n_users + train.n_items).as_dict()
     if any(m.n_samples > 1 for m in models.values()):
-        table = diagnostics_table(models, split)
+        with stages("diagnostics"):
+            table = diagnostics_table(models, split)
         metrics["diagnostics"] = table.to_dict(orient="records")
+    metrics["stages"] = stages.rows
     return FitJobOutcome(metrics=metrics, models=models, split=split)
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..analysis.selection import select_hyperparameters
 from .config import FitJobConfig, ReportConfig
-from .fit_job import FitJobOutcome, load_split, run_figures, run_fit_job
+from .fit_job import FitJobOutcome, Stages, load_split, run_figures, run_fit_job
 from .render import to_html, to_markdown
 from .runfolder import (
     RunFolder,
@@ -81,15 +81,19 @@ def run_fit(config: FitJobConfig, out_dir: str | Path | None = None, *, figures:
     :class:`~bayes_pmf.workflows.runfolder.RunFolder`; a folder holding an earlier run is
     replaced only with ``overwrite``); ``selection`` (a Selection that chose the config's
     lambda and d) is recorded in metrics.json."""
+    stages = Stages()
     with RunFolder(out_dir or default_run_dir(), overwrite=overwrite) as folder:
-        outcome = run_fit_job(config)
+        outcome = run_fit_job(config, stages)
         outcome.metrics["run_id"] = folder.run_id
         if selection is not None:
             outcome.metrics["selection"] = selection.as_dict()
-        drawn = run_figures(outcome.models, outcome.split, outcome.metrics["results"]) \
-            if figures else None
-        write_run_folder(outcome.metrics, outcome.models, folder.staging, drawn)
-        out = folder.commit()
+        drawn = None
+        if figures:
+            with stages("figures"):
+                drawn = run_figures(outcome.models, outcome.split, outcome.metrics["results"])
+        with stages("save"):  # recorded in metrics.json up to the figures
+            write_run_folder(outcome.metrics, outcome.models, folder.staging, drawn)
+            out = folder.commit()
     return FitRun(outcome, out, sorted(drawn or {}), results_table(outcome.metrics["results"]),
                   metrics_json(outcome.metrics))
 
@@ -175,7 +179,20 @@ def _settings_blocks(metrics: dict) -> list[tuple]:
               f"from seed {metrics['seed']}. The file `config.toml` in this folder holds these "
               f"settings; `bayes-pmf report --config config.toml --out DIR` reruns them."),
         ("table", pd.DataFrame(settings, columns=["setting", "value"])),
+        *_sampling_blocks(metrics),
     ]
+
+
+def _sampling_blocks(metrics: dict) -> list[tuple]:
+    plan = metrics.get("sampling")
+    if not plan:
+        return []
+    text = (f"The Gibbs chains ran {plan['tune']} burn-in sweeps and kept {plan['draws']} "
+            f"draws each, every {plan['thin']}th sweep after burn-in"
+            if plan["thin"] > 1 else
+            f"The Gibbs chains ran {plan['tune']} burn-in sweeps and kept {plan['draws']} "
+            "draws each")
+    return [("p", text + (": " + "; ".join(plan["notes"]) if plan["notes"] else "") + ".")]
 
 
 def _results_blocks(metrics: dict) -> list[tuple]:

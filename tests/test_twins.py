@@ -1,0 +1,118 @@
+"""One model, several engines: for every prior family the Gibbs sampler samples, the PyMC
+model built from the same PMFSpec has the same joint density (#17 item 1).
+
+The sampler's density is :func:`bayes_pmf.engines.gibbs.joint_log_density` (the density
+whose conditionals it draws from); PyMC's is its compiled ``logp`` without the
+transforms' Jacobians, i.e. the density of the model's own variables. The Wishart
+precisions are PyMC variables through Bartlett's decomposition (chi-square diagonal c_k,
+normal lower triangle), so PyMC's density is over (c, z) rather than Lambda: the change of
+variables adds log |dLambda / d(c, z)| = sum_k (d - k - 1) log L_kk (k from 0), which the
+test adds. Everything else must agree up to one constant per model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bayes_pmf as bp
+from bayes_pmf.engines.gibbs import joint_log_density
+from bayes_pmf.model.pymc_model import build_model
+
+FAMILIES = ("fixed", "spherical", "diagonal", "wishart", "normal-wishart")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    spec = bp.PMFSpec(n_factors=3, sigma=0.5, biases=True)
+    return bp.make_synthetic(14, 11, 90, spec, rng=5).data
+
+
+def _state(values: dict, spec) -> tuple[dict, float]:
+    """The sampler's state from PyMC's variables, and the Bartlett Jacobian term."""
+    state = {name: values[name] for name in ("U", "V", "mu", "user_bias", "item_bias")
+             if name in values}
+    if spec.noise == "learned":
+        state["sigma"] = values["sigma"]
+    jacobian = 0.0
+    d = spec.n_factors
+    for side, short in (("user", "u"), ("item", "v")):
+        if spec.prior == "fixed":
+            continue
+        state[f"{side}_bias_precision"] = values[f"sigma_{side}_bias_precision"]
+        if spec.prior == "spherical":
+            state[f"{side}_precision"] = values[f"sigma_{short}_precision"]
+        elif spec.prior == "diagonal":
+            state[f"{side}_precision"] = values[f"sigma_{short}_latent_precision"]
+        else:
+            state[f"{side}_precision"] = values[f"precision_{short}"]
+            roots = np.sqrt(values[f"bartlett_{short}_diag"])
+            jacobian += float(np.sum((d - np.arange(d) - 1) * np.log(roots)))
+            if spec.prior == "normal-wishart":
+                state[f"{side}_mean"] = values[f"mean_{short}"]
+    return state, jacobian
+
+
+@pytest.mark.parametrize("noise", ["fixed", "learned"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_pymc_twin_has_the_samplers_joint_density(tiny, family, noise):
+    spec = bp.PMFSpec(n_factors=3, prior=family, noise=noise, mu_prior=(3.0, 1.5)
+                      if family == "wishart" else None)
+    model = build_model(tiny, spec)
+    logp = model.compile_logp(jacobian=False)
+    names = [v.name for v in model.free_RVs + model.deterministics]
+    values_of = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]),
+                                 inputs=model.value_vars,
+                                 point_fn=True, on_unused_input="ignore")
+    rng = np.random.default_rng(0)
+    start = model.initial_point()
+    differences, scale = [], []
+    for _ in range(6):
+        point = {k: v + rng.normal(0.0, 0.4, np.shape(v)) for k, v in start.items()}
+        values = dict(zip(names, values_of(point)))
+        state, jacobian = _state(values, spec)
+        ours = joint_log_density(tiny, spec, state) + jacobian
+        theirs = float(logp(point))
+        differences.append(theirs - ours)
+        scale.append(abs(theirs))
+    # one constant per model: the normalising constants, nothing that depends on the point
+    spread = np.ptp(differences)
+    assert spread <= 1e-8 * max(scale), (family, noise, differences)
+
+
+def test_the_twin_detects_a_wrong_hyperprior(tiny):
+    """The comparison has power: the sampler's density with the Wishart's degrees of
+    freedom off by one (|Lambda|^0 instead of |Lambda|^-1/2) no longer matches PyMC's."""
+    spec = bp.PMFSpec(n_factors=3, prior="wishart", noise="learned")
+    model = build_model(tiny, spec)
+    logp = model.compile_logp(jacobian=False)
+    names = [v.name for v in model.free_RVs + model.deterministics]
+    values_of = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]),
+                                 inputs=model.value_vars,
+                                 point_fn=True, on_unused_input="ignore")
+    rng = np.random.default_rng(1)
+    differences = []
+    for _ in range(4):
+        point = {k: v + rng.normal(0.0, 0.4, np.shape(v))
+                 for k, v in model.initial_point().items()}
+        values = dict(zip(names, values_of(point)))
+        state, jacobian = _state(values, spec)
+        wrong = sum(0.5 * np.linalg.slogdet(state[f"{side}_precision"])[1]
+                    for side in ("user", "item"))
+        differences.append(float(logp(point)) - joint_log_density(tiny, spec, state)
+                           - jacobian - wrong)
+    assert np.ptp(differences) > 1e-3
+
+
+def test_mu_prior_reaches_every_engine(tiny):
+    """mu ~ N(m0, s0^2) is the same model in ALS (its penalty), PyMC MAP and Gibbs."""
+    spec = bp.PMFSpec(n_factors=2, mu_prior=(0.0, 0.05))  # pulls mu hard towards 0
+    als = bp.fit_als(tiny, spec, progress=False, tol=1e-10, max_sweeps=2000)
+    flat = bp.fit_als(tiny, spec.with_(mu_prior=None), progress=False, tol=1e-10,
+                      max_sweeps=2000)
+    mu_als = float(als.draws["mu"][0])
+    assert abs(mu_als) < abs(float(flat.draws["mu"][0])) / 3
+    from bayes_pmf.engines.pymc_fit import fit_map
+
+    pymc_map = fit_map(tiny, spec, start="als", progress=False)
+    assert abs(float(pymc_map.draws["mu"][0]) - mu_als) < 1e-4
