@@ -5,7 +5,7 @@ means of sigma, of the learned scales, of mu and of held-out expected ratings ag
 within Monte Carlo error (z-scores from both samplers' effective sample sizes); a Gibbs
 sampler with a deliberately broken move does not.
 
-Marked ``expensive``: NUTS takes about nine minutes here, so the default test run (and
+Marked ``expensive``: the two tests take about ten minutes here, so the default test run (and
 CI) deselects it; run it with ``python -m pytest -m expensive -s`` (results in
 benchmarks/README.md). What CI runs instead proves the same chain in two cheaper links:
 the PyMC twin's log density equals the Gibbs sampler's joint density for every prior
@@ -47,7 +47,7 @@ def nuts(subset):
     from bayes_pmf.engines.pymc_fit import sample_nuts
 
     return sample_nuts(subset.train, SPEC, draws=400, tune=400, chains=2, rng=3,
-                       sampler="pymc", progress=False)
+                       progress=False)  # nutpie when installed, PyMC otherwise
 
 
 def _summaries(result, test, pairs=25):

@@ -53,27 +53,32 @@ def _state(values: dict, spec) -> tuple[dict, float]:
     return state, jacobian
 
 
-@pytest.mark.parametrize("noise", ["fixed", "learned"])
-@pytest.mark.parametrize("family", FAMILIES)
-def test_pymc_twin_has_the_samplers_joint_density(tiny, family, noise):
-    spec = bp.PMFSpec(n_factors=3, prior=family, noise=noise, mu_prior=(3.0, 1.5)
-                      if family == "wishart" else None)
-    model = build_model(tiny, spec)
+def _random_points(data, spec, n, rng):
+    """PyMC's log density (without the transforms' Jacobians) at ``n`` random points near
+    the twin's initial point, each with the sampler's state at that point and the
+    log-Jacobian of the Bartlett parameterisation."""
+    model = build_model(data, spec)
     logp = model.compile_logp(jacobian=False)
     names = [v.name for v in model.free_RVs + model.deterministics]
     values_of = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]),
                                  inputs=model.value_vars,
                                  point_fn=True, on_unused_input="ignore")
-    rng = np.random.default_rng(0)
+    generator = np.random.default_rng(rng)
     start = model.initial_point()
+    for _ in range(n):
+        point = {k: v + generator.normal(0.0, 0.4, np.shape(v)) for k, v in start.items()}
+        state, jacobian = _state(dict(zip(names, values_of(point))), spec)
+        yield float(logp(point)), state, jacobian
+
+
+@pytest.mark.parametrize("noise", ["fixed", "learned"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_pymc_twin_has_the_samplers_joint_density(tiny, family, noise):
+    spec = bp.PMFSpec(n_factors=3, prior=family, noise=noise, mu_prior=(3.0, 1.5)
+                      if family == "wishart" else None)
     differences, scale = [], []
-    for _ in range(6):
-        point = {k: v + rng.normal(0.0, 0.4, np.shape(v)) for k, v in start.items()}
-        values = dict(zip(names, values_of(point)))
-        state, jacobian = _state(values, spec)
-        ours = joint_log_density(tiny, spec, state) + jacobian
-        theirs = float(logp(point))
-        differences.append(theirs - ours)
+    for theirs, state, jacobian in _random_points(tiny, spec, 6, rng=0):
+        differences.append(theirs - joint_log_density(tiny, spec, state) - jacobian)
         scale.append(abs(theirs))
     # one constant per model: the normalising constants, nothing that depends on the point
     spread = np.ptp(differences)
@@ -84,23 +89,11 @@ def test_the_twin_detects_a_wrong_hyperprior(tiny):
     """The comparison has power: the sampler's density with the Wishart's degrees of
     freedom off by one (|Lambda|^0 instead of |Lambda|^-1/2) no longer matches PyMC's."""
     spec = bp.PMFSpec(n_factors=3, prior="wishart", noise="learned")
-    model = build_model(tiny, spec)
-    logp = model.compile_logp(jacobian=False)
-    names = [v.name for v in model.free_RVs + model.deterministics]
-    values_of = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]),
-                                 inputs=model.value_vars,
-                                 point_fn=True, on_unused_input="ignore")
-    rng = np.random.default_rng(1)
     differences = []
-    for _ in range(4):
-        point = {k: v + rng.normal(0.0, 0.4, np.shape(v))
-                 for k, v in model.initial_point().items()}
-        values = dict(zip(names, values_of(point)))
-        state, jacobian = _state(values, spec)
+    for theirs, state, jacobian in _random_points(tiny, spec, 4, rng=1):
         wrong = sum(0.5 * np.linalg.slogdet(state[f"{side}_precision"])[1]
                     for side in ("user", "item"))
-        differences.append(float(logp(point)) - joint_log_density(tiny, spec, state)
-                           - jacobian - wrong)
+        differences.append(theirs - joint_log_density(tiny, spec, state) - jacobian - wrong)
     assert np.ptp(differences) > 1e-3
 
 
