@@ -245,8 +245,9 @@ def _diagnostics_blocks(metrics: dict) -> list[tuple]:
     reasons = [f"{r['method']}: {'; '.join(r['reasons'])}" for r in rows if r["reasons"]]
     return [
         ("h2", "Convergence diagnostics"),
-        ("p", "Computed on identifiable quantities only (noise sigma, predicted held-out "
-              "ratings, U·Vᵀ entries): raw factors rotate freely between chains and have "
+        ("p", "Computed on identifiable quantities only (noise sigma, predicted ratings of "
+              "held-out and of random pairs; U·Vᵀ entries too in models without biases): "
+              "raw factors rotate freely between chains and have "
               "R-hat ≫ 1 even when predictions have converged. Criteria: R-hat ≤ 1.01 and "
               "bulk/tail ESS ≥ 100 per chain. lpd = held-out log predictive density per "
               "rating."),
