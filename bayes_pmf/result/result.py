@@ -31,6 +31,10 @@ from . import idata as idata_io
 UnknownPolicy = Literal["error", "prior", "nan"]
 
 
+# draws x pairs values held at once when mapped draws are averaged (128 MB of float64)
+_BLOCK_VALUES = 1 << 24
+
+
 def encode_pairs(user_ids: pd.Index, item_ids: pd.Index, users, items,
                  unknown: UnknownPolicy, sides: tuple[str, ...] = ("user", "item")
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -211,34 +215,34 @@ class PMFResult:
     def mean_draws(self, users, items, *, unknown: UnknownPolicy = "error",
                    samples: np.ndarray | None = None) -> np.ndarray:
         """Draws of the expected rating E[r | params] for each pair: (samples x pairs)."""
+        user_idx, item_idx, unknown_pairs = self._encode(users, items, unknown)
+        means = self.to_rating_scale(predictor_draws(self.draws, user_idx, item_idx, samples))
+        if unknown == "nan":
+            means[:, unknown_pairs] = np.nan
+        return means
+
+    def _encode(self, users, items, unknown: UnknownPolicy):
+        """Row indices of the pairs (-1: unknown) and which pairs have an unknown id on a
+        side the model predicts (the pairs ``unknown="nan"`` leaves out)."""
         sides = tuple(self.settings.get("sides", ("user", "item")))
         user_idx, item_idx = encode_pairs(self.user_ids, self.item_ids, users, items, unknown,
                                           sides)
-        means = self.to_rating_scale(predictor_draws(self.draws, user_idx, item_idx, samples))
-        if unknown == "nan":
-            means[:, self._unknown_pairs(user_idx, item_idx, sides)] = np.nan
-        return means
-
-    @staticmethod
-    def _unknown_pairs(user_idx, item_idx, sides) -> np.ndarray:
         unknown_pairs = np.zeros(len(user_idx), dtype=bool)
         if "user" in sides:
             unknown_pairs |= user_idx < 0
         if "item" in sides:
             unknown_pairs |= item_idx < 0
-        return unknown_pairs
+        return user_idx, item_idx, unknown_pairs
 
     def mean_prediction(self, users, items, *, unknown: UnknownPolicy = "error"
                         ) -> np.ndarray:
         """The posterior mean of the expected rating E[r | params] for each pair, over all
         draws, in memory of a few values per pair (the mean of :meth:`mean_draws`)."""
-        sides = tuple(self.settings.get("sides", ("user", "item")))
-        user_idx, item_idx = encode_pairs(self.user_ids, self.item_ids, users, items, unknown,
-                                          sides)
+        user_idx, item_idx, unknown_pairs = self._encode(users, items, unknown)
         if self.spec.link == "identity":
             means = predictor_mean(self.draws, user_idx, item_idx)
         else:  # the mean of the mapped draws, a block of draws at a time
-            block = max(1, (1 << 24) // max(1, len(user_idx)))
+            block = max(1, _BLOCK_VALUES // max(1, len(user_idx)))
             total = np.zeros(len(user_idx))
             for start in range(0, self.n_samples, block):
                 chosen = np.arange(start, min(start + block, self.n_samples))
@@ -246,7 +250,7 @@ class PMFResult:
                     self.draws, user_idx, item_idx, chosen)).sum(axis=0)
             means = total / self.n_samples
         if unknown == "nan":
-            means[self._unknown_pairs(user_idx, item_idx, sides)] = np.nan
+            means[unknown_pairs] = np.nan
         return means
 
     def predict(self, users, items, *, unknown: UnknownPolicy = "error",
