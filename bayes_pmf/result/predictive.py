@@ -64,6 +64,13 @@ def _noise_sd(result, samples: np.ndarray | None) -> np.ndarray:
     return sigma if samples is None else sigma[samples]
 
 
+def _rating_noise_sd(result, samples: np.ndarray | None) -> np.ndarray:
+    """The noise sd on the rating scale: the logistic link's likelihood lives on [0, 1],
+    so its noise maps back by the scale's width."""
+    noise = _noise_sd(result, samples)
+    return noise * result.scale.width if result.spec.link == "logistic" else noise
+
+
 def predictive_draws(result, users, items, *, rng=0,
                      unknown: str = "prior",
                      max_samples: int = MAX_PREDICTIVE_SAMPLES) -> np.ndarray:
@@ -72,10 +79,7 @@ def predictive_draws(result, users, items, *, rng=0,
     generator = np.random.default_rng(rng)
     samples = _subsample(result, max_samples, generator)
     means = result.mean_draws(users, items, unknown=unknown, samples=samples)
-    noise = _noise_sd(result, samples)
-    if result.spec.link == "logistic":
-        # The likelihood lives on [0, 1]; its noise maps back by the scale's width.
-        noise = noise * result.scale.width
+    noise = _rating_noise_sd(result, samples)
     return means + noise[:, None] * generator.standard_normal(means.shape)
 
 
@@ -152,9 +156,7 @@ def _sampled_summaries(result, users, items, rng, max_samples: int, levels):
     samples = _subsample(result, max_samples, generator)
     n_samples = result.n_samples if samples is None else len(samples)
     kept = max(1, min(n_samples, _STORED_BUDGET // max(1, len(users))))
-    noise_sd = _noise_sd(result, samples)
-    if result.spec.link == "logistic":
-        noise_sd = noise_sd * result.scale.width
+    noise_sd = _rating_noise_sd(result, samples)
     if n_samples * len(users) <= _SUMMARY_BUDGET:
         blocks = [(slice(None), generator)]
     else:
@@ -252,8 +254,7 @@ def held_out_predictions(result, test, *, rng=0,
     if result.has_predictive and result.n_samples == 1:
         # a point estimate's predictive is N(r_hat, sd^2): summarised exactly, a few
         # draws kept for plots
-        sd = np.full(len(users), _noise_sd(result, None)[0]
-                     * (result.scale.width if result.spec.link == "logistic" else 1.0))
+        sd = np.full(len(users), _rating_noise_sd(result, None)[0])
         per_pair.update(pred_mean=per_pair["mean"], pred_sd=sd)
         per_pair.update(_gaussian_interval_columns(per_pair["mean"], sd, result.scale, levels))
         per_pair["lpd"] = _pointwise_lpd(result, users, items, actual, lpd_samples, rng)
