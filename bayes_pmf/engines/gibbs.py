@@ -540,13 +540,10 @@ def _shift_moves(U, V, b, c, mu, user_hyper: _SideHyper, item_hyper: _SideHyper,
                         overrelax)
         V, b = V + a, b - U @ a
     if global_mean:
-        for side, (bias, count, hyper) in enumerate(((b, n, user_hyper), (c, m, item_hyper))):
-            shift = _mu_shift(bias, count, hyper.bias_precision, mu, mu_prior, rng, overrelax)
-            mu += shift
-            if side == 0:
-                b = b - shift
-            else:
-                c = c - shift
+        shift = _mu_shift(b, n, user_hyper.bias_precision, mu, mu_prior, rng, overrelax)
+        b, mu = b - shift, mu + shift
+        shift = _mu_shift(c, m, item_hyper.bias_precision, mu, mu_prior, rng, overrelax)
+        c, mu = c - shift, mu + shift
     return U, V, b, c, float(mu)
 
 
