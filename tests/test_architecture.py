@@ -85,7 +85,7 @@ def test_a_fit_run_computes_held_out_predictions_once_per_model(tmp_path, monkey
     n_test = run.outcome.split.test.n_ratings
     assert calls["means"].count(n_test) == len(models)  # 7: the baselines, ALS twice, Gibbs
     assert calls["draws"] == with_predictive  # the mean baselines have no predictive
-    assert {"ppc_ratings", "calibration", "rank_identifiable"} <= set(run.figures)
+    assert {"ppc_ratings", "calibration", "pit", "rank_identifiable"} <= set(run.figures)
 
 
 def test_every_engine_returns_a_pmf_result_named_by_its_run(synthetic):

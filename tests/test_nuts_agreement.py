@@ -23,6 +23,8 @@ from bayes_pmf.engines import gibbs
 from bayes_pmf.engines.gibbs import sample_gibbs
 
 SPEC = bp.PMFSpec.hierarchical(n_factors=2)
+# the same with the ordinal likelihood (#18: global cut points, sigma fixed)
+ORDINAL_SPEC = bp.PMFSpec.hierarchical(n_factors=2, likelihood="ordinal")
 SCALARS = ("sigma", "mu", "sigma_u", "sigma_v", "sigma_user_bias", "sigma_item_bias")
 
 
@@ -55,7 +57,10 @@ def _summaries(result, test, pairs=25):
     quantities and of the expected ratings of the first held-out pairs."""
     users, items = test.id_pairs()
     chains = result.idata.posterior.sizes["chain"]
-    quantities = {name: result.draws[name] for name in SCALARS}
+    quantities = {name: result.draws[name] for name in SCALARS if name in result.draws}
+    if "cutpoints" in result.draws:  # the free ones
+        cut = result.draws["cutpoints"]
+        quantities.update({f"cutpoint_{k}": cut[:, k] for k in range(1, cut.shape[1])})
     predicted = result.mean_draws(users[:pairs], items[:pairs], unknown="prior")
     quantities.update({f"pair_{k}": predicted[:, k] for k in range(pairs)})
     out = {}
@@ -71,8 +76,8 @@ def _z_scores(first, second) -> dict[str, float]:
             / np.hypot(first[name][1], second[name][1]) for name in first}
 
 
-def _gibbs(subset):
-    return sample_gibbs(subset.train, SPEC, draws=1000, tune=200, chains=2, rng=4,
+def _gibbs(subset, spec=SPEC):
+    return sample_gibbs(subset.train, spec, draws=1000, tune=200, chains=2, rng=4,
                         progress=False)
 
 
@@ -102,3 +107,23 @@ def test_a_broken_gibbs_move_disagrees_with_nuts(subset, nuts, monkeypatch):
     z = _z_scores(_summaries(_gibbs(subset), subset.test), _summaries(nuts, subset.test))
     print(f"\nbroken Gibbs vs NUTS: z(sigma_u) {z['sigma_u']:.1f}, z(sigma_v) {z['sigma_v']:.1f}")
     assert max(z["sigma_u"], z["sigma_v"]) > 6, z
+
+
+@pytest.mark.expensive
+def test_gibbs_and_nuts_agree_on_the_ordinal_model(subset):
+    """The ordinal model (#18) on the same subset: PyMC's OrderedProbit twin sampled by
+    NUTS against the data-augmentation Gibbs sampler; same criteria as above."""
+    from bayes_pmf.engines.pymc_fit import sample_nuts
+
+    nuts = sample_nuts(subset.train, ORDINAL_SPEC, draws=400, tune=400, chains=2, rng=3,
+                       progress=False)
+    g = _summaries(_gibbs(subset, ORDINAL_SPEC), subset.test)
+    n = _summaries(nuts, subset.test)
+    z = _z_scores(g, n)
+    ratios = np.array([g[name][2] / n[name][2] for name in g])
+    print(f"\nordinal Gibbs vs NUTS: max |z| {max(z.values()):.2f} ({max(z, key=z.get)}), "
+          f"median |z| {np.median(list(z.values())):.2f}, sd ratio median "
+          f"{np.median(ratios):.3f} (range {ratios.min():.2f}-{ratios.max():.2f}), "
+          f"{int(nuts.idata.sample_stats['diverging'].sum())} divergences")
+    assert max(z.values()) < 3.5, z
+    assert 0.85 < np.median(ratios) < 1.15, ratios

@@ -13,8 +13,9 @@ Quantities ranked: the noise sd ``sigma`` (learned noise), ``mu`` (global mean; 
 ``spec.mu_prior``), the prior scales of the factors ``sigma_u``, ``sigma_v`` (sqrt of
 trace(Lambda^-1)/d) and of the biases (hierarchical priors), the **balance** log(|U|_F /
 |V|_F) (the direction the likelihood cannot see: only the prior and the scale and
-balance moves set it), and expected ratings mu + b_i + c_j + U_i.V_j of a few observed
-and unobserved (user, item) pairs.
+balance moves set it), the linear predictors mu + b_i + c_j + U_i.V_j of a few observed
+and unobserved (user, item) pairs (the expected ratings of the Gaussian model), and the
+ordinal model's free cut points.
 
 Thinned single chains keep the draws nearly independent, which the uniformity test
 assumes; the replicates are seeded from one seed, so any subset (``reps``) can be
@@ -110,12 +111,16 @@ def _replicate_ranks(spec, seed, sizes, sampler: dict, pairs: int) -> dict[str, 
                                    / np.linalg.norm(posterior["V"], axis=(1, 2)))
         true["balance"] = float(np.log(np.linalg.norm(truth.user_factors)
                                        / np.linalg.norm(truth.item_factors)))
+    if spec.ordinal:
+        for k in range(1, len(hyper["cutpoints"])):
+            values[f"cutpoint_{k}"] = posterior["cutpoints"][:, k]
+            true[f"cutpoint_{k}"] = hyper["cutpoints"][k]
     generator = np.random.default_rng(pair_seed)
     observed = generator.choice(data.n_ratings, pairs, replace=False)
     for kind, (users, items) in (
             ("observed", (data.user_idx[observed], data.item_idx[observed])),
             ("unobserved", _unobserved_pairs(data, pairs, generator))):
-        means = result.mean_draws(data.user_ids[users], data.item_ids[items])
+        means = result.eta_draws(data.user_ids[users], data.item_ids[items])
         expected = truth.linear_predictor(users, items)
         for k in range(pairs):
             values[f"{kind}_rating_{k}"], true[f"{kind}_rating_{k}"] = means[:, k], expected[k]

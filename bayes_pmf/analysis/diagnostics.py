@@ -173,13 +173,7 @@ def _log_density_draws(result, data, max_samples: int) -> np.ndarray:
     for the first ``max_samples`` draws."""
     samples = np.arange(min(max_samples, result.n_samples))
     users, items = data.id_pairs()
-    means = result.mean_draws(users, items, unknown="prior", samples=samples)
-    sigma = result.sigma_draws[samples]
-    actual = data.rating
-    if result.spec.link == "logistic":
-        means, actual = result.scale.to_unit(means), result.scale.to_unit(actual)
-    z = (actual[None, :] - means) / sigma[:, None]
-    return -0.5 * z**2 - np.log(sigma)[:, None] - 0.5 * np.log(2 * np.pi)
+    return result.log_likelihood_draws(users, items, data.rating, samples=samples)
 
 
 def log_likelihood_group(result, train) -> xr.Dataset:

@@ -132,4 +132,42 @@ def score(result, train, test, *, clip: bool = True, round: bool = False) -> dic
     }
     if "lower_50" in table:
         scores.update(interval_coverage(table, COVERAGE_LEVELS, "held_out_rating"))
+    scores.update(grid_scores(table))
     return scores
+
+
+PIT_BINS = 10
+
+
+def grid_scores(table: pd.DataFrame, rng=0) -> dict:
+    """Proper scoring rules of the predictive probabilities of the rating levels (the
+    ``prob_<rating>`` columns of the stored predictions; none for the mean baselines or a
+    scale without a grid):
+
+    * ``log_score``: mean log P(observed level), higher is better;
+    * ``rps``: ranked probability score, mean over ratings of sum_k (F_k - 1[r <= v_k])^2
+      over the K - 1 lower levels (F: the predictive cdf on the grid), lower is better;
+    * ``pit_histogram``: shares of the randomised PIT values F(r-) + U P(r), U ~ U(0, 1)
+      seeded by ``rng``, in 10 equal bins (uniform for a calibrated model: 0.1 each),
+      and ``pit_max_deviation``, the largest distance of a share from 0.1."""
+    columns = [name for name in table.columns if name.startswith("prob_")]
+    if not columns:
+        return {}
+    values = np.array([float(name[len("prob_"):]) for name in columns])
+    probabilities = table[columns].to_numpy()
+    actual = table["held_out_rating"].to_numpy()
+    level = np.argmin(np.abs(actual[:, None] - values[None, :]), axis=1)
+    if not np.allclose(values[level], actual):
+        return {}  # ratings off the grid: no level to score
+    rows = np.arange(len(actual))
+    cdf = np.cumsum(probabilities, axis=1)
+    observed_cdf = (np.arange(len(values))[None, :] >= level[:, None]).astype(float)
+    below = cdf[rows, level] - probabilities[rows, level]
+    pit = below + np.random.default_rng(rng).random(len(actual)) * probabilities[rows, level]
+    shares = np.histogram(np.clip(pit, 0.0, 1.0), bins=PIT_BINS, range=(0.0, 1.0))[0] / len(pit)
+    return {
+        "log_score": float(np.mean(np.log(np.maximum(probabilities[rows, level], 1e-300)))),
+        "rps": float(np.mean(np.sum((cdf[:, :-1] - observed_cdf[:, :-1]) ** 2, axis=1))),
+        "pit_histogram": [float(share) for share in shares],
+        "pit_max_deviation": float(np.max(np.abs(shares - 1.0 / PIT_BINS))),
+    }

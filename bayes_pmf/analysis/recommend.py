@@ -6,14 +6,18 @@ Scores for an unseen item j of user i (S posterior draws; one for ALS/MAP):
 
 * ``mean``: posterior-mean predicted rating;
 * ``prob``: P(r_ij >= threshold) = mean_s Phi((E_s[r_ij] - t') / sigma_s), with t' the
-  threshold less half a rating step (a continuous model scoring discrete ratings);
+  threshold less half a rating step (a continuous model scoring discrete ratings); for
+  the ordinal model exactly mean_s Phi((eta_s - theta_s) / sigma), theta_s the cut point
+  below the threshold's level (``threshold`` = the top rating gives P(r = max));
 * ``quantile``: the q-quantile of the expected rating over draws (q < 0.5 pessimistic,
   q > 0.5 optimistic);
 * ``thompson``: the expected rating under ONE random posterior draw (exploration).
 
 Items the user rated in training are excluded (they are read from the result's own
 constant_data, so a saved result is enough). Unknown users get prior-mean (bias-only)
-recommendations, flagged ``cold_user``.
+recommendations, flagged ``cold_user``. A new user's ratings are folded in by the
+Gaussian conditional of their factors; for the ordinal model that treats the ratings as
+the latent values (an approximation: z lies within its level's interval around it).
 """
 
 from __future__ import annotations
@@ -72,8 +76,9 @@ def _expected_rating_draws(result, factors: np.ndarray, bias: np.ndarray,
                            samples: np.ndarray | slice = slice(None)) -> np.ndarray:
     """(samples x users x items) expected ratings of users given by their factor draws
     (``factors`` and ``bias`` hold the draws ``samples`` of the result)."""
+    chosen = None if isinstance(samples, slice) else samples
     return result.to_rating_scale(all_items_predictor(result.draws, len(result.item_ids),
-                                                      factors, bias, samples))
+                                                      factors, bias, samples), chosen)
 
 
 def _posterior_mean_scores(result, factors: np.ndarray,
@@ -127,15 +132,31 @@ def _scores_from_factors(result, factors: np.ndarray, bias: np.ndarray, *,
             scores[users] = _expected_rating_draws(result, factors[pick][:, users],
                                                    bias[pick][:, users], pick)[0]
         return scores
-    if score == "mean" and result.spec.link == "identity":
+    if score == "mean" and result.spec.link == "identity" and not result.spec.ordinal:
         return _posterior_mean_scores(result, factors, bias)
     block = max(1, _DRAW_BUDGET // max(1, n_samples * len(result.item_ids)))
     return np.concatenate([
-        _reduce_draws(result, _expected_rating_draws(result, factors[:, start:start + block],
-                                                     bias[:, start:start + block]),
+        _block_scores(result, factors[:, start:start + block], bias[:, start:start + block],
                       score, threshold, quantile)
         for start in range(0, n_users, block)
     ])
+
+
+def _block_scores(result, factors: np.ndarray, bias: np.ndarray, score: str,
+                  threshold: float, quantile: float) -> np.ndarray:
+    if score == "prob" and result.spec.ordinal:
+        # P(r >= threshold) = P(z > the cut point below the threshold's level), per draw
+        grid = result.grid
+        level = int(np.searchsorted(grid, threshold - 1e-9 * result.scale.step))
+        if level == 0:
+            return np.ones((factors.shape[1], len(result.item_ids)))
+        if level >= len(grid):
+            return np.zeros((factors.shape[1], len(result.item_ids)))
+        eta = all_items_predictor(result.draws, len(result.item_ids), factors, bias)
+        cut = result.draws["cutpoints"][:, level - 1, None, None]
+        return ndtr((eta - cut) / result.sigma_draws[:, None, None]).mean(axis=0)
+    return _reduce_draws(result, _expected_rating_draws(result, factors, bias), score,
+                         threshold, quantile)
 def score_matrix(result, users, *, score: str = "mean", threshold: float = 4.0,
                  quantile: float = 0.1, rng=0) -> np.ndarray:
     """(users x items) scores of every training item for each user, rows aligned with

@@ -30,7 +30,7 @@ FLAGS = {"out": "--out", "n_factors": "--factors", "lambda": "--lambda",
          "max_sweeps": "--max-sweeps", "methods": "--method", "draws": "--draws",
          "tune": "--tune", "chains": "--chains", "thin": "--thin", "seed": "--seed",
          "data": "--data", "train": "--train", "test": "--test", "link": "--link",
-         "round_predictions": "--round"}
+         "round_predictions": "--round", "likelihood": "--likelihood"}
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +77,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="identity (default) or the PMF paper's logistic link, ratings "
                              "mapped to [0, 1] (fitted by map, nuts, advi; default method "
                              "then: map)")
+    parser.add_argument("--likelihood", choices=["gaussian", "ordinal"], default="gaussian",
+                        help="gaussian (default) or ordinal: the ordered probit on the "
+                             "rating grid with learned cut points, for gibbs, map, nuts "
+                             "and advi (their names get '-ordinal'; ALS stays Gaussian)")
     parser.add_argument("--round", dest="round_predictions", action="store_true",
                         help="snap held-out predictions to the rating grid before scoring "
                              "(the paper's 'map back and round')")
@@ -209,7 +213,7 @@ def _job_config(args: argparse.Namespace, **overrides):
         given["n_factors"] = args.factors
     if getattr(args, "lambda_", None) is not None:
         given["lambda_"] = args.lambda_
-    for name in ("link", "round_predictions"):
+    for name in ("link", "round_predictions", "likelihood"):
         if hasattr(args, name):
             given[name] = getattr(args, name)
     return FitJobConfig(**given, **overrides,
@@ -225,7 +229,7 @@ def _fit_job_config(args: argparse.Namespace):
 
 _JOB_FLAGS = ("data", "train", "test", "test_fraction", "seed", "factors", "lambda_", "method",
               "draws", "tune", "chains", "thin", "max_sweeps", "title", "link",
-              "round_predictions")
+              "round_predictions", "likelihood")
 
 
 def _report(args: argparse.Namespace) -> int:

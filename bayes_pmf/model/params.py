@@ -1,4 +1,4 @@
-"""Factor parameters, THE linear predictor, and the MAP objective E.
+"""Factor parameters, THE linear predictor, the ordinal link, and the MAP objective E.
 
 ``eta_ij = mu + b_i + c_j + U_i.V_j`` is computed here and nowhere else, in three
 layouts that every engine, the result and the recommender share:
@@ -14,6 +14,11 @@ mean 0, so an unknown user is predicted mu + c_j (the cold-start prediction).
 :func:`objective` scores any solver's point estimate with the same E (see
 :mod:`bayes_pmf.model.spec` for the formula), so ALS, the PyMC MAP and anything a user
 writes are compared by one function. Specs are read by their attributes only.
+
+The ordinal likelihood's arithmetic (``likelihood="ordinal"``, see
+:mod:`bayes_pmf.model.spec`) lives here too, for every engine and the result: the rating
+grid and its levels, the cut points' prior centres, level probabilities, expected ratings,
+the stable log-probability of an interval and truncated-normal draws.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import log_ndtr, ndtr, ndtri
 
 from ..errors import ConfigError
 
@@ -209,3 +215,130 @@ def objective(data, params: FactorParams, spec) -> float:
         m0, s0 = spec.mu_prior
         value += 0.5 * spec.sigma**2 / s0**2 * (params.mu - m0) ** 2
     return value
+
+
+# --- the ordinal link --------------------------------------------------------------------
+
+
+def rating_grid(scale) -> np.ndarray:
+    """The K rating levels v_1 < ... < v_K of a bounded scale with a grid step (a
+    RatingScale); the ordinal likelihood needs them."""
+    if not (scale.bounded and scale.step):
+        raise ConfigError(
+            f"likelihood='ordinal' needs ratings on a bounded grid (e.g. 0.5 to 5 in half "
+            f"stars); these ratings have min={scale.min}, max={scale.max}, "
+            f"step={scale.step}", setting="likelihood")
+    grid = scale.values()
+    if len(grid) < 2:
+        raise ConfigError("likelihood='ordinal' needs at least two rating levels",
+                          setting="likelihood")
+    return grid
+
+
+def cutpoint_centres(grid: np.ndarray) -> np.ndarray:
+    """The K - 1 midpoints (v_k + v_{k+1})/2: where the cut points' prior is centred, and
+    where the first cut point is fixed."""
+    grid = np.asarray(grid, dtype=float)
+    return 0.5 * (grid[:-1] + grid[1:])
+
+
+def rating_levels(ratings: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """The level index (0 .. K-1) of each rating on ``grid``; ConfigError if a rating is
+    not one of the levels."""
+    grid = np.asarray(grid, dtype=float)
+    ratings = np.asarray(ratings, dtype=float)
+    level = np.clip(np.searchsorted(cutpoint_centres(grid), ratings), 0, len(grid) - 1)
+    off = np.abs(grid[level] - ratings) > 1e-9 * max(1.0, float(np.max(np.abs(grid))))
+    if off.any():
+        raise ConfigError(f"{int(off.sum())} rating(s) are not on the grid {grid.tolist()}, "
+                          f"e.g. {float(ratings[off][0])!r}", setting="likelihood")
+    return level.astype(np.int64)
+
+
+def log_interval_probability(lower, upper, eta, sigma) -> np.ndarray:
+    """log P(lower < z <= upper) for z ~ N(eta, sigma^2), accurate in both tails
+    (bounds may be -inf / +inf)."""
+    a = (np.asarray(lower, dtype=float) - eta) / sigma
+    b = (np.asarray(upper, dtype=float) - eta) / sigma
+    flip = a > 0  # both bounds in the upper tail: use the mirror image, P(-b < x <= -a)
+    a, b = np.where(flip, -b, a), np.where(flip, -a, b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # a <= 0 now, so Phi(a) <= 1/2 carries full relative precision: the plain
+        # difference is exact to rounding unless it underflows (b 37 sd out or a ~ b)
+        out = np.log(ndtr(b) - ndtr(a))
+        far = ~(out > -600.0)
+        if np.any(far):
+            log_b, log_a = log_ndtr(b[far]), log_ndtr(a[far])
+            out = np.array(out, dtype=float, copy=True)
+            out[far] = log_b + np.log1p(-np.exp(log_a - log_b))
+    return out
+
+
+def truncated_normal(eta, lower, upper, sigma, uniform: np.ndarray) -> np.ndarray:
+    """Draws of z ~ N(eta, sigma^2) truncated to (lower, upper], by inverting the cdf at
+    ``uniform`` (U(0, 1) numbers, one per value), in the tail where the cdf is accurate;
+    beyond the reach of double precision (a bound 38 sd out) the draw is the
+    exponential approximation of the far tail."""
+    a = (np.asarray(lower, dtype=float) - eta) / sigma
+    b = (np.asarray(upper, dtype=float) - eta) / sigma
+    flip = a > 0
+    a, b = np.where(flip, -b, a), np.where(flip, -a, b)
+    low, high = ndtr(a), ndtr(b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = ndtri(low + uniform * (high - low))
+        far = ~(high > low) | ~np.isfinite(x)
+        if far.any():  # the mass sits against b: b - Exp(|b|)
+            x = np.where(far, b + np.log(np.maximum(uniform, 1e-300)) / np.abs(b), x)
+    x = np.clip(x, a, b)
+    return eta + sigma * np.where(flip, -x, x)
+
+
+def _per_sample(eta: np.ndarray, cutpoints, sigma) -> tuple[np.ndarray, np.ndarray]:
+    """Cut points (samples x K-1) and sigma (samples) shaped to broadcast against eta
+    (samples x ...): one set per sample."""
+    cutpoints = np.atleast_2d(np.asarray(cutpoints, dtype=float))
+    sigma = np.broadcast_to(np.asarray(sigma, dtype=float), (len(cutpoints),))
+    tail = (1,) * (eta.ndim - 1)
+    return (cutpoints.reshape(cutpoints.shape + tail),
+            sigma.reshape(sigma.shape + tail))
+
+
+def ordinal_expected_rating(eta, cutpoints, sigma, grid) -> np.ndarray:
+    """E[r | eta] = v_1 + sum_k (v_{k+1} - v_k) P(z > theta_k) for eta (samples x ...),
+    cut points (samples x K-1) and sigma (samples), one cut point at a time."""
+    eta = np.asarray(eta, dtype=float)
+    cutpoints, sigma = _per_sample(eta, cutpoints, sigma)
+    grid = np.asarray(grid, dtype=float)
+    out = np.full(eta.shape, grid[0])
+    for k, gap in enumerate(np.diff(grid)):
+        out += gap * ndtr((eta - cutpoints[:, k]) / sigma)
+    return out
+
+
+def ordinal_draws(eta, cutpoints, sigma, grid, normal: np.ndarray) -> np.ndarray:
+    """Ratings drawn from the ordinal model: z = eta + sigma * normal, snapped to the level
+    whose interval holds it (eta, normal: samples x ...)."""
+    eta = np.asarray(eta, dtype=float)
+    cutpoints, sigma = _per_sample(eta, cutpoints, sigma)
+    latent = eta + sigma * normal
+    level = np.zeros(latent.shape, dtype=np.int64)
+    for k in range(cutpoints.shape[1]):
+        level += latent > cutpoints[:, k]
+    return np.asarray(grid, dtype=float)[level]
+
+
+def binned_probabilities(centre, edges, sigma) -> np.ndarray:
+    """(pairs x K): the mean over samples of P(edges_{k-1} < z <= edges_k) for
+    z ~ N(centre_s, sigma_s^2): centre (samples x pairs), edges (samples x K-1) the
+    interior bin edges (the ordinal model's cut points; the grid's midpoints for the
+    Gaussian model's mass on each grid bin), sigma (samples)."""
+    centre = np.asarray(centre, dtype=float)
+    edges, sigma = _per_sample(centre, edges, sigma)
+    below = np.zeros(centre.shape)
+    out = np.empty(centre.shape[1:] + (edges.shape[1] + 1,))
+    for k in range(edges.shape[1]):
+        cdf = ndtr((edges[:, k] - centre) / sigma)
+        out[..., k] = (cdf - below).mean(axis=0)
+        below = cdf
+    out[..., -1] = (1.0 - below).mean(axis=0)
+    return out

@@ -23,6 +23,10 @@ and the spec's priors, written as the Gibbs sampler has them:
     prior="normal-wishart"  as "wishart" with U[i] ~ MvNormal(mu_U, precision Lambda_U),
                        mu_U ~ MvNormal(0, precision beta0 Lambda_U)
     mu_prior=(m0, s0)  mu ~ N(m0, s0^2) instead of the flat prior
+    likelihood="ordinal"  level_k ~ OrderedProbit(eta_k, cutpoints, sigma) on the rating
+                       grid's levels; cutpoints = [c_1 (fixed midpoint), free...], the
+                       free ones N(midpoints, cutpoint_sd^2) under PyMC's ordered
+                       transform, with a potential keeping them above c_1
 
 The posterior keeps the learned scales as sigma_u, sigma_v (sigma_u_latent, sigma_v_latent
 for "diagonal"; sqrt(trace(Lambda^-1)/d) for the Wishart families), sigma_user_bias,
@@ -45,12 +49,19 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from ..errors import ConfigError
-from .params import FactorParams, rated_items_matrix
+from .params import (
+    FactorParams,
+    cutpoint_centres,
+    rated_items_matrix,
+    rating_grid,
+    rating_levels,
+)
 
-# PyMC names of the random variables holding point-estimate parameters.
+# PyMC names of the random variables holding point-estimate parameters, and of the
+# other learned quantities a result keeps (scales; the ordinal model's cut points).
 PARAMETER_NAMES = ("U", "V", "mu", "user_bias", "item_bias", "Y", "W")
 SCALE_NAMES = ("sigma", "sigma_u", "sigma_v", "sigma_user_bias", "sigma_item_bias",
-               "sigma_u_latent", "sigma_v_latent")
+               "sigma_u_latent", "sigma_v_latent", "cutpoints")
 
 
 def _precision_scale(spec, name: str, dims: str | None = None):
@@ -104,6 +115,26 @@ def _bias_scale(spec, name: str, fixed: float):
     return fixed if spec.prior == "fixed" else _precision_scale(spec, name)
 
 
+def _ordinal_rating(train, spec, eta) -> None:
+    """The ordered probit on the grid's levels (the Gibbs sampler's cut-point prior: the
+    first cut point fixed at its midpoint, the rest N(midpoint, cutpoint_sd^2) and
+    increasing)."""
+    grid = rating_grid(train.scale)
+    centres = cutpoint_centres(grid)
+    cutpoints = pt.as_tensor_variable(centres[:1])
+    if len(centres) > 1:
+        free = pm.Normal("cutpoints_free", mu=centres[1:], sigma=spec.cutpoint_sd,
+                         transform=pm.distributions.transforms.ordered,
+                         initval=centres[1:], shape=len(centres) - 1)
+        pm.Potential("cutpoints_above_first",
+                     pt.switch(pt.gt(free[0], centres[0]), 0.0, -np.inf))
+        cutpoints = pt.concatenate([cutpoints, free])
+    cutpoints = pm.Deterministic("cutpoints", cutpoints, dims="cutpoint")
+    levels = pm.Data("observed_level", rating_levels(train.rating, grid), dims="obs")
+    pm.OrderedProbit("rating", eta=eta, cutpoints=cutpoints, sigma=spec.sigma,
+                     compute_p=False, observed=levels, dims="obs", shape=eta.shape)
+
+
 def build_model(train, spec) -> pm.Model:
     """The PyMC model of ``spec`` on the training ratings ``train`` (a RatingsData)."""
     if spec.constrained and spec.prior in ("wishart", "normal-wishart"):
@@ -118,6 +149,8 @@ def build_model(train, spec) -> pm.Model:
         "latent": np.arange(spec.n_factors),
         "obs": np.arange(train.n_ratings),
     }
+    if spec.ordinal:
+        coords["cutpoint"] = np.arange(len(rating_grid(train.scale)) - 1)
     target = train.scale.to_unit(train.rating) if spec.link == "logistic" else train.rating
     with pm.Model(coords=coords) as model:
         user_idx = pm.Data("user_idx", train.user_idx, dims="obs")
@@ -155,6 +188,9 @@ def build_model(train, spec) -> pm.Model:
                 U = _factor_matrix(spec, "u", ("user", "latent"), "U")
             V = _factor_matrix(spec, "v", ("item", "latent"), "V")
             eta = eta + (U[user_idx] * V[item_idx]).sum(axis=-1)
+        if spec.ordinal:
+            _ordinal_rating(train, spec, eta)
+            return model
         mean = pm.math.sigmoid(eta) if spec.link == "logistic" else eta
         pm.Normal("rating", mu=mean, sigma=sigma, observed=observed, dims="obs",
                   shape=user_idx.shape)

@@ -17,6 +17,20 @@ Priors of the factors (``prior``):
     "normal-wishart"  U_i ~ N(mu_U, Lambda_U^-1), (mu_U, Lambda_U) ~ Normal-Wishart(0, beta0,
                       I, d): Bayesian PMF (Salakhutdinov & Mnih 2008).
 
+The likelihood (``likelihood``): "gaussian" (above) or "ordinal", the ordered probit on the
+rating grid v_1 < ... < v_K (Albert & Chib 1993):
+
+    r_ij = v_k  when  theta_{k-1} < z_ij <= theta_k,   z_ij ~ N(eta_ij, sigma^2)
+    P(r_ij = v_k) = Phi((theta_k - eta_ij)/sigma) - Phi((theta_{k-1} - eta_ij)/sigma)
+
+with theta_0 = -inf, theta_K = +inf and K - 1 cut points. The latent z lives on the
+rating scale: theta_1 is fixed at the first midpoint (v_1 + v_2)/2 (it fixes the
+location, mu stays free), sigma is fixed (it fixes the scale), and the free cut points
+have the prior theta_k ~ N((v_k + v_{k+1})/2, ``cutpoint_sd``^2), restricted to
+theta_1 < theta_2 < ... < theta_{K-1}. With every cut point at its midpoint this is the
+Gaussian model's predictive mass on each grid bin; freeing them lets ratings heap on
+whole stars. (:mod:`bayes_pmf.model.params` holds the ordinal arithmetic.)
+
 The noise (``noise``): "fixed" (sigma as given) or "learned" (1/sigma^2 ~ Gamma(a, b),
 :data:`NOISE_PRIOR`). mu has a flat prior, or N(m0, s0^2) with ``mu_prior=(m0, s0)``
 (the calibration checks need a proper prior to draw mu from). ``constrained=True`` is
@@ -45,11 +59,13 @@ from typing import Literal
 from ..errors import ConfigError
 
 Link = Literal["identity", "logistic"]
+Likelihood = Literal["gaussian", "ordinal"]
 Prior = Literal["fixed", "spherical", "diagonal", "wishart", "normal-wishart"]
 Noise = Literal["fixed", "learned"]
 PRIORS: tuple[str, ...] = ("fixed", "spherical", "diagonal", "wishart", "normal-wishart")
 NOISES: tuple[str, ...] = ("fixed", "learned")
 LINKS: tuple[str, ...] = ("identity", "logistic")
+LIKELIHOODS: tuple[str, ...] = ("gaussian", "ordinal")
 
 # Defaults, set once (everything else reads them from here).
 DEFAULT_FACTORS = 10
@@ -64,6 +80,7 @@ DEFAULT_POSTERIOR_PRIOR: Prior = "wishart"  # the main job's posterior model
 NOISE_PRIOR = (1.0, 1.0)       # Gamma(shape, rate) on 1/sigma^2
 GAMMA_PRIOR = (1.0, 1.0)       # Gamma(a0, b0) on the spherical/diagonal/bias precisions
 NW_BETA0 = 2.0                 # Normal-Wishart: prior precision multiplier of mu_U
+CUTPOINT_SD = 0.5              # ordinal: prior sd of a free cut point around its midpoint
 
 
 def _positive(name: str, value: float) -> None:
@@ -103,6 +120,10 @@ class PMFSpec:
         :data:`NW_BETA0`).
     constrained : constrained PMF (U = Y + mean W of the rated items).
     sigma_w : prior sd of an entry of W (constrained PMF only).
+    likelihood : "gaussian" or "ordinal" (ordered probit on the rating grid; needs the
+        identity link and a fixed noise, which sets the latent scale).
+    cutpoint_sd : the ordinal model's prior sd of a free cut point around its midpoint
+        (default :data:`CUTPOINT_SD`).
     """
 
     n_factors: int = DEFAULT_FACTORS
@@ -122,6 +143,8 @@ class PMFSpec:
     mu_prior: tuple[float, float] | None = None
     constrained: bool = False
     sigma_w: float = DEFAULT_SIGMA_W
+    likelihood: Likelihood = "gaussian"
+    cutpoint_sd: float = CUTPOINT_SD
 
     def __post_init__(self) -> None:
         if isinstance(self.n_factors, bool) or not isinstance(self.n_factors, int) \
@@ -130,9 +153,10 @@ class PMFSpec:
                 f"n_factors (latent dimension d) must be an integer >= 0, got {self.n_factors!r}",
                 setting="n_factors")
         for name in ("sigma", "sigma_u", "sigma_v", "sigma_user_bias", "sigma_item_bias",
-                     "sigma_w"):
+                     "sigma_w", "cutpoint_sd"):
             _positive(name, getattr(self, name))
-        for name, allowed in (("link", LINKS), ("prior", PRIORS), ("noise", NOISES)):
+        for name, allowed in (("link", LINKS), ("prior", PRIORS), ("noise", NOISES),
+                              ("likelihood", LIKELIHOODS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}, got "
                                   f"{getattr(self, name)!r}", setting=name)
@@ -160,6 +184,17 @@ class PMFSpec:
         if self.constrained and self.n_factors == 0:
             raise ConfigError("constrained PMF needs latent factors (n_factors >= 1)",
                               setting="constrained")
+        if self.ordinal:
+            for name, wanted, why in (
+                    ("link", "identity", "the ordinal model has its own link to the grid"),
+                    ("noise", "fixed", "its sigma sets the latent scale, which the cut "
+                                       "points cannot tell from a learned one"),
+                    ("global_mean", True, "mu carries the location above the first, "
+                                          "fixed cut point"),
+                    ("constrained", False, "constrained PMF is Gaussian only")):
+                if getattr(self, name) != wanted:
+                    raise ConfigError(f"likelihood='ordinal' needs {name}={wanted!r} ({why}), "
+                                      f"got {getattr(self, name)!r}", setting=name)
 
     @classmethod
     def from_lambdas(
@@ -194,9 +229,16 @@ class PMFSpec:
 
     @classmethod
     def hierarchical(cls, prior: Prior = DEFAULT_POSTERIOR_PRIOR, **kwargs) -> "PMFSpec":
-        """The default model with a hyperprior on the factor precisions and a learned noise:
-        the main job's posterior model (``prior="wishart"``)."""
-        return cls(prior=prior, noise="learned", **kwargs)
+        """The default model with a hyperprior on the factor precisions and a learned noise
+        (a fixed one for the ordinal likelihood, whose sigma sets the latent scale): the
+        main job's posterior model (``prior="wishart"``)."""
+        noise = "fixed" if kwargs.get("likelihood") == "ordinal" else "learned"
+        return cls(prior=prior, noise=kwargs.pop("noise", noise), **kwargs)
+
+    @property
+    def ordinal(self) -> bool:
+        """The ordered-probit likelihood on the rating grid."""
+        return self.likelihood == "ordinal"
 
     @property
     def lambda_u(self) -> float:
@@ -231,6 +273,11 @@ class PMFSpec:
 
     def require_fixed(self, engine: str) -> None:
         """Refuse a spec an engine cannot fit, naming the spec that it can."""
+        if self.ordinal:
+            raise ConfigError(
+                f"{engine} computes the MAP of the Gaussian model; this spec has "
+                "likelihood='ordinal'. Fit it with fit_map or sample_gibbs, or fit "
+                "spec.with_(likelihood='gaussian') here", setting="likelihood")
         if not self.is_fixed:
             raise ConfigError(
                 f"{engine} computes the MAP of a model with fixed priors and noise; this "

@@ -21,7 +21,40 @@ import pandas as pd
 
 from ..data.ratings import RatingScale, RatingsData
 from ..errors import ConfigError, RatingsDataError, check_seed
-from .params import FactorParams
+from .params import FactorParams, cutpoint_centres, ordinal_draws
+
+# The rating grid of ordinal synthetic data unless one is given: half stars, 0.5 to 5.
+HALF_STARS = np.arange(1, 11) / 2.0
+
+
+def _grid_scale(grid) -> tuple[np.ndarray, RatingScale]:
+    grid = np.asarray(HALF_STARS if grid is None else grid, dtype=float)
+    steps = np.diff(grid)
+    if len(grid) < 2 or not np.allclose(steps, steps[0]) or steps[0] <= 0:
+        raise ConfigError(f"grid must be at least two evenly spaced increasing levels, got "
+                          f"{grid.tolist()}", setting="grid")
+    return grid, RatingScale(float(grid[0]), float(grid[-1]), float(steps[0]))
+
+
+def draw_cutpoints(spec, grid, rng, attempts: int = 100_000) -> np.ndarray:
+    """Cut points from the ordinal model's prior: the first at its midpoint, the others
+    N(midpoint, cutpoint_sd^2) restricted to increasing order (by rejection)."""
+    centres = cutpoint_centres(grid)
+    for _ in range(attempts):
+        draw = centres + np.r_[0.0, spec.cutpoint_sd * rng.standard_normal(len(centres) - 1)]
+        if np.all(np.diff(draw) > 0):
+            return draw
+    raise ConfigError(f"no increasing cut points in {attempts} prior draws: cutpoint_sd "
+                      f"{spec.cutpoint_sd} is too wide for this grid", setting="cutpoint_sd")
+
+
+def _observed(eta, spec, sigma, grid, cutpoints, rng) -> tuple[np.ndarray, RatingScale]:
+    """Ratings around eta: Gaussian (unbounded scale), or the ordinal model's levels."""
+    noise = rng.standard_normal(len(eta))
+    if not spec.ordinal:
+        return eta + sigma * noise, RatingScale.unbounded()
+    grid, scale = _grid_scale(grid)
+    return ordinal_draws(eta[None], cutpoints, sigma, grid, noise[None])[0], scale
 
 
 @dataclass(frozen=True)
@@ -93,6 +126,7 @@ def make_synthetic(
     activity_exponent: float = 0.8,
     mu: float = 3.5,
     rng: int | np.random.Generator | None = 0,
+    grid=None,
 ) -> SyntheticRatings:
     """Ratings r_ij = mu + b_i + c_j + U_i.V_j + sigma * eps on distinct random pairs,
     drawn from the model ``spec`` (a PMFSpec; required).
@@ -105,6 +139,10 @@ def make_synthetic(
     A spec with ``constrained=True`` draws from constrained PMF: U_i = Y_i + the mean of
     W_k over the items user i rated, Y_i ~ N(0, sigma_u^2 I), W_k ~ N(0, sigma_w^2 I);
     the returned truth holds the effective U.
+
+    A spec with ``likelihood="ordinal"`` draws ratings on ``grid`` (default half stars 0.5
+    to 5) from the ordered probit with every cut point at its midpoint (``hyper`` holds
+    them): the Gaussian ratings rounded to the grid.
     """
     if not all(hasattr(spec, name) for name in ("sigma_u", "n_factors", "link")):
         raise ConfigError("make_synthetic needs the model to draw from as a PMFSpec, e.g. "
@@ -135,16 +173,20 @@ def make_synthetic(
         offsets = (indicator @ profiles) / counts[:, None]
         truth = FactorParams(truth.user_factors + offsets, truth.item_factors, truth.mu,
                              truth.user_bias, truth.item_bias)
-    ratings = truth.linear_predictor(users, items) + spec.sigma * rng.standard_normal(len(users))
+    hyper = None
+    if spec.ordinal:
+        hyper = {"cutpoints": cutpoint_centres(_grid_scale(grid)[0])}
+    ratings, scale = _observed(truth.linear_predictor(users, items), spec, spec.sigma, grid,
+                               hyper and hyper["cutpoints"], rng)
     data = RatingsData(
         users, items, ratings, pd.Index(np.arange(n_users), name="user"),
-        pd.Index(np.arange(n_items), name="item"), RatingScale.unbounded(),
+        pd.Index(np.arange(n_items), name="item"), scale,
         source=f"synthetic(n_users={n_users}, n_items={n_items}, n_ratings={n_ratings}, "
                f"seed={seed})",
     )
     if not math.isfinite(float(ratings.sum())):
         raise RatingsDataError("synthetic ratings are not finite; check the spec's scales")
-    return SyntheticRatings(data=data, truth=truth, spec=spec, seed=seed)
+    return SyntheticRatings(data=data, truth=truth, spec=spec, seed=seed, hyper=hyper)
 
 
 def wishart_draw(df: float, scale_inverse: np.ndarray, rng) -> np.ndarray:
@@ -172,13 +214,15 @@ def _precision_root_inverse(precision, d: int) -> np.ndarray:
 
 def draw_from_prior(spec, n_users: int, n_items: int, n_ratings: int, *,
                     activity_exponent: float = 0.8,
-                    rng: int | np.random.Generator | None = 0) -> SyntheticRatings:
+                    rng: int | np.random.Generator | None = 0, grid=None) -> SyntheticRatings:
     """One draw of the spec's whole model: hyperparameters from their hyperpriors (noise
     precision ~ Gamma(noise_prior) when the noise is learned; the factor precisions from
     the prior family; bias precisions ~ Gamma(gamma_prior) for hierarchical families),
     then factors, biases, mu ~ N(mu_prior) and Gaussian ratings on power-law pairs.
     ``truth`` holds the parameters and ``hyper`` the hyperparameters. Needs a proper prior
-    on mu (``spec.mu_prior``) when the model has a global mean."""
+    on mu (``spec.mu_prior``) when the model has a global mean. The ordinal model draws
+    its cut points from their prior too (:func:`draw_cutpoints`) and ratings on ``grid``
+    (default half stars 0.5 to 5)."""
     check_seed(rng)
     _check_sizes(n_users, n_items, n_ratings)
     if spec.link != "identity" or spec.constrained:
@@ -224,13 +268,15 @@ def draw_from_prior(spec, n_users: int, n_items: int, n_ratings: int, *,
     truth = FactorParams(sides["user"][0], sides["item"][0], mu, sides["user"][1],
                          sides["item"][1])
     users, items = _sample_pairs(n_users, n_items, n_ratings, activity_exponent, generator)
-    ratings = truth.linear_predictor(users, items) + sigma * generator.standard_normal(
-        len(users))
+    if spec.ordinal:
+        hyper["cutpoints"] = draw_cutpoints(spec, _grid_scale(grid)[0], generator)
+    ratings, scale = _observed(truth.linear_predictor(users, items), spec, sigma, grid,
+                               hyper.get("cutpoints"), generator)
     if not math.isfinite(float(ratings.sum())):
         raise RatingsDataError("ratings drawn from the prior are not finite")
     data = RatingsData(
         users, items, ratings, pd.Index(np.arange(n_users), name="user"),
-        pd.Index(np.arange(n_items), name="item"), RatingScale.unbounded(),
+        pd.Index(np.arange(n_items), name="item"), scale,
         source=f"prior draw(n_users={n_users}, n_items={n_items}, n_ratings={n_ratings}, "
                f"seed={seed})")
     return SyntheticRatings(data=data, truth=truth, spec=spec, seed=seed, hyper=hyper)

@@ -55,6 +55,8 @@ _PARAM_DIMS = {
     # adaptive diagonal priors: one learned prior sd per latent dimension
     "sigma_u_latent": ("latent",),
     "sigma_v_latent": ("latent",),
+    # the ordinal likelihood's cut points (the first one fixed)
+    "cutpoints": ("cutpoint",),
     # constrained PMF: U = Y + (row-normalised rated-items indicator) W
     "Y": ("user", "latent"),
     "W": ("item", "latent"),

@@ -2,7 +2,8 @@
 result (:func:`held_out_predictions`); metrics, plots and diagnostics read it from there.
 
 A draw of a rating is a draw of its expected value (from the posterior of mu, biases and
-factors) plus Gaussian noise with that draw's sigma. For point estimates (ALS, MAP)
+factors) plus Gaussian noise with that draw's sigma; under the ordinal likelihood it is
+the grid level whose cut-point interval holds eta plus that noise. For point estimates (ALS, MAP)
 there is one parameter draw, so the predictive is the plug-in N(r_hat, sigma^2) with the
 spec's sigma: it ignores parameter uncertainty, which is why it is over-confident for
 rarely rated users and items. Mean baselines define no noise model: they get point
@@ -21,9 +22,12 @@ What :func:`held_out_predictions` stores (see :mod:`bayes_pmf.result.idata`):
   ``cold_user``, ``cold_item``, ``mean`` (the posterior mean of the expected rating over
   ALL draws: the point prediction scored by RMSE), ``pred_mean``, ``pred_sd``, the
   central intervals ``lower_L``/``upper_L`` and their grid versions for L = 10, ..., 90
-  percent (for a point estimate computed exactly from its normal predictive, for a
-  posterior from the draws, in blocks of pairs of bounded memory), and ``lpd`` (log of
-  the posterior-averaged predictive density, from up to 400 random draws);
+  percent (for a Gaussian point estimate computed exactly from its normal predictive,
+  otherwise from the draws, in blocks of pairs of bounded memory), ``lpd`` (log of the
+  posterior-averaged predictive density, or probability of the level for the ordinal
+  model, from up to 400 random draws) and, on a rating grid, ``prob_<rating>``: the
+  predictive probability of each level (the ordinal model's own; a Gaussian model's mass
+  on the level's bin between the grid's midpoints), from the same draws;
 * in the posterior, ``predicted_rating`` (chain, draw, pair): the expected rating of 50
   seeded held-out pairs in every draw, which the convergence diagnostics follow.
 
@@ -59,18 +63,6 @@ def _subsample(result, max_samples: int, generator) -> np.ndarray | None:
     return np.sort(generator.choice(result.n_samples, max_samples, replace=False))
 
 
-def _noise_sd(result, samples: np.ndarray | None) -> np.ndarray:
-    sigma = result.sigma_draws
-    return sigma if samples is None else sigma[samples]
-
-
-def _rating_noise_sd(result, samples: np.ndarray | None) -> np.ndarray:
-    """The noise sd on the rating scale: the logistic link's likelihood lives on [0, 1],
-    so its noise maps back by the scale's width."""
-    noise = _noise_sd(result, samples)
-    return noise * result.scale.width if result.spec.link == "logistic" else noise
-
-
 def predictive_draws(result, users, items, *, rng=0,
                      unknown: str = "prior",
                      max_samples: int = MAX_PREDICTIVE_SAMPLES) -> np.ndarray:
@@ -78,9 +70,9 @@ def predictive_draws(result, users, items, *, rng=0,
     rounding)."""
     generator = np.random.default_rng(rng)
     samples = _subsample(result, max_samples, generator)
-    means = result.mean_draws(users, items, unknown=unknown, samples=samples)
-    noise = _rating_noise_sd(result, samples)
-    return means + noise[:, None] * generator.standard_normal(means.shape)
+    n_samples = result.n_samples if samples is None else len(samples)
+    return result.rating_draws(users, items, generator.standard_normal((n_samples, len(users))),
+                               samples=samples, unknown=unknown)
 
 
 def _order_statistic_quantiles(ordered: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +148,6 @@ def _sampled_summaries(result, users, items, rng, max_samples: int, levels):
     samples = _subsample(result, max_samples, generator)
     n_samples = result.n_samples if samples is None else len(samples)
     kept = max(1, min(n_samples, _STORED_BUDGET // max(1, len(users))))
-    noise_sd = _rating_noise_sd(result, samples)
     if n_samples * len(users) <= _SUMMARY_BUDGET:
         blocks = [(slice(None), generator)]
     else:
@@ -165,8 +156,9 @@ def _sampled_summaries(result, users, items, rng, max_samples: int, levels):
         blocks = list(zip((slice(s, s + size) for s in starts), generator.spawn(len(starts))))
     parts, stored = [], []
     for pairs, stream in blocks:
-        means = result.mean_draws(users[pairs], items[pairs], unknown="prior", samples=samples)
-        draws = means + noise_sd[:, None] * stream.standard_normal(means.shape)
+        count = len(users[pairs])
+        draws = result.rating_draws(users[pairs], items[pairs],
+                                    stream.standard_normal((n_samples, count)), samples=samples)
         parts.append({"pred_mean": draws.mean(axis=0), "pred_sd": draws.std(axis=0),
                       **_interval_columns(draws, result.scale, levels)})
         stored.append(draws[:kept])
@@ -207,25 +199,44 @@ def interval_coverage(table: pd.DataFrame, levels=COVERAGE_LEVELS,
     return coverage
 
 
+def _lpd_samples(result, max_samples: int, rng):
+    generator = np.random.default_rng(rng)
+    samples = _subsample(result, max_samples, generator) if result.n_samples > 1 else None
+    return samples, result.n_samples if samples is None else len(samples)
+
+
 def _pointwise_lpd(result, users, items, actual, max_samples: int, rng) -> np.ndarray:
     """log (1/S) sum_s p(r | draw s) for each pair, on the likelihood's scale, in blocks
     of pairs within the summary budget."""
-    generator = np.random.default_rng(rng)
-    samples = _subsample(result, max_samples, generator) if result.n_samples > 1 else None
-    n_samples = result.n_samples if samples is None else len(samples)
-    sigma = _noise_sd(result, samples)
+    samples, n_samples = _lpd_samples(result, max_samples, rng)
     size = max(1, _SUMMARY_BUDGET // n_samples)
     out = np.empty(len(users))
     for start in range(0, len(users), size):
         pairs = slice(start, start + size)
-        means = result.mean_draws(users[pairs], items[pairs], unknown="prior", samples=samples)
-        observed = actual[pairs]
-        if result.spec.link == "logistic":
-            means, observed = result.scale.to_unit(means), result.scale.to_unit(observed)
-        z = (observed[None, :] - means) / sigma[:, None]
-        log_density = -0.5 * z**2 - np.log(sigma)[:, None] - 0.5 * np.log(2 * np.pi)
+        log_density = result.log_likelihood_draws(users[pairs], items[pairs], actual[pairs],
+                                                  samples=samples)
         out[pairs] = logsumexp(log_density, axis=0) - np.log(log_density.shape[0])
     return out
+
+
+def level_column(value: float) -> str:
+    """The per-pair column holding the predictive probability of rating ``value``."""
+    return f"prob_{value:g}"
+
+
+def _level_probability_columns(result, users, items, max_samples: int, rng
+                               ) -> dict[str, np.ndarray]:
+    """Per pair, the posterior predictive probability of every level of the rating grid
+    (``prob_<rating>``), from the same draws as the lpd, in blocks of pairs."""
+    samples, n_samples = _lpd_samples(result, max_samples, rng)
+    grid = result.grid
+    size = max(1, _SUMMARY_BUDGET // (n_samples * len(grid)))
+    probabilities = np.empty((len(users), len(grid)))
+    for start in range(0, len(users), size):
+        pairs = slice(start, start + size)
+        probabilities[pairs] = result.level_probabilities(users[pairs], items[pairs],
+                                                          samples=samples)
+    return {level_column(value): probabilities[:, k] for k, value in enumerate(grid)}
 
 
 def choose_monitored(n_pairs: int, rng=0, count: int = MONITORED_PAIRS):
@@ -251,22 +262,24 @@ def held_out_predictions(result, test, *, rng=0,
         "cold_item": result.item_ids.get_indexer(pd.Index(items)) < 0,
         "mean": result.mean_prediction(users, items, unknown="prior"),
     }
-    if result.has_predictive and result.n_samples == 1:
-        # a point estimate's predictive is N(r_hat, sd^2): summarised exactly, a few
-        # draws kept for plots
-        sd = np.full(len(users), _rating_noise_sd(result, None)[0])
+    if result.has_predictive and result.n_samples == 1 and not result.spec.ordinal:
+        # a Gaussian point estimate's predictive is N(r_hat, sd^2): summarised exactly, a
+        # few draws kept for plots (an ordinal one's is summarised from its draws below)
+        sd = np.full(len(users), result.rating_noise_sd_draws()[0])
         per_pair.update(pred_mean=per_pair["mean"], pred_sd=sd)
         per_pair.update(_gaussian_interval_columns(per_pair["mean"], sd, result.scale, levels))
-        per_pair["lpd"] = _pointwise_lpd(result, users, items, actual, lpd_samples, rng)
         kept = max(1, min(100, _STORED_BUDGET // max(1, len(users))))
         draws = per_pair["mean"] + sd * np.random.default_rng(rng).standard_normal(
             (kept, len(users)))
     elif result.has_predictive:
         columns, draws = _sampled_summaries(result, users, items, rng, max_samples, levels)
         per_pair.update(columns)
-        per_pair["lpd"] = _pointwise_lpd(result, users, items, actual, lpd_samples, rng)
     else:
         draws = np.repeat(per_pair["mean"][None], 1, axis=0)
+    if result.has_predictive:
+        per_pair["lpd"] = _pointwise_lpd(result, users, items, actual, lpd_samples, rng)
+        if result.scale.bounded and result.scale.step:
+            per_pair.update(_level_probability_columns(result, users, items, lpd_samples, rng))
     monitored = monitored_draws = None
     if result.n_samples > 1:
         monitored, _ = choose_monitored(len(users), rng)

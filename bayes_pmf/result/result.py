@@ -24,7 +24,19 @@ import pandas as pd
 
 from ..data.ratings import RatingScale
 from ..errors import ConfigError, ResultFileError, UnknownIdError, plain_scalar
-from ..model.params import FactorParams, predictor_draws, predictor_mean, sigmoid
+from ..model.params import (
+    FactorParams,
+    binned_probabilities,
+    cutpoint_centres,
+    log_interval_probability,
+    ordinal_draws,
+    ordinal_expected_rating,
+    predictor_draws,
+    predictor_mean,
+    rating_grid,
+    rating_levels,
+    sigmoid,
+)
 from ..model.spec import PMFSpec
 from . import idata as idata_io
 
@@ -206,20 +218,102 @@ class PMFResult:
             item_bias=draws["item_bias"][0] if "item_bias" in draws else None,
         )
 
-    def to_rating_scale(self, eta: np.ndarray) -> np.ndarray:
-        """eta mapped through the link onto the rating scale."""
+    def _chosen(self, samples) -> np.ndarray | slice:
+        return slice(None) if samples is None else np.asarray(samples)
+
+    def to_rating_scale(self, eta: np.ndarray, samples=None) -> np.ndarray:
+        """eta (samples x ...: the draws ``samples``, default all) mapped through the link
+        onto the rating scale: the expected rating E[r | params] of each draw."""
+        if self.spec.ordinal:
+            chosen = self._chosen(samples)
+            return ordinal_expected_rating(eta, self.draws["cutpoints"][chosen],
+                                           self.sigma_draws[chosen], self.grid)
         if self.spec.link == "logistic":
             return self.scale.from_unit(sigmoid(eta))
+        return eta
+
+    @property
+    def grid(self) -> np.ndarray:
+        """The rating levels (a bounded scale with a step; ConfigError otherwise)."""
+        return rating_grid(self.scale)
+
+    def eta_draws(self, users, items, *, unknown: UnknownPolicy = "error",
+                  samples: np.ndarray | None = None) -> np.ndarray:
+        """Draws of the linear predictor eta for each pair: (samples x pairs)."""
+        user_idx, item_idx, unknown_pairs = self._encode(users, items, unknown)
+        eta = predictor_draws(self.draws, user_idx, item_idx, samples)
+        if unknown == "nan":
+            eta[:, unknown_pairs] = np.nan
         return eta
 
     def mean_draws(self, users, items, *, unknown: UnknownPolicy = "error",
                    samples: np.ndarray | None = None) -> np.ndarray:
         """Draws of the expected rating E[r | params] for each pair: (samples x pairs)."""
-        user_idx, item_idx, unknown_pairs = self._encode(users, items, unknown)
-        means = self.to_rating_scale(predictor_draws(self.draws, user_idx, item_idx, samples))
-        if unknown == "nan":
-            means[:, unknown_pairs] = np.nan
-        return means
+        return self.to_rating_scale(
+            self.eta_draws(users, items, unknown=unknown, samples=samples), samples)
+
+    def noise_sd_draws(self, samples=None) -> np.ndarray:
+        """The noise sd of each draw on the scale its likelihood lives on (the ordinal
+        model's latent z, the Gaussian model's ratings, or [0, 1] for the logistic link)."""
+        return self.sigma_draws[self._chosen(samples)]
+
+    def rating_noise_sd_draws(self, samples=None) -> np.ndarray:
+        """The Gaussian model's noise sd on the rating scale (the logistic link's noise,
+        on [0, 1], mapped back by the scale's width)."""
+        sigma = self.noise_sd_draws(samples)
+        return sigma * self.scale.width if self.spec.link == "logistic" else sigma
+
+    def rating_draws(self, users, items, normal: np.ndarray, *,
+                     samples: np.ndarray | None = None,
+                     unknown: UnknownPolicy = "prior") -> np.ndarray:
+        """Ratings drawn from the predictive of each draw (samples x pairs), given standard
+        normal numbers ``normal`` of that shape: E[r | draw] plus noise (on the rating
+        scale) for the Gaussian model, the level of eta + noise for the ordinal one."""
+        sigma = self.noise_sd_draws(samples)
+        if self.spec.ordinal:
+            chosen = self._chosen(samples)
+            eta = self.eta_draws(users, items, unknown=unknown, samples=samples)
+            ratings = ordinal_draws(eta, self.draws["cutpoints"][chosen], sigma, self.grid,
+                                    normal)
+            return np.where(np.isnan(eta), np.nan, ratings)
+        means = self.mean_draws(users, items, unknown=unknown, samples=samples)
+        return means + self.rating_noise_sd_draws(samples)[:, None] * normal
+
+    def log_likelihood_draws(self, users, items, actual, *,
+                             samples: np.ndarray | None = None) -> np.ndarray:
+        """log p(actual | draw) for each draw and pair (samples x pairs), on the
+        likelihood's own scale: the probability of the rating's level (ordinal), the
+        normal density (Gaussian; of the rating mapped to [0, 1] for the logistic link)."""
+        sigma = self.noise_sd_draws(samples)
+        actual = np.asarray(actual, dtype=float)
+        if self.spec.ordinal:
+            chosen = self._chosen(samples)
+            eta = self.eta_draws(users, items, unknown="prior", samples=samples)
+            cut = self.draws["cutpoints"][chosen]
+            edges = np.concatenate([np.full((len(cut), 1), -np.inf), cut,
+                                    np.full((len(cut), 1), np.inf)], axis=1)
+            level = rating_levels(actual, self.grid)
+            return log_interval_probability(edges[:, level], edges[:, level + 1], eta,
+                                            sigma[:, None])
+        means = self.mean_draws(users, items, unknown="prior", samples=samples)
+        if self.spec.link == "logistic":
+            means, actual = self.scale.to_unit(means), self.scale.to_unit(actual)
+        z = (actual[None, :] - means) / sigma[:, None]
+        return -0.5 * z**2 - np.log(sigma)[:, None] - 0.5 * np.log(2 * np.pi)
+
+    def level_probabilities(self, users, items, *,
+                            samples: np.ndarray | None = None) -> np.ndarray:
+        """(pairs x K) posterior predictive probability of each rating level, averaged over
+        the draws ``samples``: the ordinal model's own, and for the Gaussian model its
+        predictive mass on each grid bin (edges at the midpoints, the end bins open)."""
+        if self.spec.ordinal:
+            eta = self.eta_draws(users, items, unknown="prior", samples=samples)
+            return binned_probabilities(eta, self.draws["cutpoints"][self._chosen(samples)],
+                                        self.noise_sd_draws(samples))
+        means = self.mean_draws(users, items, unknown="prior", samples=samples)
+        sigma = self.rating_noise_sd_draws(samples)
+        edges = np.broadcast_to(cutpoint_centres(self.grid), (len(means), len(self.grid) - 1))
+        return binned_probabilities(means, edges, sigma)
 
     def _encode(self, users, items, unknown: UnknownPolicy):
         """Row indices of the pairs (-1: unknown) and which pairs have an unknown id on a
@@ -239,7 +333,7 @@ class PMFResult:
         """The posterior mean of the expected rating E[r | params] for each pair, over all
         draws, in memory of a few values per pair (the mean of :meth:`mean_draws`)."""
         user_idx, item_idx, unknown_pairs = self._encode(users, items, unknown)
-        if self.spec.link == "identity":
+        if self.spec.link == "identity" and not self.spec.ordinal:
             means = predictor_mean(self.draws, user_idx, item_idx)
         else:  # the mean of the mapped draws, a block of draws at a time
             block = max(1, _BLOCK_VALUES // max(1, len(user_idx)))
@@ -247,7 +341,7 @@ class PMFResult:
             for start in range(0, self.n_samples, block):
                 chosen = np.arange(start, min(start + block, self.n_samples))
                 total += self.to_rating_scale(predictor_draws(
-                    self.draws, user_idx, item_idx, chosen)).sum(axis=0)
+                    self.draws, user_idx, item_idx, chosen), chosen).sum(axis=0)
             means = total / self.n_samples
         if unknown == "nan":
             means[unknown_pairs] = np.nan

@@ -33,6 +33,7 @@ from ..model.spec import (
     DEFAULT_LAMBDA_BIAS,
     DEFAULT_LAMBDA_NO_BIAS,
     DEFAULT_POSTERIOR_PRIOR,
+    LIKELIHOODS,
     LINKS,
     PMFSpec,
 )
@@ -73,6 +74,9 @@ class FitJobConfig:
     # round": held-out predictions snapped to the rating grid before they are scored.
     link: str = "identity"
     round_predictions: bool = False
+    # "ordinal": the ordered probit on the rating grid for the model-based methods that
+    # fit it (map, gibbs, nuts, advi: their names get "-ordinal"); ALS stays Gaussian.
+    likelihood: str = "gaussian"
     progress: bool = field(default=True, compare=False)  # display only, not a setting
 
     def __post_init__(self) -> None:
@@ -109,6 +113,14 @@ class FitJobConfig:
         if not isinstance(self.round_predictions, bool):
             raise ConfigError(f"round_predictions must be true or false, got "
                               f"{self.round_predictions!r}", setting="round_predictions")
+        if self.likelihood not in LIKELIHOODS:
+            raise ConfigError(f"likelihood must be one of {LIKELIHOODS}, got "
+                              f"{self.likelihood!r}", setting="likelihood")
+        if self.likelihood == "ordinal" and (self.link != "identity"
+                                             or "constrained" in self.methods):
+            raise ConfigError("the ordinal likelihood has its own link to the rating grid: "
+                              "use it with the identity link and without constrained PMF",
+                              setting="likelihood")
         identity_only = sorted(set(self.methods) & set(IDENTITY_ONLY_METHODS))
         if self.link == "logistic" and identity_only:
             raise ConfigError(
@@ -124,10 +136,20 @@ class FitJobConfig:
 
     @property
     def pmf_spec(self) -> PMFSpec:
-        """The point model: PMF with biases and fixed priors at the run's penalties."""
+        """The point model: PMF with biases and fixed priors at the run's penalties (ALS
+        fits its Gaussian version, see :attr:`gaussian_spec`)."""
+        return self.gaussian_spec.with_(likelihood=self.likelihood)
+
+    @property
+    def gaussian_spec(self) -> PMFSpec:
+        """The point model with the Gaussian likelihood (what ALS fits)."""
         return PMFSpec.from_lambdas(self.n_factors, self.lambda_, biases=True,
                                     lambda_user_bias=self.lambda_bias,
                                     lambda_item_bias=self.lambda_bias, link=self.link)
+
+    def method_name(self, name: str) -> str:
+        """A model-based method's name in this run ("-ordinal" for the ordinal model)."""
+        return f"{name}-ordinal" if self.likelihood == "ordinal" else name
 
     @property
     def pmf_spec_no_bias(self) -> PMFSpec:
@@ -137,8 +159,10 @@ class FitJobConfig:
     @property
     def posterior_spec(self) -> PMFSpec:
         """The posterior model: the point model with zero-mean Wishart hyperpriors on the
-        factor precisions, Gamma hyperpriors on the bias precisions and a learned noise."""
-        return self.pmf_spec.with_(prior=DEFAULT_POSTERIOR_PRIOR, noise="learned")
+        factor precisions, Gamma hyperpriors on the bias precisions and a learned noise
+        (the ordinal model keeps sigma fixed: it sets the latent scale)."""
+        return self.pmf_spec.with_(prior=DEFAULT_POSTERIOR_PRIOR,
+                                   noise="fixed" if self.likelihood == "ordinal" else "learned")
 
 
 # Bytes per value and the share of the available memory a run may plan to use.

@@ -59,7 +59,7 @@ def _als_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
                                rng=config.seed, method=name, progress=config.progress)
 
     return [
-        ("pmf-als", als(config.pmf_spec, "pmf-als")),
+        ("pmf-als", als(config.gaussian_spec, "pmf-als")),
         ("pmf-als-nobias", als(config.pmf_spec_no_bias, "pmf-als-nobias")),
     ]
 
@@ -68,8 +68,9 @@ def _map_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
     from ..engines.pymc_fit import fit_map  # imports PyMC: only when MAP is asked for
 
     train = split.train
-    return [("pmf-map", lambda: fit_map(train, config.pmf_spec, start="als", rng=config.seed,
-                                        method="pmf-map", progress=config.progress))]
+    name = config.method_name("pmf-map")
+    return [(name, lambda: fit_map(train, config.pmf_spec, start="als", rng=config.seed,
+                                   method=name, progress=config.progress))]
 
 
 def _gibbs_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
@@ -77,11 +78,12 @@ def _gibbs_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
 
     train, test = split.train, split.test
     plan = sampling_plan(config, train.n_ratings, train.n_users + train.n_items)
+    name = config.method_name("bpmf-gibbs")
     # The held-out set is only watched (running RMSE per sample), never fitted to.
-    return [("bpmf-gibbs", lambda: sample_gibbs(
+    return [(name, lambda: sample_gibbs(
         train, config.posterior_spec, draws=plan.draws, tune=plan.tune,
         chains=config.chains, thin=plan.thin, held_out=test, rng=config.seed,
-        method="bpmf-gibbs", progress=config.progress))]
+        method=name, progress=config.progress))]
 
 
 def _nuts_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
@@ -89,9 +91,10 @@ def _nuts_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
 
     train = split.train
     # the Gibbs sampler's model (its PyMC twin), for either link
-    return [("pmf-nuts", lambda: sample_nuts(
+    name = config.method_name("pmf-nuts")
+    return [(name, lambda: sample_nuts(
         train, config.posterior_spec, draws=config.draws, tune=config.tune,
-        chains=min(config.chains, 2), rng=config.seed, method="pmf-nuts",
+        chains=min(config.chains, 2), rng=config.seed, method=name,
         progress=config.progress))]
 
 
@@ -99,9 +102,10 @@ def _advi_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
     from ..engines.pymc_fit import fit_advi
 
     train = split.train
-    return [("pmf-advi", lambda: fit_advi(train, config.posterior_spec,
-                                          draws=config.draws, rng=config.seed,
-                                          method="pmf-advi", progress=config.progress))]
+    name = config.method_name("pmf-advi")
+    return [(name, lambda: fit_advi(train, config.posterior_spec, draws=config.draws,
+                                    rng=config.seed, method=name,
+                                    progress=config.progress))]
 
 
 def _constrained_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
@@ -109,7 +113,7 @@ def _constrained_methods(config: FitJobConfig, split) -> list[tuple[str, Callabl
 
     train = split.train
     return [("pmf-constrained", lambda: fit_constrained(
-        train, config.pmf_spec.with_(constrained=True), rng=config.seed,
+        train, config.gaussian_spec.with_(constrained=True), rng=config.seed,
         method="pmf-constrained", progress=config.progress))]
 
 
@@ -241,6 +245,10 @@ def run_figures(models: dict, split, results: list[dict]) -> dict:
         if point is not None:
             calibration["pmf-als (plug-in sigma)"] = plots.calibration_data(point)
         figures["calibration"] = plots.plot_calibration(calibration)
+        pit = {r["method"]: r["pit_histogram"] for r in results
+               if "pit_histogram" in r and r["method"] in (name, "pmf-als")}
+        if pit:
+            figures["pit"] = plots.plot_pit(pit)
         reference = {r["method"]: r["rmse"] for r in results
                      if r["method"] in ("pmf-als", "bias-baseline")}
         try:

@@ -43,6 +43,9 @@ _CAPTIONS = {
     "predicted_vs_actual": "Posterior-mean prediction against the actual held-out rating.",
     "calibration": "Coverage of central predictive intervals against their nominal level "
                    "(on the diagonal = calibrated).",
+    "pit": "Randomised probability integral transform of the held-out ratings under each "
+           "predictive on the rating grid (flat at 0.1 = calibrated; a U means too narrow, "
+           "a hump too wide): the calibration check for discrete ratings.",
     "running_rmse": "Held-out RMSE of the running posterior mean over Gibbs sweeps, "
                     "against the MAP and bias baseline.",
     "rank_identifiable": "Rank plots of identifiable quantities (sigma, predicted ratings) "
@@ -54,7 +57,7 @@ def _crosscheck(outcome: FitJobOutcome, config: ReportConfig) -> dict:
     from ..analysis.crosscheck import crosscheck_map  # imports PyMC
 
     split = outcome.split
-    report = crosscheck_map(split.train, split.test, config.job.pmf_spec,
+    report = crosscheck_map(split.train, split.test, config.job.gaussian_spec,
                             rng=config.job.seed, cold=False, progress=False)
     report.pop("spec")
     return report
@@ -104,7 +107,7 @@ def check_map(config: FitJobConfig, *, cold: bool = True) -> dict:
     from ..analysis.crosscheck import crosscheck_map  # imports PyMC
 
     split, _ = load_split(config)
-    report = crosscheck_map(split.train, split.test, config.pmf_spec, rng=config.seed,
+    report = crosscheck_map(split.train, split.test, config.gaussian_spec, rng=config.seed,
                             cold=cold, progress=config.progress)
     report["dataset"] = split.train.source
     return report
@@ -210,7 +213,11 @@ def _results_blocks(metrics: dict) -> list[tuple]:
         ("p", f"Root mean squared error (RMSE) and mean absolute error (MAE) in stars on "
               f"the {metrics['split']['n_test']:,} test ratings; coverage is the share of "
               f"test ratings inside the central 50% / 90% predictive interval (nominal 0.50 / "
-              f"0.90; baselines without a predictive distribution have none). Best: "
+              f"0.90; baselines without a predictive distribution have none). log_score "
+              f"(mean log probability the predictive gives the observed half-star level; "
+              f"higher is better) and rps (ranked probability score; lower is better) are "
+              f"proper scores of the whole predictive on the rating grid: for a Gaussian "
+              f"model, its mass on each level's bin. Best: "
               f"**{best['method']}**, RMSE {best['rmse']:.4f}."),
         ("table", table),
         ("h2", "RMSE by user activity"),

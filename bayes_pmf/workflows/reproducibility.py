@@ -154,6 +154,10 @@ OTHER_VERSION_TOLERANCES: tuple[tuple[str, str, float], ...] = (
     ("results*.rmse_by_activity*", "abs", 0.01),
     ("results*.mae", "abs", 0.002),
     ("results*.coverage_*", "abs", 0.01),
+    # proper scores: Monte Carlo error of the same order as the RMSE's
+    ("results*.log_score", "abs", 0.002),
+    ("results*.rps", "abs", 0.002),
+    ("results*.pit_*", "abs", 0.01),
     ("diagnostics*.lpd_per_rating", "abs", 0.002),
     ("diagnostics*.lpd", "abs", 20.0),  # 10,000 ratings x 0.002
     ("crosscheck.objective_rel_diff", "abs", 1e-8),  # the cross-check's own criteria

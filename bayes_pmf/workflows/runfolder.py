@@ -37,7 +37,8 @@ from ..errors import ConfigError
 from ..result.result import save_result
 
 SAVED_DRAWS = 200
-TABLE_COLUMNS = ("method", "rmse", "mae", "coverage_50", "coverage_90", "fit_seconds")
+TABLE_COLUMNS = ("method", "rmse", "mae", "log_score", "rps", "coverage_50", "coverage_90",
+                 "fit_seconds")
 
 
 def results_table(results: list[dict]) -> pd.DataFrame:
