@@ -81,6 +81,7 @@ from ..errors import ConfigError, NumericalError, check_count, check_seed
 from ..model.params import (
     FactorParams,
     cutpoint_centres,
+    level_bounds,
     linear_predictor,
     log_interval_probability,
     ordinal_expected_rating,
@@ -337,10 +338,8 @@ def joint_log_density(train, spec, state: dict) -> float:
         centres = cutpoint_centres(grid)
         if cutpoints[0] != centres[0] or np.any(np.diff(cutpoints) <= 0):
             return -np.inf
-        edges = np.concatenate([[-np.inf], cutpoints, [np.inf]])
-        level = rating_levels(train.rating, grid)
-        total = float(np.sum(log_interval_probability(edges[level], edges[level + 1], eta,
-                                                      sigma)))
+        lower, upper = level_bounds(cutpoints, rating_levels(train.rating, grid))
+        total = float(np.sum(log_interval_probability(lower, upper, eta, sigma)))
         total -= 0.5 * float(np.sum((cutpoints[1:] - centres[1:]) ** 2)) / spec.cutpoint_sd**2
     else:
         resid = train.rating - eta
@@ -627,10 +626,6 @@ class _OrdinalLatent:
         self.by_user = by_user.copy()
         self.by_item = train.by_item.copy()
 
-    def _bounds(self, cutpoints: np.ndarray, level: np.ndarray):
-        edges = np.concatenate([[-np.inf], cutpoints, [np.inf]])
-        return edges[level], edges[level + 1]
-
     def _level_log_likelihood(self, k: int, cutpoints, eta_k: np.ndarray) -> float:
         """log P(ratings of level k | eta), the level's interval read off ``cutpoints``."""
         lower = cutpoints[k - 1] if k > 0 else -np.inf
@@ -696,7 +691,7 @@ class _OrdinalLatent:
                                                     sum(current), mu_prior, rng, iteration)
         if factor != 1.0:
             eta = theta[0] + factor * (eta - theta[0])
-        lower, upper = self._bounds(self.cutpoints, self.level)
+        lower, upper = level_bounds(self.cutpoints, self.level)
         z = truncated_normal(eta, lower, upper, self.sigma, rng.random(len(eta)))
         self.by_user.data = z
         self.by_item.data = z[self.to_item_order]

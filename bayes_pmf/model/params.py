@@ -255,6 +255,16 @@ def rating_levels(ratings: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return level.astype(np.int64)
 
 
+def level_bounds(cutpoints, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The interval (theta_{k-1}, theta_k] of each rating level k (0 .. K-1) read off the
+    K - 1 cut points (-inf below the first level, +inf above the last); cut points of
+    shape (..., K-1) give bounds of shape (..., levels)."""
+    cutpoints = np.asarray(cutpoints, dtype=float)
+    outer = np.ones(cutpoints.shape[:-1] + (1,))
+    edges = np.concatenate([-np.inf * outer, cutpoints, np.inf * outer], axis=-1)
+    return edges[..., level], edges[..., level + 1]
+
+
 def log_interval_probability(lower, upper, eta, sigma) -> np.ndarray:
     """log P(lower < z <= upper) for z ~ N(eta, sigma^2), accurate in both tails
     (bounds may be -inf / +inf)."""

@@ -28,6 +28,7 @@ from ..model.params import (
     FactorParams,
     binned_probabilities,
     cutpoint_centres,
+    level_bounds,
     log_interval_probability,
     ordinal_draws,
     ordinal_expected_rating,
@@ -289,12 +290,9 @@ class PMFResult:
         if self.spec.ordinal:
             chosen = self._chosen(samples)
             eta = self.eta_draws(users, items, unknown="prior", samples=samples)
-            cut = self.draws["cutpoints"][chosen]
-            edges = np.concatenate([np.full((len(cut), 1), -np.inf), cut,
-                                    np.full((len(cut), 1), np.inf)], axis=1)
-            level = rating_levels(actual, self.grid)
-            return log_interval_probability(edges[:, level], edges[:, level + 1], eta,
-                                            sigma[:, None])
+            lower, upper = level_bounds(self.draws["cutpoints"][chosen],
+                                        rating_levels(actual, self.grid))
+            return log_interval_probability(lower, upper, eta, sigma[:, None])
         means = self.mean_draws(users, items, unknown="prior", samples=samples)
         if self.spec.link == "logistic":
             means, actual = self.scale.to_unit(means), self.scale.to_unit(actual)
