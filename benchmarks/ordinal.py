@@ -115,11 +115,12 @@ def main(argv=None) -> None:
     config = FitJobConfig(data=args.data, seed=args.seed, draws=args.draws, tune=args.tune,
                           chains=args.chains, progress=False)
     split, _ = load_split(config)
-    rows = [bayes_pmf_row("bpmf-gibbs (Gaussian)", config.posterior_spec, split, config,
+    gaussian = FitJobConfig(likelihood="gaussian", n_factors=config.n_factors)
+    ordinal = FitJobConfig(likelihood="ordinal", n_factors=config.n_factors)
+    rows = [bayes_pmf_row("bpmf-gibbs (Gaussian)", gaussian.posterior_spec, split, config,
                           args.seed),
-            bayes_pmf_row("bpmf-gibbs-ordinal", FitJobConfig(
-                likelihood="ordinal").posterior_spec.with_(n_factors=config.n_factors),
-                split, config, args.seed)]
+            bayes_pmf_row("bpmf-gibbs-ordinal", ordinal.posterior_spec, split, config,
+                          args.seed)]
     try:
         rows.append(myfm_row(split, config, args.seed, config.n_factors))
     except ImportError:

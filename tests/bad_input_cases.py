@@ -184,6 +184,12 @@ CASES = [
     Case("no model spec", "sample_gibbs",
          lambda t: bp.sample_gibbs(bp.RatingsData.from_frame(frame()), None, progress=False),
          bp.ConfigError, ("sample_gibbs", "PMFSpec", "NoneType")),
+    Case("continuous ratings under the ordinal model (the main job's default)",
+         "sample_gibbs",
+         lambda t: bp.sample_gibbs(bp.RatingsData.from_frame(
+             frame(rating=[4.123, 3.318, 4.977, 2.731, 1.259])),
+             bp.PMFSpec.hierarchical(n_factors=1, likelihood="ordinal"), progress=False),
+         bp.ConfigError, ("likelihood='ordinal'", "bounded grid", "likelihood='gaussian'")),
     Case("saving a result onto a folder", "save_result",
          lambda t: bp.save_result(_fitted(), _folder(t / "models")), bp.ResultFileError,
          ("directory", "model.nc")),

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -16,6 +20,20 @@ FIXTURES = Path(__file__).parent / "fixtures"
 @pytest.fixture(scope="session")
 def fixtures() -> Path:
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def main_job_run(tmp_path_factory):
+    """The README's main job, ``bayes-pmf fit`` on the embedded MovieLens with every
+    default, run once per session in its own process (it is the slowest thing the suite
+    does): tests/test_cli.py checks what it prints and writes, tests/test_report.py that
+    it reproduces the committed report."""
+    out = tmp_path_factory.mktemp("main-job") / "run"
+    proc = subprocess.run([sys.executable, "-m", "bayes_pmf", "fit", "--no-progress",
+                           "--out", str(out)], capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return SimpleNamespace(out=out, stdout=proc.stdout,
+                           metrics=json.loads((out / "metrics.json").read_text()))
 
 
 @pytest.fixture(scope="session")

@@ -279,6 +279,27 @@ def test_fit_likelihood_ordinal_from_the_command_line(tmp_path, capsys):
     assert main(["fit", "--data", str(path), "--likelihood", "ordinal", "--link", "logistic",
                  "--out", str(tmp_path / "bad"), "--no-progress"]) != 0
     assert "ordinal --likelihood has its own link" in capsys.readouterr().err
+    # the default is ordinal: --link logistic alone means the Gaussian model
+    assert main(["fit", "--data", str(path), "--link", "logistic", "--factors", "2",
+                 "--json", "--out", str(tmp_path / "logistic")]) == 0
+    assert json.loads(capsys.readouterr().out)["settings"]["likelihood"] == "gaussian"
+
+
+def test_the_default_ordinal_model_names_the_way_out_for_continuous_ratings(tmp_path, capsys):
+    """Continuous ratings have no grid: the default model refuses them before any work,
+    naming the setting that fits them."""
+    from bayes_pmf.cli.main import main
+
+    drawn = bp.make_synthetic(30, 20, 300, bp.PMFSpec(n_factors=2), rng=0)
+    path = tmp_path / "continuous.csv"
+    drawn.data.to_frame().to_csv(path, index=False)
+    assert main(["fit", "--data", str(path), "--out", str(tmp_path / "run"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "main job's default" in err and "--likelihood='gaussian'" in err
+    assert not (tmp_path / "run").exists()
+    assert main(["fit", "--data", str(path), "--likelihood", "gaussian", "--method", "als",
+                 "--no-figures", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
 
 
 def test_pymc_map_of_the_ordinal_model_is_the_optimum_of_the_samplers_density(tiny):

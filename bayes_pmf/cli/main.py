@@ -53,13 +53,15 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
                         default=None,
                         help="PMF inference method(s) to run besides the baselines; repeat "
                              "for several (default: als and gibbs)")
-    parser.add_argument("--draws", type=int, default=1000,
-                        help="posterior draws per chain for gibbs/nuts/advi (default 1000: "
-                             "a converged 4-chain Gibbs posterior of the embedded MovieLens)")
-    parser.add_argument("--tune", type=int, default=300,
-                        help="burn-in / tuning sweeps per chain (default 300: Gibbs chains "
+    parser.add_argument("--draws", type=int, default=2000,
+                        help="posterior draws per chain for gibbs/nuts/advi (default 2000: "
+                             "a converged 4-chain Gibbs posterior of the embedded MovieLens, "
+                             "every 2nd kept to stay within draws_memory_gb)")
+    parser.add_argument("--tune", type=int, default=600,
+                        help="burn-in / tuning sweeps per chain (default 600: Gibbs chains "
                              "start overdispersed, each from its own ALS optimum jittered "
-                             "at the prior's scale; NUTS adapts better with 500-1000)")
+                             "at the prior's scale, and the ordinal model's need 600 to "
+                             "converge; NUTS adapts with 500-1000)")
     parser.add_argument("--chains", type=int, default=4, help="chains (default 4)")
     parser.add_argument("--thin", type=int, default=1,
                         help="gibbs: keep every THIN-th sweep after burn-in, so that longer "
@@ -77,10 +79,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="identity (default) or the PMF paper's logistic link, ratings "
                              "mapped to [0, 1] (fitted by map, nuts, advi; default method "
                              "then: map)")
-    parser.add_argument("--likelihood", choices=["gaussian", "ordinal"], default="gaussian",
-                        help="gaussian (default) or ordinal: the ordered probit on the "
-                             "rating grid with learned cut points, for gibbs, map, nuts "
-                             "and advi (their names get '-ordinal'; ALS stays Gaussian)")
+    parser.add_argument("--likelihood", choices=["gaussian", "ordinal"], default=None,
+                        help="ordinal (default; gaussian with --link logistic): the ordered "
+                             "probit on the rating grid with learned cut points, for gibbs, "
+                             "map, nuts and advi (their names get '-ordinal'; ALS and "
+                             "constrained PMF stay Gaussian); or gaussian")
     parser.add_argument("--round", dest="round_predictions", action="store_true",
                         help="snap held-out predictions to the rating grid before scoring "
                              "(the paper's 'map back and round')")
@@ -214,8 +217,10 @@ def _job_config(args: argparse.Namespace, **overrides):
     if getattr(args, "lambda_", None) is not None:
         given["lambda_"] = args.lambda_
     for name in ("link", "round_predictions", "likelihood"):
-        if hasattr(args, name):
+        if getattr(args, name, None) is not None:
             given[name] = getattr(args, name)
+    if getattr(args, "link", None) == "logistic" and args.likelihood is None:
+        given["likelihood"] = "gaussian"  # the logistic link is the Gaussian model's
     return FitJobConfig(**given, **overrides,
                         progress=not (args.no_progress or getattr(args, "json", False)))
 

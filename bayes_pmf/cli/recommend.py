@@ -12,7 +12,7 @@ import pandas as pd
 from ..errors import ConfigError
 from ..result.result import PMFResult, load_result
 
-DEFAULT_MODELS = ("bpmf-gibbs", "pmf-als", "pmf-map")
+DEFAULT_MODELS = ("bpmf-gibbs-ordinal", "bpmf-gibbs", "pmf-als", "pmf-map-ordinal", "pmf-map")
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:

@@ -225,9 +225,10 @@ def rating_grid(scale) -> np.ndarray:
     RatingScale); the ordinal likelihood needs them."""
     if not (scale.bounded and scale.step):
         raise ConfigError(
-            f"likelihood='ordinal' needs ratings on a bounded grid (e.g. 0.5 to 5 in half "
-            f"stars); these ratings have min={scale.min}, max={scale.max}, "
-            f"step={scale.step}", setting="likelihood")
+            f"likelihood='ordinal' (the main job's default) needs ratings on a bounded grid "
+            f"(e.g. 0.5 to 5 in half stars); these ratings have min={scale.min}, "
+            f"max={scale.max}, step={scale.step}: choose likelihood='gaussian' for "
+            "continuous ratings", setting="likelihood")
     grid = scale.values()
     if len(grid) < 2:
         raise ConfigError("likelihood='ordinal' needs at least two rating levels",

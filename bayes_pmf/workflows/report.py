@@ -53,10 +53,11 @@ _CAPTIONS = {
 }
 
 
-def _crosscheck(outcome: FitJobOutcome, config: ReportConfig) -> dict:
+def crosscheck_section(split, config: ReportConfig) -> dict:
+    """The report's "crosscheck" entry of metrics.json: PyMC's MAP against the NumPy ALS
+    reference on the split's training part, at the job's fixed-prior penalties."""
     from ..analysis.crosscheck import crosscheck_map  # imports PyMC
 
-    split = outcome.split
     report = crosscheck_map(split.train, split.test, config.job.gaussian_spec,
                             rng=config.job.seed, cold=False, progress=False)
     report.pop("spec")
@@ -126,7 +127,7 @@ def run_report_job(config: ReportConfig) -> tuple[dict, dict, dict]:
     outcome = run_fit_job(config.job)
     metrics = dict(outcome.metrics, title=config.title)
     if config.crosscheck:
-        metrics["crosscheck"] = _crosscheck(outcome, config)
+        metrics["crosscheck"] = crosscheck_section(outcome.split, config)
     figures = run_figures(outcome.models, outcome.split, metrics["results"])
     return metrics, outcome.models, figures
 
