@@ -48,6 +48,8 @@ def ppc_ratings_data(result, test=None, *, n_draws: int = 200,
 
 def plot_ppc_ratings(data: pd.DataFrame, *,
                      title: str = "Held-out ratings vs posterior predictive"):
+    """Bars of each rating level's share among the held-out ratings beside the posterior
+    predictive's (mean and 90% band over draws), from :func:`ppc_ratings_data`."""
     fig, ax = _figure()
     width = 0.4 * (data["rating"].iloc[1] - data["rating"].iloc[0]) if len(data) > 1 else 0.4
     ax.bar(data["rating"] - width / 2, data["observed"], width, label="held-out ratings",
@@ -171,6 +173,9 @@ def plot_pit(histograms: dict[str, list[float]], *,
 
 def plot_rmse_by_activity(data: pd.DataFrame, *,
                           title: str = "Test RMSE by number of training ratings of the user"):
+    """Grouped bars of test RMSE per activity bucket, one bar per method, the bucket's
+    held-out count under its label; ``data`` as from
+    :func:`bayes_pmf.analysis.metrics.rmse_by_activity_table`."""
     fig, ax = _figure(8, 4.5)
     methods = list(dict.fromkeys(data["method"]))
     buckets = list(dict.fromkeys(data["bucket"]))
@@ -205,6 +210,9 @@ def running_rmse_data(result) -> pd.DataFrame:
 
 def plot_running_rmse(data: pd.DataFrame, *, reference: dict[str, float] | None = None,
                       title: str = "Test RMSE of the running posterior mean"):
+    """One line per chain: held-out RMSE of the posterior mean of the first n draws,
+    against n (from :func:`running_rmse_data`); ``reference`` adds dashed lines, e.g.
+    ``{"pmf-als": 0.87}``."""
     fig, ax = _figure()
     for chain, frame in data.groupby("chain"):
         ax.plot(frame["samples"], frame["rmse"], lw=1.2, label=f"chain {chain}")
@@ -219,6 +227,8 @@ def plot_running_rmse(data: pd.DataFrame, *, reference: dict[str, float] | None 
 
 
 def objective_trace_data(result) -> pd.DataFrame:
+    """The ALS objective E after every sweep (sweep 0: the starting point) of an ALS
+    result: columns sweep, objective."""
     trace = result.attrs["settings"].get("objective_trace")
     if not trace:
         raise ValueError("this result recorded no objective trace (ALS results do)")
@@ -226,6 +236,8 @@ def objective_trace_data(result) -> pd.DataFrame:
 
 
 def plot_objective_trace(data: pd.DataFrame, *, title: str = "ALS: MAP objective E per sweep"):
+    """The ALS objective per sweep on a log scale (from :func:`objective_trace_data`): it
+    never increases; where it flattens the fit has converged."""
     fig, ax = _figure()
     ax.plot(data["sweep"], data["objective"], "o-", ms=3)
     ax.set_yscale("log")
@@ -244,6 +256,8 @@ def method_comparison_data(results: list[dict]) -> pd.DataFrame:
 
 
 def plot_method_comparison(data: pd.DataFrame, *, title: str = "Held-out error by method"):
+    """Horizontal bars of held-out RMSE and MAE per method, values printed at the bar
+    ends (from :func:`method_comparison_data`)."""
     fig, ax = _figure(8, 0.45 * len(data) + 1.6)
     y = np.arange(len(data))
     ax.barh(y - 0.2, data["rmse"], 0.4, label="RMSE")

@@ -65,3 +65,19 @@ def triples_subset(small, big) -> bool:
     a = set(map(tuple, small.to_frame()[["user", "item", "rating"]].to_numpy()))
     b = set(map(tuple, big.to_frame()[["user", "item", "rating"]].to_numpy()))
     return a <= b
+
+
+def test_the_bayes_finding_names_the_d_it_reads():
+    """--fast runs d = 2, 5 while the default d is 10: the finding is stated at d = 5,
+    the largest d run (it used to print "d = 1", a row position)."""
+    import pandas as pd
+
+    from bayes_pmf.workflows.paper import finding_bayes
+
+    table = pd.DataFrame({"d": [5, 2], "map_rmse": [0.90, 0.91],
+                          "posterior_rmse": [0.88, 0.92]})
+    finding = finding_bayes(table, n_factors=10)
+    assert finding["text"].startswith("(d) At d = 5,") and finding["holds"]
+    assert finding["posterior_rmse"] == 0.88
+    at_two = finding_bayes(table, n_factors=2)
+    assert at_two["text"].startswith("(d) At d = 2,") and not at_two["holds"]

@@ -96,6 +96,10 @@ def test_recommend_cli_many_users_new_user_and_similar(fixtures, run_folder, tmp
     assert rows.groupby("user").size().to_dict() == {8: 2, 99999: 2}
     assert rows.set_index("user")["cold_user"].groupby(level=0).all().to_dict() == {
         8: False, 99999: True}
+    assert main(["recommend", "--run", str(run_folder), "--user", "8", "--user", "99999",
+                 "--n", "2"]) == 0
+    header = capsys.readouterr().out
+    assert "unknown users 99999:" in header and "np." not in header
 
     mine = tmp_path / "me.csv"
     mine.write_text("item,rating\n1,5\n2,4\n3,1\n")

@@ -36,11 +36,15 @@ def _check(actual: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def rmse(actual, predicted) -> float:
+    """Root mean squared error of ``predicted`` against ``actual``: arrays of one shape,
+    not empty, finite predictions (ConfigError otherwise)."""
     actual, predicted = _check(actual, predicted)
     return float(np.sqrt(np.mean((actual - predicted) ** 2)))
 
 
 def mae(actual, predicted) -> float:
+    """Mean absolute error of ``predicted`` against ``actual``: arrays of one shape, not
+    empty, finite predictions (ConfigError otherwise)."""
     actual, predicted = _check(actual, predicted)
     return float(np.mean(np.abs(actual - predicted)))
 

@@ -94,7 +94,9 @@ def run_recommend(args: argparse.Namespace) -> int:
     users = [typed_id(user, result.user_ids, "--user") for user in args.user]
     table = recommend_many(result, users, **options)
     cold = table.loc[table["cold_user"], "user"].unique()
-    note = f" (unknown users {list(cold)}: prior-mean recommendations)" if len(cold) else ""
+    # ids as the data file wrote them, never a NumPy repr such as np.int64(99999)
+    unknown = ", ".join(str(user) for user in cold)
+    note = f" (unknown users {unknown}: prior-mean recommendations)" if len(cold) else ""
     header = f"model: {path.name}; score: {args.score}{note}"
     shown = table.drop(columns=["cold_user"] if len(users) > 1 else ["user", "cold_user"])
     print_table(table if args.json else shown, args.json, header)

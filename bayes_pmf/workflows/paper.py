@@ -288,10 +288,12 @@ def finding_constrained(table: pd.DataFrame, overall: dict) -> dict:
 
 
 def finding_bayes(table: pd.DataFrame, n_factors: int) -> dict:
-    row = table.set_index("d").loc[n_factors] if n_factors in set(table["d"]) \
-        else table.iloc[-1]
+    # at the run's d, or at the largest d of the grid when the grid does not hold it
+    by_d = table.sort_values("d").set_index("d")
+    d = n_factors if n_factors in by_d.index else int(by_d.index[-1])
+    row = by_d.loc[d]
     holds = bool(row["posterior_rmse"] < row["map_rmse"])
-    text = (f"(d) At d = {int(row.name) if row.name is not None else n_factors}, the "
+    text = (f"(d) At d = {d}, the "
             f"posterior mean (Gibbs) scores {row['posterior_rmse']:.4f} against MAP's "
             f"{row['map_rmse']:.4f}: {_verdict(holds)}.")
     return {"holds": holds, "text": text, "map_rmse": float(row["map_rmse"]),
