@@ -259,6 +259,22 @@ def test_probability_score_of_the_ordinal_model_is_its_upper_tail(fitted):
     assert len(levels) == 3
 
 
+def test_a_new_user_folds_into_the_ordinal_posterior(fitted):
+    """recommend_new_user on an ordinal posterior: one draw of the new user per posterior
+    draw, and a user who gave the top rating to items gets higher predictions for them
+    than one who gave the lowest (the fold-in reads the levels through the cut points)."""
+    from bayes_pmf.analysis.recommend import fold_in_user, predict_folded
+
+    _, result = fitted
+    items = list(result.item_ids[:6])
+    fans = fold_in_user(result, items, [5.0] * 6, rng=0)
+    critics = fold_in_user(result, items, [0.5] * 6, rng=0)
+    assert fans.shape == (result.n_samples, 3) and np.isfinite(fans).all()
+    assert (predict_folded(result, fans, items) > predict_folded(result, critics, items)).all()
+    table = bp.recommend_new_user(result, items, [5.0, 4.5, 4.0, 1.0, 0.5, 3.0], n=4)
+    assert len(table) == 4 and not set(items) & set(table["item"])
+
+
 # -- the main job -----------------------------------------------------------------------
 
 def test_fit_likelihood_ordinal_from_the_command_line(tmp_path, capsys):

@@ -16,8 +16,9 @@ Scores for an unseen item j of user i (S posterior draws; one for ALS/MAP):
 Items the user rated in training are excluded (they are read from the result's own
 constant_data, so a saved result is enough). Unknown users get prior-mean (bias-only)
 recommendations, flagged ``cold_user``. A new user's ratings are folded in by the
-Gaussian conditional of their factors; for the ordinal model that treats the ratings as
-the latent values (an approximation: z lies within its level's interval around it).
+Gaussian conditional of their factors; for the ordinal model by that conditional given
+latent ratings z, each drawn within its level's interval (data augmentation, as the
+sampler does), or for a point result by EM on the same model (its MAP).
 """
 
 from __future__ import annotations
@@ -31,7 +32,14 @@ from scipy.special import ndtr
 
 from ..engines.linalg import gaussian_rows
 from ..errors import ConfigError, UnknownIdError, check_seed, plain_scalar
-from ..model.params import all_items_predictor, item_offset
+from ..model.params import (
+    all_items_predictor,
+    item_offset,
+    level_bounds,
+    rating_levels,
+    truncated_normal,
+    truncated_normal_mean,
+)
 
 SCORES = ("mean", "prob", "quantile", "thompson")
 _DRAW_BUDGET = 1 << 24  # samples x users x items values held at once (128 MB)
@@ -319,9 +327,44 @@ def fold_in_user(result, items, ratings, *, rng=0) -> np.ndarray:
     tau = 1 / sigma**2
     precision = tau[:, None, None] * np.einsum("sjp,sjq->spq", design, design)
     precision[:, np.arange(design.shape[2]), np.arange(design.shape[2])] += prior
+    generator = np.random.default_rng(rng)
+    if spec.ordinal:
+        lower, upper = level_bounds(draws["cutpoints"][:, None, :],
+                                    rating_levels(ratings, result.grid))
+        return fold_in_ordinal(design, offset, precision, sigma, lower[:, 0], upper[:, 0],
+                               ratings, sample=n_samples > 1, rng=generator)
     shift = tau[:, None] * np.einsum("sjp,sj->sp", design, ratings[None] - offset)
-    noise = None if n_samples == 1 else np.random.default_rng(rng).standard_normal(shift.shape)
+    noise = None if n_samples == 1 else generator.standard_normal(shift.shape)
     return gaussian_rows(precision, shift, noise, what="fold-in precision")[0]
+
+
+FOLD_IN_ORDINAL_SWEEPS = 40  # per posterior draw; the chains start at the Gaussian answer
+
+
+def fold_in_ordinal(design, offset, precision, sigma, lower, upper, start, *,
+                    sample: bool, rng: np.random.Generator,
+                    sweeps: int = FOLD_IN_ORDINAL_SWEEPS) -> np.ndarray:
+    """A new user's w under the ordinal model, for S parameter draws at once: latent
+    z_j ~ N(offset_j + x_j.w, sigma^2) falls in (lower_j, upper_j].
+
+    ``sample``: ``sweeps`` data-augmentation Gibbs sweeps per draw (z from its truncated
+    normal, then w from its Gaussian conditional given z), started from the Gaussian
+    answer with z = ``start`` (the ratings), returning the last w: a draw from p(w | the
+    ratings, draw s). Otherwise EM to the MAP (z replaced by its truncated-normal mean).
+    Shapes: design (S, J, p), offset/lower/upper (S, J), precision (S, p, p) = prior
+    precision + design'design / sigma^2, sigma (S,)."""
+    tau = (1 / sigma**2)[:, None]
+    z = np.broadcast_to(np.asarray(start, dtype=float), offset.shape)
+    for _ in range(sweeps + 1):
+        shift = tau * np.einsum("sjp,sj->sp", design, z - offset)
+        noise = rng.standard_normal(shift.shape) if sample else None
+        w = gaussian_rows(precision, shift, noise, what="fold-in precision")[0]
+        eta = offset + np.einsum("sjp,sp->sj", design, w)
+        if sample:
+            z = truncated_normal(eta, lower, upper, sigma[:, None], rng.random(eta.shape))
+        else:
+            z = truncated_normal_mean(eta, lower, upper, sigma[:, None])
+    return w
 
 
 def _folded_draws(result, folded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -285,6 +285,19 @@ def log_interval_probability(lower, upper, eta, sigma) -> np.ndarray:
     return out
 
 
+def truncated_normal_mean(eta, lower, upper, sigma) -> np.ndarray:
+    """E[z] for z ~ N(eta, sigma^2) truncated to (lower, upper] (bounds may be -inf /
+    +inf): eta + sigma (phi(a) - phi(b)) / (Phi(b) - Phi(a)), the densities divided by
+    the mass in log space so that far tails stay finite."""
+    log_mass = log_interval_probability(lower, upper, eta, sigma)
+    a = (np.asarray(lower, dtype=float) - eta) / sigma
+    b = (np.asarray(upper, dtype=float) - eta) / sigma
+    with np.errstate(over="ignore", invalid="ignore"):
+        ratio_a = np.where(np.isfinite(a), np.exp(-0.5 * a**2 - log_mass), 0.0)
+        ratio_b = np.where(np.isfinite(b), np.exp(-0.5 * b**2 - log_mass), 0.0)
+    return eta + sigma * (ratio_a - ratio_b) / np.sqrt(2 * np.pi)
+
+
 def truncated_normal(eta, lower, upper, sigma, uniform: np.ndarray) -> np.ndarray:
     """Draws of z ~ N(eta, sigma^2) truncated to (lower, upper], by inverting the cdf at
     ``uniform`` (U(0, 1) numbers, one per value), in the tail where the cdf is accurate;
