@@ -106,3 +106,14 @@ def test_fit_with_the_logistic_link_and_rounding(fixtures, tmp_path, capsys):
                  "--out", str(tmp_path / "g")]) == 2
     assert "logistic link" in capsys.readouterr().err
     assert not (tmp_path / "g").exists()
+
+
+def test_json_output_keeps_the_progress_bars_on_stderr():
+    """`check-map --json` and `fit --json` used to run silent for minutes: the bars go
+    to stderr (stdout stays JSON) unless --no-progress."""
+    from bayes_pmf.cli.main import _job_config, build_parser
+
+    parser = build_parser()
+    for command in (["check-map", "--json"], ["fit", "--json"]):
+        assert _job_config(parser.parse_args(command)).progress is True
+        assert _job_config(parser.parse_args(command + ["--no-progress"])).progress is False

@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", metavar="DIR",
                      help="run folder (default reports/runs/fit-<date>-<time>)")
     fit.add_argument("--json", action="store_true",
-                     help="print metrics.json to stdout and nothing else")
+                     help="print metrics.json to stdout and nothing else (progress bars "
+                          "still show on stderr; --no-progress hides them)")
     fit.add_argument("--no-figures", action="store_true", help="write no PNG figures")
     fit.add_argument("--cv-select", action="store_true",
                      help="choose --lambda and --factors by 5-fold cross-validation on the "
@@ -176,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(check)
     check.add_argument("--no-cold", action="store_true",
                        help="skip the MAP from a jittered start (slow on large data)")
-    check.add_argument("--json", action="store_true", help="print the report as JSON only")
+    check.add_argument("--json", action="store_true",
+                       help="print the report as JSON only (progress bars still show on "
+                            "stderr; --no-progress hides them)")
 
     rec = commands.add_parser(
         "recommend", help="top-N unseen items for users (or a new user) from a run folder",
@@ -222,7 +225,9 @@ def _job_config(args: argparse.Namespace, **overrides):
     if getattr(args, "link", None) == "logistic" and args.likelihood is None:
         given["likelihood"] = "gaussian"  # the logistic link is the Gaussian model's
     return FitJobConfig(**given, **overrides,
-                        progress=not (args.no_progress or getattr(args, "json", False)))
+                        # progress bars draw on stderr: --json keeps stdout clean without
+                        # leaving a long check-map or fit silent for minutes
+                        progress=not args.no_progress)
 
 
 def _fit_job_config(args: argparse.Namespace):
