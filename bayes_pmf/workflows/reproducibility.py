@@ -13,10 +13,13 @@ Three promises, tested (``tests/test_report.py``) and measured
    the last bits of every sum change and iterative fits carry the change along. Rerunning
    the committed report with every kernel choice this machine kind offers
    (``OPENBLAS_CORETYPE`` = SkylakeX, Haswell, Zen, SandyBridge; NumPy's AVX-512 loops
-   off) moved no reported number by more than the tolerances of
-   :data:`CROSS_MACHINE_TOLERANCES` (benchmarks/README.md has the table of what moved by
-   how much; each tolerance is about 100x the largest movement measured, and far below
-   the 4 digits a report prints).
+   off) moved no deterministic number (baselines, ALS, the MAP cross-check) by more than
+   the tolerances of :data:`CROSS_MACHINE_TOLERANCES` (benchmarks/README.md has the
+   table of what moved by how much; each tolerance is about 100x the largest movement
+   measured, and far below the 4 digits a report prints). The sampled posteriors'
+   numbers are held to Monte Carlo error there, as under promise 3: a chain's last-bit
+   differences grow with every sweep, and the default 2,600-sweep chains end as another
+   realisation of the same posterior (:data:`SAMPLED_UNDER_KERNELS`).
 
 3. **Other package versions, the same conclusions.** A new NumPy, SciPy or PyMC may
    change random streams or algorithms; then the numbers a report prints agree within
@@ -169,6 +172,17 @@ OTHER_VERSION_TOLERANCES: tuple[tuple[str, str, float], ...] = (
 )
 # ... and the convergence verdict can flip when R-hat sits near its threshold
 _VERDICTS = ("diagnostics*.converged", "diagnostics*.reasons*")
+
+# Under other CPU kernels the sampled posteriors' numbers are held to Monte Carlo error,
+# not to CROSS_MACHINE_TOLERANCES. A Markov chain carries the last-bit differences of its
+# first sweep along and they grow by a roughly constant factor per sweep: the Gaussian
+# model's 1,300-sweep chains moved by 1.3e-8 under other kernels, while the ordinal
+# default's 2,600-sweep chains (2026-12-02, SandyBridge kernels on an AMD EPYC whose own
+# choice is Haswell) ended as other realisations of the same posterior: held-out RMSE
+# 3.1e-5 apart, log score 1.4e-4, coverage 0.001, all far inside Monte Carlo error.
+# Deterministic fits (baselines, ALS, the MAP cross-check) keep the tight tolerances.
+SAMPLED_UNDER_KERNELS = ("results[bpmf-*", "results[pmf-nuts*", "results[pmf-advi*",
+                         "diagnostics*")
 PROMISES = ("identical", "kernels", "versions")
 
 
@@ -193,6 +207,15 @@ class Comparison:
     failures: list[str] = field(default_factory=list)
     max_rel_by_group: dict[str, float] = field(default_factory=dict)
     worst: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+
+def _monte_carlo_level(path: str, level: str) -> str:
+    """The promise a number is held to: under "kernels", the sampled posteriors' numbers
+    (and their convergence diagnostics) are held to Monte Carlo error, as under
+    "versions" (see SAMPLED_UNDER_KERNELS)."""
+    if level == "kernels" and any(fnmatch.fnmatchcase(path, p) for p in SAMPLED_UNDER_KERNELS):
+        return "versions"
+    return level
 
 
 def _tolerance(path: str, level: str) -> tuple[str, float] | None:
@@ -259,7 +282,8 @@ def compare_metrics(actual: dict, expected: dict, level: str = "kernels") -> Com
                       and math.isnan(a) and math.isnan(e)):
             continue
         comparison.identical = False
-        if level == "versions" and any(fnmatch.fnmatchcase(path, p) for p in _VERDICTS):
+        held_to = _monte_carlo_level(path, level)
+        if held_to == "versions" and any(fnmatch.fnmatchcase(path, p) for p in _VERDICTS):
             continue
         if not numbers:
             comparison.failures.append(f"{path}: {a!r} != {e!r}")
@@ -270,11 +294,11 @@ def compare_metrics(actual: dict, expected: dict, level: str = "kernels") -> Com
         if rel > comparison.max_rel_by_group.get(group, 0.0):
             comparison.max_rel_by_group[group] = rel
             comparison.worst[group] = (path, rel)
-        rule = None if level == "identical" else _tolerance(path, level)
+        rule = None if level == "identical" else _tolerance(path, held_to)
         if rule is None:
             # no tolerance: equal or not compared (floats under "versions" that depend
             # on the Monte Carlo realisation)
-            if level == "identical" or not isinstance(e, float) or level == "kernels":
+            if level == "identical" or not isinstance(e, float) or held_to == "kernels":
                 comparison.failures.append(f"{path}: {a!r} != {e!r}")
             continue
         kind, tol = rule
