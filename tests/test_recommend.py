@@ -304,8 +304,7 @@ def test_ordinal_fold_in_of_a_point_result_is_the_map():
     from bayes_pmf.model.params import log_interval_probability
 
     problem, prior = _ordinal_fold_in_problem(1)
-    mode = fold_in_ordinal(**problem, sample=False, rng=np.random.default_rng(0),
-                           sweeps=500)[0]
+    mode = fold_in_ordinal(**problem, sample=False, rng=np.random.default_rng(0))[0]
 
     def log_posterior(w):
         eta = problem["offset"][0] + problem["design"][0] @ w

@@ -339,6 +339,7 @@ def fold_in_user(result, items, ratings, *, rng=0) -> np.ndarray:
 
 
 FOLD_IN_ORDINAL_SWEEPS = 40  # per posterior draw; the chains start at the Gaussian answer
+FOLD_IN_EM_MAX_ITERATIONS = 1000  # EM for a point result stops earlier once w settles
 
 
 def fold_in_ordinal(design, offset, precision, sigma, lower, upper, start, *,
@@ -350,15 +351,19 @@ def fold_in_ordinal(design, offset, precision, sigma, lower, upper, start, *,
     ``sample``: ``sweeps`` data-augmentation Gibbs sweeps per draw (z from its truncated
     normal, then w from its Gaussian conditional given z), started from the Gaussian
     answer with z = ``start`` (the ratings), returning the last w: a draw from p(w | the
-    ratings, draw s). Otherwise EM to the MAP (z replaced by its truncated-normal mean).
-    Shapes: design (S, J, p), offset/lower/upper (S, J), precision (S, p, p) = prior
-    precision + design'design / sigma^2, sigma (S,)."""
+    ratings, draw s). Otherwise EM to the MAP (z replaced by its truncated-normal mean),
+    until w changes by less than 1e-10 (at most FOLD_IN_EM_MAX_ITERATIONS). Shapes:
+    design (S, J, p), offset/lower/upper (S, J), precision (S, p, p) = prior precision +
+    design'design / sigma^2, sigma (S,)."""
     tau = (1 / sigma**2)[:, None]
     z = np.broadcast_to(np.asarray(start, dtype=float), offset.shape)
-    for _ in range(sweeps + 1):
+    w = None
+    for _ in range(sweeps + 1 if sample else FOLD_IN_EM_MAX_ITERATIONS):
         shift = tau * np.einsum("sjp,sj->sp", design, z - offset)
         noise = rng.standard_normal(shift.shape) if sample else None
-        w = gaussian_rows(precision, shift, noise, what="fold-in precision")[0]
+        previous, w = w, gaussian_rows(precision, shift, noise, what="fold-in precision")[0]
+        if not sample and previous is not None and np.max(np.abs(w - previous)) < 1e-10:
+            break
         eta = offset + np.einsum("sjp,sp->sj", design, w)
         if sample:
             z = truncated_normal(eta, lower, upper, sigma[:, None], rng.random(eta.shape))
