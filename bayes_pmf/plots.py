@@ -165,7 +165,10 @@ def plot_pit(histograms: dict[str, list[float]], *,
     ax.set_xlabel("PIT value")
     ax.set_ylabel("share of held-out ratings")
     ax.set_title(title)
-    ax.legend(frameon=False, fontsize=8)
+    # headroom above the bars, so that the legend never covers them
+    tallest = max(max(shares) for shares in histograms.values())
+    ax.set_ylim(0, 1.3 * max(tallest, 1.0 / bins))
+    ax.legend(frameon=False, fontsize=8, loc="upper center", ncols=len(histograms) + 1)
     return fig
 
 
