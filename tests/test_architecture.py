@@ -137,3 +137,17 @@ def test_every_public_function_says_what_it_does():
                if not name.startswith("_") and function.__module__ == plots.__name__]
     assert len(public) > 40
     assert [name for name, thing in public if not inspect.getdoc(thing)] == []
+
+
+def test_the_api_reference_is_current():
+    """docs/api.md is generated from the signatures and docstrings
+    (tools/api_reference.py); a changed signature or docstring without a regenerated
+    reference fails here."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    proc = subprocess.run([sys.executable, str(root / "tools" / "api_reference.py"),
+                           "--check"], capture_output=True, text=True, cwd=root)
+    assert proc.returncode == 0, proc.stderr
