@@ -108,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", metavar="DIR",
                      help="run folder (default reports/runs/fit-<date>-<time>)")
     fit.add_argument("--json", action="store_true",
-                     help="print metrics.json to stdout and nothing else (progress bars "
-                          "still show on stderr; --no-progress hides them)")
+                     help="print metrics.json to stdout and nothing else (no progress "
+                          "bars)")
     fit.add_argument("--no-figures", action="store_true", help="write no PNG figures")
     fit.add_argument("--cv-select", action="store_true",
                      help="choose --lambda and --factors by 5-fold cross-validation on the "
@@ -178,8 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-cold", action="store_true",
                        help="skip the MAP from a jittered start (slow on large data)")
     check.add_argument("--json", action="store_true",
-                       help="print the report as JSON only (progress bars still show on "
-                            "stderr; --no-progress hides them)")
+                       help="print the report as JSON only (no progress bars)")
 
     rec = commands.add_parser(
         "recommend", help="top-N unseen items for users (or a new user) from a run folder",
@@ -225,9 +224,9 @@ def _job_config(args: argparse.Namespace, **overrides):
     if getattr(args, "link", None) == "logistic" and args.likelihood is None:
         given["likelihood"] = "gaussian"  # the logistic link is the Gaussian model's
     return FitJobConfig(**given, **overrides,
-                        # progress bars draw on stderr: --json keeps stdout clean without
-                        # leaving a long check-map or fit silent for minutes
-                        progress=not args.no_progress)
+                        # --json: stdout holds the JSON only, and PyMC's own progress
+                        # bars (MAP, NUTS) write to stdout, so progress is off
+                        progress=not (args.no_progress or getattr(args, "json", False)))
 
 
 def _fit_job_config(args: argparse.Namespace):
@@ -274,6 +273,9 @@ def _check_map(args: argparse.Namespace) -> int:
 
     from ..workflows.report import check_map
 
+    if args.json and not args.no_progress:  # stdout stays JSON; say what is under way
+        print("check-map: fitting ALS and PyMC's MAP (minutes on large data); the JSON "
+              "report follows on stdout", file=sys.stderr, flush=True)
     report = check_map(_job_config(args), cold=not args.no_cold)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
