@@ -53,21 +53,21 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
                         default=None,
                         help="PMF inference method(s) to run besides the baselines; repeat "
                              "for several (default: als and gibbs)")
-    parser.add_argument("--draws", type=int, default=2000,
+    parser.add_argument("--draws", type=int, default=None,
                         help="posterior draws per chain for gibbs/nuts/advi (default 2000: "
                              "a converged 4-chain Gibbs posterior of the embedded MovieLens, "
                              "every 2nd kept to stay within draws_memory_gb)")
-    parser.add_argument("--tune", type=int, default=600,
+    parser.add_argument("--tune", type=int, default=None,
                         help="burn-in / tuning sweeps per chain (default 600: Gibbs chains "
                              "start overdispersed, each from its own ALS optimum jittered "
                              "at the prior's scale, and the ordinal model's need 600 to "
                              "converge; NUTS adapts with 500-1000)")
-    parser.add_argument("--chains", type=int, default=4, help="chains (default 4)")
-    parser.add_argument("--thin", type=int, default=1,
+    parser.add_argument("--chains", type=int, default=None, help="chains (default 4)")
+    parser.add_argument("--thin", type=int, default=None,
                         help="gibbs: keep every THIN-th sweep after burn-in, so that longer "
                              "chains fit in memory; costs effective draws per sweep, as "
                              "overrelaxed draws are anti-correlated (default 1)")
-    parser.add_argument("--max-sweeps", type=int, default=200, help="ALS sweeps at most")
+    parser.add_argument("--max-sweeps", type=int, default=None, help="ALS sweeps at most")
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -231,9 +231,10 @@ def _job_config(args: argparse.Namespace, **overrides):
 
 def _fit_job_config(args: argparse.Namespace):
     default = ("map",) if args.link == "logistic" else ("als", "gibbs")
-    return _job_config(args, methods=tuple(args.method or default),
-                       max_sweeps=args.max_sweeps, draws=args.draws, tune=args.tune,
-                       chains=args.chains, thin=args.thin)
+    # the sampling settings' defaults live in FitJobConfig alone: only given flags pass
+    given = {name: getattr(args, name) for name in ("max_sweeps", "draws", "tune", "chains",
+                                                    "thin") if getattr(args, name) is not None}
+    return _job_config(args, methods=tuple(args.method or default), **given)
 
 
 _JOB_FLAGS = ("data", "train", "test", "test_fraction", "seed", "factors", "lambda_", "method",
