@@ -115,8 +115,10 @@ def main(argv=None) -> None:
     config = FitJobConfig(data=args.data, seed=args.seed, draws=args.draws, tune=args.tune,
                           chains=args.chains, progress=False)
     split, _ = load_split(config)
-    gaussian = FitJobConfig(likelihood="gaussian", n_factors=config.n_factors)
-    ordinal = FitJobConfig(likelihood="ordinal", n_factors=config.n_factors)
+    # plain BPMF on both sides: the likelihoods alone (implicit feedback:
+    # benchmarks/implicit.py)
+    gaussian = FitJobConfig(likelihood="gaussian", n_factors=config.n_factors, implicit="none")
+    ordinal = FitJobConfig(likelihood="ordinal", n_factors=config.n_factors, implicit="none")
     rows = [bayes_pmf_row("bpmf-gibbs (Gaussian)", gaussian.posterior_spec, split, config,
                           args.seed),
             bayes_pmf_row("bpmf-gibbs-ordinal", ordinal.posterior_spec, split, config,

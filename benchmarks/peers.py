@@ -68,7 +68,7 @@ def bayes_pmf_methods(split, d, seed):
     # The main job's Gaussian model: zero-mean Wishart hyperpriors on the factor
     # precisions, learned noise (the RMSE table of README.md; the ordinal default is
     # compared with myFM's ordered probit in benchmarks/ordinal.py).
-    default = FitJobConfig(n_factors=d, seed=seed, likelihood="gaussian")
+    default = FitJobConfig(n_factors=d, seed=seed, likelihood="gaussian", implicit="none")
 
     return {
         "bayes_pmf global mean": lambda: bp.fit_global_mean(train),

@@ -113,12 +113,17 @@ def test_engines_take_the_model_from_the_spec_only(synthetic, engine):
     if engine == "fit_als":
         with pytest.raises(bp.ConfigError, match="map_model"):
             bp.fit_als(data, wishart, progress=False)
+        with pytest.raises(bp.ConfigError, match="implicit feedback"):
+            bp.fit_als(data, bp.PMFSpec(n_factors=2, implicit_items=True), progress=False)
     elif engine == "sample_gibbs":
-        with pytest.raises(bp.ConfigError, match="constrained"):
-            bp.sample_gibbs(data, wishart.with_(constrained=True), progress=False)
+        with pytest.raises(bp.ConfigError, match="link"):
+            bp.sample_gibbs(data, wishart.with_(link="logistic"), progress=False)
     else:
         with pytest.raises(bp.ConfigError, match="constrained=True"):
             bp.fit_constrained(data, bp.PMFSpec(n_factors=2), progress=False)
+        with pytest.raises(bp.ConfigError, match="implicit_items"):
+            bp.fit_constrained(data, bp.PMFSpec(n_factors=2, constrained=True,
+                                                implicit_items=True), progress=False)
     with pytest.raises(bp.ConfigError, match="PMFSpec"):
         getattr(bp, engine)(data, None, progress=False)
 

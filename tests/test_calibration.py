@@ -74,3 +74,34 @@ def test_sbc_catches_a_balance_move_without_its_jacobian(monkeypatch):
     table = result.uniformity(bins=5).set_index("quantity")
     assert table.loc["balance", "adjusted_p"] < 1e-6
     assert not table["passed"].all()
+
+
+# The implicit-feedback model the main job samples (users' rated items and items' raters,
+# 1/sqrt(count)), on the same small problems.
+IMPLICIT = PRODUCTION.with_(constrained=True, implicit_items=True, implicit_norm="sqrt")
+
+
+@pytest.mark.slow
+def test_sbc_of_the_implicit_feedback_model():
+    """60 replicates (about a minute): every quantity uniform, the implicit factors' size
+    log|W|, log|Z| and their prior scales sigma_w, sigma_z included."""
+    result = simulation_based_calibration(IMPLICIT, n_reps=60, rng=1, **SETTINGS)
+    table = result.uniformity(bins=5, alpha=0.01)
+    assert table["passed"].all(), table[["quantity", "adjusted_p", "counts"]]
+    assert {"log_norm_W", "log_norm_Z", "sigma_w", "sigma_z"} <= set(table["quantity"])
+
+
+def test_sbc_catches_a_wrong_implicit_factor_step(monkeypatch):
+    """The check has power: W and Z drawn with their prior precision taken 4x too large
+    (too small, too narrow) put every truth above the posterior (60 of 60 in the top
+    bin for log|W|, measured), so 30 replicates fail at once."""
+    from bayes_pmf.engines import implicit
+
+    draw = implicit.ImplicitFeedback.draw
+    monkeypatch.setattr(implicit.ImplicitFeedback, "draw",
+                        lambda self, U, mean, user_precision, implicit_precision, *rest:
+                        draw(self, U, mean, user_precision, 4.0 * implicit_precision, *rest))
+    result = simulation_based_calibration(IMPLICIT, n_reps=30, rng=1, **SETTINGS)
+    table = result.uniformity(bins=5).set_index("quantity")
+    assert table.loc["log_norm_W", "adjusted_p"] < 1e-6
+    assert table.loc["log_norm_Z", "adjusted_p"] < 1e-6

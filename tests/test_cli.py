@@ -32,6 +32,22 @@ def test_fit_json_on_given_split(fixtures, tmp_path, capsys):
     assert (tmp_path / "run" / "models" / "pmf-als.nc").is_file()
 
 
+def test_fit_samples_the_implicit_feedback_model_by_default(fixtures, tmp_path, capsys):
+    """The main job's posterior has implicit feedback on both sides unless --implicit says
+    otherwise; the saved model and metrics.json say which model ran."""
+    common = ["--train", str(fixtures / "u1.base"), "--test", str(fixtures / "u1.test"),
+              "--factors", "2", "--draws", "20", "--tune", "10", "--chains", "2",
+              "--method", "gibbs"]
+    for flag, users, items in (([], True, True), (["--implicit", "items"], False, True),
+                               (["--implicit", "none"], False, False)):
+        out = tmp_path / f"run-{flag[1] if flag else 'default'}"
+        metrics = _fit_json(common + flag + ["--out", str(out)], capsys)
+        assert metrics["settings"]["implicit"] == (flag[1] if flag else "both")
+        saved = bp.load_result(out / "models" / "bpmf-gibbs-ordinal.nc")
+        assert (saved.spec.constrained, saved.spec.implicit_items) == (users, items)
+        assert ("W" in saved.draws, "Z" in saved.draws) == (users, items)
+
+
 def test_fit_is_reproducible(fixtures, tmp_path, capsys):
     # 4 chains in 2 processes as by default, shorter: reruns must agree however long
     args = ["--data", str(fixtures / "ratings.csv"), "--test-fraction", "0.2", "--seed", "3",

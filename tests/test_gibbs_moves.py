@@ -114,7 +114,8 @@ def _matrix_t_prior_draw(n: int, m: int, d: int, rng):
 def test_balance_moves_leave_predictions_unchanged():
     rng = np.random.default_rng(2)
     U, V = rng.standard_normal((20, 3)), rng.standard_normal((35, 3))
-    moved_u, moved_v, acceptance = _balance_moves(U, V, rng, steps=20, step_size=0.2)
+    (moved_u,), (moved_v,), acceptance = _balance_moves([U], [V], rng, steps=20,
+                                                        step_size=0.2)
     assert acceptance > 0 and not np.allclose(moved_u, U)
     np.testing.assert_allclose(moved_u @ moved_v.T, U @ V.T, rtol=0, atol=1e-10)
 
@@ -129,7 +130,7 @@ def test_balance_moves_keep_the_prior_of_the_factors():
     before, after = [], []
     for _ in range(4_000):
         U, V = _matrix_t_prior_draw(4, 12, 2, rng)
-        moved_u, moved_v, _ = _balance_moves(U, V, rng, steps=15, step_size=0.6)
+        (moved_u,), (moved_v,), _ = _balance_moves([U], [V], rng, steps=15, step_size=0.6)
 
         def statistics(u, v):
             return np.log((u**2).sum() / (v**2).sum()), np.linalg.slogdet(u.T @ u)[1]

@@ -316,3 +316,27 @@ def test_ordinal_fold_in_of_a_point_result_is_the_map():
                 for e in np.eye(3)]
     assert np.max(np.abs(gradient)) < 1e-4
     assert log_posterior(mode) > log_posterior(mode + 0.05)  # a maximum, not a saddle
+
+
+def test_fold_in_with_implicit_feedback_centres_the_new_user_on_their_items():
+    """Implicit feedback on the user side (U = Y + M W): the new user's conditional
+    mean, per draw, is P^-1 (Lambda m + tau sum_j V_j (r_j - mu)) with the prior mean
+    m = n^-1/2 sum of W over the items given, computed here directly (fixed priors, one
+    draw: the fold-in returns the mean). Without m the answer is another one."""
+    spec = bp.PMFSpec(n_factors=2, biases=False, constrained=True, implicit_norm="sqrt",
+                      sigma_u=0.4, sigma_w=1.0)
+    data = bp.make_synthetic(25, 12, 160, bp.PMFSpec(n_factors=2, biases=False),
+                             rng=2).data
+    result = bp.sample_gibbs(data, spec, chains=1, tune=30, draws=1, rng=0, progress=False,
+                             cores=1)
+    items, ratings = data.item_ids[[0, 3, 5]], np.array([4.0, 2.5, 3.0])
+    folded = bp.fold_in_user(result, items, ratings)[0]
+    V = result.draws["V"][0, [0, 3, 5]].astype(float)
+    W = result.draws["W"][0, [0, 3, 5]].astype(float)
+    mu, tau, lam = float(result.draws["mu"][0]), 1 / spec.sigma**2, 1 / spec.sigma_u**2
+    m = W.sum(axis=0) / np.sqrt(3)
+    precision = lam * np.eye(2) + tau * V.T @ V
+    expected = np.linalg.solve(precision, lam * m + tau * V.T @ (ratings - mu))
+    np.testing.assert_allclose(folded, expected, rtol=1e-5)  # float32 draws
+    assert not np.allclose(folded, np.linalg.solve(precision, tau * V.T @ (ratings - mu)),
+                           rtol=1e-3)

@@ -15,7 +15,8 @@ trace(Lambda^-1)/d) and of the biases (hierarchical priors), the **balance** log
 |V|_F) (the direction the likelihood cannot see: only the prior and the scale and
 balance moves set it), the linear predictors mu + b_i + c_j + U_i.V_j of a few observed
 and unobserved (user, item) pairs (the expected ratings of the Gaussian model), and the
-ordinal model's free cut points.
+ordinal model's free cut points; with implicit feedback the size log |W|_F (|Z|_F) of the
+implicit factors and their prior scale sigma_w (sigma_z).
 
 Thinned single chains keep the draws nearly independent, which the uniformity test
 assumes; the replicates are seeded from one seed, so any subset (``reps``) can be
@@ -106,6 +107,17 @@ def _replicate_ranks(spec, seed, sizes, sampler: dict, pairs: int) -> dict[str, 
             if spec.biases:
                 values[f"sigma_{side}_bias"] = posterior[f"sigma_{side}_bias"]
                 true[f"sigma_{side}_bias"] = 1.0 / np.sqrt(hyper[f"{side}_bias_precision"])
+    for implicit, name, short in ((spec.constrained, "W", "w"),
+                                  (spec.implicit_items, "Z", "z")):
+        if not implicit:
+            continue
+        # the implicit factors' size (the W / Z step and their moves set it)
+        values[f"log_norm_{name}"] = np.log(np.linalg.norm(posterior[name], axis=(1, 2)))
+        true[f"log_norm_{name}"] = float(np.log(np.linalg.norm(hyper[name])))
+        if spec.prior != "fixed":
+            key = "implicit_precision" if name == "W" else "implicit_item_precision"
+            values[f"sigma_{short}"], true[f"sigma_{short}"] = (posterior[f"sigma_{short}"],
+                                                                _scale(hyper[key]))
     if spec.n_factors:
         values["balance"] = np.log(np.linalg.norm(posterior["U"], axis=(1, 2))
                                    / np.linalg.norm(posterior["V"], axis=(1, 2)))

@@ -286,6 +286,10 @@ def fold_in_user(result, items, ratings, *, rng=0) -> np.ndarray:
     spec's penalties); sampled results draw w from its Gaussian conditional given each
     draw's V, item biases, mu and sigma (the Gibbs user update), so the new user's
     uncertainty is carried into predictions. Use :func:`predict_folded` to predict.
+
+    With implicit feedback on the user side (``spec.constrained``: U = Y + M W) the new
+    user's factors have the prior mean n^-a sum of W over the items given (per draw), so
+    which items they rated moves them before the ratings do.
     """
     if result.spec.link != "identity":
         raise ConfigError("fold-in solves the Gaussian (identity-link) conditional; this "
@@ -318,6 +322,12 @@ def fold_in_user(result, items, ratings, *, rng=0) -> np.ndarray:
     design = np.concatenate([V, np.ones((n_samples, len(item_idx), 1))], axis=2) \
         if spec.biases else V
     offset = _item_offset(result, slice(None))[:, item_idx]
+    implicit_mean = None
+    if spec.constrained and "W" in draws:  # solve for w - [M W, 0], then add it back
+        count = len(item_idx)
+        implicit_mean = draws["W"][:, item_idx].sum(axis=1) / (
+            np.sqrt(count) if spec.implicit_norm == "sqrt" else count)
+        offset = offset + np.einsum("sjd,sd->sj", V, implicit_mean)
     sigma = result.sigma_draws
     factor_scale = draws["sigma_u"] if "sigma_u" in draws else np.full(n_samples, spec.sigma_u)
     bias_scale = draws["sigma_user_bias"] if "sigma_user_bias" in draws \
@@ -331,11 +341,15 @@ def fold_in_user(result, items, ratings, *, rng=0) -> np.ndarray:
     if spec.ordinal:
         lower, upper = level_bounds(draws["cutpoints"][:, None, :],
                                     rating_levels(ratings, result.grid))
-        return fold_in_ordinal(design, offset, precision, sigma, lower[:, 0], upper[:, 0],
-                               ratings, sample=n_samples > 1, rng=generator)
-    shift = tau[:, None] * np.einsum("sjp,sj->sp", design, ratings[None] - offset)
-    noise = None if n_samples == 1 else generator.standard_normal(shift.shape)
-    return gaussian_rows(precision, shift, noise, what="fold-in precision")[0]
+        folded = fold_in_ordinal(design, offset, precision, sigma, lower[:, 0], upper[:, 0],
+                                 ratings, sample=n_samples > 1, rng=generator)
+    else:
+        shift = tau[:, None] * np.einsum("sjp,sj->sp", design, ratings[None] - offset)
+        noise = None if n_samples == 1 else generator.standard_normal(shift.shape)
+        folded = gaussian_rows(precision, shift, noise, what="fold-in precision")[0]
+    if implicit_mean is not None:
+        folded[:, :d] += implicit_mean
+    return folded
 
 
 FOLD_IN_ORDINAL_SWEEPS = 40  # per posterior draw; the chains start at the Gaussian answer

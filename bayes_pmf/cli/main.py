@@ -30,7 +30,8 @@ FLAGS = {"out": "--out", "n_factors": "--factors", "lambda": "--lambda",
          "max_sweeps": "--max-sweeps", "methods": "--method", "draws": "--draws",
          "tune": "--tune", "chains": "--chains", "thin": "--thin", "seed": "--seed",
          "data": "--data", "train": "--train", "test": "--test", "link": "--link",
-         "round_predictions": "--round", "likelihood": "--likelihood"}
+         "round_predictions": "--round", "likelihood": "--likelihood",
+         "implicit": "--implicit"}
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -84,6 +85,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "probit on the rating grid with learned cut points, for gibbs, "
                              "map, nuts and advi (their names get '-ordinal'; ALS and "
                              "constrained PMF stay Gaussian); or gaussian")
+    parser.add_argument("--implicit", choices=["none", "users", "items", "both"], default=None,
+                        help="implicit feedback in the posterior model (gibbs, nuts, advi): "
+                             "both (default) adds to each user's factors those of the items "
+                             "they rated and to each item's those of the users who rated it "
+                             "(SVD++-style, normalised by 1/sqrt(count)); users or items one "
+                             "side; none: plain BPMF")
     parser.add_argument("--round", dest="round_predictions", action="store_true",
                         help="snap held-out predictions to the rating grid before scoring "
                              "(the paper's 'map back and round')")
@@ -218,7 +225,7 @@ def _job_config(args: argparse.Namespace, **overrides):
         given["n_factors"] = args.factors
     if getattr(args, "lambda_", None) is not None:
         given["lambda_"] = args.lambda_
-    for name in ("link", "round_predictions", "likelihood"):
+    for name in ("link", "round_predictions", "likelihood", "implicit"):
         if getattr(args, name, None) is not None:
             given[name] = getattr(args, name)
     if getattr(args, "link", None) == "logistic" and args.likelihood is None:
@@ -239,7 +246,7 @@ def _fit_job_config(args: argparse.Namespace):
 
 _JOB_FLAGS = ("data", "train", "test", "test_fraction", "seed", "factors", "lambda_", "method",
               "draws", "tune", "chains", "thin", "max_sweeps", "title", "link",
-              "round_predictions", "likelihood")
+              "round_predictions", "likelihood", "implicit")
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import ConvergenceWarning
+from ..errors import ConfigError, ConvergenceWarning
 from ..model.params import FactorParams
 from ..model.spec import DEFAULT_LAMBDA_BIAS, PMFSpec
 from ..result.result import PMFResult, point_result
@@ -67,6 +67,11 @@ def fit_als(
     """
     spec = checked_spec(spec, "fit_als")
     spec.require_fixed("ALS")
+    if spec.constrained or spec.implicit_items:
+        raise ConfigError("ALS fits plain PMF; this spec has implicit feedback "
+                          "(constrained / implicit_items). Sample it with sample_gibbs, or "
+                          "fit the user side's MAP with fit_constrained",
+                          setting="constrained")
     options = {name: value for name, value in (("block_rows", block_rows),
                                                ("cg_steps", cg_steps)) if value is not None}
     fit = minimise(data, spec, max_sweeps=max_sweeps, tol=tol, rng=rng,

@@ -87,7 +87,8 @@ def constrained_objective(train, params: ConstrainedParams, spec,
                           indicator: sp.csr_matrix | None = None
                           ) -> tuple[float, ConstrainedParams]:
     """E and its gradient (as ConstrainedParams) at ``params``."""
-    indicator = rated_items_matrix(train) if indicator is None else indicator
+    indicator = (rated_items_matrix(train, norm=spec.implicit_norm) if indicator is None
+                 else indicator)
     lam = _penalties(spec)
     users, items = train.user_idx, train.item_idx
     effective = params.effective(indicator)
@@ -128,6 +129,10 @@ def fit_constrained(train, spec, *, max_iter: int = 3000,
         raise ConfigError("fit_constrained fits constrained PMF; pass "
                           "spec.with_(constrained=True)", setting="constrained")
     spec.require_fixed("fit_constrained")
+    if spec.implicit_items:
+        raise ConfigError("fit_constrained fits the user side's implicit feedback only; "
+                          "sample implicit_items=True with sample_gibbs (or fit_map)",
+                          setting="implicit_items")
     if spec.link != "identity":
         raise ConfigError("constrained PMF here needs the identity link", setting="link")
     if spec.mu_prior is not None:
@@ -136,7 +141,7 @@ def fit_constrained(train, spec, *, max_iter: int = 3000,
     began = time.perf_counter()
     # The start only needs to be near the plain-PMF optimum; L-BFGS does the rest.
     plain = minimise(train, spec, rng=rng, tol=1e-7, max_sweeps=300, progress=False).params
-    indicator = rated_items_matrix(train)
+    indicator = rated_items_matrix(train, norm=spec.implicit_norm)
     layout = _Layout(train.n_users, train.n_items, spec.n_factors, spec.biases,
                      spec.global_mean)
     start = ConstrainedParams(plain.user_factors, np.zeros_like(plain.item_factors),

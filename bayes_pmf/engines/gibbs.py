@@ -85,12 +85,14 @@ from ..model.params import (
     linear_predictor,
     log_interval_probability,
     ordinal_expected_rating,
+    rated_items_matrix,
     rating_grid,
     rating_levels,
     truncated_normal,
 )
 from ..model.synthetic import wishart_draw
 from ..result.result import PMFResult, posterior_result
+from .implicit import ImplicitFeedback
 from .linalg import (
     BATCH_LAST_MAX_WIDTH,
     batched_cholesky,
@@ -317,15 +319,28 @@ def joint_log_density(train, spec, state: dict) -> float:
     form (scalar "spherical", vector "diagonal", d x d matrix "wishart" and
     "normal-wishart"), ``user_mean`` / ``item_mean`` ("normal-wishart") and
     ``user_bias_precision`` / ``item_bias_precision``; for the ordinal likelihood
-    ``cutpoints`` (all K - 1, the first at its fixed midpoint).
+    ``cutpoints`` (all K - 1, the first at its fixed midpoint). Constrained PMF takes
+    ``Y`` and ``W`` in place of ``U`` (U = Y + M W) and, for hierarchical priors,
+    ``implicit_precision`` (W's, in the family's form); implicit item feedback ``X`` and
+    ``Z`` in place of ``V`` (V = X + M' Z) and ``implicit_item_precision``.
 
     The conditionals the sampler draws from are this density's (tests compare it with
     the PyMC twin's ``logp`` at random points of every family)."""
     spec = checked_spec(spec, "joint_log_density")
     d = spec.n_factors
+    if spec.constrained:
+        user_factors = np.asarray(state["Y"]) + rated_items_matrix(
+            train, norm=spec.implicit_norm) @ np.asarray(state["W"])
+    else:
+        user_factors = np.asarray(state["U"]) if d else np.zeros((train.n_users, 0))
+    if spec.implicit_items:
+        item_factors = np.asarray(state["X"]) + rated_items_matrix(
+            train, norm=spec.implicit_norm, by_item=True) @ np.asarray(state["Z"])
+    else:
+        item_factors = np.asarray(state["V"]) if d else np.zeros((train.n_items, 0))
     params = FactorParams(
-        np.asarray(state["U"]) if d else np.zeros((train.n_users, 0)),
-        np.asarray(state["V"]) if d else np.zeros((train.n_items, 0)),
+        user_factors,
+        item_factors,
         float(state["mu"]) if spec.global_mean else 0.0,
         np.asarray(state["user_bias"]) if spec.biases else None,
         np.asarray(state["item_bias"]) if spec.biases else None)
@@ -350,9 +365,16 @@ def joint_log_density(train, spec, state: dict) -> float:
         m0, s0 = spec.mu_prior
         total += -0.5 * (params.mu - m0) ** 2 / s0**2
     a0, b0 = spec.gamma_prior
-    sides = (("user", params.user_factors, params.user_bias, spec.sigma_u,
-              spec.sigma_user_bias),
-             ("item", params.item_factors, params.item_bias, spec.sigma_v,
+    if spec.constrained:
+        total += _implicit_prior_log_density(spec, np.asarray(state["W"]),
+                                             state.get("implicit_precision"))
+    if spec.implicit_items:
+        total += _implicit_prior_log_density(spec, np.asarray(state["Z"]),
+                                             state.get("implicit_item_precision"))
+    sides = (("user", np.asarray(state["Y"]) if spec.constrained else params.user_factors,
+              params.user_bias, spec.sigma_u, spec.sigma_user_bias),
+             ("item", np.asarray(state["X"]) if spec.implicit_items else params.item_factors,
+              params.item_bias, spec.sigma_v,
               spec.sigma_item_bias))
     for side, factors, bias, fixed_scale, fixed_bias_scale in sides:
         if spec.prior == "fixed":
@@ -362,20 +384,36 @@ def joint_log_density(train, spec, state: dict) -> float:
             mean = state.get(f"{side}_mean") if spec.prior == "normal-wishart" else None
             if spec.biases:
                 total += _gamma_log_density(bias_precision, a0, b0)
-            if spec.prior in ("spherical", "diagonal"):
-                total += _gamma_log_density(precision, a0, b0)
-            else:  # Wishart(W0 = I, nu0 = d): |L|^((nu0 - d - 1)/2) exp(-tr(L)/2)
-                total += -0.5 * np.linalg.slogdet(precision)[1] - 0.5 * np.trace(precision)
-                if spec.prior == "normal-wishart":  # mu_U ~ N(0, (beta0 Lambda)^-1)
-                    beta0 = spec.nw_beta0
-                    total += (0.5 * np.linalg.slogdet(beta0 * np.asarray(precision))[1]
-                              - 0.5 * beta0 * float(mean @ precision @ mean))
+            total += _precision_log_hyperprior(precision, spec)
+            if spec.prior == "normal-wishart":  # mu_U ~ N(0, (beta0 Lambda)^-1)
+                beta0 = spec.nw_beta0
+                total += (0.5 * np.linalg.slogdet(beta0 * np.asarray(precision))[1]
+                          - 0.5 * beta0 * float(mean @ precision @ mean))
         if d:
             total += _factor_prior_log_density(factors, precision, mean, spec.prior)
         if spec.biases:
             total += 0.5 * len(bias) * np.log(bias_precision) - 0.5 * bias_precision * float(
                 bias @ bias)
     return float(total)
+
+
+def _precision_log_hyperprior(precision, spec) -> float:
+    """log density of a factor precision under the family's hyperprior: Gamma(a0, b0)
+    for "spherical" and "diagonal", Wishart(W0 = I, nu0 = d) otherwise."""
+    if spec.prior in ("spherical", "diagonal"):
+        return _gamma_log_density(precision, *spec.gamma_prior)
+    # Wishart(W0 = I, nu0 = d): |L|^((nu0 - d - 1)/2) exp(-tr(L)/2)
+    return float(-0.5 * np.linalg.slogdet(precision)[1] - 0.5 * np.trace(precision))
+
+
+def _implicit_prior_log_density(spec, W: np.ndarray, precision) -> float:
+    """log p(W) (+ its precision's hyperprior): W_k ~ N(0, sigma_w^2 I) under fixed
+    priors, else N(0, Lambda_W^-1) with Lambda_W from the family, zero-mean."""
+    if spec.prior == "fixed":
+        return _factor_prior_log_density(W, 1.0 / spec.sigma_w**2, None, "fixed")
+    family = "wishart" if spec.prior == "normal-wishart" else spec.prior
+    return (_precision_log_hyperprior(precision, spec)
+            + _factor_prior_log_density(W, precision, None, family))
 
 
 def _sample_wishart_zero_mean(factors: np.ndarray, rng, config=None
@@ -415,18 +453,22 @@ def _sample_diagonal(factors: np.ndarray, rng, config) -> tuple[np.ndarray, np.n
     return np.zeros(d), np.diag(rng.gamma(a0 + 0.5 * n, 1.0 / rates))
 
 
-def _collapsed_wishart_log_density(gram_u, gram_v, log_det, n: int, m: int) -> float:
-    """log p(U A, V A^-T) + log |Jacobian| for the zero-mean Wishart model with both
-    precisions integrated out (each factor matrix is then matrix-t: p(U) is proportional
-    to |I + U^T U|^-(nu0 + n)/2, nu0 = d), as a function of U^T U, V^T V and log|det A|."""
-    d = len(gram_u)
+def _collapsed_wishart_log_density(grams_up, grams_down, log_det, rows_up, rows_down
+                                   ) -> float:
+    """log p(U A, V A^-T) + log |Jacobian| for the zero-mean Wishart model with every
+    precision integrated out (each factor matrix is then matrix-t: p(U) is proportional
+    to |I + U^T U|^-(nu0 + n)/2, nu0 = d), as a function of the Gram matrices of the
+    matrices moved by A (U; and W in constrained PMF) and by A^-T (V; and Z with
+    implicit item feedback), their row counts and log|det A|."""
+    d = len(grams_up[0])
     eye = np.eye(d)
-    return float(-0.5 * (d + n) * np.linalg.slogdet(eye + gram_u)[1]
-                 - 0.5 * (d + m) * np.linalg.slogdet(eye + gram_v)[1] + (n - m) * log_det)
+    total = (sum(rows_up) - sum(rows_down)) * log_det
+    for gram, rows in zip(grams_up + grams_down, rows_up + rows_down):
+        total -= 0.5 * (d + rows) * np.linalg.slogdet(eye + gram)[1]
+    return float(total)
 
 
-def _balance_moves(U: np.ndarray, V: np.ndarray, rng, steps: int,
-                   step_size: float) -> tuple[np.ndarray, np.ndarray, float]:
+def _balance_moves(ups: list, downs: list, rng, steps: int, step_size: float):
     """Metropolis moves (U, V) -> (U A, V A^-T) over invertible d x d matrices A, which
     leave every prediction unchanged; for the zero-mean Wishart model, with Lambda_U and
     Lambda_V integrated out (they are drawn afresh from their conditionals next).
@@ -437,35 +479,39 @@ def _balance_moves(U: np.ndarray, V: np.ndarray, rng, steps: int,
     accepted with the ratio of p(gx) |J_g(x)|, |J_g| = |det g|^(n - m). The single scale
     move cannot turn one latent direction's balance against another's; without this
     their balance wandered with autocorrelation times of 1,000-1,500 sweeps on MovieLens.
-    Returns the moved U, V and the fraction of proposals accepted."""
-    n, d = U.shape
-    m = V.shape[0]
+
+    ``ups`` are the matrices moved by A: [U], or [Y, W] in constrained PMF (U = Y + M W);
+    ``downs`` those moved by A^-T: [V], or [X, Z] with implicit item feedback; each with
+    its own Wishart precision integrated out. Returns the moved lists and the fraction of
+    proposals accepted."""
+    d = ups[0].shape[1]
     eye = np.eye(d)
-    gram_u, gram_v = U.T @ U, V.T @ V
+    rows_up, rows_down = [len(x) for x in ups], [len(x) for x in downs]
+    grams_up, grams_down = [x.T @ x for x in ups], [x.T @ x for x in downs]
     moved, moved_inverse, log_det = eye, eye, 0.0
-    current = _collapsed_wishart_log_density(gram_u, gram_v, 0.0, n, m)
+    current = _collapsed_wishart_log_density(grams_up, grams_down, 0.0, rows_up, rows_down)
     accepted = 0
     for _ in range(steps):
         half = 0.5 * step_size * rng.standard_normal((d, d))
         step = np.linalg.solve(eye - half, eye + half)
         step_inverse = np.linalg.solve(eye + half, eye - half)
         step_log_det = np.linalg.slogdet(eye + half)[1] - np.linalg.slogdet(eye - half)[1]
-        proposed_u = step.T @ gram_u @ step
-        proposed_v = step_inverse @ gram_v @ step_inverse.T
-        proposal = _collapsed_wishart_log_density(proposed_u, proposed_v,
-                                                  log_det + step_log_det, n, m)
+        proposed_up = [step.T @ gram @ step for gram in grams_up]
+        proposed_down = [step_inverse @ gram @ step_inverse.T for gram in grams_down]
+        proposal = _collapsed_wishart_log_density(proposed_up, proposed_down,
+                                                  log_det + step_log_det, rows_up, rows_down)
         if np.log(rng.uniform()) < proposal - current:
-            gram_u, gram_v, current = proposed_u, proposed_v, proposal
+            grams_up, grams_down, current = proposed_up, proposed_down, proposal
             moved, moved_inverse = moved @ step, step_inverse @ moved_inverse
             log_det += step_log_det
             accepted += 1
     if not accepted:
-        return U, V, 0.0
-    return U @ moved, V @ moved_inverse.T, accepted / steps
+        return ups, downs, 0.0
+    return ([x @ moved for x in ups], [x @ moved_inverse.T for x in downs],
+            accepted / steps)
 
 
-def _sample_scale(U: np.ndarray, V: np.ndarray, user_precision: np.ndarray,
-                  item_precision: np.ndarray, rng) -> float:
+def _sample_scale(ups: list, downs: list, rng) -> float:
     """Draw c for the move (U, V) -> (cU, V/c), which leaves every prediction unchanged.
 
     A generalised Gibbs step (Liu & Sabatti 2000) over the multiplicative group: c has
@@ -473,11 +519,15 @@ def _sample_scale(U: np.ndarray, V: np.ndarray, user_precision: np.ndarray,
     priors, s = c^2 is Generalised Inverse Gaussian GIG(p = (n - m) d / 2,
     a = tr(Lambda_U U^T U), b = tr(Lambda_V V^T V)). The likelihood cannot see this
     direction, so without the move the chains creep along it (slow sigma_u, sigma_v
-    and, through them, slow everything the priors touch)."""
-    n, d = U.shape
-    m = V.shape[0]
-    a = float(np.sum((U @ user_precision) * U))
-    b = float(np.sum((V @ item_precision) * V))
+    and, through them, slow everything the priors touch).
+
+    ``ups``: [(U, Lambda_U)] (constrained PMF: [(Y, Lambda_U), (W, Lambda_W)]), scaled by
+    c; ``downs``: [(V, Lambda_V)] (implicit item feedback: [(X, Lambda_V), (Z, Lambda_Z)]),
+    scaled by 1/c: each adds its rows to n (m) and its quadratic form to a (b)."""
+    d = ups[0][0].shape[1]
+    n, m = sum(len(x) for x, _ in ups), sum(len(x) for x, _ in downs)
+    a = sum(float(np.sum((x @ precision) * x)) for x, precision in ups)
+    b = sum(float(np.sum((x @ precision) * x)) for x, precision in downs)
     if not (a > 0 and b > 0):
         return 1.0
     s = stats.geninvgauss.rvs(0.5 * (n - m) * d, np.sqrt(a * b), random_state=rng) \
@@ -541,7 +591,8 @@ def _mu_shift(bias: np.ndarray, count: int, bias_precision: float, mu: float,
 
 def _shift_moves(U, V, b, c, mu, user_hyper: _SideHyper, item_hyper: _SideHyper,
                  global_mean: bool, rng, overrelax: float = 0.0,
-                 mu_prior: tuple[float, float] = (0.0, 0.0)):
+                 mu_prior: tuple[float, float] = (0.0, 0.0), offsets=None,
+                 item_offsets=None):
     """Exact draws along the translations that leave every prediction mu + b_i + c_j +
     U_i.V_j unchanged (generalised Gibbs over additive groups, whose Jacobian is 1):
 
@@ -552,20 +603,26 @@ def _shift_moves(U, V, b, c, mu, user_hyper: _SideHyper, item_hyper: _SideHyper,
       p0 = 0: the flat prior, e ~ N(mean(b), 1/(n tau_b))); likewise for c.
 
     Plain Gibbs moves along these only in steps as small as the conditionals are
-    narrow: on MovieLens mu's ESS was 10 of 1,600 draws and a heavy user's bias 26."""
+    narrow: on MovieLens mu's ESS was 10 of 1,600 draws and a heavy user's bias 26.
+
+    In constrained PMF pass Y as ``U`` (its prior is the user prior) and ``offsets`` =
+    M W: the second move's b_i - a'.U_i then uses the effective U_i = Y_i + (M W)_i;
+    likewise with implicit item feedback X as ``V`` and ``item_offsets`` = M' Z."""
     n, d = U.shape
     m = V.shape[0]
     if d:
         lam_u, tau_c = user_hyper.factor_precision, item_hyper.bias_precision
-        a = _shift_draw(n * lam_u + tau_c * V.T @ V,
-                        -lam_u @ (U - user_hyper.factor_mean).sum(axis=0) + tau_c * V.T @ c, rng,
-                        overrelax)
-        U, c = U + a, c - V @ a
+        seen = V if item_offsets is None else V + item_offsets
+        a = _shift_draw(n * lam_u + tau_c * seen.T @ seen,
+                        -lam_u @ (U - user_hyper.factor_mean).sum(axis=0) + tau_c * seen.T @ c,
+                        rng, overrelax)
+        U, c = U + a, c - seen @ a
+        effective = U if offsets is None else U + offsets
         lam_v, tau_b = item_hyper.factor_precision, user_hyper.bias_precision
-        a = _shift_draw(m * lam_v + tau_b * U.T @ U,
-                        -lam_v @ (V - item_hyper.factor_mean).sum(axis=0) + tau_b * U.T @ b, rng,
-                        overrelax)
-        V, b = V + a, b - U @ a
+        a = _shift_draw(m * lam_v + tau_b * effective.T @ effective,
+                        -lam_v @ (V - item_hyper.factor_mean).sum(axis=0)
+                        + tau_b * effective.T @ b, rng, overrelax)
+        V, b = V + a, b - effective @ a
     if global_mean:
         shift = _mu_shift(b, n, user_hyper.bias_precision, mu, mu_prior, rng, overrelax)
         b, mu = b - shift, mu + shift
@@ -642,9 +699,14 @@ class _OrdinalLatent:
         return step * np.exp((float(accepted) - 0.44) / np.sqrt(iteration + 1.0))
 
     def update(self, state: tuple, hypers: tuple, mu_prior: tuple[float, float], rng,
-               iteration: int) -> tuple:
+               iteration: int, user_blocks=None, item_blocks=None) -> tuple:
         """Move the cut points, mu and the scale, draw z; ``state`` is (U, V, b, c, mu)
-        and ``hypers`` the two sides' _SideHyper. Returns the new state and the sum of z."""
+        and ``hypers`` the two sides' _SideHyper. ``user_blocks``: the user side's factor
+        matrices with their priors, [(matrix, _SideHyper)], when U is not itself the
+        parameter (constrained PMF: [(Y, user prior), (W, W's prior)]), ``item_blocks``
+        likewise; the scale move then stretches each of them, and ``self.stretch`` says
+        by how much (1.0: not).
+        Returns the new state and the sum of z."""
         U, V, b, c, mu = state
         eta = self.eta(U, V, mu, b, c)
         theta = self.cutpoints
@@ -688,7 +750,9 @@ class _OrdinalLatent:
         self.shift_step = self._adapt(self.shift_step, accepted, iteration)
         self.cutpoints = theta
         (U, V, b, c, mu), factor = self._scale_move((U, V, b, c, mu), hypers, eta_of,
-                                                    sum(current), mu_prior, rng, iteration)
+                                                    sum(current), mu_prior, rng, iteration,
+                                                    user_blocks, item_blocks)
+        self.stretch = factor
         if factor != 1.0:
             eta = theta[0] + factor * (eta - theta[0])
         lower, upper = level_bounds(self.cutpoints, self.level)
@@ -698,7 +762,7 @@ class _OrdinalLatent:
         return (U, V, b, c, mu), float(z.sum())
 
     def _scale_move(self, state, hypers, eta_of, log_likelihood: float, mu_prior, rng,
-                    iteration: int):
+                    iteration: int, user_blocks=None, item_blocks=None):
         """The Metropolis move x -> T_s(x) that stretches every rating's latent mean and
         every free cut point away from the fixed first cut point a by one factor s:
         theta_k -> a + s (theta_k - a), mu -> a + s (mu - a), biases -> s b, factors ->
@@ -725,9 +789,12 @@ class _OrdinalLatent:
                  - 0.5 * prior_precision * ((new_mu - prior_mean) ** 2 - (mu - prior_mean) ** 2))
         dimension = len(theta)  # the free cut points and mu
         root = np.sqrt(factor)
-        for factors, bias, hyper in ((U, b, user_hyper), (V, c, item_hyper)):
-            dimension += (bias.size if self.biases else 0) + 0.5 * factors.size
+        for bias, hyper in ((b, user_hyper), (c, item_hyper)):
+            dimension += bias.size if self.biases else 0
             ratio -= 0.5 * hyper.bias_precision * (factor**2 - 1.0) * float(bias @ bias)
+        blocks = (user_blocks or [(U, user_hyper)]) + (item_blocks or [(V, item_hyper)])
+        for factors, hyper in blocks:
+            dimension += 0.5 * factors.size
             if factors.size:
                 for scaled, sign in ((root * factors, -0.5), (factors, 0.5)):
                     centred = scaled - hyper.factor_mean
@@ -798,7 +865,7 @@ class GibbsConfig:
 # significant digits, far below any Monte Carlo error, in half the memory (4 chains x
 # 1,000 draws on MovieLens: 1.7 GB instead of 3.4). The chains compute in double.
 STORED_DTYPE = np.float32
-_PER_ROW = ("U", "V", "user_bias", "item_bias")
+_PER_ROW = ("U", "V", "W", "Z", "user_bias", "item_bias")
 
 
 def _draws_output(train, spec, config: GibbsConfig, held_out,
@@ -814,6 +881,10 @@ def _draws_output(train, spec, config: GibbsConfig, held_out,
         shapes.update(user_bias=(n,), item_bias=(m,), sigma_user_bias=(), sigma_item_bias=())
     if config.hyper == "diagonal":
         shapes.update(sigma_u_latent=(d,), sigma_v_latent=(d,))
+    if spec.constrained:  # U holds the effective factors Y + M W, which predictions use
+        shapes.update(W=(m, d), sigma_w=())
+    if spec.implicit_items:  # V likewise X + M' Z
+        shapes.update(Z=(n, d), sigma_z=())
     if spec.ordinal:  # sigma is the fixed latent scale: not a draw
         shapes["cutpoints"] = (len(rating_grid(train.scale)) - 1,)
         shapes.pop("sigma")
@@ -887,6 +958,14 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
     fixed_item = _SideHyper(np.zeros(d), np.eye(d) / spec.sigma_v**2,
                             1.0 / spec.sigma_item_bias**2)
     user_hyper, item_hyper = fixed_user, fixed_item
+    # implicit feedback: U = Y + M W (constrained PMF), V = X + M' Z (implicit_items)
+    user_side = (_ImplicitSide(rated_items_matrix(train, norm=spec.implicit_norm), U,
+                               spec.sigma_u, spec.sigma_w, rng) if spec.constrained else None)
+    item_side = (_ImplicitSide(rated_items_matrix(train, norm=spec.implicit_norm,
+                                                  by_item=True), V, spec.sigma_v,
+                               spec.sigma_w, rng) if spec.implicit_items else None)
+    draw_implicit_hyper = _HYPER_SAMPLERS.get(
+        "wishart" if config.hyper == "bpmf" else config.hyper)  # zero-mean W and Z
 
     if held_out is not None:
         running_sum = np.zeros(len(held_out[2]))
@@ -898,14 +977,20 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
     balancing = config.balance_moves and config.hyper == "wishart" and d > 0
     for iteration in range(total):
         if balancing:
-            U, V, acceptance = _balance_moves(U, V, rng, BALANCE_STEPS, balance_step)
+            ups, downs, acceptance = _balance_moves(
+                _parts(user_side, U), _parts(item_side, V), rng, BALANCE_STEPS, balance_step)
+            U, V = _set_parts(user_side, ups), _set_parts(item_side, downs)
             if iteration < config.tune:  # adapt towards ~30 % accepted, then hold
                 balance_step *= np.exp(0.5 * (acceptance - 0.3))
         if config.hyper != "fixed":
             draw_hyper = _HYPER_SAMPLERS[config.hyper]
+            for side in (user_side, item_side):
+                if side:
+                    side.hyper = _SideHyper(*draw_implicit_hyper(side.factors, rng, config),
+                                            1.0)
             if d:
-                u_mean, u_prec = draw_hyper(U, rng, config)
-                v_mean, v_prec = draw_hyper(V, rng, config)
+                u_mean, u_prec = draw_hyper(_own(user_side, U), rng, config)
+                v_mean, v_prec = draw_hyper(_own(item_side, V), rng, config)
             else:
                 u_mean = v_mean = np.zeros(0)
                 u_prec = v_prec = np.zeros((0, 0))
@@ -917,31 +1002,47 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
         if ordinal:
             (U, V, b, c, mu), rating_sum = ordinal.update(
                 (U, V, b, c, mu), (user_hyper, item_hyper), _mu_prior_terms(spec), rng,
-                iteration)
+                iteration, _blocks(user_side, U, user_hyper), _blocks(item_side, V, item_hyper))
+            if ordinal.stretch != 1.0:
+                for side in (user_side, item_side):
+                    if side:
+                        side.scale(np.sqrt(ordinal.stretch))
         targets = by_user.data - mu - np.take(c, by_user.indices)
+        if user_side:  # the user step draws Y: the ratings see U = Y + M W
+            targets = targets - _row_dot(by_user, user_side.offsets, V)
         w, _ = _sample_side(by_user, targets, V, user_hyper, d, biases, tau, rng, block_rows,
-                            executor, _stacked(U, b, biases) if config.overrelax else None,
-                            config.overrelax)
-        U = w[:, :d]
+                            executor, _stacked(_own(user_side, U), b, biases)
+                            if config.overrelax else None, config.overrelax)
+        U = w[:, :d] if not user_side else user_side.set_own(w[:, :d])
         if biases:
             b = w[:, d]
         targets = by_item.data - mu - np.take(b, by_item.indices)
+        if item_side:
+            targets = targets - _row_dot(by_item, item_side.offsets, U)
         z, squared_error = _sample_side(by_item, targets, U, item_hyper, d, biases, tau, rng,
                                         block_rows, executor,
-                                        _stacked(V, c, biases) if config.overrelax else None,
-                                        config.overrelax)
-        V = z[:, :d]
+                                        _stacked(_own(item_side, V), c, biases)
+                                        if config.overrelax else None, config.overrelax)
+        V = z[:, :d] if not item_side else item_side.set_own(z[:, :d])
         if biases:
             c = z[:, d]
+        # W given U (Y = U - M W moves with it); Z given V likewise
+        for side, effective, hyper in ((user_side, U, user_hyper), (item_side, V, item_hyper)):
+            if side:
+                side.draw(effective, hyper, rng, config.overrelax)
         # With balance moves the scale c I is one of the matrices they draw.
         if config.scale_move and d and config.hyper != "bpmf" and not balancing:
-            scale = _sample_scale(U, V, user_hyper.factor_precision,
-                                  item_hyper.factor_precision, rng)
-            U, V = U * scale, V / scale
+            scale = _sample_scale(_blocks_of_precision(user_side, U, user_hyper),
+                                  _blocks_of_precision(item_side, V, item_hyper), rng)
+            U = U * scale if not user_side else user_side.scale(scale)
+            V = V / scale if not item_side else item_side.scale(1.0 / scale)
         if config.shift_moves and biases:
-            U, V, b, c, mu = _shift_moves(U, V, b, c, mu, user_hyper, item_hyper,
-                                          spec.global_mean, rng, config.overrelax,
-                                          _mu_prior_terms(spec))
+            own_u, own_v, b, c, mu = _shift_moves(
+                _own(user_side, U), _own(item_side, V), b, c, mu, user_hyper, item_hyper,
+                spec.global_mean, rng, config.overrelax, _mu_prior_terms(spec),
+                user_side and user_side.offsets, item_side and item_side.offsets)
+            U = own_u if not user_side else user_side.set_own(own_u)
+            V = own_v if not item_side else item_side.set_own(own_v)
 
         # squared_error: the residuals r - mu - b - c - U.V at the current mu, summed from
         # the item half-step (the scale and shift moves leave every prediction unchanged).
@@ -987,6 +1088,12 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
             out["mu"][kept] = mu
         if ordinal:
             out["cutpoints"][kept] = ordinal.cutpoints
+        if user_side:
+            out["W"][kept] = user_side.factors
+            out["sigma_w"][kept] = user_side.hyper.factor_scale
+        if item_side:
+            out["Z"][kept] = item_side.factors
+            out["sigma_z"][kept] = item_side.hyper.factor_scale
         if biases:
             out["user_bias"][kept], out["item_bias"][kept] = b, c
             out["sigma_user_bias"][kept] = 1.0 / np.sqrt(user_hyper.bias_precision)
@@ -1000,6 +1107,72 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
 
 
 BALANCE_STEPS = 10
+
+
+class _ImplicitSide:
+    """One side's implicit feedback in a chain: the effective factors are own + M F
+    (users: U = Y + M W; items: V = X + M' Z), with F = ``factors`` and its prior
+    ``hyper`` (zero mean)."""
+
+    def __init__(self, matrix, effective: np.ndarray, start_scale: float, sigma: float,
+                 rng) -> None:
+        d = effective.shape[1]
+        self.feedback = ImplicitFeedback(matrix)
+        # F starts at prior-scale noise, own so that the effective factors are the start's
+        self.factors = start_scale * rng.standard_normal((matrix.shape[1], d))
+        self.offsets = self.feedback.offsets(self.factors)
+        self.own = effective - self.offsets
+        self.hyper = _SideHyper(np.zeros(d), np.eye(d) / sigma**2, 1.0)
+
+    def set_own(self, own: np.ndarray) -> np.ndarray:
+        """Set own; return the effective factors."""
+        self.own = own
+        return own + self.offsets
+
+    def scale(self, factor: float) -> np.ndarray:
+        self.own, self.factors, self.offsets = (factor * self.own, factor * self.factors,
+                                                factor * self.offsets)
+        return self.own + self.offsets
+
+    def draw(self, effective: np.ndarray, hyper: _SideHyper, rng, overrelax: float) -> None:
+        """F given the effective factors (own = effective - M F moves with it)."""
+        self.factors = self.feedback.draw(effective, hyper.factor_mean,
+                                          hyper.factor_precision, self.hyper.factor_precision,
+                                          rng, self.factors, overrelax)
+        self.offsets = self.feedback.offsets(self.factors)
+        self.own = effective - self.offsets
+
+
+def _own(side: _ImplicitSide | None, effective: np.ndarray) -> np.ndarray:
+    """The matrix under the side's factor prior: own with implicit feedback, else the
+    factors themselves."""
+    return side.own if side else effective
+
+
+def _parts(side, effective) -> list:
+    return [side.own, side.factors] if side else [effective]
+
+
+def _set_parts(side, parts: list) -> np.ndarray:
+    if not side:
+        return parts[0]
+    side.own, side.factors = parts
+    side.offsets = side.feedback.offsets(side.factors)
+    return side.own + side.offsets
+
+
+def _blocks(side, effective, hyper) -> list:
+    return [(side.own, hyper), (side.factors, side.hyper)] if side else [(effective, hyper)]
+
+
+def _blocks_of_precision(side, effective, hyper) -> list:
+    return [(x, h.factor_precision) for x, h in _blocks(side, effective, hyper)]
+
+
+def _row_dot(matrix, offsets: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """offsets[row] . other[column] for every stored entry of the CSR ``matrix``."""
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    return np.einsum("kl,kl->k", offsets[rows], np.take(other, matrix.indices, axis=0))
 
 
 def _stacked(factors: np.ndarray, bias: np.ndarray, biases: bool) -> np.ndarray:
@@ -1083,9 +1256,6 @@ def sample_gibbs(
     if spec.link != "identity":
         raise ConfigError("the Gibbs sampler is conjugate only for the identity link; "
                           "use sample_nuts for the logistic link", setting="link")
-    if spec.constrained:
-        raise ConfigError("the Gibbs sampler does not sample constrained PMF; use "
-                          "fit_constrained (MAP) or sample_nuts", setting="constrained")
     hyper = _HYPER_OF_PRIOR[spec.prior]
     config = GibbsConfig(draws, tune, chains, thin, hyper, spec.noise == "learned", init,
                          scale_move, shift_moves, overrelax, balance_moves, spec.noise_prior,
@@ -1101,7 +1271,8 @@ def sample_gibbs(
             init_lambda = 5.0
         # chains start from the Gaussian model's optimum (the ordinal model's latent
         # ratings are on the rating scale, its cut points start at the midpoints)
-        init_spec = spec.with_(likelihood="gaussian") if spec.ordinal else spec
+        init_spec = spec.with_(likelihood="gaussian", constrained=False,
+                               implicit_items=False)
         init_spec = init_spec if init_lambda is None else init_spec.with_(
             sigma_u=spec.sigma / np.sqrt(init_lambda), sigma_v=spec.sigma / np.sqrt(init_lambda))
     shared_start = None

@@ -158,10 +158,13 @@ def all_items_predictor(draws: dict[str, np.ndarray], n_items: int, factors: np.
     return eta
 
 
-def rated_items_matrix(train, extra=None):
+def rated_items_matrix(train, extra=None, norm: str = "count", by_item: bool = False):
     """(users x items) row-normalised indicator of the items each user rated (constrained
-    PMF's I). ``extra`` (a RatingsData) adds pairs known to be rated without their values
-    (the paper's use of the Netflix qualifying set); its ids must be in ``train``'s."""
+    PMF's I): row i holds n_i^-1 (``norm="count"``) or n_i^-1/2 (``"sqrt"``) on the n_i
+    items user i rated. ``extra`` (a RatingsData) adds pairs known to be rated without
+    their values (the paper's use of the Netflix qualifying set); its ids must be in
+    ``train``'s. ``by_item=True``: the (items x users) matrix of who rated each item,
+    normalised the same way by the item's count."""
     users, items = train.user_idx, train.item_idx
     if extra is not None:
         extra_users = train.encode_users(extra.user_ids[extra.user_idx])
@@ -169,11 +172,19 @@ def rated_items_matrix(train, extra=None):
         known = (extra_users >= 0) & (extra_items >= 0)
         users = np.r_[users, extra_users[known]]
         items = np.r_[items, extra_items[known]]
-    indicator = sp.csr_matrix((np.ones(len(users)), (users, items)),
-                              shape=(train.n_users, train.n_items))
+    return normalised_indicator(users, items, (train.n_users, train.n_items), norm, by_item)
+
+
+def normalised_indicator(users: np.ndarray, items: np.ndarray, shape: tuple[int, int],
+                         norm: str = "count", by_item: bool = False):
+    """:func:`rated_items_matrix` of the (user, item) index pairs given."""
+    indicator = sp.csr_matrix((np.ones(len(users)), (users, items)), shape=shape)
     indicator.data[:] = 1.0  # a pair listed twice still counts once
+    if by_item:
+        indicator = indicator.T.tocsr()
     counts = np.asarray(indicator.sum(axis=1)).ravel()
-    return sp.diags(1.0 / np.maximum(counts, 1.0)) @ indicator
+    weights = 1.0 / np.maximum(counts, 1.0)
+    return (sp.diags(np.sqrt(weights) if norm == "sqrt" else weights) @ indicator).tocsr()
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

@@ -13,9 +13,13 @@ and the spec's priors, written as the Gibbs sampler has them:
                        the bias precisions tau_b, tau_c ~ Gamma(a0, b0)
     prior="diagonal"   lambda_u[k], lambda_v[k] ~ Gamma(a0, b0), one per latent dimension
     noise="learned"    1/sigma^2 ~ Gamma(spec.noise_prior)
-    constrained=True   U[i] = Y[i] + sum_k I_ik W[k] / sum_k I_ik,  Y[i] ~ N(0, sigma_u^2 I),
-                       W[k] ~ N(0, sigma_w^2 I) (I: which items user i rated; a sparse
-                       constant, so this stays O(ratings))
+    constrained=True   U[i] = Y[i] + sum_k I_ik W[k] / n_i^a (I: which items user i rated,
+                       n_i how many; a = 1, or 1/2 with implicit_norm="sqrt"; a sparse
+                       constant, so this stays O(ratings)), Y[i] with the user prior,
+                       W[k] ~ N(0, sigma_w^2 I) under fixed priors, else with its own
+                       zero-mean prior of the family (sigma_w, sigma_w_latent or
+                       precision_w as for U)
+    implicit_items=True  V[j] = X[j] + sum_i I_ij Z[i] / m_j^a likewise (sigma_z, ...)
 
     prior="wishart"    Lambda_U, Lambda_V ~ Wishart(I, d) by Bartlett's decomposition
                        (chi-square diagonal, normal lower triangle: NUTS samples it),
@@ -59,7 +63,7 @@ from .params import (
 
 # PyMC names of the random variables holding point-estimate parameters, and of the
 # other learned quantities a result keeps (scales; the ordinal model's cut points).
-PARAMETER_NAMES = ("U", "V", "mu", "user_bias", "item_bias", "Y", "W")
+PARAMETER_NAMES = ("U", "V", "mu", "user_bias", "item_bias", "Y", "W", "X", "Z")
 SCALE_NAMES = ("sigma", "sigma_u", "sigma_v", "sigma_user_bias", "sigma_item_bias",
                "sigma_u_latent", "sigma_v_latent", "cutpoints")
 
@@ -72,7 +76,7 @@ def _precision_scale(spec, name: str, dims: str | None = None):
 
 
 def _factor_scale(spec, side: str):
-    fixed = spec.sigma_u if side == "u" else spec.sigma_v
+    fixed = {"u": spec.sigma_u, "v": spec.sigma_v, "w": spec.sigma_w, "z": spec.sigma_w}[side]
     if spec.prior == "fixed":
         return fixed
     if spec.prior == "spherical":
@@ -99,16 +103,39 @@ def _wishart_precision(spec, side: str):
     return precision
 
 
-def _factor_matrix(spec, side: str, dims: tuple[str, str], name: str):
-    """The factor matrix of one side under the spec's prior: rows N(mean, Lambda^-1)."""
+def _factor_matrix(spec, side: str, dims: tuple[str, str], name: str,
+                   zero_mean: bool = False):
+    """The factor matrix of one side under the spec's prior: rows N(mean, Lambda^-1)
+    (mean 0 with ``zero_mean``, as for constrained PMF's W)."""
     if spec.prior not in ("wishart", "normal-wishart"):
         return pm.Normal(name, 0.0, _factor_scale(spec, side), dims=dims)
     precision = _wishart_precision(spec, side)
     mean = np.zeros(spec.n_factors)
-    if spec.prior == "normal-wishart":  # mu_U ~ N(0, (beta0 Lambda)^-1)
+    if spec.prior == "normal-wishart" and not zero_mean:  # mu_U ~ N(0, (beta0 Lambda)^-1)
         mean = pm.MvNormal(f"mean_{side}", mu=np.zeros(spec.n_factors),
                            tau=spec.nw_beta0 * precision, dims="latent")
     return pm.MvNormal(name, mu=mean, tau=precision, dims=dims)
+
+
+def _implicit_factors(train, spec, side: str):
+    """U = Y + M W (``side="user"``, constrained PMF) or V = X + M' Z (``"item"``): own
+    factors with the side's prior plus the normalised sum of the implicit factors (W's
+    and Z's own zero-mean prior) over the items the user rated / the users who rated
+    the item; the effective factors are kept as U / V."""
+    from pytensor import sparse as pts
+
+    own_dims, other_dims = (("user", "latent"), ("item", "latent"))
+    if side == "item":
+        own_dims, other_dims = other_dims, own_dims
+    own_name, implicit_name, short, implicit_short = (
+        ("Y", "W", "u", "w") if side == "user" else ("X", "Z", "v", "z"))
+    own = _factor_matrix(spec, short, own_dims, own_name)
+    implicit = _factor_matrix(spec, implicit_short, other_dims, implicit_name,
+                              zero_mean=True)
+    indicator = pts.as_sparse_variable(rated_items_matrix(
+        train, norm=spec.implicit_norm, by_item=side == "item"))
+    return pm.Deterministic("U" if side == "user" else "V",
+                            own + pts.structured_dot(indicator, implicit), dims=own_dims)
 
 
 def _bias_scale(spec, name: str, fixed: float):
@@ -137,9 +164,6 @@ def _ordinal_rating(train, spec, eta) -> None:
 
 def build_model(train, spec) -> pm.Model:
     """The PyMC model of ``spec`` on the training ratings ``train`` (a RatingsData)."""
-    if spec.constrained and spec.prior in ("wishart", "normal-wishart"):
-        raise ConfigError("constrained PMF is built with the fixed, spherical or diagonal "
-                          f"priors, not {spec.prior!r}", setting="prior")
     if spec.link == "logistic" and not train.scale.bounded:
         raise ConfigError("the logistic link needs a bounded rating scale (min and max)",
                           setting="link")
@@ -176,17 +200,10 @@ def build_model(train, spec) -> pm.Model:
                                   dims="item")
             eta = eta + user_bias[user_idx] + item_bias[item_idx]
         if spec.n_factors > 0:
-            if spec.constrained:
-                from pytensor import sparse as pts
-
-                Y = pm.Normal("Y", 0.0, _factor_scale(spec, "u"), dims=("user", "latent"))
-                W = pm.Normal("W", 0.0, spec.sigma_w, dims=("item", "latent"))
-                indicator = pts.as_sparse_variable(rated_items_matrix(train))
-                U = pm.Deterministic("U", Y + pts.structured_dot(indicator, W),
-                                     dims=("user", "latent"))
-            else:
-                U = _factor_matrix(spec, "u", ("user", "latent"), "U")
-            V = _factor_matrix(spec, "v", ("item", "latent"), "V")
+            U = _implicit_factors(train, spec, "user") if spec.constrained \
+                else _factor_matrix(spec, "u", ("user", "latent"), "U")
+            V = _implicit_factors(train, spec, "item") if spec.implicit_items \
+                else _factor_matrix(spec, "v", ("item", "latent"), "V")
             eta = eta + (U[user_idx] * V[item_idx]).sum(axis=-1)
         if spec.ordinal:
             _ordinal_rating(train, spec, eta)
@@ -203,12 +220,16 @@ def point_from_params(model: pm.Model, params: FactorParams, spec
     take the model's initial values."""
     point = {}
     if spec.n_factors > 0:
-        point["V"] = np.asarray(params.item_factors, dtype=float)
-        if "Y" in model.named_vars:  # constrained PMF: start at Y = U, W = 0
-            point["Y"] = np.asarray(params.user_factors, dtype=float)
-            point["W"] = np.zeros_like(point["V"])
-        else:
-            point["U"] = np.asarray(params.user_factors, dtype=float)
+        # implicit feedback: start at own = the effective factors, implicit part 0
+        for side, effective, own, implicit in (
+                ("user", params.user_factors, "Y", "W"), ("item", params.item_factors, "X", "Z")):
+            name = "U" if side == "user" else "V"
+            if own in model.named_vars:
+                point[own] = np.asarray(effective, dtype=float)
+                point[implicit] = np.zeros(
+                    (params.item_factors if side == "user" else params.user_factors).shape)
+            else:
+                point[name] = np.asarray(effective, dtype=float)
     if spec.global_mean:
         point["mu"] = np.asarray(params.mu, dtype=float)
     if spec.biases:

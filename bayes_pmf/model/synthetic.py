@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..data.ratings import RatingScale, RatingsData
 from ..errors import ConfigError, RatingsDataError, check_seed
-from .params import FactorParams, cutpoint_centres, ordinal_draws
+from .params import FactorParams, cutpoint_centres, normalised_indicator, ordinal_draws
 
 # The rating grid of ordinal synthetic data unless one is given: half stars, 0.5 to 5.
 HALF_STARS = np.arange(1, 11) / 2.0
@@ -219,15 +219,16 @@ def draw_from_prior(spec, n_users: int, n_items: int, n_ratings: int, *,
     precision ~ Gamma(noise_prior) when the noise is learned; the factor precisions from
     the prior family; bias precisions ~ Gamma(gamma_prior) for hierarchical families),
     then factors, biases, mu ~ N(mu_prior) and Gaussian ratings on power-law pairs.
-    ``truth`` holds the parameters and ``hyper`` the hyperparameters. Needs a proper prior
+    ``truth`` holds the parameters and ``hyper`` the hyperparameters (and, with implicit
+    feedback, the own factors Y / X, the implicit factors W / Z and their precisions,
+    truth holding the effective U = Y + M W, V = X + M' Z). Needs a proper prior
     on mu (``spec.mu_prior``) when the model has a global mean. The ordinal model draws
     its cut points from their prior too (:func:`draw_cutpoints`) and ratings on ``grid``
     (default half stars 0.5 to 5)."""
     check_seed(rng)
     _check_sizes(n_users, n_items, n_ratings)
-    if spec.link != "identity" or spec.constrained:
-        raise ConfigError("draw_from_prior draws the identity-link, unconstrained model",
-                          setting="link")
+    if spec.link != "identity":
+        raise ConfigError("draw_from_prior draws the identity-link model", setting="link")
     if spec.global_mean and spec.mu_prior is None:
         raise ConfigError("mu has a flat prior, which cannot be drawn from: give the spec "
                           "mu_prior=(mean, sd) or global_mean=False", setting="mu_prior")
@@ -265,9 +266,33 @@ def draw_from_prior(spec, n_users: int, n_items: int, n_ratings: int, *,
         bias = generator.standard_normal(count) / np.sqrt(bias_precision)
         sides[side] = (factors, bias if spec.biases else None)
     mu = float(generator.normal(*spec.mu_prior)) if spec.global_mean else 0.0
-    truth = FactorParams(sides["user"][0], sides["item"][0], mu, sides["user"][1],
-                         sides["item"][1])
     users, items = _sample_pairs(n_users, n_items, n_ratings, activity_exponent, generator)
+    factors = {"user": sides["user"][0], "item": sides["item"][0]}
+    # implicit feedback: the effective factors add M W (users) and M' Z (items), W and Z
+    # from their own zero-mean priors; hyper keeps them and their precisions
+    for side, on, name, rows in (("user", spec.constrained, "W", n_items),
+                                 ("item", spec.implicit_items, "Z", n_users)):
+        if not on:
+            continue
+        key = "implicit_precision" if side == "user" else "implicit_item_precision"
+        if spec.prior == "fixed":
+            precision = 1.0 / spec.sigma_w**2
+        elif spec.prior == "spherical":
+            precision = float(generator.gamma(a0, 1.0 / b0))
+        elif spec.prior == "diagonal":
+            precision = generator.gamma(a0, 1.0 / b0, d)
+        else:
+            precision = wishart_draw(d, np.eye(d), generator)
+        if spec.prior != "fixed":
+            hyper[key] = precision
+        hyper[name] = generator.standard_normal((rows, d)) @ _precision_root_inverse(
+            precision, d).T
+        hyper["Y" if side == "user" else "X"] = factors[side]
+        matrix = normalised_indicator(users, items, (n_users, n_items), spec.implicit_norm,
+                                      by_item=side == "item")
+        factors[side] = factors[side] + matrix @ hyper[name]
+    truth = FactorParams(factors["user"], factors["item"], mu, sides["user"][1],
+                         sides["item"][1])
     if spec.ordinal:
         hyper["cutpoints"] = draw_cutpoints(spec, _grid_scale(grid)[0], generator)
     ratings, scale = _observed(truth.linear_predictor(users, items), spec, sigma, grid,

@@ -60,6 +60,11 @@ _PARAM_DIMS = {
     # constrained PMF: U = Y + (row-normalised rated-items indicator) W
     "Y": ("user", "latent"),
     "W": ("item", "latent"),
+    "sigma_w": (),
+    # implicit item feedback: V = X + (row-normalised raters indicator) Z
+    "X": ("item", "latent"),
+    "Z": ("user", "latent"),
+    "sigma_z": (),
 }
 # Derived quantities kept beside the parameters (not parameters: never stacked as such).
 _DERIVED_DIMS = {"predicted_rating": ("pair",)}
