@@ -20,7 +20,8 @@ predictive distribution.
 
 ``--cv K`` first chooses the variant the way a user should, without the test part:
 K-fold cross-validation on the training part only (same chains), the fold RMSE of each
-variant and the one with the lowest mean.
+variant and the one with the lowest mean (``--no-test``: only that). ``--likelihoods``,
+``--variants`` and ``--no-myfm`` restrict the rows.
 """
 
 from __future__ import annotations
@@ -141,8 +142,8 @@ def myfm_row(split, args, implicit: bool, ordinal: bool):
 def cross_validate(split, args) -> pd.DataFrame:
     rows = []
     for fold, inner in enumerate(bp.kfold(split.train, args.cv, rng=args.seed)):
-        for likelihood in ("gaussian", "ordinal"):
-            for implicit in VARIANTS:
+        for likelihood in args.likelihoods:
+            for implicit in args.variants:
                 row = gibbs_row(likelihood, implicit, inner, args, score_it=False)
                 rows.append({"fold": fold, "likelihood": likelihood, "implicit": implicit,
                              "rmse": row["rmse"]})
@@ -160,6 +161,11 @@ def main(argv=None) -> None:
     parser.add_argument("--tune", type=int, default=200)
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--cv", type=int, default=0)
+    parser.add_argument("--likelihoods", nargs="+", default=["gaussian", "ordinal"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--no-test", action="store_true",
+                        help="cross-validation only: leave the test part untouched")
+    parser.add_argument("--no-myfm", action="store_true")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "implicit.json"))
     args = parser.parse_args(argv)
     data = bp.load_ratings(args.data) if args.data else bp.load_movielens()
@@ -171,13 +177,17 @@ def main(argv=None) -> None:
         table = cross_validate(split, args)
         print(table.to_string(float_format="%.4f"))
         output["cv"] = table.reset_index().to_dict(orient="records")
+    if args.no_test:
+        Path(args.out).write_text(json.dumps(output, indent=1))
+        return
     rows = []
-    for likelihood in ("gaussian", "ordinal"):
-        for implicit in VARIANTS:
+    for likelihood in args.likelihoods:
+        for implicit in args.variants:
             rows.append(gibbs_row(likelihood, implicit, split, args))
             print(rows[-1], flush=True)
     try:
-        for implicit, ordinal in ((False, False), (True, False), (True, True)):
+        for implicit, ordinal in ((False, False), (True, False), (True, True)) \
+                if not args.no_myfm else ():
             rows.append(myfm_row(split, args, implicit, ordinal))
             print(rows[-1], flush=True)
     except ImportError:

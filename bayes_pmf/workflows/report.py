@@ -196,7 +196,19 @@ def _sampling_blocks(metrics: dict) -> list[tuple]:
             if plan["thin"] > 1 else
             f"The Gibbs chains ran {plan['tune']} burn-in sweeps and kept {plan['draws']} "
             "draws each")
-    return [("p", text + (": " + "; ".join(plan["notes"]) if plan["notes"] else "") + ".")]
+    blocks = [("p", text + (": " + "; ".join(plan["notes"]) if plan["notes"] else "") + ".")]
+    implicit = metrics["settings"].get("implicit", "none")
+    if implicit != "none":
+        sides = {"users": "each user's factors add the 1/sqrt(count)-scaled sum of factors W "
+                          "of the items they rated",
+                 "items": "each item's factors add the 1/sqrt(count)-scaled sum of factors Z "
+                          "of the users who rated it"}
+        chosen = ["users", "items"] if implicit == "both" else [implicit]
+        blocks.append(("p", "The posterior model has implicit feedback (which items a user "
+                            "chose to rate, and who rated an item, from the training part "
+                            "only): " + "; ".join(sides[c] for c in chosen)
+                       + ". W and Z have their own Wishart priors."))
+    return blocks
 
 
 def _results_blocks(metrics: dict) -> list[tuple]:
