@@ -26,6 +26,12 @@ def frame(**overrides) -> pd.DataFrame:
     return pd.DataFrame(base)
 
 
+def _job_config(**settings):
+    from bayes_pmf.workflows.config import FitJobConfig
+
+    return FitJobConfig(**settings)
+
+
 def _write(tmp: Path, name: str, text: str) -> Path:
     path = tmp / name
     path.write_text(text)
@@ -190,6 +196,13 @@ CASES = [
              frame(rating=[4.123, 3.318, 4.977, 2.731, 1.259])),
              bp.PMFSpec.hierarchical(n_factors=1, likelihood="ordinal"), progress=False),
          bp.ConfigError, ("likelihood='ordinal'", "bounded grid", "likelihood='gaussian'")),
+    Case("an implicit-feedback spec given to ALS", "fit_als",
+         lambda t: bp.fit_als(bp.RatingsData.from_frame(frame()),
+                              bp.PMFSpec(n_factors=1, implicit_items=True), progress=False),
+         bp.ConfigError, ("ALS", "implicit feedback", "sample_gibbs")),
+    Case("an unknown implicit-feedback setting", "FitJobConfig",
+         lambda t: _job_config(implicit="yes"), bp.ConfigError,
+         ("implicit", "'none'", "'yes'")),
     Case("saving a result onto a folder", "save_result",
          lambda t: bp.save_result(_fitted(), _folder(t / "models")), bp.ResultFileError,
          ("directory", "model.nc")),
