@@ -34,24 +34,25 @@ def _dense_posterior(matrix, user_precision, implicit_precision, U, mean):
 
 
 @pytest.mark.parametrize("shape", [(5, 8), (9, 4)])  # both ways of factorising M^T M
-def test_the_implicit_solve_is_the_dense_solve(shape):
+def test_the_loadings_are_m_times_an_orthonormal_row_basis(shape):
     rng = np.random.default_rng(0)
-    matrix, user_precision, implicit_precision = _problem(*shape, 3, rng)
+    matrix, _, _ = _problem(*shape, 3, rng)
     feedback = ImplicitFeedback(matrix)
-    _, _, precision = _dense_posterior(matrix, user_precision, implicit_precision,
-                                       np.zeros((shape[0], 3)), np.zeros(3))
-    rhs = rng.standard_normal((shape[1], 3))
-    solved = feedback.solve(rhs, user_precision, implicit_precision)
-    np.testing.assert_allclose(solved.ravel(), np.linalg.solve(precision, rhs.ravel()),
-                               rtol=0, atol=1e-12)
+    basis = feedback._lift(np.eye(feedback.rank))
+    np.testing.assert_allclose(basis.T @ basis, np.eye(feedback.rank), atol=1e-12)
+    np.testing.assert_allclose(matrix @ basis, feedback.loadings, atol=1e-12)
+    # the rest of W is invisible to M
+    other = rng.standard_normal((shape[1], 3))
+    np.testing.assert_allclose(matrix @ (other - basis @ (basis.T @ other)), 0, atol=1e-12)
 
 
 @pytest.mark.parametrize("shape", [(5, 8), (9, 4)])
 def test_implicit_draws_have_the_posteriors_mean_and_covariance(shape):
-    """20,000 draws of W | U: every mean within 4.5 standard errors of the exact one
-    (24-32 entries: a family-wise bound), every covariance within 5 of its standard error
-    (sqrt((C_kk C_ll + C_kl^2) / N) for Gaussian draws). Draws with W's prior precision
-    doubled (a wrong conditional) fail the same checks."""
+    """20,000 draws of W | U (C drawn, the rest of W from its prior: ``full``): every
+    mean within 4.5 standard errors of the exact one (24-32 entries: a family-wise
+    bound), every covariance within 5 of its standard error (sqrt((C_kk C_ll + C_kl^2)
+    / N) for Gaussian draws). Draws with W's prior precision doubled in the C step (a
+    wrong conditional) fail the same checks."""
     rng = np.random.default_rng(1)
     matrix, user_precision, implicit_precision = _problem(*shape, 3, rng)
     feedback = ImplicitFeedback(matrix)
@@ -61,7 +62,8 @@ def test_implicit_draws_have_the_posteriors_mean_and_covariance(shape):
     sd = np.sqrt(np.diag(exact_cov))
 
     def deviations(precision, n_draws=20_000):
-        draws = np.array([feedback.draw(U, mean, user_precision, precision, rng).ravel()
+        draws = np.array([feedback.full(feedback.draw(U, mean, user_precision, precision,
+                                                      rng), implicit_precision, rng).ravel()
                           for _ in range(n_draws)])
         error = np.sqrt((np.outer(sd**2, sd**2) + exact_cov**2) / n_draws)
         return (np.max(np.abs(draws.mean(axis=0) - exact_mean) / (sd / np.sqrt(n_draws))),

@@ -61,6 +61,13 @@ The ordinal likelihood (``spec.likelihood="ordinal"``) is sampled by data augmen
 each sweep draws the cut points and latent ratings z (``_OrdinalLatent``), and the
 conditionals above then run on z with the fixed sigma.
 
+Implicit feedback (``spec.constrained``: U = Y + M W; ``spec.implicit_items``: V = X + M' Z)
+runs in the coordinates of the effective U and V: the user step draws Y with the ratings'
+targets shifted by (M W)_i.V_j, and W is then drawn given U with Y = U - M W moving along
+(:mod:`bayes_pmf.engines.implicit`, whose row-space coordinates the chain keeps); the
+items likewise. The balance, scale, shift and ordinal stretch moves act on Y and W (X
+and Z) together.
+
 Chains are independent and seeded from one seed; the executor
 (:mod:`bayes_pmf.engines.parallel`) runs them in parallel processes when there are cores
 to spare, and the row blocks of each half-step on threads. The output is the same
@@ -1089,10 +1096,10 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
         if ordinal:
             out["cutpoints"][kept] = ordinal.cutpoints
         if user_side:
-            out["W"][kept] = user_side.factors
+            out["W"][kept] = user_side.full(rng)
             out["sigma_w"][kept] = user_side.hyper.factor_scale
         if item_side:
-            out["Z"][kept] = item_side.factors
+            out["Z"][kept] = item_side.full(rng)
             out["sigma_z"][kept] = item_side.hyper.factor_scale
         if biases:
             out["user_bias"][kept], out["item_bias"][kept] = b, c
@@ -1111,15 +1118,17 @@ BALANCE_STEPS = 10
 
 class _ImplicitSide:
     """One side's implicit feedback in a chain: the effective factors are own + M F
-    (users: U = Y + M W; items: V = X + M' Z), with F = ``factors`` and its prior
-    ``hyper`` (zero mean)."""
+    (users: U = Y + M W; items: V = X + M' Z). The chain keeps F's coordinates C in the
+    basis of M's row space (``factors``, r x d, rows with F's prior ``hyper``, zero mean)
+    and integrates out the rest of F, which nothing but F's prior sees
+    (:mod:`bayes_pmf.engines.implicit`); ``full`` draws it back where F is stored."""
 
     def __init__(self, matrix, effective: np.ndarray, start_scale: float, sigma: float,
                  rng) -> None:
         d = effective.shape[1]
         self.feedback = ImplicitFeedback(matrix)
         # F starts at prior-scale noise, own so that the effective factors are the start's
-        self.factors = start_scale * rng.standard_normal((matrix.shape[1], d))
+        self.factors = start_scale * rng.standard_normal((self.feedback.rank, d))
         self.offsets = self.feedback.offsets(self.factors)
         self.own = effective - self.offsets
         self.hyper = _SideHyper(np.zeros(d), np.eye(d) / sigma**2, 1.0)
@@ -1141,6 +1150,10 @@ class _ImplicitSide:
                                           rng, self.factors, overrelax)
         self.offsets = self.feedback.offsets(self.factors)
         self.own = effective - self.offsets
+
+    def full(self, rng) -> np.ndarray:
+        """A draw of F (W or Z) given C and its prior precision."""
+        return self.feedback.full(self.factors, self.hyper.factor_precision, rng)
 
 
 def _own(side: _ImplicitSide | None, effective: np.ndarray) -> np.ndarray:
