@@ -52,6 +52,9 @@ Moves beyond plain Gibbs, each leaving the posterior invariant (tests/test_gibbs
   ratings per draw (so keep every draw: thinning throws the gain away);
 * exact draws along the directions the likelihood cannot see: the scale of U against V,
   the global mean against the biases, the factors against the other side's biases;
+* for hierarchical priors, a Metropolis move of each side's biases with their precision,
+  (c, tau_c) -> (s c, tau_c / s^2) (``_bias_scale_move``): with most items barely rated
+  the biases and their precision otherwise pin each other (a hierarchical funnel);
 * for the "wishart" prior, Metropolis moves (U, V) -> (U A, V A^-T) over invertible A with
   both Wishart precisions integrated out (``_balance_moves``): the balance of U against V
   latent direction by latent direction, which plain Gibbs walked with autocorrelation
@@ -578,6 +581,34 @@ def _shift_draw(precision: np.ndarray, linear: np.ndarray, rng,
                        overrelax)
 
 
+def _bias_scale_move(bias: np.ndarray, precision: float, residual: np.ndarray,
+                     index: np.ndarray, tau: float, gamma_prior: tuple[float, float],
+                     step: float, rng) -> tuple[np.ndarray, float, float, bool]:
+    """A Metropolis move (c, tau_c) -> (s c, tau_c / s^2), log s ~ N(0, step^2), over one
+    side's biases and their precision (tau_c ~ Gamma(a0, b0), c_j ~ N(0, 1/tau_c)).
+
+    The move leaves c_j^2 tau_c, the prior of c given tau_c up to its normaliser, and
+    carries its Jacobian s^(m - 2); with the Gamma hyperprior the log prior ratio is
+    -2 a0 log s - b0 tau_c (s^-2 - 1). The likelihood sees the change (s - 1) c_j of
+    every rating's prediction: with ``residual`` the current residuals of the (latent)
+    ratings and ``index`` their bias index, the sum of squares changes by
+    (s - 1)^2 sum_j n_j c_j^2 - 2 (s - 1) sum_j c_j R_j. Plain Gibbs moves tau_c given c
+    and c given tau_c; when most c_j are barely seen by the data (items rated once or
+    twice), each pins the other and tau_c crawls (the hierarchical funnel: with implicit
+    item feedback sigma_item_bias had an ESS of 35 of 4,000 draws on MovieLens).
+    Returns the biases, precision, change of the sum of squares and whether accepted."""
+    a0, b0 = gamma_prior
+    s = float(np.exp(step * rng.standard_normal()))
+    log_u = np.log(rng.random())
+    counts = np.bincount(index, minlength=len(bias))
+    sums = np.bincount(index, weights=residual, minlength=len(bias))
+    change = (s - 1.0) ** 2 * float(counts @ bias**2) - 2.0 * (s - 1.0) * float(bias @ sums)
+    log_ratio = -0.5 * tau * change - 2.0 * a0 * np.log(s) - b0 * precision * (s**-2 - 1.0)
+    if log_u < log_ratio:
+        return s * bias, precision / s**2, change, True
+    return bias, precision, 0.0, False
+
+
 def _mu_prior_terms(spec) -> tuple[float, float]:
     """(precision, mean) of mu's prior: (0, 0) for the flat prior."""
     if spec.mu_prior is None:
@@ -866,6 +897,7 @@ class GibbsConfig:
     noise_prior: tuple[float, float] = (1.0, 1.0)
     gamma_prior: tuple[float, float] = (1.0, 1.0)
     nw_beta0: float = 2.0
+    bias_scale_moves: bool = True
 
 
 # Draws of the per-user and per-item parameters are stored in single precision: 7
@@ -981,6 +1013,10 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
     kept = 0
     rating_sum = float(train.rating.sum())
     balance_step = 0.5 / np.sqrt(train.n_users + train.n_items)
+    # the bias scale moves (hierarchical bias precisions; see _bias_scale_move)
+    bias_scaling = config.bias_scale_moves and biases and config.hyper != "fixed"
+    bias_rows = np.repeat(np.arange(train.n_users), np.diff(by_user.indptr))
+    bias_steps = [0.05, 0.05]
     balancing = config.balance_moves and config.hyper == "wishart" and d > 0
     for iteration in range(total):
         if balancing:
@@ -1050,9 +1086,28 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
                 user_side and user_side.offsets, item_side and item_side.offsets)
             U = own_u if not user_side else user_side.set_own(own_u)
             V = own_v if not item_side else item_side.set_own(own_v)
+        if bias_scaling:
+            residual = by_user.data - linear_predictor(
+                bias_rows, by_user.indices, mu if spec.global_mean else 0.0, b, c, U, V)
+            for side, (bias, hyper, index) in enumerate(
+                    ((b, user_hyper, bias_rows), (c, item_hyper, by_user.indices))):
+                scaled, precision, change, accepted = _bias_scale_move(
+                    bias, hyper.bias_precision, residual, index, tau, config.gamma_prior,
+                    bias_steps[side], rng)
+                if iteration < config.tune:  # towards ~44 % accepted, then hold
+                    bias_steps[side] *= np.exp((accepted - 0.44) / np.sqrt(iteration + 1.0))
+                if accepted:
+                    residual -= (scaled - bias)[index]
+                    squared_error += change
+                    hyper.bias_precision = precision
+                    if side:
+                        c = scaled
+                    else:
+                        b = scaled
 
         # squared_error: the residuals r - mu - b - c - U.V at the current mu, summed from
-        # the item half-step (the scale and shift moves leave every prediction unchanged).
+        # the item half-step (the scale and shift moves leave every prediction unchanged,
+        # the bias scale moves add their change).
         if spec.global_mean:
             residual_sum = rating_sum - N * mu - observed_sum_without_mu(
                 train, FactorParams(U, V, 0.0, b, c))
@@ -1219,6 +1274,7 @@ def sample_gibbs(
     shift_moves: bool = True,
     overrelax: float = DEFAULT_OVERRELAX,
     balance_moves: bool = True,
+    bias_scale_moves: bool = True,
     held_out=None,
     rng: int | None = 0,
     cores: int | None = None,
@@ -1242,7 +1298,9 @@ def sample_gibbs(
     balance moves on, cI is among their matrices and this draw is skipped).
     ``shift_moves`` (models with biases) adds exact draws along the translations the
     likelihood cannot see: the global mean against the biases, and the factors against
-    the other side's biases (see ``_shift_moves``).
+    the other side's biases (see ``_shift_moves``). ``bias_scale_moves`` (hierarchical
+    priors, models with biases) adds a Metropolis move of each side's biases and their
+    precision together, (c, tau_c) -> (s c, tau_c / s^2) (see ``_bias_scale_move``).
 
     ``init="als"`` (overdispersed starts, so that R-hat can see chains that have not
     mixed) starts every chain from its own ALS optimum, reached from the chain's own
@@ -1272,7 +1330,7 @@ def sample_gibbs(
     hyper = _HYPER_OF_PRIOR[spec.prior]
     config = GibbsConfig(draws, tune, chains, thin, hyper, spec.noise == "learned", init,
                          scale_move, shift_moves, overrelax, balance_moves, spec.noise_prior,
-                         spec.gamma_prior, spec.nw_beta0)
+                         spec.gamma_prior, spec.nw_beta0, bias_scale_moves=bias_scale_moves)
     executor = resolve(executor, cores)
     check_seed(rng)
     seed_sequence = np.random.SeedSequence(rng)
@@ -1325,7 +1383,8 @@ def sample_gibbs(
     settings = {"draws": draws, "tune": tune, "chains": chains, "thin": thin,
                 "init": init, "init_lambda": init_lambda, "scale_move": scale_move,
                 "shift_moves": shift_moves, "overrelax": overrelax,
-                "balance_moves": balance_moves, "executor": repr(executor),
+                "balance_moves": balance_moves, "bias_scale_moves": bias_scale_moves,
+                "executor": repr(executor),
                 "cores": processes, "sampling_seconds": seconds,
                 "start_seconds": start_seconds,
                 # sweeps per second of the chains alone (the ALS start excluded)
