@@ -38,7 +38,8 @@ def test_result_shape_matches_other_methods_and_is_seeded(tiny):
     # The last running-mean RMSE equals the RMSE of that chain's posterior-mean prediction.
     users, items = _pairs(split.test)
     chain0 = first.mean_draws(users, items, unknown="prior")[:30].mean(axis=0)
-    assert float(running[0, -1]) == pytest.approx(bp.rmse(split.test.rating, chain0), rel=1e-9)
+    # (the draws are stored in float32, 7 digits: the chain's own running mean is float64)
+    assert float(running[0, -1]) == pytest.approx(bp.rmse(split.test.rating, chain0), rel=1e-7)
 
 
 def test_draws_do_not_depend_on_processes_or_blocks(tiny):

@@ -82,14 +82,18 @@ def test_sampled_summaries_in_blocks_are_the_single_pass_ones(monkeypatch, synth
 
 
 def test_sampling_plan_leaves_small_runs_alone():
-    config = FitJobConfig(draws=1000)
-    plan = sampling_plan(config.__class__(draws=1000, draws_memory_gb=0), 90_000, 9_737)
+    config = FitJobConfig(draws=1000, implicit="none")
+    plan = sampling_plan(FitJobConfig(draws=1000, draws_memory_gb=0, implicit="none"), 90_000,
+                         9_737)
     assert (plan.draws, plan.tune, plan.thin, plan.notes) == (1000, config.tune, 1, ())
     assert sampling_plan(config, 90_000, 9_737) == plan  # MovieLens: 1.7 of 2 GB
     assert sampling_plan(config, 900_000, 7_666).thin == 1  # 10^6 ratings: 1.3 GB
-    # the default 2,000 draws per chain would hold 3.4 GB: every 2nd sweep is kept
+    # 2,000 draws per chain would hold 3.4 GB: every 2nd sweep is kept; the default model
+    # also stores the implicit factors W and Z (6.8 GB): every 4th
+    plain = sampling_plan(FitJobConfig(implicit="none"), 90_000, 9_737)
+    assert (plain.draws, plain.tune, plain.thin) == (1000, 600, 2)
     default = sampling_plan(FitJobConfig(), 90_000, 9_737)
-    assert (default.draws, default.tune, default.thin) == (1000, 600, 2)
+    assert (default.draws, default.tune, default.thin) == (500, 600, 4)
     assert len(default.notes) == 1 and "draws_memory_gb" in default.notes[0]
 
 
@@ -135,7 +139,7 @@ def test_the_main_job_follows_its_sampling_plan(tmp_path):
     truth.data.to_frame().to_csv(path, index=False)
     # continuous synthetic ratings: the Gaussian model (the ordinal one needs a grid)
     config = FitJobConfig(data=str(path), n_factors=2, methods=("gibbs",), draws=40, tune=10,
-                          likelihood="gaussian",
+                          likelihood="gaussian", implicit="none",
                           chains=2, draws_memory_gb=2 * 40 * 100 * 3 * 4 / 2.5 / 2**30,
                           progress=False)
     outcome = run_fit_job(config)
