@@ -1015,7 +1015,9 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
     balance_step = 0.5 / np.sqrt(train.n_users + train.n_items)
     # the bias scale moves (hierarchical bias precisions; see _bias_scale_move)
     bias_scaling = config.bias_scale_moves and biases and config.hyper != "fixed"
-    bias_rows = np.repeat(np.arange(train.n_users), np.diff(by_user.indptr))
+    # the row of every stored rating, user-major and item-major (once per chain)
+    user_rows = np.repeat(np.arange(train.n_users), np.diff(by_user.indptr))
+    item_rows = np.repeat(np.arange(train.n_items), np.diff(by_item.indptr))
     bias_steps = [0.05, 0.05]
     balancing = config.balance_moves and config.hyper == "wishart" and d > 0
     for iteration in range(total):
@@ -1052,7 +1054,7 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
                         side.scale(np.sqrt(ordinal.stretch))
         targets = by_user.data - mu - np.take(c, by_user.indices)
         if user_side:  # the user step draws Y: the ratings see U = Y + M W
-            targets = targets - _row_dot(by_user, user_side.offsets, V)
+            targets = targets - _row_dot(user_rows, by_user.indices, user_side.offsets, V)
         w, _ = _sample_side(by_user, targets, V, user_hyper, d, biases, tau, rng, block_rows,
                             executor, _stacked(_own(user_side, U), b, biases)
                             if config.overrelax else None, config.overrelax)
@@ -1061,7 +1063,7 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
             b = w[:, d]
         targets = by_item.data - mu - np.take(b, by_item.indices)
         if item_side:
-            targets = targets - _row_dot(by_item, item_side.offsets, U)
+            targets = targets - _row_dot(item_rows, by_item.indices, item_side.offsets, U)
         z, squared_error = _sample_side(by_item, targets, U, item_hyper, d, biases, tau, rng,
                                         block_rows, executor,
                                         _stacked(_own(item_side, V), c, biases)
@@ -1088,9 +1090,9 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
             V = own_v if not item_side else item_side.set_own(own_v)
         if bias_scaling:
             residual = by_user.data - linear_predictor(
-                bias_rows, by_user.indices, mu if spec.global_mean else 0.0, b, c, U, V)
+                user_rows, by_user.indices, mu if spec.global_mean else 0.0, b, c, U, V)
             for side, (bias, hyper, index) in enumerate(
-                    ((b, user_hyper, bias_rows), (c, item_hyper, by_user.indices))):
+                    ((b, user_hyper, user_rows), (c, item_hyper, by_user.indices))):
                 scaled, precision, change, accepted = _bias_scale_move(
                     bias, hyper.bias_precision, residual, index, tau, config.gamma_prior,
                     bias_steps[side], rng)
@@ -1237,10 +1239,10 @@ def _blocks_of_precision(side, effective, hyper) -> list:
     return [(x, h.factor_precision) for x, h in _blocks(side, effective, hyper)]
 
 
-def _row_dot(matrix, offsets: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """offsets[row] . other[column] for every stored entry of the CSR ``matrix``."""
-    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
-    return np.einsum("kl,kl->k", offsets[rows], np.take(other, matrix.indices, axis=0))
+def _row_dot(rows: np.ndarray, columns: np.ndarray, offsets: np.ndarray,
+             other: np.ndarray) -> np.ndarray:
+    """offsets[row] . other[column] for every stored rating (its row and column index)."""
+    return np.einsum("kl,kl->k", offsets[rows], np.take(other, columns, axis=0))
 
 
 def _stacked(factors: np.ndarray, bias: np.ndarray, biases: bool) -> np.ndarray:
