@@ -48,6 +48,7 @@ from .data import (
     temporal_split,
 )
 from .engines import (
+    DaskExecutor,
     Executor,
     LocalExecutor,
     als_result,
@@ -64,6 +65,7 @@ from .errors import (
     BayesPMFError,
     ConfigError,
     ConvergenceWarning,
+    DistributedError,
     NumericalError,
     RatingsDataError,
     RatingsFileError,
@@ -103,7 +105,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "BayesPMFError", "CalibrationResult", "ConfigError", "ConvergenceWarning", "Executor",
+    "BayesPMFError", "CalibrationResult", "ConfigError", "ConvergenceWarning", "DaskExecutor",
+    "DistributedError", "Executor",
     "FactorParams",
     "IngestReport", "LocalExecutor", "NumericalError", "PMFResult", "PMFSpec", "RatingScale",
     "RatingsData", "RatingsDataError", "RatingsFileError", "ResultFileError", "Split",

@@ -43,6 +43,10 @@ class NumericalError(BayesPMFError, ArithmeticError):
     """A solver met a singular system or produced a non-finite value."""
 
 
+class DistributedError(BayesPMFError, RuntimeError):
+    """A distributed fit lost what it could not recompute (its workers)."""
+
+
 class ResultFileError(BayesPMFError, ValueError):
     """A saved result cannot be loaded: truncated, incompatible, or not a bayes_pmf file."""
 

@@ -18,6 +18,7 @@ on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
 
@@ -118,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print metrics.json to stdout and nothing else (no progress "
                           "bars)")
     fit.add_argument("--no-figures", action="store_true", help="write no PNG figures")
+    where = fit.add_mutually_exclusive_group()
+    where.add_argument("--dask", metavar="tcp://HOST:PORT",
+                       help="run ALS and the Gibbs sampler on an existing Dask scheduler "
+                            '(pip install "bayes_pmf[dask]"); same numbers as in-process')
+    where.add_argument("--dask-local", type=int, metavar="N",
+                       help="start a Dask LocalCluster of N worker processes for the run")
     fit.add_argument("--cv-select", action="store_true",
                      help="choose --lambda and --factors by 5-fold cross-validation on the "
                           "training part first (grid of 'bayes-pmf select')")
@@ -241,6 +248,20 @@ def _fit_job_config(args: argparse.Namespace):
     # the sampling settings' defaults live in FitJobConfig alone: only given flags pass
     given = {name: getattr(args, name) for name in ("max_sweeps", "draws", "tune", "chains",
                                                     "thin") if getattr(args, name) is not None}
+    if (getattr(args, "dask_local", None) is not None or getattr(args, "dask", None)) and \
+            importlib.util.find_spec("distributed") is None:
+        raise ConfigError('--dask and --dask-local need the Dask extra: pip install '
+                          '"bayes_pmf[dask]"', setting="dask")
+    if getattr(args, "dask_local", None) is not None:
+        if args.dask_local < 1:
+            raise ConfigError(f"--dask-local must be a positive number of workers, got "
+                              f"{args.dask_local}", setting="dask_local")
+        given["dask"] = f"local:{args.dask_local}"
+    elif getattr(args, "dask", None):
+        if not args.dask.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
+            raise ConfigError(f"--dask takes a scheduler address like tcp://HOST:8786, got "
+                              f"{args.dask!r}", setting="dask")
+        given["dask"] = args.dask
     return _job_config(args, methods=tuple(args.method or default), **given)
 
 

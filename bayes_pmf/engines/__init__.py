@@ -1,7 +1,8 @@
 """Inference engines, each returning a PMFResult: ALS (exact or CG), the baselines, the
 NumPy Gibbs sampler, constrained PMF (L-BFGS), and the PyMC engines (MAP, NUTS, ADVI;
 imported on first use, as PyMC is slow to import). Row blocks and chains run through the
-executor seam of :mod:`bayes_pmf.engines.parallel`."""
+executor seam of :mod:`bayes_pmf.engines.parallel`: on this machine (LocalExecutor)
+or on a Dask cluster (DaskExecutor, the optional ``dask`` extra)."""
 
 from .als import (
     als_result,
@@ -13,6 +14,7 @@ from .als import (
     objective_trace_of,
 )
 from .constrained import fit_constrained
+from .dask_executor import DaskExecutor
 from .gibbs import sample_gibbs
 from .parallel import Executor, LocalExecutor
 
@@ -28,7 +30,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "Executor", "LocalExecutor", "als_result", "fit_als", "fit_bias_baseline",
+    "DaskExecutor", "Executor", "LocalExecutor", "als_result", "fit_als", "fit_bias_baseline",
     "fit_constrained", "fit_global_mean", "fit_item_mean", "fit_user_mean",
     "objective_trace_of", "sample_gibbs",
 ]

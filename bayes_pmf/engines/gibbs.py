@@ -114,6 +114,8 @@ from .linalg import (
 from .parallel import (
     DEFAULT_BLOCK_ROWS,
     Executor,
+    Prepared,
+    Targets,
     map_row_blocks,
     resolve,
     shared_empty,
@@ -236,11 +238,13 @@ def sample_short_rows(block, whitened: WhitenedDesign, tau, noise, rating_noise,
 SHORT_ROW_FRACTION = 1.0
 
 
-def _sample_block(block, rows, positions, short, prepared, whitened, precision, prior_mean,
-                  tau, noise, rating_noise, previous, overrelax) -> np.ndarray:
-    """sample_rows for a block's long rows, sample_short_rows for its ``short`` ones."""
+def _sample_block(block, *, short, noise, rating_noise, previous, prepared, whitened,
+                  precision, prior_mean, tau, overrelax) -> np.ndarray:
+    """sample_rows for a block's long rows, sample_short_rows for its ``short`` ones
+    (``short``, ``noise``, ``previous``: the block's rows; ``rating_noise``: its
+    ratings)."""
     p = len(prior_mean)
-    noise, previous = noise[rows], previous[rows] if overrelax else None
+    previous = previous if overrelax else None
     if not short.any():
         return sample_rows(block, prepared, precision, prior_mean, tau, noise, previous,
                            overrelax)
@@ -255,7 +259,7 @@ def _sample_block(block, rows, positions, short, prepared, whitened, precision, 
     # the rating noise of the short rows' entries, in the order of short_block.data
     entries = _row_entries(block, short_rows)
     out[short_rows] = sample_short_rows(short_block, whitened, tau, noise[short_rows],
-                                        rating_noise[positions][entries],
+                                        rating_noise[entries],
                                         previous[short_rows] if overrelax else None,
                                         overrelax)
     return out
@@ -268,20 +272,26 @@ def _row_entries(block, rows: np.ndarray) -> np.ndarray:
     return np.repeat(starts, counts) + within
 
 
-def _sample_side(matrix, targets, other, hyper: _SideHyper, d, biases, tau,
+def _sample_side(matrix, targets: Targets, other, hyper: _SideHyper, d, biases, tau,
                  rng, block_rows, executor: Executor, previous=None,
-                 overrelax: float = 0.0) -> tuple[np.ndarray, float]:
-    """Draw every row of one side; return the draws and the sum of squared residuals
-    sum (t_ij - w_i.x_j)^2 over the side's ratings after the draw."""
+                 overrelax: float = 0.0, squared_error: bool = True
+                 ) -> tuple[np.ndarray, float | None]:
+    """Draw every row of one side on the data ``targets`` (a recipe); return the draws
+    and, if asked, the sum of squared residuals sum (t_ij - w_i.x_j)^2 over the side's
+    ratings after the draw."""
+    remote = getattr(executor, "remote", False)
+    # in this process the targets are computed once here; a remote executor computes
+    # each block's where the block is (and the squared error, when asked, here)
+    values = targets.full(matrix) if not remote or squared_error else None
     design = np.hstack([other, np.ones((len(other), 1))]) if biases else other
     if design.shape[1] == 0:
-        return np.zeros((matrix.shape[0], 0)), float(targets @ targets)
+        return np.zeros((matrix.shape[0], 0)), float(values @ values)
     precision, prior_mean = hyper.blocks(d, biases)
-    prepared = prepare_design(design)
     p = design.shape[1]
     short = np.diff(matrix.indptr) < (SHORT_ROW_FRACTION * p if p > BATCH_LAST_MAX_WIDTH
                                       else 0)
-    whitened = WhitenedDesign.build(design, precision, prior_mean) if short.any() else None
+    whitened = (Prepared(WhitenedDesign.build, (design, precision, prior_mean))
+                if short.any() else None)
     # All noise drawn up front: the draws depend neither on how the rows are cut into
     # blocks nor on which thread runs which block. Short rows also take one normal per
     # rating (drawing them for every rating cost 2 ms of a 25 ms MovieLens sweep).
@@ -289,16 +299,16 @@ def _sample_side(matrix, targets, other, hyper: _SideHyper, d, biases, tau,
     rating_noise = np.zeros(matrix.nnz)
     short_entries = _row_entries(matrix, np.flatnonzero(short))
     rating_noise[short_entries] = rng.standard_normal(len(short_entries))
-    indptr = matrix.indptr
     solved = map_row_blocks(
-        matrix, targets,
-        lambda block, rows: _sample_block(block, rows, slice(indptr[rows.start],
-                                                             indptr[rows.stop]),
-                                          short[rows], prepared, whitened, precision,
-                                          prior_mean, tau, noise, rating_noise, previous,
-                                          overrelax),
-        design.shape[1] + 1, block_rows, executor)
-    return solved[:, :-1], float(targets @ targets + solved[:, -1].sum())
+        matrix, targets if remote else values, _sample_block, p + 1, block_rows, executor,
+        shared={"prepared": Prepared(prepare_design, (design,)), "whitened": whitened,
+                "precision": precision, "prior_mean": prior_mean, "tau": tau,
+                "overrelax": overrelax},
+        per_row={"short": short, "noise": noise,
+                 "previous": previous if overrelax else None},
+        per_entry={"rating_noise": rating_noise})
+    error = float(values @ values + solved[:, -1].sum()) if squared_error else None
+    return solved[:, :-1], error
 
 
 # -- the joint density the sampler targets -------------------------------------------------
@@ -1052,18 +1062,21 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
                 for side in (user_side, item_side):
                     if side:
                         side.scale(np.sqrt(ordinal.stretch))
-        targets = by_user.data - mu - np.take(c, by_user.indices)
-        if user_side:  # the user step draws Y: the ratings see U = Y + M W
-            targets = targets - _row_dot(user_rows, by_user.indices, user_side.offsets, V)
+        # what the half-steps fit: the latent ratings (new every sweep), or the ratings
+        # themselves (None: the matrices' own data, which a distributed executor keeps)
+        base, item_base = (by_user.data, by_item.data) if ordinal else (None, None)
+        # the user step draws Y: the ratings see U = Y + M W
+        targets = Targets(base, mu, c, *((user_side.offsets, V, user_rows) if user_side
+                                         else (None, None, None)))
         w, _ = _sample_side(by_user, targets, V, user_hyper, d, biases, tau, rng, block_rows,
                             executor, _stacked(_own(user_side, U), b, biases)
-                            if config.overrelax else None, config.overrelax)
+                            if config.overrelax else None, config.overrelax,
+                            squared_error=False)
         U = w[:, :d] if not user_side else user_side.set_own(w[:, :d])
         if biases:
             b = w[:, d]
-        targets = by_item.data - mu - np.take(b, by_item.indices)
-        if item_side:
-            targets = targets - _row_dot(item_rows, by_item.indices, item_side.offsets, U)
+        targets = Targets(item_base, mu, b, *((item_side.offsets, U, item_rows) if item_side
+                                              else (None, None, None)))
         z, squared_error = _sample_side(by_item, targets, U, item_hyper, d, biases, tau, rng,
                                         block_rows, executor,
                                         _stacked(_own(item_side, V), c, biases)
@@ -1237,12 +1250,6 @@ def _blocks(side, effective, hyper) -> list:
 
 def _blocks_of_precision(side, effective, hyper) -> list:
     return [(x, h.factor_precision) for x, h in _blocks(side, effective, hyper)]
-
-
-def _row_dot(rows: np.ndarray, columns: np.ndarray, offsets: np.ndarray,
-             other: np.ndarray) -> np.ndarray:
-    """offsets[row] . other[column] for every stored rating (its row and column index)."""
-    return np.einsum("kl,kl->k", offsets[rows], np.take(other, columns, axis=0))
 
 
 def _stacked(factors: np.ndarray, bias: np.ndarray, biases: bool) -> np.ndarray:

@@ -13,8 +13,13 @@ batched LAPACK calls release the GIL; BLAS itself is held to one thread meanwhil
 chains in forked processes, each writing its draws into shared memory
 (:func:`shared_empty`) and reporting progress through a queue. Engines never depend on
 the schedule: every random number is drawn before work is split, so results are
-bit-identical whatever executor ran them. A distributed executor (a Dask client) plugs
-in here by implementing the same three methods.
+bit-identical whatever executor ran them, as long as the rows are cut into the same
+blocks. A half-step is described, not just run: :class:`RowBlocks` names a module-level
+kernel, what every block shares (:class:`Prepared` for what each place computes itself)
+and what is sliced per row or per rating, and :class:`Targets` is the recipe of the data
+(ratings minus offsets) a block can compute where its ratings are. That is what lets
+:class:`~bayes_pmf.engines.dask_executor.DaskExecutor` keep the rating blocks on Dask
+workers for a whole fit.
 
 Ctrl-C (KeyboardInterrupt) in the parent stops running and queued chains at once: the
 chain processes are terminated, none is left behind.
@@ -34,6 +39,7 @@ import signal
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from queue import Empty
 from typing import Callable, Iterator, Protocol
 
@@ -80,6 +86,9 @@ class Executor(Protocol):
                    n_chains: int, work_per_chain: float, bar) -> None:
         """Call ``run_chain(chain, bar, inner)`` for every chain, ``inner`` being the
         executor for the chain's own row blocks; ``bar.advance(status)`` reports sweeps."""
+
+    def run_row_blocks(self, plan: "RowBlocks") -> np.ndarray:
+        """One half-step (:class:`RowBlocks`): the kernel's results for every row."""
 
 
 def single_threaded_blas():
@@ -233,6 +242,9 @@ class LocalExecutor:
             _run_in_processes(lambda chain, bar: run_chain(chain, bar, inner), n_chains,
                               processes, bar)
 
+    def run_row_blocks(self, plan: "RowBlocks") -> np.ndarray:
+        return run_row_blocks_here(plan, self)
+
 
 SERIAL = LocalExecutor(threads=1, processes=1)
 
@@ -253,26 +265,116 @@ def block_size(n_rows: int, block_rows: int, workers: int) -> int:
     return max(1, min(block_rows, -(-n_rows // workers)))
 
 
-def map_row_blocks(
-    matrix: sp.csr_matrix,
-    targets: np.ndarray,
-    solve_block,
-    width: int,
-    block_rows: int = DEFAULT_BLOCK_ROWS,
-    executor: Executor | None = None,
-) -> np.ndarray:
-    """Apply ``solve_block(block, rows)`` to each block of consecutive rows of ``matrix``
-    holding new data ``targets`` (in the matrix's CSR order); ``rows`` is the block's
-    slice of row positions, and each call returns (rows x width). The executor decides
-    where blocks run; results do not depend on it. Memory stays
-    O(workers * block_rows * width^2)."""
-    executor = executor or LocalExecutor()
+@dataclass(frozen=True)
+class Prepared:
+    """A shared input of a half-step's kernel that each place running blocks computes once
+    per half-step, ``function(*args)``, from inputs that are cheaper to move than its
+    result (the design's per-row outer products are p/2 times the design)."""
+
+    function: Callable
+    args: tuple
+
+    def __call__(self):
+        return self.function(*self.args)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """A half-step's data, rating by rating, as a recipe: ``base - mu - column_shift[j] -
+    row_offsets[i] . column_factors[j]`` for the rating in row i, column j. ``base`` None
+    means the matrix's own stored data (the ratings, which must not change between
+    half-steps: a distributed executor keeps them where the blocks run). Each term is
+    optional. ``rows`` (optional) is the row of every stored rating, precomputed.
+
+    Evaluated for the whole matrix (:meth:`full`) or one block of rows (:meth:`of_block`),
+    the arithmetic of every rating is the same, so results agree bit for bit."""
+
+    base: np.ndarray | None = None
+    mu: float = 0.0
+    column_shift: np.ndarray | None = None
+    row_offsets: np.ndarray | None = None
+    column_factors: np.ndarray | None = None
+    rows: np.ndarray | None = None
+
+    def _values(self, base, indices, rows) -> np.ndarray:
+        values = base - self.mu
+        if self.column_shift is not None:
+            values = values - np.take(self.column_shift, indices)
+        if self.row_offsets is not None:
+            values = values - np.einsum("kl,kl->k", self.row_offsets[rows()],
+                                        np.take(self.column_factors, indices, axis=0))
+        return values
+
+    def full(self, matrix: sp.csr_matrix) -> np.ndarray:
+        def rows():
+            if self.rows is not None:
+                return self.rows
+            return np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+        base = matrix.data if self.base is None else self.base
+        return self._values(base, matrix.indices, rows)
+
+    def of_block(self, block: sp.csr_matrix, first_row: int, base=None) -> np.ndarray:
+        """The targets of ``block`` (rows from ``first_row`` on; ``base``: its slice of
+        the base, or None for the block's own data)."""
+        return self._values(block.data if base is None else base, block.indices,
+                            lambda: np.repeat(np.arange(first_row, first_row + block.shape[0]),
+                                              np.diff(block.indptr)))
+
+    def without_data(self) -> "Targets":
+        """The recipe without its per-rating arrays (base, rows): what is shared by every
+        block."""
+        return replace(self, base=None, rows=None)
+
+
+@dataclass(frozen=True)
+class RowBlocks:
+    """One half-step: ``kernel(block, **shared, **per_row[rows], **per_entry[entries])``
+    for each block of consecutive rows of ``matrix`` holding ``targets``; each call
+    returns (rows x width). ``kernel`` is a module-level function (it may run in another
+    process); ``shared`` values that are :class:`Prepared` are computed where the blocks
+    run; ``per_row`` arrays (or None) are sliced by the block's rows, ``per_entry``
+    arrays by its stored ratings."""
+
+    matrix: sp.csr_matrix
+    targets: Targets | np.ndarray
+    kernel: Callable
+    width: int
+    shared: dict
+    per_row: dict
+    per_entry: dict
+    block_rows: int = DEFAULT_BLOCK_ROWS
+
+    @property
+    def work(self) -> float:
+        return float(self.matrix.nnz) * self.width**2
+
+    def starts(self, workers: int) -> tuple[list[int], int]:
+        size = block_size(self.matrix.shape[0], self.block_rows, workers)
+        return list(range(0, self.matrix.shape[0], size)), size
+
+    def call(self, block: sp.csr_matrix, shared: dict, start: int, stop: int,
+             row_parts: dict | None = None, entry_parts: dict | None = None) -> np.ndarray:
+        """The kernel on one block (its targets in place), with the per-row and
+        per-entry arrays sliced here unless given already sliced."""
+        lo, hi = self.matrix.indptr[start], self.matrix.indptr[stop]
+        if row_parts is None:
+            row_parts = {k: None if v is None else v[start:stop]
+                         for k, v in self.per_row.items()}
+        if entry_parts is None:
+            entry_parts = {k: None if v is None else v[lo:hi]
+                           for k, v in self.per_entry.items()}
+        return self.kernel(block, **shared, **row_parts, **entry_parts)
+
+
+def run_row_blocks_here(plan: RowBlocks, executor: "Executor") -> np.ndarray:
+    """A half-step in this process (threads as ``executor.map_blocks`` decides)."""
+    matrix = plan.matrix
     indptr = matrix.indptr
     n_rows = matrix.shape[0]
-    work = matrix.nnz * width**2
-    size = block_size(n_rows, block_rows, executor.threads_for(work))
-    starts = list(range(0, n_rows, size))
-    out = np.empty((n_rows, width))
+    targets = plan.targets.full(matrix) if isinstance(plan.targets, Targets) else plan.targets
+    shared = {k: v() if isinstance(v, Prepared) else v for k, v in plan.shared.items()}
+    starts, size = plan.starts(executor.threads_for(plan.work))
+    out = np.empty((n_rows, plan.width))
 
     def run(k: int) -> None:
         start, stop = starts[k], min(starts[k] + size, n_rows)
@@ -281,10 +383,33 @@ def map_row_blocks(
             (targets[lo:hi], matrix.indices[lo:hi], indptr[start:stop + 1] - lo),
             shape=(stop - start, matrix.shape[1]),
         )
-        out[start:stop] = solve_block(block, slice(start, stop))
+        out[start:stop] = plan.call(block, shared, start, stop)
 
-    executor.map_blocks(run, len(starts), work)
+    executor.map_blocks(run, len(starts), plan.work)
     return out
+
+
+def map_row_blocks(
+    matrix: sp.csr_matrix,
+    targets: Targets | np.ndarray,
+    kernel: Callable,
+    width: int,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+    executor: Executor | None = None,
+    *,
+    shared: dict | None = None,
+    per_row: dict | None = None,
+    per_entry: dict | None = None,
+) -> np.ndarray:
+    """Apply ``kernel`` to each block of consecutive rows of ``matrix`` holding new data
+    ``targets`` (an array in the matrix's CSR order, or a :class:`Targets` recipe) and
+    stack the (rows x width) results (see :class:`RowBlocks`). The executor decides where
+    blocks run; results do not depend on it. Memory stays
+    O(workers * block_rows * width^2)."""
+    executor = executor or LocalExecutor()
+    plan = RowBlocks(matrix, targets, kernel, width, dict(shared or {}), dict(per_row or {}),
+                     dict(per_entry or {}), block_rows)
+    return executor.run_row_blocks(plan)
 
 
 def shared_empty(shape, dtype=np.float64) -> np.ndarray:

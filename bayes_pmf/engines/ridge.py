@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,7 +37,14 @@ import scipy.sparse as sp
 from ..errors import ConfigError, check_count, check_seed
 from ..model.params import FactorParams, objective
 from .linalg import DEFAULT_CG_STEPS, prepare_design, refine_rows, solve_rows
-from .parallel import DEFAULT_BLOCK_ROWS, Executor, map_row_blocks, sweep_progress
+from .parallel import (
+    DEFAULT_BLOCK_ROWS,
+    Executor,
+    Prepared,
+    Targets,
+    map_row_blocks,
+    sweep_progress,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +62,17 @@ SOLVERS = ("exact", "cg")
 CG_PRECISIONS = {"float64": np.float64, "float32": np.float32}
 
 
+def _solve_block(block, *, prepared, penalty) -> np.ndarray:
+    return solve_rows(block, prepared, penalty)
+
+
+def _refine_block(block, *, prepared, penalty, start, cg_steps) -> np.ndarray:
+    return refine_rows(block, prepared, penalty, start, cg_steps)
+
+
 def half_step(
     matrix: sp.csr_matrix,
-    targets: np.ndarray,
+    targets: Targets | np.ndarray,
     design: np.ndarray,
     penalty: np.ndarray,
     block_rows: int = DEFAULT_BLOCK_ROWS,
@@ -65,23 +81,21 @@ def half_step(
     cg_dtype: type = np.float64,
     executor: Executor | None = None,
 ) -> np.ndarray:
-    """:func:`solve_rows` over all rows of ``matrix`` with data ``targets``, block by
-    block; or, given ``cg_steps``, :func:`refine_rows` from the rows ``start``, computing
-    in ``cg_dtype``."""
+    """:func:`solve_rows` over all rows of ``matrix`` with data ``targets`` (an array or
+    a :class:`~bayes_pmf.engines.parallel.Targets` recipe), block by block; or, given
+    ``cg_steps``, :func:`refine_rows` from the rows ``start``, computing in
+    ``cg_dtype``."""
     if design.shape[1] == 0:
         return np.zeros((matrix.shape[0], 0))
     if cg_steps is None:
-        prepared = prepare_design(design)
-
-        def solve_block(block, _):
-            return solve_rows(block, prepared, penalty)
-    else:
-        prepared = prepare_design(design, padded=True, dtype=cg_dtype)
-
-        def solve_block(block, rows):
-            return refine_rows(block, prepared, penalty, start[rows], cg_steps)
-    return map_row_blocks(matrix, targets, solve_block, design.shape[1], block_rows,
-                          executor)
+        return map_row_blocks(matrix, targets, _solve_block, design.shape[1], block_rows,
+                              executor, shared={"prepared": Prepared(prepare_design, (design,)),
+                                                "penalty": penalty})
+    prepare = partial(prepare_design, padded=True, dtype=cg_dtype)
+    return map_row_blocks(matrix, targets, _refine_block, design.shape[1], block_rows,
+                          executor, shared={"prepared": Prepared(prepare, (design,)),
+                                            "penalty": penalty, "cg_steps": cg_steps},
+                          per_row={"start": start})
 
 
 @dataclass(frozen=True)
@@ -135,7 +149,7 @@ def sweep(data, params: FactorParams, spec,
         return None if cg_steps is None else _with_column(factors, bias, biases)
 
     user_penalty = np.r_[np.full(d, spec.lambda_u), [spec.lambda_user_bias] * biases]
-    targets = by_user.data - params.mu - np.take(params.item_bias, by_user.indices)
+    targets = Targets(None, params.mu, params.item_bias)
     solved = half_step(by_user, targets, _with_ones(params.item_factors, biases),
                        user_penalty, block_rows,
                        current(params.user_factors, params.user_bias), cg_steps, cg_dtype,
@@ -144,7 +158,7 @@ def sweep(data, params: FactorParams, spec,
     user_bias = solved[:, d] if biases else params.user_bias
 
     item_penalty = np.r_[np.full(d, spec.lambda_v), [spec.lambda_item_bias] * biases]
-    targets = by_item.data - params.mu - np.take(user_bias, by_item.indices)
+    targets = Targets(None, params.mu, user_bias)
     solved = half_step(by_item, targets, _with_ones(user_factors, biases),
                        item_penalty, block_rows,
                        current(params.item_factors, params.item_bias), cg_steps, cg_dtype,

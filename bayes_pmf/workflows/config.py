@@ -93,6 +93,10 @@ class FitJobConfig:
     # MovieLens the item side carries most of the gain: median 3 ratings per item).
     implicit: str = "both"
     progress: bool = field(default=True, compare=False)  # display only, not a setting
+    # Where ALS and the Gibbs sampler run (not a setting: the numbers do not depend on
+    # it): None in this process, "tcp://HOST:PORT" an existing Dask scheduler, "local:N"
+    # a Dask LocalCluster of N worker processes started for the run.
+    dask: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if (self.train is None) != (self.test is None):
@@ -149,6 +153,7 @@ class FitJobConfig:
         settings = asdict(self)
         settings["methods"] = list(self.methods)
         settings.pop("progress")
+        settings.pop("dask")
         return settings
 
     @property
@@ -361,7 +366,7 @@ def _table(name: str, values: dict) -> str:
 
 
 def _job_from_table(table: dict, path: Path) -> FitJobConfig:
-    known = {f.name for f in dataclasses.fields(FitJobConfig)} - {"progress"}
+    known = {f.name for f in dataclasses.fields(FitJobConfig)} - {"progress", "dask"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {unknown} in [job]; "

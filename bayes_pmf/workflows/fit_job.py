@@ -51,12 +51,13 @@ def _timed(fit: Callable[[], object]) -> tuple[object, float]:
     return model, time.perf_counter() - start
 
 
-def _als_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
+def _als_methods(config: FitJobConfig, split, executor=None) -> list[tuple[str, Callable]]:
     train = split.train
 
     def als(spec, name: str):
         return lambda: fit_als(train, spec, max_sweeps=config.max_sweeps, tol=config.tol,
-                               rng=config.seed, method=name, progress=config.progress)
+                               rng=config.seed, method=name, progress=config.progress,
+                               executor=executor)
 
     return [
         ("pmf-als", als(config.gaussian_spec, "pmf-als")),
@@ -73,7 +74,7 @@ def _map_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
                                    method=name, progress=config.progress))]
 
 
-def _gibbs_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
+def _gibbs_methods(config: FitJobConfig, split, executor=None) -> list[tuple[str, Callable]]:
     from ..engines.gibbs import sample_gibbs
 
     train, test = split.train, split.test
@@ -83,7 +84,7 @@ def _gibbs_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
     return [(name, lambda: sample_gibbs(
         train, config.posterior_spec, draws=plan.draws, tune=plan.tune,
         chains=config.chains, thin=plan.thin, held_out=test, rng=config.seed,
-        method=name, progress=config.progress))]
+        method=name, progress=config.progress, executor=executor))]
 
 
 def _nuts_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
@@ -116,6 +117,9 @@ def _constrained_methods(config: FitJobConfig, split) -> list[tuple[str, Callabl
         train, config.gaussian_spec.with_(constrained=True), rng=config.seed,
         method="pmf-constrained", progress=config.progress))]
 
+
+# the methods whose engines run on the executor seam (a Dask cluster with config.dask)
+DISTRIBUTED_METHODS = ("als", "gibbs")
 
 METHODS: dict[str, Callable[..., list[tuple[str, Callable]]]] = {
     "als": _als_methods,
@@ -161,20 +165,23 @@ def run_fit_job(config: FitJobConfig, stages: Stages | None = None) -> FitJobOut
         ("bias-baseline", lambda: fit_bias_baseline(train, config.lambda_bias,
                                                     config.lambda_bias)),
     ]
-    for method in config.methods:
-        fits.extend(METHODS[method](config, split))
-    results, models = [], {}
-    for name, fit in fits:
-        with stages(f"fit {name}"):
-            model, seconds = _timed(fit)
-        with stages(f"predict and score {name}"):
-            if model.method != name:
-                model = model.with_method(name)
-            model = held_out_predictions(model, test)
-            models[name] = model
-            results.append({"method": name, **score(model, train, test,
-                                                     round=config.round_predictions),
-                            "fit_seconds": seconds})
+    with _cluster(config, stages) as executor:
+        for method in config.methods:
+            fits.extend(METHODS[method](config, split, executor) if method in
+                        DISTRIBUTED_METHODS else METHODS[method](config, split))
+        results, models = [], {}
+        for name, fit in fits:
+            with stages(f"fit {name}"):
+                model, seconds = _timed(fit)
+            with stages(f"predict and score {name}"):
+                if model.method != name:
+                    model = model.with_method(name)
+                model = held_out_predictions(model, test)
+                models[name] = model
+                results.append({"method": name, **score(model, train, test,
+                                                         round=config.round_predictions),
+                                "fit_seconds": seconds})
+        cluster = _cluster_record(executor)
     metrics = {
         "dataset": (full or train).describe() | (
             {"test_source": test.source} if full is None else {}),
@@ -184,6 +191,8 @@ def run_fit_job(config: FitJobConfig, stages: Stages | None = None) -> FitJobOut
         **environment(),
         "results": results,
     }
+    if cluster:
+        metrics["cluster"] = cluster
     if "gibbs" in config.methods:
         metrics["sampling"] = sampling_plan(config, train.n_ratings,
                                             train.n_users + train.n_items).as_dict()
@@ -193,6 +202,32 @@ def run_fit_job(config: FitJobConfig, stages: Stages | None = None) -> FitJobOut
         metrics["diagnostics"] = table.to_dict(orient="records")
     metrics["stages"] = stages.rows
     return FitJobOutcome(metrics=metrics, models=models, split=split)
+
+
+@contextmanager
+def _cluster(config: FitJobConfig, stages: Stages):
+    """The executor of the run's ALS and Gibbs fits: None (this machine), or a Dask
+    cluster's (started, for "local:N", and stopped with the run)."""
+    if config.dask is None:
+        yield None
+        return
+    from ..engines.dask_executor import DaskExecutor
+
+    with stages("start the Dask cluster"):
+        if config.dask.startswith("local:"):
+            executor = DaskExecutor.local(int(config.dask.split(":", 1)[1]))
+        else:
+            executor = DaskExecutor.connect(config.dask)
+    with executor:
+        yield executor
+
+
+def _cluster_record(executor) -> dict | None:
+    """What metrics.json records of the cluster: its shape and what moved."""
+    if executor is None:
+        return None
+    return {**executor.describe(), "bytes_sent": executor.bytes_sent,
+            "bytes_received": executor.bytes_received, "recoveries": executor.recoveries}
 
 
 def diagnostics_table(models: dict, split) -> pd.DataFrame:

@@ -1,0 +1,389 @@
+"""The executor seam on a Dask cluster: every half-step's row blocks run as Dask tasks.
+
+``DaskExecutor(client)`` plugs into the engines where :class:`~bayes_pmf.engines.parallel.
+LocalExecutor` does (``fit_als(..., executor=...)``, ``sample_gibbs(..., executor=...)``)
+and gives the same numbers, bit for bit: a block's kernel is the same function on the
+same inputs wherever it runs, and every random number is drawn by the chain, on the
+client, before the work is split.
+
+What moves, and when:
+
+* **Once per fit**: the rating blocks. The rows of each side's CSR matrix are cut into
+  blocks of consecutive rows, and each worker is sent a contiguous share of them
+  (its column indices and ratings), which stay there for the whole fit.
+* **Per half-step**, to every worker: the other side's factors (the design, with the
+  bias column), the prior's blocks and, for the ratings' offsets, the other side's biases
+  (and, with implicit feedback, the offsets of this side's rows); each worker prepares
+  the design's outer products itself. To each block: its rows' noise (and, with
+  overrelaxation, their current values; with the ordinal likelihood, the latent ratings
+  of its entries). Back from each block: its rows' new values, plus, for the Gibbs
+  sampler, one number per row towards the sum of squared residuals.
+* Chains run in threads of the client, each submitting its own half-steps, so the
+  cluster works on all chains at once.
+
+A lost worker (its process killed, its machine gone) loses the blocks it held; the
+executor notices (the tasks fail, or a worker that holds blocks leaves the cluster),
+sends the lost blocks again to the workers still there and reruns the half-step, which
+gives the same numbers (its inputs are all still on the client). With no worker left,
+or after ``retries`` attempts, it raises :class:`~bayes_pmf.errors.DistributedError`
+naming the workers and the rows that were lost.
+
+Dask is an optional extra (``pip install "bayes_pmf[dask]"``); this module imports it
+only when an executor is made.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import ConfigError, DistributedError
+from .parallel import Prepared, RowBlocks, Targets, block_size, single_threaded_blas
+
+# How long a half-step's wait lasts between checks that every worker holding its blocks
+# is still in the cluster.
+POLL_SECONDS = 0.5
+# How long sending a worker its rating blocks may take before the fit gives up.
+SCATTER_SECONDS = 600
+
+
+def _require_distributed():
+    try:
+        import distributed
+    except ImportError as exc:  # the extra is not installed
+        raise ConfigError('Dask is an optional extra: pip install "bayes_pmf[dask]" '
+                          f"({exc})", setting="dask") from None
+    return distributed
+
+
+def _bundle(shared: dict, recipe) -> dict:
+    """On a worker: the half-step's shared inputs, the prepared ones computed."""
+    with single_threaded_blas():
+        ready = {k: v() if isinstance(v, Prepared) else v for k, v in shared.items()}
+    return {"shared": ready, "recipe": recipe}
+
+
+def _worker_block(kernel, block, start, bundle, base, values, row_parts,
+                  entry_parts) -> np.ndarray:
+    """One block, on a worker: its targets from the recipe (or as sent), then the
+    kernel."""
+    recipe = bundle["recipe"]
+    with single_threaded_blas():
+        data = recipe.of_block(block, start, base) if recipe is not None else values
+        block = sp.csr_matrix((data, block.indices, block.indptr), shape=block.shape)
+        return kernel(block, **bundle["shared"], **row_parts, **entry_parts)
+
+
+@dataclass
+class _Placement:
+    """Where one matrix's row blocks live: block k (rows starts[k]..) on workers[k]."""
+
+    matrix: sp.csr_matrix  # held, so that its id is not reused while placed
+    size: int
+    starts: list[int]
+    workers: list[str]
+    futures: list
+
+    def rows_on(self, worker: str) -> list[tuple[int, int]]:
+        n = self.matrix.shape[0]
+        return [(s, min(s + self.size, n)) for s, w in zip(self.starts, self.workers)
+                if w == worker]
+
+
+class DaskExecutor:
+    """Row blocks as tasks on the Dask cluster of ``client`` (a ``distributed.Client``);
+    chains in threads of this process. See the module docstring. ``retries``: how many
+    times a half-step is rerun after losing workers. Use as a context manager, or call
+    :meth:`close`, to release the blocks held on the workers (and, for
+    :meth:`local`, to stop the cluster)."""
+
+    remote = True
+
+    def __init__(self, client, *, retries: int = 2) -> None:
+        _require_distributed()
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigError(f"retries must be a non-negative integer, got {retries!r}",
+                              setting="retries")
+        self.client = client
+        self.retries = retries
+        self._placements: dict[int, _Placement] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._owned: list = []  # what close() shuts down (for local())
+        self.bytes_sent = 0  # what this executor sent to workers, and got back
+        self.bytes_received = 0
+        self.recoveries = 0
+
+    @classmethod
+    def local(cls, n_workers: int, threads_per_worker: int = 1,
+              memory_limit: str = "auto", **kwargs) -> "DaskExecutor":
+        """A LocalCluster of ``n_workers`` worker processes on this machine, and its
+        executor (closing the executor stops the cluster)."""
+        distributed = _require_distributed()
+        for name, value in (("n_workers", n_workers), ("threads_per_worker",
+                                                        threads_per_worker)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}",
+                                  setting=name)
+        cluster = distributed.LocalCluster(n_workers=n_workers,
+                                           threads_per_worker=threads_per_worker,
+                                           processes=True, memory_limit=memory_limit,
+                                           dashboard_address=":0")
+        client = distributed.Client(cluster)
+        executor = cls(client, **kwargs)
+        executor._owned = [client, cluster]
+        return executor
+
+    @classmethod
+    def connect(cls, address: str, **kwargs) -> "DaskExecutor":
+        """The executor of an existing scheduler at ``address`` (tcp://HOST:PORT)."""
+        distributed = _require_distributed()
+        try:
+            client = distributed.Client(address, timeout=10)
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(f"no Dask scheduler answered at {address!r} ({exc}); start "
+                              "one with `dask scheduler` and workers with `dask worker "
+                              "tcp://HOST:PORT`", setting="dask") from None
+        executor = cls(client, **kwargs)
+        executor._owned = [client]
+        return executor
+
+    def __enter__(self) -> "DaskExecutor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the blocks held on the workers; stop what :meth:`local` started."""
+        with self._lock:
+            self._placements.clear()
+        for owned in self._owned:
+            owned.close()
+        self._owned = []
+
+    def __repr__(self) -> str:
+        info = self.describe()
+        return (f"DaskExecutor(scheduler={info['scheduler']!r}, workers={info['workers']}, "
+                f"threads={info['threads']})")
+
+    def _workers(self) -> dict[str, int]:
+        """The cluster's workers now, and their threads."""
+        return dict(self.client.nthreads())
+
+    def describe(self) -> dict:
+        """The cluster, for a run's records: scheduler, workers, threads, memory."""
+        workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        return {"scheduler": self.client.scheduler.address,
+                "workers": len(workers),
+                "threads": int(sum(w.get("nthreads", 1) for w in workers.values())),
+                "memory_bytes": int(sum(w.get("memory_limit", 0) or 0
+                                        for w in workers.values()))}
+
+    # -- the Executor protocol -----------------------------------------------------------
+
+    def threads_for(self, work: float) -> int:
+        workers = self._workers()
+        if not workers:
+            raise DistributedError("the Dask cluster has no workers")
+        return int(sum(workers.values()))
+
+    def map_blocks(self, run_block, n_blocks: int, work: float) -> None:
+        # Work not expressed as RowBlocks (closures over local arrays) runs here.
+        with single_threaded_blas():
+            for k in range(n_blocks):
+                run_block(k)
+
+    def chain_processes(self, n_chains: int, work_per_chain: float = np.inf) -> int:
+        return n_chains
+
+    def run_chains(self, run_chain, n_chains: int, work_per_chain: float, bar) -> None:
+        self._stop.clear()
+        with ThreadPoolExecutor(n_chains, thread_name_prefix="chain") as pool:
+            futures = [pool.submit(run_chain, chain, bar, self) for chain in range(n_chains)]
+            try:
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                for future in futures:
+                    if future.done() and future.exception() is not None:
+                        self._stop.set()
+                        raise future.exception()
+            except BaseException:  # Ctrl-C or a chain's error: stop the other chains
+                self._stop.set()
+                raise
+
+    def run_row_blocks(self, plan: RowBlocks) -> np.ndarray:
+        lost: list[str] = []
+        for _attempt in range(self.retries + 1):
+            placement = self._placement(plan)
+            try:
+                return self._run(plan, placement)
+            except _WorkersLost as exc:
+                lost.append(str(exc))
+                self.recoveries += 1
+                with self._lock:  # every placement on a lost worker is placed again
+                    self._placements = {k: p for k, p in self._placements.items()
+                                        if not set(p.workers) & set(exc.workers)}
+                    if not self._workers():
+                        break
+        why = "no worker left" if not self._workers() else f"{self.retries} retries used"
+        raise DistributedError(
+            f"Dask workers were lost during a half-step ({'; '.join(lost)}) and the rows "
+            f"they held could not be recomputed ({why}); nothing was written: rerun when "
+            "the cluster is whole")
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _placement(self, plan: RowBlocks) -> _Placement:
+        """The blocks of ``plan.matrix`` on the workers: sent on first use (or after a
+        worker holding some of them left), kept for the executor's life."""
+        matrix = plan.matrix
+        live = self._workers()
+        with self._lock:
+            placed = self._placements.get(id(matrix))
+            if placed is not None and placed.matrix is matrix and set(placed.workers) <= set(live):
+                return placed
+        if not live:
+            raise DistributedError("the Dask cluster has no workers")
+        names = sorted(live)
+        threads = int(sum(live.values()))
+        n_rows = matrix.shape[0]
+        size = block_size(n_rows, plan.block_rows, threads)
+        starts = list(range(0, n_rows, size))
+        # contiguous shares of about equal numbers of ratings per worker
+        nnz_before = matrix.indptr[starts]
+        share = np.minimum((nnz_before * len(names)) // max(matrix.nnz, 1), len(names) - 1)
+        workers = [names[int(s)] for s in share]
+        futures: list = [None] * len(starts)
+        for name in names:
+            mine = [k for k, w in enumerate(workers) if w == name]
+            if not mine:
+                continue
+            blocks = [_rows(matrix, starts[k], min(starts[k] + size, n_rows)) for k in mine]
+            self.bytes_sent += sum(_nbytes(b) for b in blocks)
+            sent = self.client.scatter(blocks, workers=[name], hash=False,
+                                       timeout=SCATTER_SECONDS)
+            for k, future in zip(mine, sent):
+                futures[k] = future
+        placed = _Placement(matrix, size, starts, workers, futures)
+        with self._lock:
+            self._placements[id(matrix)] = placed
+        return placed
+
+    def _run(self, plan: RowBlocks, placement: _Placement) -> np.ndarray:
+        matrix, indptr = plan.matrix, plan.matrix.indptr
+        n_rows = matrix.shape[0]
+        recipe = base = values = None
+        if isinstance(plan.targets, Targets):
+            recipe, base = plan.targets.without_data(), plan.targets.base
+        else:
+            values = plan.targets
+        # what every block shares goes to each worker once, in one task, which also
+        # prepares what is cheaper to compute there than to send
+        bundle_size = _nbytes(recipe) + sum(
+            sum(_nbytes(a) for a in v.args) if isinstance(v, Prepared) else _nbytes(v)
+            for v in plan.shared.values())
+        bundles = {}
+        for worker in sorted(set(placement.workers)):
+            self.bytes_sent += bundle_size
+            bundles[worker] = self.client.submit(
+                _bundle, plan.shared, recipe, workers=[worker], allow_other_workers=False,
+                pure=False)
+        futures = []
+        for k, start in enumerate(placement.starts):
+            stop = min(start + placement.size, n_rows)
+            lo, hi = indptr[start], indptr[stop]
+            row_parts = {n: None if v is None else v[start:stop]
+                         for n, v in plan.per_row.items()}
+            entry_parts = {n: None if v is None else v[lo:hi]
+                           for n, v in plan.per_entry.items()}
+            parts = (None if base is None else base[lo:hi],
+                     None if values is None else values[lo:hi])
+            self.bytes_sent += sum(_nbytes(v) for v in (*row_parts.values(),
+                                                        *entry_parts.values(), *parts))
+            worker = placement.workers[k]
+            futures.append(self.client.submit(
+                _worker_block, plan.kernel, placement.futures[k], start, bundles[worker],
+                *parts, row_parts, entry_parts, workers=[worker], allow_other_workers=False,
+                pure=False))
+        results = self._gather(futures, placement)
+        out = np.empty((n_rows, plan.width))
+        for start, result in zip(placement.starts, results):
+            out[start:start + len(result)] = result
+            self.bytes_received += result.nbytes
+        return out
+
+    def _gather(self, futures: list, placement: _Placement) -> list:
+        """The blocks' results, watching that the workers holding them stay."""
+        distributed = _require_distributed()
+        needed = set(placement.workers)
+        while True:
+            if self._stop.is_set():
+                self.client.cancel(futures)
+                raise KeyboardInterrupt("stopped: another chain failed or Ctrl-C")
+            try:
+                distributed.wait(futures, timeout=POLL_SECONDS)
+                finished = True
+            except TimeoutError:
+                finished = any(f.status in ("error", "cancelled", "lost") for f in futures)
+            except Exception as exc:  # a block's data lost with its worker
+                if not _is_lost(exc):
+                    raise
+                raise self._lost(needed, placement, futures) from exc
+            gone = sorted(needed - set(self._workers()))
+            if gone:
+                self.client.cancel(futures)
+                raise _WorkersLost(gone, placement)
+            if finished:
+                try:
+                    return self.client.gather(futures)
+                except Exception as exc:  # the kernel's own error, or lost data
+                    if not _is_lost(exc):
+                        raise
+                    raise self._lost(needed, placement, futures) from exc
+
+    def _lost(self, needed: set, placement: _Placement, futures: list) -> "_WorkersLost":
+        self.client.cancel(futures)
+        time.sleep(POLL_SECONDS)  # let the scheduler see the worker go
+        return _WorkersLost(sorted(needed - set(self._workers())) or sorted(needed),
+                            placement)
+
+
+class _WorkersLost(Exception):
+    def __init__(self, workers: list[str], placement: _Placement) -> None:
+        rows = [f"{w}: rows {', '.join(f'{a}-{b - 1}' for a, b in placement.rows_on(w))}"
+                for w in workers]
+        super().__init__("; ".join(rows))
+        self.workers = workers
+
+
+def _is_lost(exc: BaseException) -> bool:
+    from concurrent.futures import CancelledError
+
+    name = type(exc).__name__
+    return isinstance(exc, CancelledError) or name in (
+        "KilledWorker", "FutureCancelledError", "CommClosedError", "FutureLostError")
+
+
+def _rows(matrix: sp.csr_matrix, start: int, stop: int) -> sp.csr_matrix:
+    lo, hi = matrix.indptr[start], matrix.indptr[stop]
+    return sp.csr_matrix((matrix.data[lo:hi].copy(), matrix.indices[lo:hi].copy(),
+                          matrix.indptr[start:stop + 1] - lo),
+                         shape=(stop - start, matrix.shape[1]))
+
+
+def _nbytes(value) -> int:
+    if value is None or np.isscalar(value):
+        return 0
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if sp.issparse(value):
+        return value.data.nbytes + value.indices.nbytes + value.indptr.nbytes
+    if isinstance(value, Targets):
+        return sum(_nbytes(getattr(value, f)) for f in ("base", "column_shift", "row_offsets",
+                                                         "column_factors", "rows"))
+    return sum(_nbytes(v) for v in getattr(value, "__dict__", {}).values())

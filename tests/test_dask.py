@@ -1,0 +1,177 @@
+"""The engines on a Dask cluster (engines/dask_executor.py): a LocalCluster of two worker
+processes started here gives the in-process numbers bit for bit (ALS, and Gibbs with
+implicit feedback and with the ordinal likelihood), survives a killed worker with the
+same numbers, says what was lost when it cannot, and the core never imports Dask."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import bayes_pmf as bp
+from bayes_pmf.engines.als import fit_als
+from bayes_pmf.engines.gibbs import sample_gibbs
+from bayes_pmf.errors import DistributedError
+
+distributed = pytest.importorskip("distributed")
+from bayes_pmf.engines.dask_executor import DaskExecutor  # noqa: E402
+
+# Blocks of 64 rows: the same block layout in-process (1 thread: min(64, 300)) and on
+# the cluster (2 threads: min(64, 150)), and several blocks on each worker.
+BLOCK_ROWS = 64
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with DaskExecutor.local(2) as executor:
+        yield executor
+
+
+@pytest.fixture(scope="module")
+def data():
+    return bp.make_synthetic(300, 200, 6000, bp.PMFSpec(n_factors=4), rng=2).data
+
+
+def _digest(result) -> str:
+    digest = hashlib.sha256()
+    posterior = result.idata.posterior
+    for name in sorted(posterior.data_vars):
+        digest.update(np.ascontiguousarray(posterior[name].values).tobytes())
+    return digest.hexdigest()
+
+
+def test_als_on_the_cluster_gives_the_in_process_predictions(cluster, data):
+    here = fit_als(data, bp.PMFSpec(n_factors=4), rng=0, progress=False,
+                   block_rows=BLOCK_ROWS)
+    there = fit_als(data, bp.PMFSpec(n_factors=4), rng=0, progress=False,
+                    block_rows=BLOCK_ROWS, executor=cluster)
+    users, items = data.user_ids[data.user_idx], data.item_ids[data.item_idx]
+    np.testing.assert_allclose(there.predict(users, items), here.predict(users, items),
+                               rtol=0, atol=1e-12)
+    # and the work did go to the workers
+    assert cluster.bytes_received > 0
+
+
+@pytest.mark.parametrize("spec", [
+    bp.PMFSpec.hierarchical().with_(n_factors=4, constrained=True, implicit_items=True),
+    bp.PMFSpec.hierarchical().with_(n_factors=3, likelihood="ordinal", noise="fixed",
+                                    sigma=1.0),
+], ids=["implicit-both", "ordinal"])
+def test_gibbs_draws_on_the_cluster_are_bit_identical(cluster, spec):
+    drawn = bp.make_synthetic(300, 200, 6000, spec, rng=3).data
+    settings = dict(draws=15, tune=10, chains=2, rng=1, progress=False,
+                    block_rows=BLOCK_ROWS)
+    here = sample_gibbs(drawn, spec, **settings)
+    there = sample_gibbs(drawn, spec, executor=cluster, **settings)
+    assert _digest(there) == _digest(here)
+    assert there.settings["executor"].startswith("DaskExecutor(")
+
+
+def test_the_ratings_go_to_the_workers_once(cluster, data):
+    """Per half-step only factors, noise and results travel: a longer fit sends about
+    as many more bytes per sweep, not the ratings again."""
+    def sent(sweeps: int) -> int:
+        with DaskExecutor(cluster.client) as fresh:
+            fit_als(data, bp.PMFSpec(n_factors=4), rng=0, progress=False, tol=0.0,
+                    max_sweeps=sweeps, block_rows=BLOCK_ROWS, executor=fresh)
+            return fresh.bytes_sent
+
+    one, three = sent(1), sent(3)
+    per_sweep = (three - one) / 2
+    ratings = data.n_ratings * (8 + 4) * 2  # values and column indices, both sides
+    assert one - per_sweep > 0.9 * ratings  # the first sweep carried the rating blocks
+    assert per_sweep < ratings  # later sweeps did not
+
+
+def test_a_killed_worker_costs_time_not_numbers(data):
+    """A worker process killed mid-fit: its blocks are sent again to the workers left
+    (the nanny restarts one), the half-step is rerun, the draws are unchanged."""
+    spec = bp.PMFSpec.hierarchical().with_(n_factors=4)
+    settings = dict(draws=60, tune=10, chains=2, rng=1, progress=False,
+                    block_rows=BLOCK_ROWS)
+    here = sample_gibbs(data, spec, **settings)
+    with DaskExecutor.local(2) as executor:
+        pids = executor.client.run(os.getpid)
+        victim = pids[sorted(pids)[0]]
+        started = threading.Event()
+
+        def kill() -> None:
+            started.wait()
+            time.sleep(1.5)
+            os.kill(victim, signal.SIGKILL)
+
+        threading.Thread(target=kill, daemon=True).start()
+        started.set()
+        there = sample_gibbs(data, spec, executor=executor, **settings)
+        assert executor.recoveries >= 1  # the kill did land during the fit
+    assert _digest(there) == _digest(here)
+
+
+def test_a_lost_worker_without_retries_is_named(data):
+    with DaskExecutor.local(2, retries=0) as executor:
+        pids = executor.client.run(os.getpid)
+        victim_address = sorted(pids)[0]
+
+        def kill() -> None:
+            time.sleep(1.0)
+            os.kill(pids[victim_address], signal.SIGKILL)
+
+        threading.Thread(target=kill, daemon=True).start()
+        with pytest.raises(DistributedError, match="lost during a half-step") as caught:
+            sample_gibbs(data, bp.PMFSpec.hierarchical().with_(n_factors=4), draws=400,
+                         tune=10, chains=1, rng=1, progress=False, block_rows=BLOCK_ROWS,
+                         executor=executor)
+    assert victim_address in str(caught.value) and "rows" in str(caught.value)
+
+
+def test_the_core_never_imports_distributed():
+    """Installing the extra changes nothing for a user who does not ask for it: no
+    module of the package imports Dask (an import-linter contract), and a fit without a
+    cluster loads no part of distributed. (xarray, under ArviZ, imports dask.array
+    itself when it is installed.)"""
+    code = ("import sys, bayes_pmf as bp; from bayes_pmf.cli import main; "
+            "from bayes_pmf.engines import gibbs, als; "
+            "bp.fit_als(bp.make_synthetic(20, 15, 150, bp.PMFSpec(n_factors=2), rng=0).data, "
+            "bp.PMFSpec(n_factors=2), progress=False); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'distributed'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_cli_dask_local_gives_the_in_process_run_and_records_the_cluster(tmp_path):
+    csv = tmp_path / "ratings.csv"
+    drawn = bp.make_synthetic(120, 80, 2500, bp.PMFSpec(n_factors=2), rng=4)
+    drawn.data.to_frame().to_csv(csv, index=False)
+    runs = {}
+    for name, extra in (("here", []), ("dask", ["--dask-local", "2"])):
+        out = tmp_path / name
+        subprocess.run([sys.executable, "-m", "bayes_pmf", "fit", "--data", str(csv),
+                        "--draws", "20", "--tune", "10", "--chains", "2", "--factors", "2",
+                        "--likelihood", "gaussian", "--no-figures", "--no-progress",
+                        "--out", str(out), *extra],
+                       check=True, capture_output=True, text=True)
+        runs[name] = json.loads((out / "metrics.json").read_text())
+    assert ([r["rmse"] for r in runs["dask"]["results"]] ==
+            [r["rmse"] for r in runs["here"]["results"]])
+    cluster = runs["dask"]["cluster"]
+    assert cluster["workers"] == 2 and cluster["bytes_sent"] > 0
+    assert "cluster" not in runs["here"]
+    assert runs["dask"]["settings"] == runs["here"]["settings"]
+
+
+def test_cli_dask_flags_are_checked_before_any_work(tmp_path):
+    for flags, message in ((["--dask-local", "0"], "positive number of workers"),
+                           (["--dask", "localhost:8786"], "tcp://HOST")):
+        out = subprocess.run([sys.executable, "-m", "bayes_pmf", "fit", *flags, "--out",
+                              str(tmp_path / "x")], capture_output=True, text=True)
+        assert out.returncode != 0 and message in out.stderr
+        assert "Traceback" not in out.stderr
+        assert not (tmp_path / "x").exists()
