@@ -12,14 +12,15 @@ and place:
 * ALS: one warm-up sweep (it sends the rating blocks to the workers), then ``--sweeps``
   timed sweeps (median), exact ridge solves, lambda = 10, d = ``--factors``.
 * Gibbs: ``sample_gibbs`` with one chain from a random start, the main job's
-  hierarchical Gaussian model (no implicit feedback); seconds per sweep from two runs
-  of 2 and 2 + 2 x ``--sweeps`` sweeps (the difference, so the start and the blocks'
-  first trip are not counted).
+  hierarchical Gaussian model (no implicit feedback); seconds per sweep as the sampler
+  counts them (its ``draws_per_second``: the chain's sweeps, not the start or the
+  result's assembly), over 2 x ``--sweeps`` sweeps.
 * Bytes sent per sweep: what the executor sent to the workers during the timed ALS
   sweeps, divided by their number (the executor's own count of the arrays it hands
   to Dask: the factors, noise, offsets and, once, the rating blocks); received: the
   rows coming back.
-* Peak memory per worker: the workers' high-water resident memory (ru_maxrss).
+* Worker memory: the largest worker's resident memory after the fits, from Dask's own
+  monitor (a forked worker's ru_maxrss would count its parent's pages).
 
 Spark: ``pyspark.ml.recommendation.ALS`` with ``local[2]``, the same ratings, rank and
 iteration count, at each lambda of a small grid (Spark scales lambda by each row's
@@ -43,8 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 LAMBDA = 10.0
-LAMBDA_GRID = (3.0, 10.0, 30.0)
-SPARK_LAMBDA_GRID = (0.01, 0.03, 0.1)
+LAMBDA_GRID = (1.0, 3.0, 10.0)
+SPARK_LAMBDA_GRID = (0.001, 0.003, 0.01, 0.03)
 
 
 def make_data(n_ratings: int, seed: int = 0):
@@ -79,25 +80,25 @@ def _als_sweeps(data, d: int, sweeps: int, executor) -> tuple[float, float, floa
             (getattr(executor, "bytes_received", 0) - received0) / sweeps)
 
 
-def _gibbs_seconds_per_sweep(data, d: int, sweeps: int, executor) -> float:
+def _gibbs_seconds_per_sweep(data, d: int, sweeps: int, executor) -> tuple[float, float]:
+    """Seconds per sweep as the sampler counts them (its sweeps alone: no start, no
+    result assembly), over 2 x ``sweeps`` sweeps of one chain; bytes sent per sweep."""
     import bayes_pmf as bp
     from bayes_pmf.engines.gibbs import sample_gibbs
 
     spec = bp.PMFSpec.hierarchical().with_(n_factors=d, likelihood="gaussian")
-
-    def run(draws: int) -> float:
-        start = time.perf_counter()
-        sample_gibbs(data, spec, draws=draws, tune=1, chains=1, init="random", rng=0,
-                     progress=False, executor=executor)
-        return time.perf_counter() - start
-
-    short, long = run(2), run(2 + 2 * sweeps)
-    return (long - short) / (2 * sweeps)
+    sent = getattr(executor, "bytes_sent", 0)
+    result = sample_gibbs(data, spec, draws=2 * sweeps, tune=1, chains=1, init="random",
+                          rng=0, progress=False, executor=executor)
+    total = 2 * sweeps + 1
+    return (1.0 / result.settings["draws_per_second"],
+            (getattr(executor, "bytes_sent", 0) - sent) / total)
 
 
-def _worker_peak_mb(executor) -> float:
-    peaks = executor.client.run(_peak_mb)
-    return float(max(peaks.values()))
+def _worker_memory_mb(executor) -> float:
+    """The largest worker's resident memory now, as Dask's own monitor reports it."""
+    workers = executor.client.scheduler_info(n_workers=-1)["workers"].values()
+    return float(max(w["metrics"]["memory"] for w in workers)) / 2**20
 
 
 def measure_place(data, d: int, sweeps: int, place: str) -> dict:
@@ -112,13 +113,13 @@ def measure_place(data, d: int, sweeps: int, place: str) -> dict:
         executor = closer = DaskExecutor.local(workers, threads_per_worker=2 // workers)
     try:
         als, sent, received = _als_sweeps(data, d, sweeps, executor)
-        gibbs = _gibbs_seconds_per_sweep(data, d, sweeps, executor)
+        gibbs, gibbs_sent = _gibbs_seconds_per_sweep(data, d, sweeps, executor)
         row = {"place": place, "als_seconds_per_sweep": als,
-               "gibbs_seconds_per_sweep": gibbs,
+               "gibbs_seconds_per_sweep": gibbs, "bytes_sent_per_gibbs_sweep": gibbs_sent,
                "bytes_sent_per_als_sweep": sent, "bytes_received_per_als_sweep": received,
                "client_peak_mb": _peak_mb()}
         if closer is not None:
-            row["worker_peak_mb"] = _worker_peak_mb(executor)
+            row["worker_memory_mb"] = _worker_memory_mb(executor)
         return row
     finally:
         if closer is not None:
@@ -137,19 +138,31 @@ def spark_beside(data, d: int, iterations: int, seed: int = 0) -> list[dict]:
 
     split = bp.random_split(data, 0.1, rng=seed)
     train, test = split.train, split.test
+    users, items = test.user_ids[test.user_idx], test.item_ids[test.item_idx]
     rows = []
-    best = None
-    for lam in LAMBDA_GRID:
-        start = time.perf_counter()
-        fit = fit_als(train, bp.PMFSpec.from_lambdas(d, lam, biases=True), max_sweeps=iterations,
-                      tol=0.0, rng=seed, progress=False)
-        seconds = time.perf_counter() - start
-        users, items = test.user_ids[test.user_idx], test.item_ids[test.item_idx]
-        rmse = _test_rmse(fit.predict(users, items, unknown="prior"), test)
-        if best is None or rmse < best["test_rmse"]:
-            best = {"library": "bayes_pmf ALS (exact, biases)", "lambda": lam,
-                    "seconds_per_iteration": seconds / iterations, "test_rmse": rmse}
-    rows.append(best)
+
+    def ours(label: str, biases: bool, executor=None, grid=LAMBDA_GRID) -> dict:
+        best = None
+        for lam in grid:
+            start = time.perf_counter()
+            fit = fit_als(train, bp.PMFSpec.from_lambdas(d, lam, biases=biases),
+                          max_sweeps=iterations, tol=0.0, rng=seed, progress=False,
+                          executor=executor)
+            seconds = time.perf_counter() - start
+            rmse = _test_rmse(fit.predict(users, items, unknown="prior"), test)
+            if best is None or rmse < best["test_rmse"]:
+                best = {"library": label, "lambda": lam,
+                        "seconds_per_iteration": seconds / iterations, "test_rmse": rmse}
+        rows.append(best)
+        return best
+
+    ours("bayes_pmf ALS (exact, biases)", True)
+    plain = ours("bayes_pmf ALS (exact, no biases: Spark's model)", False)
+    from bayes_pmf.engines.dask_executor import DaskExecutor
+
+    with DaskExecutor.local(2, threads_per_worker=1) as executor:
+        ours("bayes_pmf ALS on Dask, 2 workers (no biases)", False, executor,
+             grid=(plain["lambda"],))
     try:
         from pyspark.ml.recommendation import ALS
         from pyspark.sql import SparkSession
@@ -231,7 +244,7 @@ def main() -> None:
         print(f"{r['n_ratings']:>11,} {r['place']:>11} {r['als_seconds_per_sweep']:>12.3f} "
               f"{r['gibbs_seconds_per_sweep']:>14.3f} "
               f"{r['bytes_sent_per_als_sweep'] / 1e6:>14.1f} "
-              f"{r.get('worker_peak_mb', float('nan')):>10.0f}")
+              f"{r.get('worker_memory_mb', float('nan')):>10.0f}")
     for r in spark_rows:
         print(f"{r['library']}: lambda {r['lambda']}, {r['seconds_per_iteration']:.2f} "
               f"s/iteration, test RMSE {r['test_rmse']:.4f}")

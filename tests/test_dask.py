@@ -169,7 +169,9 @@ def test_cli_dask_local_gives_the_in_process_run_and_records_the_cluster(tmp_pat
 
 def test_cli_dask_flags_are_checked_before_any_work(tmp_path):
     for flags, message in ((["--dask-local", "0"], "positive number of workers"),
-                           (["--dask", "localhost:8786"], "tcp://HOST")):
+                           (["--dask", "localhost:8786"], "tcp://HOST"),
+                           # nothing listens on port 9: the connection is refused (10 s)
+                           (["--dask", "tcp://127.0.0.1:9"], "no Dask scheduler answered")):
         out = subprocess.run([sys.executable, "-m", "bayes_pmf", "fit", *flags, "--out",
                               str(tmp_path / "x")], capture_output=True, text=True)
         assert out.returncode != 0 and message in out.stderr

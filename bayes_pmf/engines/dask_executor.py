@@ -130,10 +130,20 @@ class DaskExecutor:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}",
                                   setting=name)
-        cluster = distributed.LocalCluster(n_workers=n_workers,
-                                           threads_per_worker=threads_per_worker,
-                                           processes=True, memory_limit=memory_limit,
-                                           dashboard_address=":0")
+        import dask
+
+        # Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in their workers, so that glibc
+        # hands freed memory back at once; the row kernels' large temporaries are then
+        # page-faulted in again on every call (an item block ran 1.55x slower than in
+        # this process: benchmarks/README.md). BLAS stays at one thread per worker
+        # thread, as Dask sets it.
+        environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+        environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            cluster = distributed.LocalCluster(n_workers=n_workers,
+                                               threads_per_worker=threads_per_worker,
+                                               processes=True, memory_limit=memory_limit,
+                                               dashboard_address=":0")
         client = distributed.Client(cluster)
         executor = cls(client, **kwargs)
         executor._owned = [client, cluster]
@@ -242,11 +252,11 @@ class DaskExecutor:
         """The blocks of ``plan.matrix`` on the workers: sent on first use (or after a
         worker holding some of them left), kept for the executor's life."""
         matrix = plan.matrix
-        live = self._workers()
-        with self._lock:
+        with self._lock:  # (a placement on a worker since lost is dropped by run_row_blocks)
             placed = self._placements.get(id(matrix))
-            if placed is not None and placed.matrix is matrix and set(placed.workers) <= set(live):
+            if placed is not None and placed.matrix is matrix:
                 return placed
+        live = self._workers()
         if not live:
             raise DistributedError("the Dask cluster has no workers")
         names = sorted(live)
@@ -329,15 +339,16 @@ class DaskExecutor:
                 distributed.wait(futures, timeout=POLL_SECONDS)
                 finished = True
             except TimeoutError:
+                # still running, failed, or waiting for a worker that has left
                 finished = any(f.status in ("error", "cancelled", "lost") for f in futures)
+                gone = sorted(needed - set(self._workers()))
+                if gone:
+                    self.client.cancel(futures)
+                    raise _WorkersLost(gone, placement) from None
             except Exception as exc:  # a block's data lost with its worker
                 if not _is_lost(exc):
                     raise
                 raise self._lost(needed, placement, futures) from exc
-            gone = sorted(needed - set(self._workers()))
-            if gone:
-                self.client.cancel(futures)
-                raise _WorkersLost(gone, placement)
             if finished:
                 try:
                     return self.client.gather(futures)

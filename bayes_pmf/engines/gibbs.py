@@ -80,6 +80,7 @@ InferenceData shape as every other method.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -280,11 +281,11 @@ def _sample_side(matrix, targets: Targets, other, hyper: _SideHyper, d, biases, 
     and, if asked, the sum of squared residuals sum (t_ij - w_i.x_j)^2 over the side's
     ratings after the draw."""
     remote = getattr(executor, "remote", False)
-    # in this process the targets are computed once here; a remote executor computes
-    # each block's where the block is (and the squared error, when asked, here)
-    values = targets.full(matrix) if not remote or squared_error else None
+    # in this process the targets are computed once, here; a remote executor computes
+    # each block's where the block is, and the squared error's here, meanwhile
     design = np.hstack([other, np.ones((len(other), 1))]) if biases else other
     if design.shape[1] == 0:
+        values = targets.full(matrix)
         return np.zeros((matrix.shape[0], 0)), float(values @ values)
     precision, prior_mean = hyper.blocks(d, biases)
     p = design.shape[1]
@@ -299,14 +300,26 @@ def _sample_side(matrix, targets: Targets, other, hyper: _SideHyper, d, biases, 
     rating_noise = np.zeros(matrix.nnz)
     short_entries = _row_entries(matrix, np.flatnonzero(short))
     rating_noise[short_entries] = rng.standard_normal(len(short_entries))
-    solved = map_row_blocks(
-        matrix, targets if remote else values, _sample_block, p + 1, block_rows, executor,
-        shared={"prepared": Prepared(prepare_design, (design,)), "whitened": whitened,
-                "precision": precision, "prior_mean": prior_mean, "tau": tau,
-                "overrelax": overrelax},
-        per_row={"short": short, "noise": noise,
-                 "previous": previous if overrelax else None},
-        per_entry={"rating_noise": rating_noise})
+    def run(data) -> np.ndarray:
+        return map_row_blocks(
+            matrix, data, _sample_block, p + 1, block_rows, executor,
+            shared={"prepared": Prepared(prepare_design, (design,)), "whitened": whitened,
+                    "precision": precision, "prior_mean": prior_mean, "tau": tau,
+                    "overrelax": overrelax},
+            per_row={"short": short, "noise": noise,
+                     "previous": previous if overrelax else None},
+            per_entry={"rating_noise": rating_noise if short.any() else None})
+
+    if not remote:
+        values = targets.full(matrix)
+        solved = run(values)
+    elif squared_error:
+        with ThreadPoolExecutor(1) as pool:  # numpy releases the GIL for most of it
+            pending = pool.submit(targets.full, matrix)
+            solved = run(targets)
+            values = pending.result()
+    else:
+        solved = run(targets)
     error = float(values @ values + solved[:, -1].sum()) if squared_error else None
     return solved[:, :-1], error
 

@@ -154,6 +154,12 @@ def run_fit_job(config: FitJobConfig, stages: Stages | None = None) -> FitJobOut
     held-out part once per model (stored in each result) and score them all with the
     same cold-start policy. ``stages`` records each stage's time and memory."""
     stages = stages or Stages()
+    # the cluster first: a wrong scheduler address fails before any work is done
+    with _cluster(config, stages) as executor:
+        return _run_fit_job(config, stages, executor)
+
+
+def _run_fit_job(config: FitJobConfig, stages: Stages, executor) -> FitJobOutcome:
     with stages("read and split"):
         split, full = load_split(config)
     check_memory(config, split)
@@ -165,23 +171,22 @@ def run_fit_job(config: FitJobConfig, stages: Stages | None = None) -> FitJobOut
         ("bias-baseline", lambda: fit_bias_baseline(train, config.lambda_bias,
                                                     config.lambda_bias)),
     ]
-    with _cluster(config, stages) as executor:
-        for method in config.methods:
-            fits.extend(METHODS[method](config, split, executor) if method in
-                        DISTRIBUTED_METHODS else METHODS[method](config, split))
-        results, models = [], {}
-        for name, fit in fits:
-            with stages(f"fit {name}"):
-                model, seconds = _timed(fit)
-            with stages(f"predict and score {name}"):
-                if model.method != name:
-                    model = model.with_method(name)
-                model = held_out_predictions(model, test)
-                models[name] = model
-                results.append({"method": name, **score(model, train, test,
-                                                         round=config.round_predictions),
-                                "fit_seconds": seconds})
-        cluster = _cluster_record(executor)
+    for method in config.methods:
+        fits.extend(METHODS[method](config, split, executor) if method in
+                    DISTRIBUTED_METHODS else METHODS[method](config, split))
+    results, models = [], {}
+    for name, fit in fits:
+        with stages(f"fit {name}"):
+            model, seconds = _timed(fit)
+        with stages(f"predict and score {name}"):
+            if model.method != name:
+                model = model.with_method(name)
+            model = held_out_predictions(model, test)
+            models[name] = model
+            results.append({"method": name, **score(model, train, test,
+                                                     round=config.round_predictions),
+                            "fit_seconds": seconds})
+    cluster = _cluster_record(executor)
     metrics = {
         "dataset": (full or train).describe() | (
             {"test_source": test.source} if full is None else {}),
