@@ -3,6 +3,7 @@ processes started here gives the in-process numbers bit for bit (ALS, and Gibbs 
 implicit feedback and with the ordinal likelihood), survives a killed worker with the
 same numbers, says what was lost when it cannot, and the core never imports Dask."""
 
+import gc
 import hashlib
 import json
 import os
@@ -64,7 +65,7 @@ def test_als_on_the_cluster_gives_the_in_process_predictions(cluster, data):
     bp.PMFSpec.hierarchical().with_(n_factors=3, likelihood="ordinal", noise="fixed",
                                     sigma=1.0),
 ], ids=["implicit-both", "ordinal"])
-def test_gibbs_draws_on_the_cluster_are_bit_identical(cluster, spec):
+def test_gibbs_draws_on_the_cluster_are_bit_identical(cluster, data, spec):
     drawn = bp.make_synthetic(300, 200, 6000, spec, rng=3).data
     settings = dict(draws=15, tune=10, chains=2, rng=1, progress=False,
                     block_rows=BLOCK_ROWS)
@@ -72,6 +73,13 @@ def test_gibbs_draws_on_the_cluster_are_bit_identical(cluster, spec):
     there = sample_gibbs(drawn, spec, executor=cluster, **settings)
     assert _digest(there) == _digest(here)
     assert there.settings["executor"].startswith("DaskExecutor(")
+    # the blocks held on the workers are the training matrices' alone: an ordinal
+    # chain's latent-rating blocks are released with the chain
+    gc.collect()
+    held = {id(p.matrix()) for p in cluster._placements.values()}
+    assert {id(drawn.by_user), id(drawn.by_item)} <= held
+    alive = {id(drawn.by_user), id(drawn.by_item), id(data.by_user), id(data.by_item)}
+    assert held <= alive
 
 
 def test_the_ratings_go_to_the_workers_once(cluster, data):

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -61,6 +62,13 @@ def _require_distributed():
     return distributed
 
 
+def _forget(executor_ref: weakref.ref, key) -> None:
+    """A placed matrix was collected: its blocks are released on the workers."""
+    executor = executor_ref()
+    if executor is not None:
+        executor._placements.pop(key, None)
+
+
 def _bundle(shared: dict, recipe) -> dict:
     """On a worker: the half-step's shared inputs, the prepared ones computed."""
     with single_threaded_blas():
@@ -83,14 +91,16 @@ def _worker_block(kernel, block, start, bundle, base, values, row_parts,
 class _Placement:
     """Where one matrix's row blocks live: block k (rows starts[k]..) on workers[k]."""
 
-    matrix: sp.csr_matrix  # held, so that its id is not reused while placed
+    matrix: weakref.ref  # the placement is dropped when the matrix is collected
     size: int
     starts: list[int]
     workers: list[str]
     futures: list
 
+    n_rows: int
+
     def rows_on(self, worker: str) -> list[tuple[int, int]]:
-        n = self.matrix.shape[0]
+        n = self.n_rows
         return [(s, min(s + self.size, n)) for s, w in zip(self.starts, self.workers)
                 if w == worker]
 
@@ -236,8 +246,9 @@ class DaskExecutor:
                 lost.append(str(exc))
                 self.recoveries += 1
                 with self._lock:  # every placement on a lost worker is placed again
-                    self._placements = {k: p for k, p in self._placements.items()
-                                        if not set(p.workers) & set(exc.workers)}
+                    for key in [k for k, p in self._placements.items()
+                                if set(p.workers) & set(exc.workers)]:
+                        del self._placements[key]
                     if not self._workers():
                         break
         why = "no worker left" if not self._workers() else f"{self.retries} retries used"
@@ -250,19 +261,28 @@ class DaskExecutor:
 
     def _placement(self, plan: RowBlocks) -> _Placement:
         """The blocks of ``plan.matrix`` on the workers: sent on first use (or after a
-        worker holding some of them left), kept for the executor's life."""
+        worker holding some of them left), kept while the matrix lives (the training
+        data's, for the executor's life; an ordinal chain's latent ratings', for the
+        chain's)."""
         matrix = plan.matrix
-        with self._lock:  # (a placement on a worker since lost is dropped by run_row_blocks)
-            placed = self._placements.get(id(matrix))
-            if placed is not None and placed.matrix is matrix:
+        key = (id(matrix), plan.block_rows)
+        with self._lock:  # one placement per matrix, even for chains placing at once
+            placed = self._placements.get(key)
+            if placed is not None and placed.matrix() is matrix:
                 return placed
+            placed = self._place(matrix, plan.block_rows)
+            self._placements[key] = placed
+            weakref.finalize(matrix, _forget, weakref.ref(self), key)
+            return placed
+
+    def _place(self, matrix: sp.csr_matrix, block_rows: int) -> _Placement:
         live = self._workers()
         if not live:
             raise DistributedError("the Dask cluster has no workers")
         names = sorted(live)
         threads = int(sum(live.values()))
         n_rows = matrix.shape[0]
-        size = block_size(n_rows, plan.block_rows, threads)
+        size = block_size(n_rows, block_rows, threads)
         starts = list(range(0, n_rows, size))
         # contiguous shares of about equal numbers of ratings per worker
         nnz_before = matrix.indptr[starts]
@@ -279,10 +299,7 @@ class DaskExecutor:
                                        timeout=SCATTER_SECONDS)
             for k, future in zip(mine, sent):
                 futures[k] = future
-        placed = _Placement(matrix, size, starts, workers, futures)
-        with self._lock:
-            self._placements[id(matrix)] = placed
-        return placed
+        return _Placement(weakref.ref(matrix), size, starts, workers, futures, n_rows)
 
     def _run(self, plan: RowBlocks, placement: _Placement) -> np.ndarray:
         matrix, indptr = plan.matrix, plan.matrix.indptr
