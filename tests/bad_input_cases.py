@@ -38,6 +38,22 @@ def _write(tmp: Path, name: str, text: str) -> Path:
     return path
 
 
+def _parts(tmp: Path, files: dict[str, str]) -> Path:
+    folder = tmp / f"parts{len(list(tmp.glob('parts*')))}"  # one per case, in order
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def _job_main(argv: list[str]):
+    """The fit job as the CLI configures it (the CLI prints its errors; this raises)."""
+    from bayes_pmf.cli.main import _fit_job_config, build_parser
+    from bayes_pmf.workflows.fit_job import run_fit_job
+
+    return run_fit_job(_fit_job_config(build_parser().parse_args(argv)))
+
+
 def _fitted() -> bp.PMFResult:
     data = bp.RatingsData.from_frame(frame(), scale=(1, 5, 1))
     return bp.als_result(bp.fit_als(data, bp.PMFSpec(n_factors=1), progress=False), data)
@@ -119,6 +135,20 @@ CASES = [
         frame(item=[1, None, 1, 3, 2])), bp.RatingsDataError, ("'item'", "missing")),
     Case("empty file", "load_ratings", lambda t: bp.load_ratings(_write(t, "e.csv", "")),
          bp.RatingsFileError, ("empty", "e.csv")),
+    Case("bad row in one partition of a directory", "load_ratings",
+         lambda t: bp.load_ratings(_parts(t, {"p0.csv": "user,item,rating\n1,2,4\n",
+                                              "p1.csv": "user,item,rating\n3,4,x\n"})),
+         bp.RatingsDataError, ("p1.csv:2", "'x'")),
+    Case("partitions in different layouts", "load_ratings",
+         lambda t: bp.load_ratings(_parts(t, {"p0.csv": "user,item,rating\n1,2,4\n",
+                                              "p1.csv": "1\t2\t4\t881250949\n"})),
+         bp.RatingsFileError, ("p1.csv", "same layout")),
+    Case("glob that matches no file", "load_ratings",
+         lambda t: bp.load_ratings(str(t / "nothing-*.csv")),
+         bp.RatingsFileError, ("no file matches", "nothing-*.csv")),
+    Case("Dask scheduler that does not answer", "bayes-pmf fit --dask",
+         lambda t: _job_main(["fit", "--dask", "tcp://127.0.0.1:9", "--out", str(t / "r")]),
+         bp.ConfigError, ("no Dask scheduler answered", "tcp://127.0.0.1:9")),
     Case("header but no rows", "load_ratings",
          lambda t: bp.load_ratings(_write(t, "h.csv", "user,item,rating\n")),
          bp.RatingsFileError, ("no rows", "h.csv")),

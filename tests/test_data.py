@@ -133,3 +133,63 @@ def test_scale_round_and_clip():
     np.testing.assert_allclose(scale.round(np.array([-1.0, 3.26, 3.24, 7.0])), [0.5, 3.5, 3.0, 5.0])
     np.testing.assert_allclose(scale.to_unit(np.array([0.5, 5.0])), [0.0, 1.0])
     assert len(scale.values()) == 10
+
+
+# -- partitioned data: a directory or a glob of files read as one table ---------------
+
+def _write_parts(folder, parts):
+    folder.mkdir()
+    for name, text in parts.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_a_directory_or_glob_of_partitions_reads_as_the_concatenated_file(tmp_path):
+    import bayes_pmf as bp
+
+    header = "userId,movieId,rating\n"
+    rows = ["1,10,4.0", "2,10,3.5", "1,11,5.0", "3,12,2.0", "2,12,4.5"]
+    whole = tmp_path / "all.csv"
+    whole.write_text(header + "\n".join(rows) + "\n")
+    folder = _write_parts(tmp_path / "parts", {
+        "part-0.csv": header + "\n".join(rows[:2]) + "\n",
+        "part-1.csv": header + "\n".join(rows[2:]) + "\n",
+        "README.md": "not ratings, not read\n",
+    })
+    one = bp.load_ratings(whole)
+    for source in (folder, str(folder / "part-*.csv")):
+        parts = bp.load_ratings(source)
+        assert parts.fingerprint == one.fingerprint and parts.n_ratings == 5
+        assert "2 files" in parts.source
+
+
+def test_partition_errors_name_the_file_and_its_line(tmp_path):
+    import bayes_pmf as bp
+
+    header = "userId,movieId,rating\n"
+    folder = _write_parts(tmp_path / "bad", {
+        "a.csv": header + "1,10,4.0\n",
+        "b.csv": header + "2,10,4.0\n3,11,oops\n",
+    })
+    with pytest.raises(RatingsDataError, match=r"b\.csv:3.*oops"):
+        bp.load_ratings(folder)
+    # the same pair in two partitions is a duplicate, named in both files
+    dup = _write_parts(tmp_path / "dup", {"a.csv": header + "1,10,4.0\n",
+                                          "b.csv": header + "1,10,3.0\n"})
+    with pytest.raises(RatingsDataError, match=r"a\.csv:2|b\.csv:2"):
+        bp.load_ratings(dup)
+
+
+def test_partitions_with_other_layouts_or_nothing_to_read_are_refused(tmp_path):
+    import bayes_pmf as bp
+    from bayes_pmf.errors import RatingsFileError
+
+    mixed = _write_parts(tmp_path / "mixed", {"a.csv": "userId,movieId,rating\n1,10,4\n",
+                                              "b.csv": "1\t10\t4\t881250949\n"})
+    with pytest.raises(RatingsFileError, match="same layout"):
+        bp.load_ratings(mixed)
+    empty = _write_parts(tmp_path / "empty", {"notes.md": "nothing\n"})
+    with pytest.raises(RatingsFileError, match="without ratings files"):
+        bp.load_ratings(empty)
+    with pytest.raises(RatingsFileError, match="no file matches"):
+        bp.load_ratings(str(tmp_path / "nowhere-*.csv"))

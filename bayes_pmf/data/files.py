@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import warnings
 from dataclasses import dataclass
@@ -210,6 +211,62 @@ def _read_raw(path: str | Path, user_col=None, item_col=None, rating_col=None,
     return _RawRatings(path, layout, frame, user, item, rating, timestamp)
 
 
+# What a directory of partitions is read for (other files in it are left alone).
+PARTITION_SUFFIXES = (".csv", ".tsv", ".dat", ".data", ".txt", ".base", ".test")
+
+
+def partition_paths(path: str | Path) -> list[Path] | None:
+    """The files of a partitioned data set, in name order: a directory's ratings files
+    (:data:`PARTITION_SUFFIXES`, hidden files aside) or the files a glob pattern
+    (``*``, ``?``, ``[``) matches; None when ``path`` is one file."""
+    text = str(path)
+    if any(c in text for c in "*?["):
+        paths = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
+        if not paths:
+            raise RatingsFileError(f"no file matches the pattern {text!r}")
+        return paths
+    folder = Path(path)
+    if not folder.is_dir():
+        return None
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                   and p.suffix.lower() in PARTITION_SUFFIXES)
+    if not paths:
+        raise RatingsFileError(f"{folder} is a directory without ratings files (names "
+                               f"ending {', '.join(PARTITION_SUFFIXES)})")
+    return paths
+
+
+def _read_any(path: str | Path, user_col=None, item_col=None, rating_col=None,
+              timestamp_col=None) -> _RawRatings:
+    """One file, or every partition of a directory or glob read as one table: the same
+    layout and columns in each, rows labelled "file:line"."""
+    paths = partition_paths(path)
+    if paths is None:
+        return _read_raw(path, user_col, item_col, rating_col, timestamp_col)
+    raws = [_read_raw(p, user_col, item_col, rating_col, timestamp_col) for p in paths]
+    first = raws[0]
+    shape = (first.layout.name, first.user, first.item, first.rating, first.timestamp)
+    for raw in raws[1:]:
+        other = (raw.layout.name, raw.user, raw.item, raw.rating, raw.timestamp)
+        if other != shape:
+            raise RatingsFileError(
+                f"{raw.path} is read as {other[0]} with columns user={other[1]!r}, "
+                f"item={other[2]!r}, rating={other[3]!r}, timestamp={other[4]!r}, but "
+                f"{first.path} as {shape[0]} with user={shape[1]!r}, item={shape[2]!r}, "
+                f"rating={shape[3]!r}, timestamp={shape[4]!r}: every partition needs the "
+                "same layout")
+    columns = [c for c in (first.user, first.item, first.rating, first.timestamp) if c]
+    frames = []
+    for raw in raws:
+        frame = raw.frame[columns].copy()
+        frame.index = [f"{raw.path.name}:{line}" for line in frame.index]
+        frames.append(frame)
+    frame = pd.concat(frames)
+    frame.index.name = "line"
+    return _RawRatings(Path(str(path).rstrip("/") + f" ({len(paths)} files)"), first.layout,
+                       frame, first.user, first.item, first.rating, first.timestamp)
+
+
 _INTEGER_ID = r"-?(?:0|[1-9][0-9]*)"
 _INT64_DIGITS = 18  # below 2**63 for sure; longer digit strings are checked exactly
 
@@ -264,7 +321,10 @@ def load_ratings(
     duplicates: str = "error",
     invalid: str = "error",
 ) -> RatingsData:
-    """Read ratings from a CSV/TSV file or a MovieLens file in any of its layouts.
+    """Read ratings from a CSV/TSV file or a MovieLens file in any of its layouts, or
+    from partitions of one: a directory of such files or a glob pattern
+    (:func:`partition_paths`), read as one table (same layout in each; rows labelled
+    "file:line").
 
     The layout is detected from the content (a byte-order mark is ignored; see
     :func:`detect_layout` for headers); columns are found by name (user/userId,
@@ -274,7 +334,7 @@ def load_ratings(
     (MovieLens) or given, else inferred from the data. Rows are labelled by their line
     number in the file, so errors point at the offending line.
     """
-    raw = _read_raw(path, user_col, item_col, rating_col, timestamp_col)
+    raw = _read_any(path, user_col, item_col, rating_col, timestamp_col)
     return _ratings_from_raw(raw, integer_ids(raw.frame[raw.user]),
                              integer_ids(raw.frame[raw.item]), scale, duplicates, invalid)
 
@@ -318,7 +378,7 @@ def load_split(data: str | Path | None = None, train: str | Path | None = None,
     span of the ratings of both. Pairs rated in both parts are allowed but warned about
     (the test set then measures fit, not prediction)."""
     if train is not None:
-        raw_train, raw_test = _read_raw(train), _read_raw(test)
+        raw_train, raw_test = _read_any(train), _read_any(test)
         user_int = integer_ids(raw_train.frame[raw_train.user], raw_test.frame[raw_test.user])
         item_int = integer_ids(raw_train.frame[raw_train.item], raw_test.frame[raw_test.item])
         scale = raw_train.layout.scale if raw_train.layout.scale == raw_test.layout.scale \
