@@ -400,10 +400,18 @@ def _in_flags(exc: BayesPMFError) -> str:
     return message
 
 
+def _quiet_dask(record: logging.LogRecord) -> bool:
+    """Dask's loggers say every worker's start and stop at INFO (and set their own
+    levels); here only their warnings (a lost worker) show."""
+    return record.levelno >= logging.WARNING or not record.name.startswith("distributed")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_quiet_dask)
     if args.command is None:
         parser.print_help()
         return 0

@@ -1392,8 +1392,9 @@ def sample_gibbs(
         _run_chain(train, spec, config, chain_start(chain, inner), chain_rngs[chain], held,
                    bar, block_rows, _chain_slice(stacked, chain), inner)
 
-    with sweep_progress(total, f"Gibbs ({chains} chains, {processes} processes)",
-                        progress) as bar:
+    where = ("on the Dask cluster" if getattr(executor, "remote", False)
+             else f"{processes} processes")
+    with sweep_progress(total, f"Gibbs ({chains} chains, {where})", progress) as bar:
         executor.run_chains(run_chain, chains, work_per_chain, bar)
     seconds = time.perf_counter() - began
 
