@@ -44,7 +44,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ConfigError, DistributedError
-from .parallel import Prepared, RowBlocks, Targets, block_size, single_threaded_blas
+from .parallel import (
+    Prepared,
+    RowBlocks,
+    Targets,
+    ready,
+    row_block,
+    single_threaded_blas,
+)
 
 # How long a half-step's wait lasts between checks that every worker holding its blocks
 # is still in the cluster.
@@ -72,8 +79,7 @@ def _forget(executor_ref: weakref.ref, key) -> None:
 def _bundle(shared: dict, recipe) -> dict:
     """On a worker: the half-step's shared inputs, the prepared ones computed."""
     with single_threaded_blas():
-        ready = {k: v() if isinstance(v, Prepared) else v for k, v in shared.items()}
-    return {"shared": ready, "recipe": recipe}
+        return {"shared": ready(shared), "recipe": recipe}
 
 
 def _worker_block(kernel, block, start, bundle, base, values, row_parts,
@@ -270,20 +276,19 @@ class DaskExecutor:
             placed = self._placements.get(key)
             if placed is not None and placed.matrix() is matrix:
                 return placed
-            placed = self._place(matrix, plan.block_rows)
+            placed = self._place(plan)
             self._placements[key] = placed
             weakref.finalize(matrix, _forget, weakref.ref(self), key)
             return placed
 
-    def _place(self, matrix: sp.csr_matrix, block_rows: int) -> _Placement:
+    def _place(self, plan: RowBlocks) -> _Placement:
+        matrix = plan.matrix
         live = self._workers()
         if not live:
             raise DistributedError("the Dask cluster has no workers")
         names = sorted(live)
-        threads = int(sum(live.values()))
         n_rows = matrix.shape[0]
-        size = block_size(n_rows, block_rows, threads)
-        starts = list(range(0, n_rows, size))
+        starts, size = plan.starts(int(sum(live.values())))
         # contiguous shares of about equal numbers of ratings per worker
         nnz_before = matrix.indptr[starts]
         share = np.minimum((nnz_before * len(names)) // max(matrix.nnz, 1), len(names) - 1)
@@ -293,7 +298,9 @@ class DaskExecutor:
             mine = [k for k, w in enumerate(workers) if w == name]
             if not mine:
                 continue
-            blocks = [_rows(matrix, starts[k], min(starts[k] + size, n_rows)) for k in mine]
+            # copies: a view would pickle the whole matrix's arrays with every block
+            blocks = [row_block(matrix, starts[k], min(starts[k] + size, n_rows)).copy()
+                      for k in mine]
             self.bytes_sent += sum(_nbytes(b) for b in blocks)
             sent = self.client.scatter(blocks, workers=[name], hash=False,
                                        timeout=SCATTER_SECONDS)
@@ -324,10 +331,7 @@ class DaskExecutor:
         for k, start in enumerate(placement.starts):
             stop = min(start + placement.size, n_rows)
             lo, hi = indptr[start], indptr[stop]
-            row_parts = {n: None if v is None else v[start:stop]
-                         for n, v in plan.per_row.items()}
-            entry_parts = {n: None if v is None else v[lo:hi]
-                           for n, v in plan.per_entry.items()}
+            row_parts, entry_parts = plan.parts(start, stop)
             parts = (None if base is None else base[lo:hi],
                      None if values is None else values[lo:hi])
             self.bytes_sent += sum(_nbytes(v) for v in (*row_parts.values(),
@@ -397,13 +401,6 @@ def _is_lost(exc: BaseException) -> bool:
         "KilledWorker", "FutureCancelledError", "CommClosedError", "FutureLostError")
 
 
-def _rows(matrix: sp.csr_matrix, start: int, stop: int) -> sp.csr_matrix:
-    lo, hi = matrix.indptr[start], matrix.indptr[stop]
-    return sp.csr_matrix((matrix.data[lo:hi].copy(), matrix.indices[lo:hi].copy(),
-                          matrix.indptr[start:stop + 1] - lo),
-                         shape=(stop - start, matrix.shape[1]))
-
-
 def _nbytes(value) -> int:
     if value is None or np.isscalar(value):
         return 0
@@ -411,7 +408,4 @@ def _nbytes(value) -> int:
         return value.nbytes
     if sp.issparse(value):
         return value.data.nbytes + value.indices.nbytes + value.indptr.nbytes
-    if isinstance(value, Targets):
-        return sum(_nbytes(getattr(value, f)) for f in ("base", "column_shift", "row_offsets",
-                                                         "column_factors", "rows"))
     return sum(_nbytes(v) for v in getattr(value, "__dict__", {}).values())

@@ -352,38 +352,42 @@ class RowBlocks:
         size = block_size(self.matrix.shape[0], self.block_rows, workers)
         return list(range(0, self.matrix.shape[0], size)), size
 
-    def call(self, block: sp.csr_matrix, shared: dict, start: int, stop: int,
-             row_parts: dict | None = None, entry_parts: dict | None = None) -> np.ndarray:
-        """The kernel on one block (its targets in place), with the per-row and
-        per-entry arrays sliced here unless given already sliced."""
+    def parts(self, start: int, stop: int) -> tuple[dict, dict]:
+        """The per-row and per-entry arrays of the block of rows start..stop - 1."""
         lo, hi = self.matrix.indptr[start], self.matrix.indptr[stop]
-        if row_parts is None:
-            row_parts = {k: None if v is None else v[start:stop]
-                         for k, v in self.per_row.items()}
-        if entry_parts is None:
-            entry_parts = {k: None if v is None else v[lo:hi]
-                           for k, v in self.per_entry.items()}
-        return self.kernel(block, **shared, **row_parts, **entry_parts)
+        return ({k: None if v is None else v[start:stop] for k, v in self.per_row.items()},
+                {k: None if v is None else v[lo:hi] for k, v in self.per_entry.items()})
+
+
+def ready(shared: dict) -> dict:
+    """A half-step's shared inputs with the :class:`Prepared` ones computed."""
+    return {k: v() if isinstance(v, Prepared) else v for k, v in shared.items()}
+
+
+def row_block(matrix: sp.csr_matrix, start: int, stop: int, data=None) -> sp.csr_matrix:
+    """Rows start..stop - 1 of ``matrix`` as their own CSR matrix, holding ``data`` (in
+    the matrix's CSR order; default the matrix's own) in place of the stored values."""
+    lo, hi = matrix.indptr[start], matrix.indptr[stop]
+    values = matrix.data if data is None else data
+    return sp.csr_matrix((values[lo:hi], matrix.indices[lo:hi],
+                          matrix.indptr[start:stop + 1] - lo),
+                         shape=(stop - start, matrix.shape[1]))
 
 
 def run_row_blocks_here(plan: RowBlocks, executor: "Executor") -> np.ndarray:
     """A half-step in this process (threads as ``executor.map_blocks`` decides)."""
     matrix = plan.matrix
-    indptr = matrix.indptr
     n_rows = matrix.shape[0]
     targets = plan.targets.full(matrix) if isinstance(plan.targets, Targets) else plan.targets
-    shared = {k: v() if isinstance(v, Prepared) else v for k, v in plan.shared.items()}
+    shared = ready(plan.shared)
     starts, size = plan.starts(executor.threads_for(plan.work))
     out = np.empty((n_rows, plan.width))
 
     def run(k: int) -> None:
         start, stop = starts[k], min(starts[k] + size, n_rows)
-        lo, hi = indptr[start], indptr[stop]
-        block = sp.csr_matrix(
-            (targets[lo:hi], matrix.indices[lo:hi], indptr[start:stop + 1] - lo),
-            shape=(stop - start, matrix.shape[1]),
-        )
-        out[start:stop] = plan.call(block, shared, start, stop)
+        row_parts, entry_parts = plan.parts(start, stop)
+        out[start:stop] = plan.kernel(row_block(matrix, start, stop, targets), **shared,
+                                      **row_parts, **entry_parts)
 
     executor.map_blocks(run, len(starts), plan.work)
     return out
