@@ -28,13 +28,25 @@ def _figure(width=7.0, height=4.5):
 # -- posterior predictive vs held-out rating distribution ---------------------------------
 
 def ppc_ratings_data(result, test=None, *, n_draws: int = 200,
-                     band=(0.05, 0.95)) -> pd.DataFrame:
-    """Per rating value: observed share of held-out ratings, and the mean and band of
-    that share over (the first ``n_draws``) posterior predictive draws snapped to the
-    rating grid."""
-    draws, table = stored_predictions(result, test)
+                     band=(0.05, 0.95), ratings: str = "held_out") -> pd.DataFrame:
+    """Per rating value: observed share of the ratings, and the mean and band of that
+    share over (the first ``n_draws``) posterior predictive draws snapped to the rating
+    grid. ``ratings="held_out"``: the held-out ratings (``test``, or the stored
+    predictions' pairs); ``"training"``: the training ratings, from the result's
+    ``posterior_predictive`` group (what ``az.plot_ppc`` reads)."""
+    if ratings == "training":
+        stored = idata_io.training_predictive_of(result.idata)
+        if stored is None:
+            raise ValueError(f"{result.method} has no posterior predictive of its training "
+                             "ratings (point estimates have none)")
+        draws, actual = stored
+    elif ratings == "held_out":
+        draws, table = stored_predictions(result, test)
+        actual = table["held_out_rating"].to_numpy()
+    else:
+        raise ValueError(f"ratings must be 'held_out' or 'training', got {ratings!r}")
     draws = draws[:n_draws]
-    scale, actual = result.scale, table["held_out_rating"].to_numpy()
+    scale = result.scale
     grid = scale.values()
     snapped = scale.round(draws)
     position = np.rint((snapped - scale.min) / scale.step).astype(int)
@@ -47,19 +59,22 @@ def ppc_ratings_data(result, test=None, *, n_draws: int = 200,
 
 
 def plot_ppc_ratings(data: pd.DataFrame, *,
-                     title: str = "Held-out ratings vs posterior predictive"):
-    """Bars of each rating level's share among the held-out ratings beside the posterior
-    predictive's (mean and 90% band over draws), from :func:`ppc_ratings_data`."""
+                     title: str = "Held-out ratings vs posterior predictive",
+                     observed: str = "held-out ratings"):
+    """Bars of each rating level's share among the observed ratings (``observed`` names
+    them: "training ratings" for ``ppc_ratings_data(..., ratings="training")``) beside
+    the posterior predictive's (mean and 90% band over draws), from
+    :func:`ppc_ratings_data`."""
     fig, ax = _figure()
     width = 0.4 * (data["rating"].iloc[1] - data["rating"].iloc[0]) if len(data) > 1 else 0.4
-    ax.bar(data["rating"] - width / 2, data["observed"], width, label="held-out ratings",
+    ax.bar(data["rating"] - width / 2, data["observed"], width, label=observed,
            color="#4C72B0")
     ax.bar(data["rating"] + width / 2, data["predicted"], width, color="#DD8452",
            label="posterior predictive (mean, 90% band)",
            yerr=[data["predicted"] - data["lower"], data["upper"] - data["predicted"]],
            capsize=3, ecolor="#333333")
     ax.set_xlabel(STARS)
-    ax.set_ylabel("share of held-out ratings")
+    ax.set_ylabel(f"share of {observed}")
     ax.set_xticks(data["rating"])
     ax.set_title(title)
     ax.legend(frameon=False)
@@ -79,18 +94,29 @@ def predicted_vs_actual_data(result, test=None) -> pd.DataFrame:
     return table[list(columns)].rename(columns=columns)
 
 
+# the most pairs a scatter draws (a million faint points say no more than 20,000, and
+# cost a gigabyte of figure memory at 10^7 ratings)
+SCATTER_POINTS = 20_000
+
+
 def plot_predicted_vs_actual(data: pd.DataFrame, *,
                              title: str = "Predicted vs actual held-out ratings",
                              rng=0):
-    """Thousands of pairs stay readable: jittered faint points, and per actual rating the
-    median predicted mean with the average 50% and 90% predictive intervals."""
+    """Thousands of pairs stay readable: jittered faint points (a random
+    ``SCATTER_POINTS`` of them when there are more, said in the legend), and per actual
+    rating the median predicted mean with the average 50% and 90% predictive intervals
+    (of every pair)."""
     fig, ax = _figure()
     generator = np.random.default_rng(rng)
     values = np.sort(data["rating"].unique())
     step = np.min(np.diff(values)) if len(values) > 1 else 1.0
-    jitter = generator.uniform(-0.3, 0.3, len(data)) * step
-    ax.scatter(data["rating"] + jitter, data["mean"], s=3, alpha=0.08, color="#4C72B0",
-               rasterized=True, label="predictive mean of one pair")
+    points, label = data, "predictive mean of one pair"
+    if len(data) > SCATTER_POINTS:
+        points = data.iloc[np.sort(generator.choice(len(data), SCATTER_POINTS, replace=False))]
+        label += f" ({SCATTER_POINTS:,} of {len(data):,} pairs, at random)"
+    jitter = generator.uniform(-0.3, 0.3, len(points)) * step
+    ax.scatter(points["rating"] + jitter, points["mean"], s=3, alpha=0.08, color="#4C72B0",
+               rasterized=True, label=label)
     grouped = data.groupby("rating")
     summary = grouped.agg(median=("mean", "median"), lo90=("lower_90", "mean"),
                           hi90=("upper_90", "mean"), lo50=("lower_50", "mean"),

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -22,6 +22,12 @@
 # the MAP objective, derives the alternating least squares (ALS) update and runs it step
 # by step, then does the same with the package — and checks that PyMC's MAP of the same
 # model lands on the same point.
+#
+# *Stored outputs.* The outputs saved in this notebook's `.ipynb` come from the
+# short setting the test suite re-runs (`BAYES_PMF_FAST=1`: 10 instead of 30 ALS steps
+# by hand, and a warm-started MAP cross-check), so their numbers are rougher than a
+# full run's;
+# run it without that variable for the full setting.
 
 # %%
 import os

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -17,6 +17,11 @@
 # a pessimistic quantile; movies similar to a given movie by their latent vectors;
 # and what happens for users the model has never seen, before and after they rate a few
 # movies.
+#
+# *Stored outputs.* The outputs saved in this notebook's `.ipynb` come from the
+# short setting the test suite re-runs (`BAYES_PMF_FAST=1`: 2 chains x (60 + 60) sweeps
+# instead of 4 x (150 + 200)), so their numbers are rougher than a full run's;
+# run it without that variable for the full setting.
 
 # %%
 import os

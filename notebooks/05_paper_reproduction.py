@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -18,6 +18,12 @@
 # MAP and (e) keeps its edge as the latent dimension grows. Each experiment below is one
 # function of `bayes_pmf.paper`; each finding is stated from the numbers it produced. The
 # same run as a report: `bayes-pmf paper --out reports/pmf-paper`.
+#
+# *Stored outputs.* The outputs saved in this notebook's `.ipynb` come from the
+# short setting the test suite re-runs (`BAYES_PMF_FAST=1`: lambda 1 and 15, d = 2 and
+# 10, 2 folds, 8 sweeps per fit and 30 + 30 Gibbs sweeps instead of the paper's grids),
+# so their numbers are rougher than a full run's;
+# run it without that variable for the full setting.
 
 # %%
 import os

@@ -54,6 +54,12 @@ def _job_main(argv: list[str]):
     return run_fit_job(_fit_job_config(build_parser().parse_args(argv)))
 
 
+def _diagonal(tmp: Path, n: int) -> Path:
+    """Ratings of n users on n items, user k on item k: n users and n items."""
+    lines = "".join(f"{k},{k},{1 + k % 5}\n" for k in range(n))
+    return _write(tmp, "diagonal.csv", "user,item,rating\n" + lines)
+
+
 def _fitted() -> bp.PMFResult:
     data = bp.RatingsData.from_frame(frame(), scale=(1, 5, 1))
     return bp.als_result(bp.fit_als(data, bp.PMFSpec(n_factors=1), progress=False), data)
@@ -233,6 +239,11 @@ CASES = [
     Case("an unknown implicit-feedback setting", "FitJobConfig",
          lambda t: _job_config(implicit="yes"), bp.ConfigError,
          ("implicit", "'none'", "'yes'")),
+    Case("implicit feedback asked for on data beyond its exact step (before any fit)",
+         "fit --implicit both",
+         lambda t: _job_main(["fit", "--data", str(_diagonal(t, 11_200)), "--implicit", "both",
+                              "--no-progress", "--out", str(t / "d")]),
+         bp.ConfigError, ("implicit", "10,000", "10,080", "--implicit none")),
     Case("saving a result onto a folder", "save_result",
          lambda t: bp.save_result(_fitted(), _folder(t / "models")), bp.ResultFileError,
          ("directory", "model.nc")),

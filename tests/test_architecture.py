@@ -86,6 +86,9 @@ def test_a_fit_run_computes_held_out_predictions_once_per_model(tmp_path, monkey
     assert calls["means"].count(n_test) == len(models)  # 7: the baselines, ALS twice, Gibbs
     assert calls["draws"] == with_predictive  # the mean baselines have no predictive
     assert {"ppc_ratings", "calibration", "pit", "rank_identifiable"} <= set(run.figures)
+    # scored models the figures do not read keep no per-pair predictions (memory at 10^7)
+    kept = {name for name, model in models.items() if model.held_out is not None}
+    assert kept == {"bias-baseline", "pmf-als", "bpmf-gibbs-ordinal"}
 
 
 def test_every_engine_returns_a_pmf_result_named_by_its_run(synthetic):

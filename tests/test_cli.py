@@ -34,7 +34,8 @@ def test_fit_json_on_given_split(fixtures, tmp_path, capsys):
 
 def test_fit_samples_the_implicit_feedback_model_by_default(fixtures, tmp_path, capsys):
     """The main job's posterior has implicit feedback on both sides unless --implicit says
-    otherwise; the saved model and metrics.json say which model ran."""
+    otherwise (the default "auto" is "both" on data this small); the saved model and
+    metrics.json say which model ran."""
     common = ["--train", str(fixtures / "u1.base"), "--test", str(fixtures / "u1.test"),
               "--factors", "2", "--draws", "20", "--tune", "10", "--chains", "2",
               "--method", "gibbs"]
@@ -42,7 +43,9 @@ def test_fit_samples_the_implicit_feedback_model_by_default(fixtures, tmp_path, 
                                (["--implicit", "none"], False, False)):
         out = tmp_path / f"run-{flag[1] if flag else 'default'}"
         metrics = _fit_json(common + flag + ["--out", str(out)], capsys)
-        assert metrics["settings"]["implicit"] == (flag[1] if flag else "both")
+        assert metrics["settings"]["implicit"] == (flag[1] if flag else "auto")
+        assert metrics["implicit"] == metrics["sampling"]["implicit"] == (
+            flag[1] if flag else "both")
         saved = bp.load_result(out / "models" / "bpmf-gibbs-ordinal.nc")
         assert (saved.spec.constrained, saved.spec.implicit_items) == (users, items)
         assert ("W" in saved.draws, "Z" in saved.draws) == (users, items)

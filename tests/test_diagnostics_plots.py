@@ -187,3 +187,27 @@ def test_every_plot_returns_a_labelled_figure(rated, problem, long_run):
     assert "stars" in _labels(figures["ppc"])[0]
     assert "stars" in _labels(figures["pva"])[1]
     assert not plt.get_fignums()
+
+
+def test_predicted_vs_actual_draws_at_most_its_scatter_budget_of_points():
+    """A million held-out pairs: the scatter draws a random SCATTER_POINTS of them (said
+    in the legend) while the per-rating summaries use every pair; below the budget every
+    pair is drawn."""
+    rng = np.random.default_rng(0)
+    n = plots.SCATTER_POINTS + 5_000
+    rating = rng.integers(1, 6, n).astype(float)
+    data = pd.DataFrame({"rating": rating, "mean": rating + rng.normal(0, 0.5, n)})
+    for side in ("lower", "upper"):
+        for level in (50, 90):
+            data[f"{side}_{level}"] = data["mean"] + (1 if side == "upper" else -1) * level / 100
+    data.loc[data["rating"] == 5, "mean"] = 100.0  # every 5-star pair's mean moved
+    figure = plots.plot_predicted_vs_actual(data)
+    axis = figure.axes[0]
+    assert len(axis.collections[0].get_offsets()) == plots.SCATTER_POINTS
+    assert f"{plots.SCATTER_POINTS:,} of {n:,} pairs" in axis.get_legend().get_texts()[0].get_text()
+    medians = [line for line in axis.get_lines() if line.get_marker() == "o"][0]
+    assert medians.get_ydata()[-1] == 100.0  # summaries from all pairs
+    plt.close(figure)
+    small = plots.plot_predicted_vs_actual(data.iloc[:1000])
+    assert len(small.axes[0].collections[0].get_offsets()) == 1000
+    plt.close(small)

@@ -5,6 +5,8 @@ benchmarks/scale_memory.py."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from scipy.stats import norm
@@ -15,7 +17,12 @@ from bayes_pmf.engines.gibbs import sample_gibbs
 from bayes_pmf.model.params import predictor_draws
 from bayes_pmf.result import predictive
 from bayes_pmf.workflows import run_fit_job
-from bayes_pmf.workflows.config import FitJobConfig, sampling_plan
+from bayes_pmf.workflows.config import (
+    AUTO_IMPLICIT_MAX_RANK,
+    MIN_BUDGET_TUNE,
+    FitJobConfig,
+    sampling_plan,
+)
 
 
 def _draws(rng, S=60, n=30, m=20, d=4):
@@ -81,35 +88,69 @@ def test_sampled_summaries_in_blocks_are_the_single_pass_ones(monkeypatch, synth
         whole["pred_sd"]) / np.sqrt(200)
 
 
+# the embedded MovieLens' training part: 90,752 ratings, 610 users, 9,127 items
+ML = (90_752, 610, 9_127)
+
+
 def test_sampling_plan_leaves_small_runs_alone():
     config = FitJobConfig(draws=1000, implicit="none")
-    plan = sampling_plan(FitJobConfig(draws=1000, draws_memory_gb=0, implicit="none"), 90_000,
-                         9_737)
+    plan = sampling_plan(FitJobConfig(draws=1000, draws_memory_gb=0, implicit="none"), *ML)
     assert (plan.draws, plan.tune, plan.thin, plan.notes) == (1000, config.tune, 1, ())
-    assert sampling_plan(config, 90_000, 9_737) == plan  # MovieLens: 1.7 of 2 GB
-    assert sampling_plan(config, 900_000, 7_666).thin == 1  # 10^6 ratings: 1.3 GB
+    assert sampling_plan(config, *ML) == plan  # MovieLens: 1.7 of 2 GB
+    assert sampling_plan(config, 900_000, 6_666, 1_000).thin == 1  # 10^6 ratings: 1.3 GB
     # 2,000 draws per chain would hold 3.4 GB: every 2nd sweep is kept; the default model
     # also stores the implicit factors W and Z (6.8 GB): every 4th
-    plain = sampling_plan(FitJobConfig(implicit="none"), 90_000, 9_737)
+    plain = sampling_plan(FitJobConfig(implicit="none"), *ML)
     assert (plain.draws, plain.tune, plain.thin) == (1000, 600, 2)
-    default = sampling_plan(FitJobConfig(), 90_000, 9_737)
+    default = sampling_plan(FitJobConfig(), *ML)
     assert (default.draws, default.tune, default.thin) == (500, 600, 4)
+    assert default.implicit == "both"  # "auto" on 610 users
     assert len(default.notes) == 1 and "draws_memory_gb" in default.notes[0]
+    # the whole run's sweep budget (4 chains x 2,600 sweeps x 90,752 = 9.4e8) fits
+    assert FitJobConfig().sweep_budget >= 4 * 2600 * ML[0]
 
 
-def test_sampling_plan_bounds_sweeps_and_memory_at_ten_million():
-    config = FitJobConfig(draws_memory_gb=1.0)
-    n_train, rows = 9_000_000, 76_666
-    plan = sampling_plan(config, n_train, rows)
+def test_sampling_plan_bounds_the_runs_sweeps_and_memory_at_ten_million():
+    config = FitJobConfig(draws_memory_gb=0.1)
+    n_train, n_users, n_items = 9_000_000, 66_666, 10_000
+    plan = sampling_plan(config, n_train, n_users, n_items)
     sweeps = plan.tune + plan.draws * plan.thin
-    # the budget of 2e9 visits: 222 of the 2,600 sweeps, burn-in and draws shrunk alike
-    share = 2e9 / (n_train * (config.tune + config.draws))
-    assert plan.tune == round(config.tune * share) and 200 <= sweeps <= 252
-    stored = config.chains * plan.draws * rows * (config.n_factors + 1) * 4
-    assert plan.thin >= 2 and stored <= 2**30  # the 1 GB of float32 asked for
-    assert len(plan.notes) == 2 and "sweep_budget = 0" in plan.notes[0]
-    unlimited = sampling_plan(FitJobConfig(sweep_budget=0, draws_memory_gb=0), n_train, rows)
+    # the budget of 1e9 visits over 4 chains: 28 of the 2,600 sweeps each, burn-in held
+    # at its floor, draws shrunk by the budget's share
+    share = 1e9 / (n_train * config.chains * (config.tune + config.draws))
+    assert plan.tune == MIN_BUDGET_TUNE and plan.draws * plan.thin >= round(
+        config.draws * share) - plan.thin
+    assert 25 <= sweeps <= 35
+    assert config.chains * sweeps * n_train <= 1.2e9  # the budget, and floors' rounding
+    # "auto" leaves implicit feedback out at 10,000 items, and says so
+    assert plan.implicit == "none" and "no implicit feedback" in plan.notes[0]
+    stored = config.chains * plan.draws * (n_users + n_items) * (config.n_factors + 1) * 4
+    assert plan.thin >= 2 and stored <= 0.1 * 2**30  # the 0.1 GB of float32 asked for
+    assert len(plan.notes) == 3 and "sweep_budget" in plan.notes[1]
+    unlimited = sampling_plan(FitJobConfig(sweep_budget=0, draws_memory_gb=0), n_train,
+                              n_users, n_items)
     assert (unlimited.draws, unlimited.tune, unlimited.thin) == (config.draws, config.tune, 1)
+
+
+def test_implicit_auto_follows_the_smaller_side_and_explicit_is_checked_before_work():
+    config = FitJobConfig()
+    edge = AUTO_IMPLICIT_MAX_RANK
+    assert config.implicit_for(50_000, edge) == "both"
+    assert config.implicit_for(50_000, edge + 1) == "none"
+    assert config.implicit_for(edge + 1, 50_000) == "none"
+    assert FitJobConfig(implicit="items").implicit_for(50_000, 50_000) == "items"
+    large = SimpleNamespace(n_users=edge + 1, n_items=edge + 1)  # what the rule reads
+    spec = FitJobConfig().posterior_spec_for(large)  # the spec the run fits follows it...
+    assert not spec.implicit_items and not spec.constrained
+    assert FitJobConfig().posterior_spec.implicit_items  # ...the data-blind one is "both"
+    with pytest.raises(bp.ConfigError, match="at most 10,000.*--implicit none"):
+        sampling_plan(FitJobConfig(implicit="both"), 10**8, 200_000, 20_000)
+    # the CLI's help names the same limit
+    from bayes_pmf.cli.main import build_parser
+
+    assert f"{edge:,}" in build_parser().format_help() or f"{edge:,}" in " ".join(
+        action.help or "" for sub in build_parser()._subparsers._group_actions
+        for parser in sub.choices.values() for action in parser._actions)
 
 
 @pytest.mark.parametrize("name,value", [("sweep_budget", -1.0), ("draws_memory_gb", float("nan")),

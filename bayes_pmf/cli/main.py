@@ -86,12 +86,14 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "probit on the rating grid with learned cut points, for gibbs, "
                              "map, nuts and advi (their names get '-ordinal'; ALS and "
                              "constrained PMF stay Gaussian); or gaussian")
-    parser.add_argument("--implicit", choices=["none", "users", "items", "both"], default=None,
+    parser.add_argument("--implicit", choices=["auto", "none", "users", "items", "both"],
+                        default=None,
                         help="implicit feedback in the posterior model (gibbs, nuts, advi): "
-                             "both (default) adds to each user's factors those of the items "
-                             "they rated and to each item's those of the users who rated it "
-                             "(SVD++-style, normalised by 1/sqrt(count)); users or items one "
-                             "side; none: plain BPMF")
+                             "both adds to each user's factors those of the items they rated "
+                             "and to each item's those of the users who rated it (SVD++-"
+                             "style, normalised by 1/sqrt(count)); users or items one side; "
+                             "none: plain BPMF; auto (default): both up to 4,000 users or "
+                             "items (the smaller count), none above")
     parser.add_argument("--round", dest="round_predictions", action="store_true",
                         help="snap held-out predictions to the rating grid before scoring "
                              "(the paper's 'map back and round')")

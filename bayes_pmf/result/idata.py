@@ -10,6 +10,11 @@ Every method (ALS, MAP, NUTS, ADVI, Gibbs, the baselines) returns the same shape
   the held-out pairs the convergence diagnostics follow;
 * ``observed_data`` (``rating`` over ``obs``) and ``constant_data`` (``user_idx``,
   ``item_idx`` over ``obs``): the training ratings;
+* for posterior samples (:func:`bayes_pmf.result.result.with_training_predictive`):
+  ``posterior_predictive`` and ``log_likelihood`` (``rating (chain, draw, obs)`` for the
+  training ratings, from evenly spaced draws of each chain, ``user_id`` and ``item_id``
+  as coordinates over ``obs``), so that ``az.plot_ppc``, ``az.loo`` and ``az.loo_pit``
+  work on ``result.idata`` as on a PyMC trace;
 * after :func:`bayes_pmf.result.predictive.held_out_predictions`: ``predictions``
   (``rating (chain, draw, pair)``: posterior predictive draws for the held-out pairs) and
   ``predictions_constant_data`` (per pair: ``user``, ``item``, ``held_out_rating`` and
@@ -140,7 +145,9 @@ def build_idata(
             _PREFIX + "settings": json.dumps(settings or {}, default=str),
         }
     )
-    obs = {"obs": np.arange(train.n_ratings)}
+    # a RangeIndex: the same coordinate values without an array of them in every result
+    # (72 MB each at 10^7 training ratings)
+    obs = {"obs": pd.RangeIndex(train.n_ratings)}
     groups = {
         "posterior": posterior_ds,
         "observed_data": xr.Dataset({"rating": ("obs", train.rating)}, coords=obs),
@@ -265,7 +272,7 @@ def add_predictions(idata: az.InferenceData, draws: np.ndarray, per_pair: dict[s
     arrays over ``pair``; ``user`` and ``item`` are also the pair coords) and, given
     ``monitored`` pair positions with their (chain, draw, pairs) expected-rating draws,
     ``predicted_rating`` in the posterior."""
-    pair = np.arange(draws.shape[1])
+    pair = pd.RangeIndex(draws.shape[1])
     coords = {"pair": pair, "pair_user": ("pair", per_pair["user"]),
               "pair_item": ("pair", per_pair["item"])}
     predictions = xr.Dataset({"rating": (("chain", "draw", "pair"), draws[None])},
@@ -288,6 +295,26 @@ def add_predictions(idata: az.InferenceData, draws: np.ndarray, per_pair: dict[s
     return _inference_data(groups)
 
 
+def add_training_predictive(idata: az.InferenceData, ratings: np.ndarray,
+                            log_likelihood: np.ndarray, draws: np.ndarray, user_ids,
+                            item_ids) -> az.InferenceData:
+    """A copy with the ``posterior_predictive`` group (``rating (chain, draw, obs)``:
+    ratings drawn from the predictive of the posterior draws ``draws`` of each chain, for
+    the training ratings of ``observed_data``) and the ``log_likelihood`` group (the
+    same shape: log p(observed rating | draw)), with the ids of each rating's user and
+    item as coordinates ``user_id`` and ``item_id`` over ``obs``: what ``az.plot_ppc``,
+    ``az.loo`` and ``az.loo_pit`` read."""
+    coords = {"chain": idata.posterior["chain"].to_numpy()[:ratings.shape[0]],
+              "draw": np.asarray(draws), "obs": pd.RangeIndex(ratings.shape[-1]),
+              "user_id": ("obs", np.asarray(user_ids)), "item_id": ("obs", np.asarray(item_ids))}
+    groups = {group: getattr(idata, group) for group in idata.groups()
+              if group not in ("posterior_predictive", "log_likelihood")}
+    dims = ("chain", "draw", "obs")
+    groups["posterior_predictive"] = xr.Dataset({"rating": (dims, ratings)}, coords=coords)
+    groups["log_likelihood"] = xr.Dataset({"rating": (dims, log_likelihood)}, coords=coords)
+    return _inference_data(groups)
+
+
 def predictions_of(idata: az.InferenceData) -> tuple[np.ndarray, pd.DataFrame] | None:
     """(predictive draws as samples x pairs, per-pair table) stored by
     :func:`add_predictions`, or None when the result has none."""
@@ -297,6 +324,15 @@ def predictions_of(idata: az.InferenceData) -> tuple[np.ndarray, pd.DataFrame] |
     table = pd.DataFrame({name: idata.predictions_constant_data[name].to_numpy()
                           for name in idata.predictions_constant_data.data_vars})
     return draws.reshape(-1, draws.shape[-1]), table
+
+
+def training_predictive_of(idata: az.InferenceData) -> tuple[np.ndarray, np.ndarray] | None:
+    """(predictive draws as samples x training ratings, the observed ratings) stored by
+    :func:`add_training_predictive`, or None when the result has none."""
+    if "posterior_predictive" not in idata.groups():
+        return None
+    draws = idata.posterior_predictive["rating"].to_numpy()
+    return draws.reshape(-1, draws.shape[-1]), idata.observed_data["rating"].to_numpy()
 
 
 def monitored_predictions(idata: az.InferenceData) -> xr.DataArray | None:

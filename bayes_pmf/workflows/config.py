@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,7 +40,13 @@ from ..model.spec import (
 )
 
 METHOD_NAMES = ("als", "map", "gibbs", "nuts", "advi", "constrained")
-IMPLICIT_CHOICES = ("none", "users", "items", "both")
+IMPLICIT_CHOICES = ("auto", "none", "users", "items", "both")
+# implicit="auto": feedback on both sides when min(users, items) is at most this, none
+# above it. The Gibbs sampler's exact implicit-feedback step eigendecomposes an r x r
+# matrix per side and chain (r = min(users, items)): at r = 4,000 that is seconds and
+# about 0.6 GB per chain process; at the engine's limit of 10,000 it measured 7.9 GB and
+# minutes of set-up per chain on 10^7 ratings, beyond a 2-core, 4 GB run.
+AUTO_IMPLICIT_MAX_RANK = 4_000
 IDENTITY_ONLY_METHODS = ("als", "gibbs", "constrained")
 
 
@@ -71,10 +78,13 @@ class FitJobConfig:
     tune: int = 600
     chains: int = 4
     thin: int = 1  # Gibbs keeps every thin-th sweep after burn-in
-    # Large data (see sampling_plan): Gibbs chains of more than sweep_budget rating visits
-    # (training ratings x sweeps) are shortened, and posterior draws held in memory are
-    # limited to draws_memory_gb by keeping every k-th sweep; 0 turns either off.
-    sweep_budget: float = 2.0e9
+    # Large data (see sampling_plan): a run whose Gibbs chains together would visit more
+    # than sweep_budget ratings (training ratings x sweeps x chains) has its chains
+    # shortened, and posterior draws held in memory are limited to draws_memory_gb by
+    # keeping every k-th sweep; 0 turns either off. 10^9 leaves the embedded MovieLens'
+    # 4 x 2,600 sweeps of 90,752 ratings (9.4e8) whole and bounds the sampler's time at
+    # about what they take, whatever the data size.
+    sweep_budget: float = 1.0e9
     draws_memory_gb: float = 2.0
     # The PMF paper's logistic link (fitted by map, nuts and advi) and its "map back and
     # round": held-out predictions snapped to the rating grid before they are scored.
@@ -91,7 +101,10 @@ class FitJobConfig:
     # users who rated it, "both" does both (1/sqrt(count) normalisation); "none" is plain
     # BPMF. "both" won on held-out ratings (benchmarks/implicit.py; on the embedded
     # MovieLens the item side carries most of the gain: median 3 ratings per item).
-    implicit: str = "both"
+    # "auto" (default) is "both" up to AUTO_IMPLICIT_MAX_RANK = min(users, items) and
+    # "none" above it (the run's notes say so): the exact implicit step's set-up grows as
+    # the cube of that number (see implicit_for).
+    implicit: str = "auto"
     progress: bool = field(default=True, compare=False)  # display only, not a setting
     # Where ALS and the Gibbs sampler run (not a setting: the numbers do not depend on
     # it): None in this process, "tcp://HOST:PORT" an existing Dask scheduler, "local:N"
@@ -183,11 +196,28 @@ class FitJobConfig:
         """The posterior model: the point model with zero-mean Wishart hyperpriors on the
         factor precisions, Gamma hyperpriors on the bias precisions and a learned noise
         (the ordinal model keeps sigma fixed: it sets the latent scale), with the run's
-        implicit feedback (``implicit``)."""
+        implicit feedback (``implicit``; "auto" taken as "both", its answer on data of
+        up to AUTO_IMPLICIT_MAX_RANK users or items: :meth:`posterior_spec_for` applies
+        the rule to a data set)."""
+        return self._posterior_spec("both" if self.implicit == "auto" else self.implicit)
+
+    def posterior_spec_for(self, train) -> PMFSpec:
+        """:attr:`posterior_spec` for the training ratings ``train``, "auto" resolved by
+        :meth:`implicit_for`."""
+        return self._posterior_spec(self.implicit_for(train.n_users, train.n_items))
+
+    def implicit_for(self, n_users: int, n_items: int) -> str:
+        """The implicit feedback a run on ``n_users`` x ``n_items`` fits: the setting, or
+        for "auto" "both" when min(users, items) <= AUTO_IMPLICIT_MAX_RANK, else "none"."""
+        if self.implicit != "auto":
+            return self.implicit
+        return "both" if min(n_users, n_items) <= AUTO_IMPLICIT_MAX_RANK else "none"
+
+    def _posterior_spec(self, implicit: str) -> PMFSpec:
         return self.pmf_spec.with_(prior=DEFAULT_POSTERIOR_PRIOR,
                                    noise="fixed" if self.likelihood == "ordinal" else "learned",
-                                   constrained=self.implicit in ("users", "both"),
-                                   implicit_items=self.implicit in ("items", "both"),
+                                   constrained=implicit in ("users", "both"),
+                                   implicit_items=implicit in ("items", "both"),
                                    implicit_norm="sqrt")
 
 
@@ -199,21 +229,24 @@ MEMORY_SHARE = 0.9
 
 @dataclass(frozen=True)
 class SamplingPlan:
-    """The Gibbs sampler's draws, burn-in and thinning for one run's data, and why they
-    differ from the settings (``notes``, empty when they do not)."""
+    """The Gibbs sampler's draws, burn-in and thinning for one run's data, the implicit
+    feedback its model has (``implicit``: "auto" resolved), and why they differ from the
+    settings (``notes``, empty when they do not)."""
 
     draws: int
     tune: int
     thin: int
     notes: tuple[str, ...] = ()
+    implicit: str = "none"
 
     def as_dict(self) -> dict:
         return {"draws": self.draws, "tune": self.tune, "thin": self.thin,
-                "notes": list(self.notes)}
+                "implicit": self.implicit, "notes": list(self.notes)}
 
 
-# The shortest chains the sweep budget may leave: burn-in from the ALS start and draws.
-MIN_BUDGET_TUNE, MIN_BUDGET_DRAWS = 50, 100
+# The shortest chains the sweep budget may leave: burn-in from the ALS start (near the
+# posterior's bulk on large data) and draws, enough for R-hat and ESS to be computed.
+MIN_BUDGET_TUNE, MIN_BUDGET_DRAWS = 10, 20
 
 
 def _nth(n: int) -> str:
@@ -222,42 +255,62 @@ def _nth(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def stored_rows(config: FitJobConfig, n_rows: int) -> int:
+def stored_rows(implicit: str, n_users: int, n_items: int) -> int:
     """Rows of factors a posterior draw stores: users and items, and with implicit
-    feedback also W (one per item) and Z (one per user); ``n_rows`` users + items (the
-    sides' split does not matter to within the bias column, so W and Z count as
-    n_rows / 2 each)."""
-    extra = {"none": 0, "users": 0.5, "items": 0.5, "both": 1.0}[config.implicit]
-    return int(round(n_rows * (1 + extra)))
+    feedback also W (one per item) and Z (one per user)."""
+    return (n_users + n_items + (n_items if implicit in ("users", "both") else 0)
+            + (n_users if implicit in ("items", "both") else 0))
 
 
-def sampling_plan(config: FitJobConfig, n_train: int, n_rows: int) -> SamplingPlan:
-    """What the main job's Gibbs chains run on ``n_train`` training ratings of ``n_rows``
-    users and items. The settings as they are, unless
+def sampling_plan(config: FitJobConfig, n_train: int, n_users: int,
+                  n_items: int) -> SamplingPlan:
+    """What the main job's Gibbs chains run on ``n_train`` training ratings of ``n_users``
+    users and ``n_items`` items. The settings as they are, unless
 
-    * a chain would visit more than ``sweep_budget`` ratings (n_train x sweeps): then
-      burn-in and draws shrink by the same factor (to at least 50 and 100 sweeps), which
-      bounds the time at about the budget per chain whatever the data size (the embedded
-      MovieLens is below it, 90,000 x 2,600 sweeps; 10^6 ratings run 513 + 1,709);
+    * implicit is "auto" and min(users, items) is above AUTO_IMPLICIT_MAX_RANK: then the
+      model has no implicit feedback (a note says so; an explicit implicit setting
+      above the sampler's own limit is refused here, before any work);
+    * the chains together would visit more than ``sweep_budget`` ratings (n_train x
+      sweeps x chains): then burn-in and draws shrink by the same factor (to at least
+      MIN_BUDGET_TUNE and MIN_BUDGET_DRAWS sweeps), which bounds the sampler's time at
+      about the budget whatever the data size (the embedded MovieLens is below it,
+      4 x 2,600 sweeps of 90,752 ratings; 10^6 ratings run 4 x (65 + 214));
     * the kept draws of all chains would hold more than ``draws_memory_gb`` (U, V and
       biases, and the implicit factors W, Z: chains x draws x rows x (d + 1)
       single-precision values; 6.8 GB for the embedded MovieLens' 4 x 2,000 with implicit
       feedback on both sides): then every k-th sweep is kept, the smallest k that fits,
       with the same number of sweeps (draws / k kept per chain).
     """
+    from ..engines.implicit import MAX_RANK
+
     draws, tune, thin, notes = config.draws, config.tune, config.thin, []
+    implicit = config.implicit_for(n_users, n_items)
+    rank = min(n_users, n_items)
+    if config.implicit == "auto" and implicit == "none":
+        notes.append(
+            f"the model has no implicit feedback: implicit = \"auto\" fits it up to "
+            f"min(users, items) = {AUTO_IMPLICIT_MAX_RANK:,}, and this data has {rank:,} "
+            "(the exact implicit step's set-up grows as its cube; implicit = \"both\" "
+            f"asks for it up to {MAX_RANK:,})")
+    elif implicit != "none" and rank > MAX_RANK:
+        raise ConfigError(
+            f"implicit = {implicit!r}: the Gibbs sampler's exact implicit-feedback step "
+            f"works through a basis of min(users, items) vectors, at most {MAX_RANK:,}, and "
+            f"this data has {rank:,}; choose implicit \"none\" (--implicit none) or "
+            "\"auto\"", setting="implicit")
     sweeps = tune + draws * thin
-    if config.sweep_budget and n_train * sweeps > config.sweep_budget:
-        share = config.sweep_budget / (n_train * sweeps)
+    visits = n_train * sweeps * config.chains
+    if config.sweep_budget and visits > config.sweep_budget:
+        share = config.sweep_budget / visits
         tune = min(tune, max(round(tune * share), MIN_BUDGET_TUNE))
         draws = min(draws, max(round(draws * share), MIN_BUDGET_DRAWS))
         notes.append(
-            f"{n_train:,} training ratings x {sweeps:,} sweeps per chain is above the sweep "
-            f"budget of {config.sweep_budget:.3g} rating visits: {tune} burn-in sweeps and "
-            f"{draws} draws per chain instead of {config.tune} and {config.draws} (set "
-            "sweep_budget = 0 to keep them)")
-    stored = config.chains * draws * stored_rows(config, n_rows) * (config.n_factors + 1) \
-        * _STORED_FLOAT
+            f"{config.chains} chains x {sweeps:,} sweeps x {n_train:,} training ratings is "
+            f"above the sweep budget of {config.sweep_budget:.3g} rating visits: {tune} "
+            f"burn-in sweeps and {draws} draws per chain instead of {config.tune} and "
+            f"{config.draws} (a larger sweep_budget, or 0, runs longer chains)")
+    stored = config.chains * draws * stored_rows(implicit, n_users, n_items) \
+        * (config.n_factors + 1) * _STORED_FLOAT
     budget = config.draws_memory_gb * 2**30
     if budget and stored > budget:
         keep_every = math.ceil(stored / budget)
@@ -266,15 +319,13 @@ def sampling_plan(config: FitJobConfig, n_train: int, n_rows: int) -> SamplingPl
             f"the posterior draws would hold {stored / 2**30:.1f} GB, above draws_memory_gb "
             f"= {config.draws_memory_gb:g}: every {_nth(thin)} sweep is kept ({draws} draws per "
             "chain from the same number of sweeps)")
-    return SamplingPlan(draws, tune, thin, tuple(notes))
-
-
+    return SamplingPlan(draws, tune, thin, tuple(notes), implicit)
 
 
 def memory_estimate(config: FitJobConfig, split) -> list[tuple[str, int]]:
     """The largest memory a run with these settings will hold, by part (bytes): the
     posterior draws of the sampling methods, ALS's Gram matrices of one row block per
-    thread, the held-out predictive draws."""
+    thread, the held-out predictive draws, the implicit-feedback step's bases."""
     train, n_test = split.train, split.test.n_ratings
     d, rows = config.n_factors, train.n_users + train.n_items
     parts = [("factor matrices", 2 * rows * (d + 1) * _FLOAT),
@@ -288,12 +339,21 @@ def memory_estimate(config: FitJobConfig, split) -> list[tuple[str, int]]:
     if sampled:
         chains = 1 if sampled == ["advi"] else config.chains
         draws, size = config.draws, _FLOAT
+        implicit = config.implicit_for(train.n_users, train.n_items)
         if sampled == ["gibbs"]:
-            draws, size = sampling_plan(config, train.n_ratings, rows).draws, _STORED_FLOAT
-        stored = stored_rows(config, rows)
+            draws, size = sampling_plan(config, train.n_ratings, train.n_users,
+                                        train.n_items).draws, _STORED_FLOAT
+        stored = stored_rows(implicit, train.n_users, train.n_items)
         parts.append((f"posterior draws ({chains} chains x {draws:,} draws x "
                       f"{stored:,} rows of users, items and implicit factors x (d+1))",
                       chains * draws * stored * (d + 1) * size))
+        if "gibbs" in sampled and implicit != "none":
+            # engines.implicit: per side a dense r x r Gram matrix, its eigenvectors and
+            # the basis kept (about 5 r^2 values for both sides), in every chain process
+            rank, processes = min(train.n_users, train.n_items), min(config.chains,
+                                                                     os.cpu_count() or 1)
+            parts.append((f"implicit-feedback bases ({processes} chain processes x 5 x "
+                          f"{rank:,}^2)", processes * 5 * rank**2 * _FLOAT))
     return parts
 
 

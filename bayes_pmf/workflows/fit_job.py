@@ -3,8 +3,8 @@ ratings once per model, score, diagnose, record everything, and draw the run's f
 (:func:`run_figures`, from the stored predictions).
 
 ``run_fit_job`` is what ``bayes-pmf fit`` runs; it returns the metrics dictionary written
-to ``metrics.json`` and the fitted models (each holding its held-out predictions), so
-notebooks can use it as well as the CLI.
+to ``metrics.json`` and the fitted models (those the figures read holding their held-out
+predictions), so notebooks can use it as well as the CLI.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ from .reproducibility import environment
 @dataclass
 class FitJobOutcome:
     metrics: dict
+    # every fitted model; the held-out predictions are kept for those the figures read
+    # (FIGURE_PREDICTIONS and the sampled ones): held_out_predictions(model, split.test)
+    # recomputes any other's
     models: dict = field(default_factory=dict)
     split: object | None = None  # a Split
 
@@ -78,11 +81,11 @@ def _gibbs_methods(config: FitJobConfig, split, executor=None) -> list[tuple[str
     from ..engines.gibbs import sample_gibbs
 
     train, test = split.train, split.test
-    plan = sampling_plan(config, train.n_ratings, train.n_users + train.n_items)
+    plan = sampling_plan(config, train.n_ratings, train.n_users, train.n_items)
     name = config.method_name("bpmf-gibbs")
     # The held-out set is only watched (running RMSE per sample), never fitted to.
     return [(name, lambda: sample_gibbs(
-        train, config.posterior_spec, draws=plan.draws, tune=plan.tune,
+        train, config.posterior_spec_for(train), draws=plan.draws, tune=plan.tune,
         chains=config.chains, thin=plan.thin, held_out=test, rng=config.seed,
         method=name, progress=config.progress, executor=executor))]
 
@@ -94,7 +97,7 @@ def _nuts_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
     # the Gibbs sampler's model (its PyMC twin), for either link
     name = config.method_name("pmf-nuts")
     return [(name, lambda: sample_nuts(
-        train, config.posterior_spec, draws=config.draws, tune=config.tune,
+        train, config.posterior_spec_for(train), draws=config.draws, tune=config.tune,
         chains=min(config.chains, 2), rng=config.seed, method=name,
         progress=config.progress))]
 
@@ -104,7 +107,7 @@ def _advi_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
 
     train = split.train
     name = config.method_name("pmf-advi")
-    return [(name, lambda: fit_advi(train, config.posterior_spec, draws=config.draws,
+    return [(name, lambda: fit_advi(train, config.posterior_spec_for(train), draws=config.draws,
                                     rng=config.seed, method=name,
                                     progress=config.progress))]
 
@@ -164,6 +167,10 @@ def _run_fit_job(config: FitJobConfig, stages: Stages, executor) -> FitJobOutcom
         split, full = load_split(config)
     check_memory(config, split)
     train, test = split.train, split.test
+    # the full data only describes itself: the split holds what the run uses
+    dataset = (full or train).describe() | ({"test_source": test.source} if full is None
+                                             else {})
+    del full
     fits: list[tuple[str, Callable]] = [
         ("global-mean", lambda: fit_global_mean(train)),
         ("user-mean", lambda: fit_user_mean(train)),
@@ -182,14 +189,17 @@ def _run_fit_job(config: FitJobConfig, stages: Stages, executor) -> FitJobOutcom
             if model.method != name:
                 model = model.with_method(name)
             model = held_out_predictions(model, test)
-            models[name] = model
             results.append({"method": name, **score(model, train, test,
                                                      round=config.round_predictions),
                             "fit_seconds": seconds})
+            # scored: only the figures read the per-pair predictions again, and only
+            # those of the models in FIGURE_PREDICTIONS and the sampled ones (at 10^7
+            # ratings each model's are ~0.6 GB)
+            models[name] = (model if name in FIGURE_PREDICTIONS or model.n_samples > 1
+                            else model.without_predictions())
     cluster = _cluster_record(executor)
     metrics = {
-        "dataset": (full or train).describe() | (
-            {"test_source": test.source} if full is None else {}),
+        "dataset": dataset,
         "split": split.describe(),
         "settings": config.as_dict(),
         "seed": config.seed,
@@ -198,9 +208,11 @@ def _run_fit_job(config: FitJobConfig, stages: Stages, executor) -> FitJobOutcom
     }
     if cluster:
         metrics["cluster"] = cluster
+    if set(config.methods) & {"gibbs", "nuts", "advi"}:
+        metrics["implicit"] = config.implicit_for(train.n_users, train.n_items)
     if "gibbs" in config.methods:
-        metrics["sampling"] = sampling_plan(config, train.n_ratings,
-                                            train.n_users + train.n_items).as_dict()
+        metrics["sampling"] = sampling_plan(config, train.n_ratings, train.n_users,
+                                            train.n_items).as_dict()
     if any(m.n_samples > 1 for m in models.values()):
         with stages("diagnostics"):
             table = diagnostics_table(models, split)
@@ -249,6 +261,12 @@ def diagnostics_table(models: dict, split) -> pd.DataFrame:
 
 # -- the figures of a run -------------------------------------------------------------------
 
+# The point models whose held-out predictions the figures read (RMSE by user activity,
+# calibration); run_fit_job keeps these and the sampled models' predictions in the
+# models it returns, and drops the others' once they are scored.
+FIGURE_PREDICTIONS = ("bias-baseline", "pmf-als", "pmf-map", "pmf-map-ordinal",
+                      "pmf-constrained")
+
 def _posterior_model(models: dict):
     sampled = [(n, m) for n, m in models.items() if m.n_samples > 1]
     return sampled[0] if sampled else None
@@ -263,8 +281,8 @@ def run_figures(models: dict, split, results: list[dict]) -> dict:
         plots.method_comparison_data(results))}
     predictions = {name: model.held_out[1]["mean"].to_numpy()
                    for name, model in models.items()
-                   if name in ("bias-baseline", "pmf-als", "pmf-map", "pmf-constrained") or
-                   model.n_samples > 1}
+                   if (name in FIGURE_PREDICTIONS or model.n_samples > 1)
+                   and model.held_out is not None}
     figures["rmse_by_activity"] = plots.plot_rmse_by_activity(
         rmse_by_activity_table(predictions, train, test))
     if "pmf-als" in models:

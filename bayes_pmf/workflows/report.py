@@ -197,7 +197,8 @@ def _sampling_blocks(metrics: dict) -> list[tuple]:
             f"The Gibbs chains ran {plan['tune']} burn-in sweeps and kept {plan['draws']} "
             "draws each")
     blocks = [("p", text + (": " + "; ".join(plan["notes"]) if plan["notes"] else "") + ".")]
-    implicit = metrics["settings"].get("implicit", "none")
+    # the model's implicit feedback as run ("auto" resolved for the data)
+    implicit = metrics.get("implicit", metrics["settings"].get("implicit", "none"))
     if implicit != "none":
         sides = {"users": "each user's factors add the 1/sqrt(count)-scaled sum of factors W "
                           "of the items they rated",
