@@ -23,6 +23,13 @@
 # by step, then does the same with the package — and checks that PyMC's MAP of the same
 # model lands on the same point.
 #
+# **What you will learn:**
+#
+# - what PMF's generative model says, on simulated ratings whose truth is known;
+# - the MAP objective and why λ = σ²/σ_u² is the ridge penalty;
+# - the ALS update, derived, checked by hand against the package and run step by step;
+# - that PyMC's MAP of the same model lands on the ALS point.
+#
 # *Stored outputs.* The outputs saved in this notebook's `.ipynb` come from the
 # short setting the test suite re-runs (`BAYES_PMF_FAST=1`: 10 instead of 30 ALS steps
 # by hand, and a warm-started MAP cross-check), so their numbers are rougher than a
@@ -165,3 +172,15 @@ for key in ("objective_als", "objective_map", "objective_rel_diff", "pred_max_ab
             "grad_norm_at_als"):
     print(f"{key:>20s}: {report[key]:.6g}")
 assert abs(report["objective_rel_diff"]) < 1e-6
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Double σ (the noise sd) in the simulation and refit: how do λ and the held-out
+#   RMSE change, and why?
+# 2. Run ALS from three random starts: do the factors agree? Do the predictions? (Hint:
+#   notebook 03.)
+# 3. Replace ALS by plain gradient descent on E (a few lines of NumPy): how many steps
+#   does it take to reach ALS's objective?
+# 4. Set `d = 1` in the simulation but fit `d = 5`: does the fit overfit, and what does
+#   λ do about it?

@@ -17,6 +17,15 @@
 # identifiable quantities, the posterior predictive against held-out ratings,
 # calibration, RMSE by user activity, and one comparison table.
 #
+# **What you will learn:**
+#
+# - the research workflow on real ratings: split, baselines, ALS and MAP, the
+#   posterior;
+# - how to judge convergence on identifiable quantities, not on raw factors;
+# - posterior predictive checks and calibration against held-out ratings, and ArviZ's
+#   own;
+# - why ratings are ordinal and what implicit feedback adds, measured.
+#
 # *Stored outputs.* The outputs saved in this notebook's `.ipynb` come from the
 # short setting the test suite re-runs (`BAYES_PMF_FAST=1`: 2 chains x (60 + 60) sweeps
 # instead of 4 x (150 + 200)), so their numbers are rougher than a full run's;
@@ -246,3 +255,15 @@ for name in ("bpmf-gibbs-ordinal", "bpmf-gibbs-ordinal-implicit"):
     by_bucket[name] = pd.Series(error[known >= 0]).groupby(
         bucket[known >= 0], observed=False).mean() ** 0.5
 pd.DataFrame(by_bucket).round(4).rename_axis("training ratings of the movie")
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Rerun the posterior with 4 chains and 4x the sweeps (unset `BAYES_PMF_FAST`):
+#   which convergence warnings disappear?
+# 2. Compare `az.loo` of the Gaussian and the ordinal posteriors: which does
+#   leave-one-out prefer, and does it agree with the held-out log score?
+# 3. Drop the biases (`biases=False`) from the Gibbs model: how much of the gain over
+#   ALS was the biases'?
+# 4. Find the ten held-out ratings with the lowest predictive probability: what do they
+#   have in common?

@@ -21,6 +21,12 @@
 # 3. **Without the prior, matrix factorization overfits**: the PMF paper's picture of an
 #    unregularized "SVD" model whose held-out error rises while PMF's keeps falling.
 #
+# **What you will learn:**
+#
+# - why factors are not identified (rotations) while predictions are;
+# - how the prior scales act as the regularisation, and how much d matters;
+# - how unregularised matrix factorisation overfits where PMF does not.
+#
 # *Stored outputs.* The outputs saved in this notebook's `.ipynb` come from the
 # short setting the test suite re-runs (`BAYES_PMF_FAST=1`: 100 instead of 300 draws, a
 # 4-value lambda grid and d = 2, 10 instead of 9 and 6 values, 8 sweeps per fit instead
@@ -143,3 +149,13 @@ ax.set(xlabel="ALS sweep", ylabel="held-out RMSE (stars)",
 ax.legend()
 fig.tight_layout()
 {label: round(min(curve), 4) for label, curve in curves.items()}
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Rotate a posterior draw's U and V by a random orthogonal matrix and check every
+#   prediction is unchanged.
+# 2. Extend the λ grid below 0.5: where does the held-out RMSE start to rise steeply,
+#   and why there?
+# 3. With d = 40 and λ = 15, does the model overfit? What does the posterior (Gibbs) do
+#   at d = 40?

@@ -18,6 +18,12 @@
 # and what happens for users the model has never seen, before and after they rate a few
 # movies.
 #
+# **What you will learn:**
+#
+# - top-N lists by posterior mean, by P(r ≥ 4) and by a pessimistic quantile;
+# - intervals on recommendations, similar items, cold-start users;
+# - folding in a new user without refitting, and how their uncertainty shrinks.
+#
 # *Stored outputs.* The outputs saved in this notebook's `.ipynb` come from the
 # short setting the test suite re-runs (`BAYES_PMF_FAST=1`: 2 chains x (60 + 60) sweeps
 # instead of 4 x (150 + 200)), so their numbers are rougher than a full run's;
@@ -130,3 +136,13 @@ ax.set(xlabel="ratings given by the new user",
 fig.tight_layout()
 print("predicted for the five most rated movies:",
       np.round(predict_folded(posterior, folded, probe[:5]), 2))
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Recommend for the same user by mean, by P(r ≥ 4) and by the 10 % quantile: which
+#   titles move, and why?
+# 2. Fold in a user who rated five horror films 1 star: what is recommended, and how
+#   wide are the intervals?
+# 3. For a cold-start user, how many ratings does fold-in need before the top 10 stops
+#   changing?

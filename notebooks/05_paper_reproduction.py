@@ -19,6 +19,11 @@
 # function of `bayes_pmf.paper`; each finding is stated from the numbers it produced. The
 # same run as a report: `bayes-pmf paper --out reports/pmf-paper`.
 #
+# **What you will learn:**
+#
+# - the PMF paper's five findings, each from one experiment function;
+# - how to read each finding's verdict, computed from the numbers rather than asserted.
+#
 # *Stored outputs.* The outputs saved in this notebook's `.ipynb` come from the
 # short setting the test suite re-runs (`BAYES_PMF_FAST=1`: lambda 1 and 15, d = 2 and
 # 10, 2 folds, 8 sweeps per fit and 30 + 30 Gibbs sweeps instead of the paper's grids),
@@ -79,3 +84,12 @@ plots.plot_rmse_versus_d(by_d)
 print(finding_bayes(by_d, config.n_factors)["text"])
 print(finding_dimension(by_d)["text"])
 by_d
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Unset `BAYES_PMF_FAST` and rerun: which findings change verdict with the paper's
+#   full grids?
+# 2. Repeat finding (b) with another seed for the split: how much of the gap is split
+#   noise?
+# 3. Add d = 50 to the grid: does the posterior keep improving where MAP overfits?

@@ -149,3 +149,24 @@ def test_notebook_executes_and_reproduces_its_stored_outputs(path):
     # on the machine (numerics) that wrote it: text and numbers; elsewhere: structure
     strict = tool.promise_of(stored) == "identical"
     assert tool.output_differences(stored, notebook, strict=strict) == []
+
+
+def test_prose_edits_keep_the_outputs_and_code_edits_are_refused(tmp_path):
+    pytest.importorskip("jupytext")
+    import nbformat
+
+    tool = _tool()
+    source = NOTEBOOKS[0]
+    py, ipynb = tmp_path / source.name, tmp_path / source.with_suffix(".ipynb").name
+    shutil.copy(source.with_suffix(".ipynb"), ipynb)
+    py.write_text(source.read_text().replace("# # PMF from scratch", "# # PMF, from scratch", 1))
+    assert tool.sync_problems(py)  # the heading differs
+    rewritten = tool.carry_outputs(py)
+    nbformat.write(rewritten, ipynb)
+    assert tool.sync_problems(py) == []
+    stored = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+    assert [c.get("outputs") for c in rewritten.cells if c.cell_type == "code"] == \
+        [c.get("outputs") for c in stored.cells if c.cell_type == "code"]
+    py.write_text(py.read_text().replace("SEED = 0", "SEED = 1", 1))
+    with pytest.raises(ValueError, match="code cells changed"):
+        tool.carry_outputs(py)

@@ -6,6 +6,8 @@ beside it, with its outputs (figures, tables, printed numbers).
     python tools/notebooks.py 02 04        # only these
     python tools/notebooks.py --check      # exit 1 if a .ipynb is missing, unexecuted
                                            # or its cells differ from its .py
+    python tools/notebooks.py --prose      # after editing markdown only: carry the
+                                           # stored outputs over (no execution)
 
 The stored outputs come from the fast setting the test suite runs (``BAYES_PMF_FAST=1``:
 fewer draws and a smaller grid; each notebook says so where it applies), so that CI can
@@ -220,11 +222,34 @@ def output_differences(stored, fresh, strict: bool = True) -> list[str]:
     return problems
 
 
+def carry_outputs(path: Path):
+    """The .py as a notebook with the stored .ipynb's outputs carried over, for an edit
+    of the prose only: every code cell must be unchanged (same sources in the same
+    order), else ValueError says which to execute instead."""
+    import nbformat
+
+    stored = nbformat.read(paired(path), as_version=4)
+    notebook = read_source(path)
+    old_code = [c for c in stored.cells if c.cell_type == "code"]
+    new_code = [c for c in notebook.cells if c.cell_type == "code"]
+    if [c.source for c in old_code] != [c.source for c in new_code]:
+        raise ValueError(f"{path.name}: code cells changed; execute it instead "
+                         f"(python tools/notebooks.py {path.stem[:2]})")
+    for old, new in zip(old_code, new_code):
+        new["outputs"], new["execution_count"] = old.get("outputs", []), old.get(
+            "execution_count")
+    notebook.metadata = stored.metadata
+    return notebook
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("only", nargs="*", help="notebook numbers (01 ... 05); all if none")
     parser.add_argument("--check", action="store_true",
                         help="only check that every .ipynb is its .py executed")
+    parser.add_argument("--prose", action="store_true",
+                        help="markdown edits only: rewrite each .ipynb from its .py keeping "
+                             "the stored outputs (refused if a code cell changed)")
     args = parser.parse_args(argv)
     paths = [p for p in sources() if not args.only or p.stem[:2] in args.only]
     if args.check:
@@ -234,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     import nbformat
 
     for path in paths:
+        if args.prose:
+            nbformat.write(carry_outputs(path), paired(path))
+            print(f"rewrote {paired(path).relative_to(ROOT)} (prose only)", flush=True)
+            continue
         print(f"executing {path.name} ...", flush=True)
         notebook = execute(path)
         nbformat.write(notebook, paired(path))
