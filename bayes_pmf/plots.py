@@ -95,7 +95,7 @@ def predicted_vs_actual_data(result, test=None) -> pd.DataFrame:
 
 
 # the most pairs a scatter draws (a million faint points say no more than 20,000, and
-# cost a gigabyte of figure memory at 10^7 ratings)
+# make a slow figure)
 SCATTER_POINTS = 20_000
 
 
