@@ -23,8 +23,7 @@
 #   posterior;
 # - how to judge convergence on identifiable quantities, not on raw factors;
 # - posterior predictive checks and calibration against held-out ratings, and ArviZ's
-#   own;
-# - why ratings are ordinal and what implicit feedback adds, measured.
+#   own (why ratings are ordinal and what implicit feedback adds: notebook 06).
 #
 # *Stored outputs.* The outputs saved in this notebook's `.ipynb` come from the
 # short setting the test suite re-runs (`BAYES_PMF_FAST=1`: 2 chains x (60 + 60) sweeps
@@ -98,7 +97,7 @@ posterior.idata
 # trace: the posterior predictive check of the training ratings, and PSIS-LOO. (The
 # package's figures below use the *held-out* ratings, a stricter check: the training
 # ratings were fitted.) Already here the Gaussian predictive (a smooth curve) misses how
-# ratings heap on whole and half stars: the reason for the ordinal model further down.
+# ratings heap on whole and half stars: the reason for the ordinal model (notebook 06).
 
 # %%
 import arviz as az
@@ -167,102 +166,21 @@ plots.plot_running_rmse(plots.running_rmse_data(posterior),
                         reference={"pmf-als": table.set_index("method").loc["pmf-als", "rmse"]});
 
 # %% [markdown]
-# ## Ratings are ordinal
+# ## Ratings are ordinal, and which movies people rate matters
 #
 # The posterior predictive figure above is the Gaussian model's weak point: held-out
-# ratings heap on whole stars (4.0 is 29% of them, 4.5 only 8%), while a normal
-# distribution around each prediction spreads its mass evenly over neighbouring half and
-# whole stars. A rating is a choice among ten ordered levels, not a measurement: the
-# ordered probit says a latent rating z ~ N(μ + b_i + c_j + U_i·V_j, σ²) falls between two
-# learned *cut points* and the rating is the level of that interval. Wide intervals
-# around the whole stars and narrow ones around the half stars are how the model learns
-# that people prefer whole stars. This is the main job's default posterior
-# (`bayes-pmf fit`; `--likelihood gaussian` gives the Gaussian one). The same sampler
-# fits it: it draws each z from its truncated normal, runs the Gaussian sweep on z and
-# moves the cut points by Metropolis steps.
-
-# %%
-ordinal = sample_gibbs(train, spec.with_(prior="wishart", likelihood="ordinal"), draws=DRAWS,
-                       tune=TUNE, chains=CHAINS, held_out=test, rng=SEED, progress=False)
-models["bpmf-gibbs-ordinal"] = ordinal
-cuts = ordinal.draws["cutpoints"].reshape(-1, ordinal.draws["cutpoints"].shape[-1]).mean(axis=0)
-pd.DataFrame({"lower cut point": cuts[:-1], "upper cut point": cuts[1:],
-              "width": cuts[1:] - cuts[:-1]},
-             index=pd.Index(ordinal.grid[1:-1], name="rating (posterior means)")).round(3)
-
-# %% [markdown]
-# The widths alternate: every whole star's interval is wider than the half stars' next
-# to it (the lowest and highest levels, 0.5 and 5, are open-ended and not shown). Two proper scoring rules judge the predictive distribution
-# on the grid itself, where RMSE only sees its mean: `log_score`, the mean log
-# probability given to the observed level (higher is better), and `rps`, the ranked
-# probability score (lower is better; it rewards mass near the observed level).
-
-# %%
-compare = ["bpmf-gibbs", "bpmf-gibbs-ordinal"]
-scored = {name: bp.score(models[name], train, test) for name in compare}
-pd.DataFrame(scored).T[["rmse", "log_score", "rps", "pit_max_deviation"]]
-
-# %%
-plots.plot_ppc_ratings(plots.ppc_ratings_data(ordinal, test));
-
-# %% [markdown]
-# The ordinal predictive puts each level's share of held-out ratings where it is, and
-# answers questions the Gaussian one cannot answer well: "how likely is this user to give
-# this movie five stars?" is the probability of the top level.
-
-# %%
-first_users, first_items = users[:5], items[:5]
-five = ordinal.level_probabilities(first_users, first_items)[:, -1]
-pd.DataFrame({"user": first_users, "movie": first_items, "P(5 stars)": five.round(3),
-              "held-out rating": test.rating[:5]})
-
-# %% [markdown]
-# ## Which movies, and who: implicit feedback
-#
-# Half the movies here have three ratings or fewer, so their factors are mostly prior.
-# But *who* rated a movie is known even where their ratings say little: a movie rated
-# by the people who rate horror films is probably one. With implicit feedback a movie's
-# factors are its own X_j plus the average (scaled by 1/√count) of a second set of
-# factors Z of the users who rated it, and a user's are their own Y_i plus that of the
-# factors W of the movies they rated (Koren's SVD++ idea, made Bayesian). The sampler
-# draws W and Z exactly given the rest; this is the main job's default posterior
-# (`bayes-pmf fit`; `--implicit none` gives plain BPMF).
-
-# %%
-implicit = sample_gibbs(train, spec.with_(prior="wishart", likelihood="ordinal",
-                                          constrained=True, implicit_items=True,
-                                          implicit_norm="sqrt"),
-                        draws=DRAWS, tune=TUNE, chains=CHAINS, held_out=test, rng=SEED,
-                        progress=False)
-models["bpmf-gibbs-ordinal-implicit"] = implicit
-compare = ["bpmf-gibbs", "bpmf-gibbs-ordinal", "bpmf-gibbs-ordinal-implicit"]
-pd.DataFrame({name: bp.score(models[name], train, test) for name in compare}).T[
-    ["rmse", "log_score", "rps"]]
-
-# %% [markdown]
-# Where does the gain come from? The held-out RMSE of the posterior-mean prediction, by
-# how many training ratings the movie has. (With this notebook's short chains the
-# buckets are noisy; on the main job's chains, see `benchmarks/README.md`.)
-
-# %%
-counts = pd.Series(train.item_idx).value_counts().reindex(range(train.n_items), fill_value=0)
-known = train.encode_items(items)
-bucket = pd.cut(counts.to_numpy()[known.clip(0)], [0, 3, 10, 50, 10_000],
-                labels=["1-3", "4-10", "11-50", "51+"])
-by_bucket = {}
-for name in ("bpmf-gibbs-ordinal", "bpmf-gibbs-ordinal-implicit"):
-    error = (models[name].predict(users, items, unknown="prior") - test.rating) ** 2
-    by_bucket[name] = pd.Series(error[known >= 0]).groupby(
-        bucket[known >= 0], observed=False).mean() ** 0.5
-pd.DataFrame(by_bucket).round(4).rename_axis("training ratings of the movie")
+# ratings heap on whole stars, and a normal distribution around each prediction cannot.
+# The main job's posterior is therefore an ordered probit on the rating grid with
+# implicit feedback; notebook `06_ordinal_and_implicit` builds both up step by step, with
+# the posterior predictive before and after each.
 
 # %% [markdown]
 # ## Exercises
 #
 # 1. Rerun the posterior with 4 chains and 4x the sweeps (unset `BAYES_PMF_FAST`):
 #   which convergence warnings disappear?
-# 2. Compare `az.loo` of the Gaussian and the ordinal posteriors: which does
-#   leave-one-out prefer, and does it agree with the held-out log score?
+# 2. Compare `az.loo` of the Gibbs posterior with `heldout_log_predictive_density` on
+#   the test set: which is larger per rating, and why?
 # 3. Drop the biases (`biases=False`) from the Gibbs model: how much of the gain over
 #   ALS was the biases'?
 # 4. Find the ten held-out ratings with the lowest predictive probability: what do they

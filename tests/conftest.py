@@ -17,6 +17,17 @@ from bayes_pmf import PMFSpec, load_movielens, make_synthetic, random_split
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def pytest_collection_modifyitems(items):
+    """Under ``pytest -n`` (pyproject's addopts), the tests reading the main job's run go
+    to one worker, so the 7-minute job runs once per session, not once per worker, and
+    they are scheduled first."""
+    for item in items:
+        if "main_job_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("main-job"))
+    # and they go first, so that the longest item overlaps the rest of the suite
+    items.sort(key=lambda item: "main_job_run" not in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture(scope="session")
 def fixtures() -> Path:
     return FIXTURES

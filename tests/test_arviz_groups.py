@@ -144,3 +144,25 @@ def test_the_packages_ppc_plot_reads_the_training_group(ordinal):
     plt.close(figure)
     with pytest.raises(ValueError, match="ratings must be"):
         plots.ppc_ratings_data(ordinal, ratings="both")
+
+
+@pytest.mark.parametrize("which", ["gaussian", "ordinal"])
+def test_pairs_by_row_position_give_what_pairs_by_id_give(which, request):
+    """The groups are built from row positions (by_index=True), not ids turned back into
+    positions; both entries give the same numbers, and out-of-range positions are
+    refused with the range expected."""
+    result = request.getfixturevalue(which)
+    user_idx, item_idx = result.training_pairs()
+    users, items = result.user_ids[user_idx], result.item_ids[item_idx]
+    actual = result.idata.observed_data["rating"].to_numpy()
+    normal = np.random.default_rng(0).standard_normal((3, len(actual)))
+    by_id = result.rating_draws(users, items, normal, samples=[0, 5, 9])
+    by_row = result.rating_draws(user_idx, item_idx, normal, samples=[0, 5, 9], by_index=True)
+    np.testing.assert_array_equal(by_row, by_id)
+    np.testing.assert_array_equal(
+        result.log_likelihood_draws(user_idx, item_idx, actual, by_index=True),
+        result.log_likelihood_draws(users, items, actual))
+    with pytest.raises(bp.ConfigError, match=r"users: by_index=True takes row positions 0\.\."):
+        result.mean_draws([len(result.user_ids)], [0], by_index=True)
+    with pytest.raises(bp.ConfigError, match="items"):
+        result.mean_draws([0], [-1], by_index=True)

@@ -26,8 +26,8 @@ def _tool():
     return module
 
 
-def test_the_five_notebooks_exist_with_their_executed_twins():
-    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+def test_the_six_notebooks_exist_with_their_executed_twins():
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
     assert all(p.with_suffix(".ipynb").exists() for p in NOTEBOOKS)
 
 

@@ -122,6 +122,23 @@ def test_recommend_cli_many_users_new_user_and_similar(fixtures, run_folder, tmp
     assert "users most similar to 8" in capsys.readouterr().out
 
 
+def test_a_reader_that_stops_early_ends_the_command_quietly(run_folder):
+    """`bayes-pmf recommend ... | head -1`: the pipe closes while the table is printed;
+    the command stops with the shell's SIGPIPE status and no traceback (it used to end
+    in a BrokenPipeError traceback)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "bayes_pmf", "recommend", "--run",
+                             str(run_folder), "--user", "8", "--n", "1000", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"["
+    proc.stdout.close()  # as head does after its first line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, stderr
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
+
+
 def test_fold_in_matches_a_full_refit(synthetic):
     """A user folded in from 12 ratings predicts like the same user fitted with everyone:
     the refit's item factors move only slightly when one user is added."""

@@ -49,9 +49,30 @@ def _wing(thing) -> str:
     return parts[1] if len(parts) > 1 and parts[0] == "bayes_pmf" else "provenance"
 
 
-def render() -> str:
+def sections() -> list[tuple[str, list[tuple[str, object]]]]:
+    """The reference's sections in order: (title, [(qualified name, object)]). The
+    Sphinx build (docs/conf.py) lays its API pages out from the same list."""
     sys.path.insert(0, str(ROOT))
     import bayes_pmf as bp
+    from bayes_pmf import plots
+
+    by_wing: dict[str, list[str]] = {}
+    for name in sorted(bp.__all__, key=str.lower):
+        by_wing.setdefault(_wing(getattr(bp, name)), []).append(name)
+    found = [(title, [(f"bayes_pmf.{name}", getattr(bp, name)) for name in by_wing.pop(wing)])
+             for wing, title in WINGS if wing in by_wing]
+    if by_wing:
+        raise AssertionError(f"names in no wing of WINGS: {by_wing}")
+    figures = [(f"bayes_pmf.plots.{name}", function)
+               for name, function in inspect.getmembers(plots, inspect.isfunction)
+               if not name.startswith("_") and function.__module__ == plots.__name__]
+    return [*found, (FIGURES, figures)]
+
+
+FIGURES = "Figures: `bayes_pmf.plots`"
+
+
+def render() -> str:
     from bayes_pmf import plots
 
     lines = ["# bayes_pmf API reference", "",
@@ -59,24 +80,12 @@ def render() -> str:
              "docstrings; a test keeps it current. Everything below is importable as "
              "`bayes_pmf.<name>` (`import bayes_pmf as bp`), except the figures, which "
              "are `bayes_pmf.plots.<name>`.", ""]
-    by_wing: dict[str, list[str]] = {}
-    for name in sorted(bp.__all__, key=str.lower):
-        thing = getattr(bp, name)
-        by_wing.setdefault(_wing(thing), []).append(name)
-    for wing, title in WINGS:
-        names = by_wing.pop(wing, [])
-        if not names:
-            continue
+    for title, entries in sections():
         lines += [f"## {title}", ""]
-        for name in names:
-            lines += _entry(f"bayes_pmf.{name}", getattr(bp, name))
-    if by_wing:
-        raise AssertionError(f"names in no wing of WINGS: {by_wing}")
-    lines += ["## Figures: `bayes_pmf.plots`", "", "```text", inspect.getdoc(plots) or "",
-              "```", ""]
-    for name, function in inspect.getmembers(plots, inspect.isfunction):
-        if not name.startswith("_") and function.__module__ == plots.__name__:
-            lines += _entry(f"bayes_pmf.plots.{name}", function)
+        if title == FIGURES:
+            lines += ["```text", inspect.getdoc(plots) or "", "```", ""]
+        for qualified, thing in entries:
+            lines += _entry(qualified, thing)
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -244,7 +244,7 @@ def carry_outputs(path: Path):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("only", nargs="*", help="notebook numbers (01 ... 05); all if none")
+    parser.add_argument("only", nargs="*", help="notebook numbers (01, 02, ...); all if none")
     parser.add_argument("--check", action="store_true",
                         help="only check that every .ipynb is its .py executed")
     parser.add_argument("--prose", action="store_true",

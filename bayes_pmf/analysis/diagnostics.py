@@ -69,7 +69,7 @@ def identifiable_draws(result, test=None, *, n_pairs: int = 50,
         if not result.spec.biases:
             dots = np.einsum("spk,spk->sp", draws["U"][:, u], draws["V"][:, i])
             variables["UVt"] = (("chain", "draw", "uv_pair"), _by_chain(result, dots))
-        means = result.mean_draws(result.user_ids[u], result.item_ids[i])
+        means = result.mean_draws(u, i, by_index=True)
         variables["expected_rating"] = xr.DataArray(
             _by_chain(result, means), dims=("chain", "draw", "uv_pair"),
             coords={"uv_user": ("uv_pair", np.asarray(result.user_ids[u])),

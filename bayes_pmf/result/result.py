@@ -239,19 +239,24 @@ class PMFResult:
         return rating_grid(self.scale)
 
     def eta_draws(self, users, items, *, unknown: UnknownPolicy = "error",
-                  samples: np.ndarray | None = None) -> np.ndarray:
-        """Draws of the linear predictor eta for each pair: (samples x pairs)."""
-        user_idx, item_idx, unknown_pairs = self._encode(users, items, unknown)
+                  samples: np.ndarray | None = None, by_index: bool = False) -> np.ndarray:
+        """Draws of the linear predictor eta for each pair: (samples x pairs).
+
+        ``by_index=True``: ``users`` and ``items`` are row positions in the result's
+        ``user_ids`` / ``item_ids`` (as in ``training_pairs()``), not ids; every method
+        below that takes pairs passes it on."""
+        user_idx, item_idx, unknown_pairs = self._encode(users, items, unknown, by_index)
         eta = predictor_draws(self.draws, user_idx, item_idx, samples)
         if unknown == "nan":
             eta[:, unknown_pairs] = np.nan
         return eta
 
     def mean_draws(self, users, items, *, unknown: UnknownPolicy = "error",
-                   samples: np.ndarray | None = None) -> np.ndarray:
+                   samples: np.ndarray | None = None, by_index: bool = False) -> np.ndarray:
         """Draws of the expected rating E[r | params] for each pair: (samples x pairs)."""
         return self.to_rating_scale(
-            self.eta_draws(users, items, unknown=unknown, samples=samples), samples)
+            self.eta_draws(users, items, unknown=unknown, samples=samples, by_index=by_index),
+            samples)
 
     def noise_sd_draws(self, samples=None) -> np.ndarray:
         """The noise sd of each draw on the scale its likelihood lives on (the ordinal
@@ -266,22 +271,25 @@ class PMFResult:
 
     def rating_draws(self, users, items, normal: np.ndarray, *,
                      samples: np.ndarray | None = None,
-                     unknown: UnknownPolicy = "prior") -> np.ndarray:
+                     unknown: UnknownPolicy = "prior", by_index: bool = False) -> np.ndarray:
         """Ratings drawn from the predictive of each draw (samples x pairs), given standard
         normal numbers ``normal`` of that shape: E[r | draw] plus noise (on the rating
         scale) for the Gaussian model, the level of eta + noise for the ordinal one."""
         sigma = self.noise_sd_draws(samples)
         if self.spec.ordinal:
             chosen = self._chosen(samples)
-            eta = self.eta_draws(users, items, unknown=unknown, samples=samples)
+            eta = self.eta_draws(users, items, unknown=unknown, samples=samples,
+                                 by_index=by_index)
             ratings = ordinal_draws(eta, self.draws["cutpoints"][chosen], sigma, self.grid,
                                     normal)
             return np.where(np.isnan(eta), np.nan, ratings)
-        means = self.mean_draws(users, items, unknown=unknown, samples=samples)
+        means = self.mean_draws(users, items, unknown=unknown, samples=samples,
+                                by_index=by_index)
         return means + self.rating_noise_sd_draws(samples)[:, None] * normal
 
     def log_likelihood_draws(self, users, items, actual, *,
-                             samples: np.ndarray | None = None) -> np.ndarray:
+                             samples: np.ndarray | None = None,
+                             by_index: bool = False) -> np.ndarray:
         """log p(actual | draw) for each draw and pair (samples x pairs), on the
         likelihood's own scale: the probability of the rating's level (ordinal), the
         normal density (Gaussian; of the rating mapped to [0, 1] for the logistic link)."""
@@ -289,11 +297,13 @@ class PMFResult:
         actual = np.asarray(actual, dtype=float)
         if self.spec.ordinal:
             chosen = self._chosen(samples)
-            eta = self.eta_draws(users, items, unknown="prior", samples=samples)
+            eta = self.eta_draws(users, items, unknown="prior", samples=samples,
+                                 by_index=by_index)
             lower, upper = level_bounds(self.draws["cutpoints"][chosen],
                                         rating_levels(actual, self.grid))
             return log_interval_probability(lower, upper, eta, sigma[:, None])
-        means = self.mean_draws(users, items, unknown="prior", samples=samples)
+        means = self.mean_draws(users, items, unknown="prior", samples=samples,
+                                by_index=by_index)
         if self.spec.link == "logistic":
             means, actual = self.scale.to_unit(means), self.scale.to_unit(actual)
         z = (actual[None, :] - means) / sigma[:, None]
@@ -313,9 +323,19 @@ class PMFResult:
         edges = np.broadcast_to(cutpoint_centres(self.grid), (len(means), len(self.grid) - 1))
         return binned_probabilities(means, edges, sigma)
 
-    def _encode(self, users, items, unknown: UnknownPolicy):
+    def _encode(self, users, items, unknown: UnknownPolicy, by_index: bool = False):
         """Row indices of the pairs (-1: unknown) and which pairs have an unknown id on a
-        side the model predicts (the pairs ``unknown="nan"`` leaves out)."""
+        side the model predicts (the pairs ``unknown="nan"`` leaves out). ``by_index``:
+        the pairs are row indices already, checked to be in range."""
+        if by_index:
+            user_idx, item_idx = (np.asarray(x, dtype=np.intp) for x in (users, items))
+            for name, idx, n in (("users", user_idx, len(self.user_ids)),
+                                 ("items", item_idx, len(self.item_ids))):
+                inside = idx.size == 0 or 0 <= idx.min() <= idx.max() < n
+                if idx.ndim != 1 or idx.shape != user_idx.shape or not inside:
+                    raise ConfigError(f"{name}: by_index=True takes row positions 0..{n - 1}, "
+                                      "one per pair")
+            return user_idx, item_idx, np.zeros(len(user_idx), dtype=bool)
         sides = tuple(self.settings.get("sides", ("user", "item")))
         user_idx, item_idx = encode_pairs(self.user_ids, self.item_ids, users, items, unknown,
                                           sides)
@@ -436,7 +456,6 @@ def with_training_predictive(result: PMFResult,
     per_chain = int(min(draws, max(1, max_values // max(n * chains, 1))))
     keep = np.unique(np.linspace(0, draws - 1, per_chain).round().astype(int))
     samples = (np.arange(chains)[:, None] * draws + keep[None, :]).ravel()
-    users, items = result.user_ids[user_idx], result.item_ids[item_idx]
     rng = np.random.default_rng([0 if result.seed is None or result.seed < 0
                                  else int(result.seed), 0x7070])
     ratings = np.empty((len(samples), n), dtype=np.float32)
@@ -445,10 +464,10 @@ def with_training_predictive(result: PMFResult,
     for start in range(0, len(samples), step):
         chosen = samples[start:start + step]
         normal = rng.standard_normal((len(chosen), n))
-        ratings[start:start + step] = result.rating_draws(users, items, normal,
-                                                          samples=chosen)
+        ratings[start:start + step] = result.rating_draws(user_idx, item_idx, normal,
+                                                          samples=chosen, by_index=True)
         log_likelihood[start:start + step] = result.log_likelihood_draws(
-            users, items, actual, samples=chosen)
+            user_idx, item_idx, actual, samples=chosen, by_index=True)
     shape = (chains, len(keep), n)
     return PMFResult(idata_io.add_training_predictive(
         result.idata, ratings.reshape(shape), log_likelihood.reshape(shape), keep,
