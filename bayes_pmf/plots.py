@@ -41,16 +41,18 @@ def ppc_ratings_data(result, test=None, *, n_draws: int = 200,
                              "ratings (point estimates have none)")
         draws, actual = stored
     elif ratings == "held_out":
-        draws, table = stored_predictions(result, test)
+        draws, table = stored_predictions(result, test, columns=["held_out_rating"])
         actual = table["held_out_rating"].to_numpy()
     else:
         raise ValueError(f"ratings must be 'held_out' or 'training', got {ratings!r}")
     draws = draws[:n_draws]
     scale = result.scale
     grid = scale.values()
-    snapped = scale.round(draws)
-    position = np.rint((snapped - scale.min) / scale.step).astype(int)
-    shares = np.stack([np.bincount(row, minlength=len(grid)) for row in position]) / len(actual)
+    shares = np.empty((len(draws), len(grid)))
+    # a draw at a time: snapping a million pairs' 200 draws at once takes gigabytes
+    for k, row in enumerate(draws):
+        position = np.rint((scale.round(row) - scale.min) / scale.step).astype(int)
+        shares[k] = np.bincount(position, minlength=len(grid)) / len(actual)
     observed = np.bincount(np.rint((actual - scale.min) / scale.step).astype(int),
                            minlength=len(grid)) / len(actual)
     lower, upper = np.quantile(shares, band, axis=0)
@@ -85,12 +87,12 @@ def plot_ppc_ratings(data: pd.DataFrame, *,
 
 def predicted_vs_actual_data(result, test=None) -> pd.DataFrame:
     """Per held-out pair: ids, actual rating, predictive mean and sd, 50%/90% intervals."""
-    _, table = stored_predictions(result, test)
     columns = {"user": "user", "item": "item", "held_out_rating": "rating",
                "pred_mean": "mean", "pred_sd": "sd"}
     for level in (0.5, 0.9):
         for side in ("lower", "upper", "grid_lower", "grid_upper"):
             columns[f"{side}_{level_tag(level)}"] = f"{side}_{level_tag(level)}"
+    _, table = stored_predictions(result, test, columns=list(columns))
     return table[list(columns)].rename(columns=columns)
 
 
@@ -144,7 +146,9 @@ def calibration_data(result, test=None, *,
     for continuous intervals and for intervals snapped to the rating grid."""
     from .result.predictive import interval_coverage
 
-    _, table = stored_predictions(result, test)
+    read = ["held_out_rating"] + [f"{side}_{level_tag(level)}" for level in levels
+                                  for side in ("lower", "upper", "grid_lower", "grid_upper")]
+    _, table = stored_predictions(result, test, columns=read)
     coverage = interval_coverage(table, levels, "held_out_rating")
     return pd.DataFrame({
         "nominal": list(levels),

@@ -11,12 +11,13 @@ none of these copies is committed.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tools"))  # api_reference.py: the reference's sections
 
 project = "bayes_pmf"
 author = "the bayes_pmf developers"
@@ -33,14 +34,6 @@ napoleon_google_docstring = False
 html_theme = "alabaster"
 html_title = "bayes_pmf"
 html_static_path: list[str] = []
-
-
-def _api_reference():
-    spec = importlib.util.spec_from_file_location("api_reference",
-                                                  ROOT / "tools" / "api_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write_generated(_app) -> None:
@@ -62,7 +55,7 @@ def _write_generated(_app) -> None:
         shutil.copy2(source / "report.md", target / "report.md")
         if (source / "figures").is_dir():
             shutil.copytree(source / "figures", target / "figures")
-    reference = _api_reference()
+    import api_reference as reference
     title = "API reference"
     lines = [title, "=" * len(title), "",
              "Everything here is importable as ``bayes_pmf.<name>`` (``import bayes_pmf as "

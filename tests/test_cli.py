@@ -76,21 +76,6 @@ def test_cli_errors_exit_2_without_traceback(args, message, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.slow
-def test_main_job_on_embedded_movielens(main_job_run):
-    """The README's main job: PMF beats every baseline, table agrees with metrics.json."""
-    printed, metrics = main_job_run.stdout, main_job_run.metrics
-    assert metrics["dataset"]["n_ratings"] == 100_004
-    assert metrics["split"]["cold_ratings"] > 0
-    results = {r["method"]: r for r in metrics["results"]}
-    baselines = ["global-mean", "user-mean", "item-mean", "bias-baseline"]
-    best_baseline = min(results[b]["rmse"] for b in baselines)
-    assert results["pmf-als"]["rmse"] < best_baseline - 0.01
-    for name, entry in results.items():
-        assert f"{entry['rmse']:.4f}" in printed.split(name, 1)[1].splitlines()[0]
-        assert entry["n_test"] == 10_000
-
-
 def test_fit_runs_constrained_pmf_from_the_command_line(fixtures, tmp_path, capsys):
     assert main(["fit", "--json", "--train", str(fixtures / "u1.base"), "--test",
                  str(fixtures / "u1.test"), "--factors", "2", "--method", "als",

@@ -104,3 +104,27 @@ def test_score_reports_coverage_for_pmf_results(fitted):
     scored = bp.score(gibbs, split.train, split.test)
     assert {"coverage_50", "coverage_90", "coverage_90_grid"} <= set(scored)
     assert "coverage_50" not in bp.score(bp.fit_global_mean(split.train), split.train, split.test)
+
+
+def test_readers_of_a_few_columns_get_the_stored_ones_or_fresh_ones(fitted):
+    """held_out_table / stored_predictions(columns=...) read only the asked columns (the
+    whole table is 0.44 GB at 10^6 pairs) with the values of the whole table, and for
+    another test set compute fresh predictions instead of the stored pairs' columns."""
+    from bayes_pmf.result.predictive import stored_predictions
+
+    split, _, gibbs = fitted
+    stored = held_out_predictions(gibbs, split.test, rng=0)
+    whole = stored.held_out[1]
+    assert len(whole.columns) > 20
+    part = stored.held_out_table(["mean", "upper_90"])
+    assert list(part.columns) == ["mean", "upper_90"]
+    pd.testing.assert_frame_equal(part, whole[["mean", "upper_90"]])
+    draws, table = stored_predictions(stored, split.test, columns=["lower_50"])
+    np.testing.assert_array_equal(draws, stored.held_out[0])
+    np.testing.assert_array_equal(table["lower_50"], whole["lower_50"])
+    other = bp.random_split(split.test, 0.5, rng=1).test
+    _, fresh = stored_predictions(stored, other, columns=["mean"])
+    users, items = other.id_pairs()
+    assert len(fresh) == other.n_ratings
+    np.testing.assert_array_equal(fresh["mean"], gibbs.predict(users, items))
+    assert gibbs.held_out_table(["mean"]) is None  # nothing stored on the unscored result

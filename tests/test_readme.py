@@ -3,7 +3,8 @@ sample is accounted for, and each runs as written or is covered by a named stand
 
 - ``bayes-pmf`` commands, fenced or inline in the prose, are parsed by the CLI's own
   parser (a renamed or removed flag fails here); the recommendation commands run for real
-  on the session's run of the main job, and what the README says they print is checked.
+  on the session's run of the main job, and what the README says they print is checked
+  (tests/test_main_job.py, with the other readers of that run).
 - The Python samples run top to bottom in a fresh interpreter, as one script, in the
   README's order (later samples use earlier names, as a reader's session would).
 - The Dask sample runs against a LocalCluster the test starts, in place of ``HOST``.
@@ -17,7 +18,6 @@ A fenced block no rule accounts for fails ``test_every_block_is_accounted_for``.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import subprocess
@@ -193,52 +193,6 @@ def test_every_local_link_resolves_and_the_tree_names_real_files():
             where = ROOT / "bayes_pmf" / module if module == "plots.py" else \
                 ROOT / "bayes_pmf" / wing / module
             assert where.exists(), (line, where)
-
-
-@pytest.mark.slow
-def test_the_recommendation_commands_print_what_the_readme_says(main_job_run, tmp_path):
-    """The "Recommendations with uncertainty" commands, run as written on the session's
-    main job (its folder in place of reports/runs/demo; `bayes-pmf fit --out
-    reports/runs/demo` is that job), with the README's my_ratings.csv."""
-    (tmp_path / "my_ratings.csv").write_text(CSV[0].text + "\n")
-    block = next(b for b in SHELL if RUN in b.text)
-    outputs = {}
-    for words in shell_commands(block):
-        if words[1] == "fit":
-            assert words == ["bayes-pmf", "fit", "--out", RUN]
-            continue
-        argv = [str(main_job_run.out) if w == RUN else w for w in words[1:]]
-        proc = subprocess.run([sys.executable, "-m", "bayes_pmf", *argv], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, (words, proc.stderr[-2000:])
-        assert "Traceback" not in proc.stderr
-        outputs[shlex.join(words)] = proc.stdout
-    assert len(outputs) == 4
-
-    def table(key: str) -> list[list[str]]:
-        out = next(v for k, v in outputs.items() if key in k)
-        return [line.split(None, 3) for line in out.splitlines()[2:] if line.strip()]
-
-    prose = " ".join(README.read_text().split())
-    first = re.search(r"my_ratings\.csv` gets \*\*(.+?)\*\* and \*\*(.+?)\*\* first, then "
-                      r"(.+?) and (.+?) \(", prose)
-    assert first, "the README's statement of the new user's recommendations moved"
-    titles = [row[3] for row in table("--new-user")]
-    # top two as a set (0.017 stars apart: another CPU's posterior may swap them), the
-    # next two likewise
-    assert {_short(t) for t in titles[:2]} == {_short(first.group(1)), _short(first.group(2))}
-    assert {_short(t) for t in titles[2:4]} == {_short(first.group(3)), _short(first.group(4))}
-    assert "its two sequels" in prose
-    assert {row[1] for row in table("--item 260")[:2]} == {"1196", "1210"}
-    many = json.loads(next(v for k, v in outputs.items() if "--json" in k))
-    assert {row["user"] for row in many} == {15, 1} and len(many) == 10
-    assert "score: prob" in next(v for k, v in outputs.items() if "--score prob" in k)
-
-
-def _short(title: str) -> str:
-    """'Lord of the Rings: The Return of the King, The' and 'The Return of the King' alike."""
-    words = re.sub(r"[^a-z ]", " ", title.lower()).split()
-    return " ".join(w for w in words if w not in ("the", "of", "lord", "rings", "a"))[-24:]
 
 
 @pytest.mark.slow

@@ -298,13 +298,20 @@ def _same_pairs(table: pd.DataFrame, test) -> bool:
             and np.array_equal(table["held_out_rating"].to_numpy(), test.rating))
 
 
-def stored_predictions(result, test=None) -> tuple[np.ndarray, pd.DataFrame]:
+def stored_predictions(result, test=None, columns=None) -> tuple[np.ndarray, pd.DataFrame]:
     """(predictive draws, per-pair table) of ``result``'s held-out predictions for the
     ratings ``test``: the stored ones when they are for exactly these pairs, else
-    computed now (and not stored). Without ``test``, the stored ones."""
-    held_out = result.held_out
+    computed now (and not stored). Without ``test``, the stored ones. ``columns``: the
+    table's columns the caller reads (all when None)."""
+    if columns is not None:
+        columns = list(dict.fromkeys([*columns, *(_PAIR_COLUMNS if test is not None else ())]))
+    held_out = idata_io.predictions_of(result.idata, columns)
     if held_out is not None and (test is None or _same_pairs(held_out[1], test)):
         return held_out
     if test is None:
-        return result.require_held_out()
-    return held_out_predictions(result, test).held_out
+        result.require_held_out()
+    draws, table = held_out_predictions(result, test).held_out
+    return draws, table if columns is None else table[columns]
+
+
+_PAIR_COLUMNS = ("user", "item", "held_out_rating")  # what _same_pairs compares

@@ -173,6 +173,12 @@ class PMFResult:
         :func:`bayes_pmf.result.predictive.held_out_predictions`, or None."""
         return idata_io.predictions_of(self.idata)
 
+    def held_out_table(self, columns) -> pd.DataFrame | None:
+        """The listed columns of :attr:`held_out`'s per-pair table (or None): what a
+        reader of one or two columns asks for instead of the whole table."""
+        stored = idata_io.predictions_of(self.idata, columns)
+        return None if stored is None else stored[1]
+
     def thinned(self, max_draws: int) -> "PMFResult":
         """The same result with at most ``max_draws`` posterior draws, evenly spaced
         within each chain (a point estimate is returned unchanged)."""

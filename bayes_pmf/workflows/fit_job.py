@@ -279,10 +279,10 @@ def run_figures(models: dict, split, results: list[dict]) -> dict:
     train, test = split.train, split.test
     figures = {"method_comparison": plots.plot_method_comparison(
         plots.method_comparison_data(results))}
-    predictions = {name: model.held_out[1]["mean"].to_numpy()
-                   for name, model in models.items()
-                   if (name in FIGURE_PREDICTIONS or model.n_samples > 1)
-                   and model.held_out is not None}
+    means = {name: model.held_out_table(["mean"]) for name, model in models.items()
+             if name in FIGURE_PREDICTIONS or model.n_samples > 1}
+    predictions = {name: table["mean"].to_numpy() for name, table in means.items()
+                   if table is not None}
     figures["rmse_by_activity"] = plots.plot_rmse_by_activity(
         rmse_by_activity_table(predictions, train, test))
     if "pmf-als" in models:
