@@ -17,24 +17,6 @@ from bayes_pmf import PMFSpec, load_movielens, make_synthetic, random_split
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-MAIN_JOB_MODULE = "test_main_job.py"
-
-
-def pytest_collection_modifyitems(items):
-    """Under ``pytest -n`` (pyproject's addopts, ``--dist loadscope``) a module's tests
-    share one worker: the tests reading the main job's run live in one module, so the
-    7-minute job runs once per session, not once per worker, and they are scheduled
-    first, so that the longest item overlaps the rest of the suite. (xdist's
-    ``xdist_group`` does not group under pytest 9.2: it renames node ids by a private
-    attribute pytest no longer reads.)"""
-    for item in items:
-        reads_main_job = "main_job_run" in getattr(item, "fixturenames", ())
-        if reads_main_job and item.path.name != MAIN_JOB_MODULE:
-            raise pytest.UsageError(f"{item.nodeid} uses main_job_run: move it to "
-                                    f"tests/{MAIN_JOB_MODULE}")
-    items.sort(key=lambda item: item.path.name != MAIN_JOB_MODULE)
-
-
 @pytest.fixture(scope="session")
 def fixtures() -> Path:
     return FIXTURES

@@ -1,8 +1,6 @@
 """Everything that reads the session's run of the main job (conftest's ``main_job_run``:
-``bayes-pmf fit`` on the embedded MovieLens with every default, seven minutes), in one
-module: pytest -n (pyproject's addopts, ``--dist loadscope``) sends a module's tests to one
-worker, so the job runs once per session, and conftest schedules this module first, so it
-overlaps the rest of the suite."""
+``bayes-pmf fit`` on the embedded MovieLens with every default, seven minutes): what it
+prints, the committed report it must reproduce, and the README's commands run on it."""
 
 import json
 import re

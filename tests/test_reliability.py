@@ -2,6 +2,7 @@
 files, folders that already hold a run, two runs into one folder, Ctrl-C and kill -9 in
 the middle of a run. Every case here failed before the issue that asked for it."""
 
+import contextlib
 import json
 import os
 import signal
@@ -204,8 +205,9 @@ def _processes_mentioning(token: str) -> list[int]:
     return found
 
 
-def _wait_for_chain_processes(proc, out: Path, timeout: float = 300) -> None:
-    """Until the run's chain processes (forked: they share its command line) are up."""
+def _wait_for_chain_processes(proc, out: Path, timeout: float = 1200) -> None:
+    """Until the run's chain processes (forked: they share its command line) are up (the
+    fits before them take about a minute on an idle machine, many on a loaded one)."""
     deadline = time.monotonic() + timeout
     while len(_processes_mentioning(str(out))) < 2:
         assert proc.poll() is None, proc.communicate()[1][-2000:]
@@ -214,20 +216,33 @@ def _wait_for_chain_processes(proc, out: Path, timeout: float = 300) -> None:
     time.sleep(2)  # some sweeps in
 
 
+@contextlib.contextmanager
+def _killed_afterwards(out: Path):
+    """Whatever the test's outcome, no process of the run on ``out`` outlives it (a
+    failed assertion used to leave a whole Gibbs run going for the rest of the suite)."""
+    try:
+        yield
+    finally:
+        for pid in _processes_mentioning(str(out)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_a_gibbs_run_within_seconds_and_leaves_nothing(tmp_path):
     """SIGINT in the middle of a 4-chain Gibbs run in 2 processes: the command exits
     within a few seconds with status 130, no chain process is left, and no run folder,
     staging folder or lock remains (it took 72-137 s while queued chains finished)."""
     out = tmp_path / "ctrl-c-run"
-    proc = subprocess.Popen([sys.executable, "-m", "bayes_pmf", "fit", "--no-progress",
-                             "--method", "gibbs", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_chain_processes(proc, out)
-    began = time.perf_counter()
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
-    stopped = time.perf_counter() - began
+    with _killed_afterwards(out):
+        proc = subprocess.Popen([sys.executable, "-m", "bayes_pmf", "fit", "--no-progress",
+                                 "--method", "gibbs", "--out", str(out)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_for_chain_processes(proc, out)
+        began = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        stopped = time.perf_counter() - began
     assert proc.returncode == 130, stderr[-2000:]
     assert stopped < 10, stopped  # measured 1-6 s on a loaded 2-core machine
     assert "interrupted" in stderr and "Traceback" not in stderr
@@ -244,15 +259,17 @@ def test_two_runs_into_one_folder_and_a_kill_mid_run(tmp_path):
     proc, _ = _cli("fit", "--no-progress", "--no-figures", "--method", "als", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     first_id = json.loads((out / "metrics.json").read_text())["run_id"]
-    long_run = subprocess.Popen([sys.executable, "-m", "bayes_pmf", "fit", "--no-progress",
-                                 "--method", "gibbs", "--overwrite", "--out", str(out)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_chain_processes(long_run, out)
-    second, seconds = _cli("fit", "--no-progress", "--method", "als", "--overwrite",
-                           "--out", str(out))
-    assert second.returncode == 2 and "another run" in second.stderr and seconds < 60
-    long_run.kill()
-    long_run.wait(timeout=30)
+    with _killed_afterwards(out):
+        long_run = subprocess.Popen([sys.executable, "-m", "bayes_pmf", "fit",
+                                     "--no-progress", "--method", "gibbs", "--overwrite",
+                                     "--out", str(out)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_for_chain_processes(long_run, out)
+        second, seconds = _cli("fit", "--no-progress", "--method", "als", "--overwrite",
+                               "--out", str(out))
+        assert second.returncode == 2 and "another run" in second.stderr and seconds < 60
+        long_run.kill()
+        long_run.wait(timeout=30)
     time.sleep(1)
     assert _processes_mentioning(str(out)) == []  # its chain processes died with it
     assert json.loads((out / "metrics.json").read_text())["run_id"] == first_id
