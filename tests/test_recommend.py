@@ -132,8 +132,10 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(run_folder):
     proc = subprocess.Popen([sys.executable, "-m", "bayes_pmf", "recommend", "--run",
                              str(run_folder), "--user", "8", "--n", "1000", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout.readline().strip() == b"["
-    proc.stdout.close()  # as head does after its first line
+    # the reader goes away before the command prints (it takes seconds to start): its
+    # first write fails, whatever the pipe's buffer holds (reading a line first and then
+    # closing raced the writer: a run on CI saw status 0)
+    proc.stdout.close()
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, stderr
     assert "Traceback" not in stderr and "Error" not in stderr, stderr
