@@ -9,7 +9,8 @@ d = 10, biases, rounded to half stars in 0.5-5) are written to a CSV (cached und
 $TMPDIR), then the command ``python -m bayes_pmf fit --data FILE --out DIR
 --no-progress`` runs in a child process. Reported: the whole command's wall time and
 peak resident memory (its own and its chain processes', from the operating system), and
-each stage's seconds and the peak memory reached by its end (metrics.json "stages":
+each stage's seconds, the peak memory reached by its end and the memory the command
+still held then (metrics.json "stages":
 read and split, every method's fit, its held-out predictions and scores, diagnostics,
 figures; saving is the rest).
 """
@@ -107,10 +108,11 @@ def main(argv: list[str] | None = None) -> None:
             continue
         print(f"\n{row['ratings']:,} ratings: {row['seconds']:.0f} s, "
               f"peak {row['peak_rss_mb']:,} MB")
-        print("| stage | seconds | peak MB so far |\n|---|---|---|")
+        print("| stage | seconds | peak MB so far | MB held at its end |\n|---|---|---|---|")
         for stage in row["stages"]:
-            print(f"| {stage['stage']} | {stage['seconds']:.1f} | {stage['peak_rss_mb']:,} |")
-        print(f"| save and the rest | {row['rest_seconds']:.1f} | {row['peak_rss_mb']:,} |")
+            print(f"| {stage['stage']} | {stage['seconds']:.1f} | {stage['peak_rss_mb']:,} "
+                  f"| {stage.get('rss_mb', float('nan')):,} |")
+        print(f"| save and the rest | {row['rest_seconds']:.1f} | {row['peak_rss_mb']:,} | |")
 
 
 if __name__ == "__main__":

@@ -89,6 +89,16 @@ def test_a_fit_run_computes_held_out_predictions_once_per_model(tmp_path, monkey
     # scored models the figures do not read keep no per-pair predictions (memory at 10^7)
     kept = {name for name, model in models.items() if model.held_out is not None}
     assert kept == {"bias-baseline", "pmf-als", "bpmf-gibbs-ordinal"}
+    # and of those only the columns the figures and diagnostics read (every figure above
+    # was drawn from them: a missing one would have raised or been recomputed, counted)
+    columns = {name: set(models[name].held_out[1].columns) for name in kept}
+    pairs = {"user", "item", "held_out_rating"}
+    assert columns["bias-baseline"] == pairs | {"mean"}
+    assert "lower_90" in columns["pmf-als"] and "prob_5.0" not in columns["pmf-als"]
+    assert {"lpd", "pred_sd", "lower_90"} <= columns["bpmf-gibbs-ordinal"]
+    assert "prob_5.0" not in columns["bpmf-gibbs-ordinal"]
+    draws = {name: models[name].held_out[0].shape[0] for name in kept}
+    assert draws["bias-baseline"] == draws["pmf-als"] == 0 < draws["bpmf-gibbs-ordinal"]
 
 
 def test_every_engine_returns_a_pmf_result_named_by_its_run(synthetic):

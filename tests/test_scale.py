@@ -78,7 +78,8 @@ def test_sampled_summaries_in_blocks_are_the_single_pass_ones(monkeypatch, synth
                          tune=20, chains=2, progress=False)
     users, items = split.test.id_pairs()
     whole, _ = predictive._sampled_summaries(model, users, items, 0, 200, (0.5,))
-    monkeypatch.setattr(predictive, "_SUMMARY_BUDGET", 200 * 37)  # blocks of 37 pairs
+    monkeypatch.setattr(predictive, "_SUMMARY_BUDGET", 200 * 37)  # not one pass, but
+    monkeypatch.setattr(predictive, "_BLOCK_BUDGET", 200 * 37)  # blocks of 37 pairs
     blocks, stored = predictive._sampled_summaries(model, users, items, 0, 200, (0.5,))
     assert stored.shape[1] == len(users)
     # predictive sd over 200 draws: a sample sd has relative error ~ 1/sqrt(400) = 5%
@@ -86,6 +87,26 @@ def test_sampled_summaries_in_blocks_are_the_single_pass_ones(monkeypatch, synth
     assert abs(np.median(blocks["pred_sd"] / whole["pred_sd"]) - 1) < 0.02
     assert np.max(np.abs(blocks["pred_mean"] - whole["pred_mean"])) < 5 * np.max(
         whole["pred_sd"]) / np.sqrt(200)
+
+
+def test_lpd_and_level_probabilities_do_not_depend_on_the_block_size(monkeypatch, synthetic):
+    """The pointwise lpd and the level probabilities are computed in blocks of pairs from
+    one set of draws: any block size gives the same numbers, bit for bit (so the block
+    budget bounds memory without moving a committed figure)."""
+    users, items = synthetic.data.id_pairs()
+    stars = np.clip(np.round((synthetic.data.rating + 3) * 2) / 2, 0.5, 5)  # a half-star grid
+    data = bp.RatingsData.from_arrays(users, items, stars)
+    split = bp.random_split(data, 0.2, rng=0)
+    model = sample_gibbs(split.train, synthetic.spec.with_(likelihood="ordinal"), draws=30,
+                         tune=10, chains=2, progress=False)
+    users, items = split.test.id_pairs()
+    args = (model, users, items)
+    whole_lpd = predictive._pointwise_lpd(*args, split.test.rating, 60, 0)
+    whole_levels = predictive._level_probability_columns(*args, 60, 0)
+    monkeypatch.setattr(predictive, "_BLOCK_BUDGET", 60 * 10 * 7)  # 7 pairs at a time
+    assert np.array_equal(predictive._pointwise_lpd(*args, split.test.rating, 60, 0), whole_lpd)
+    blocks = predictive._level_probability_columns(*args, 60, 0)
+    assert all(np.array_equal(blocks[name], whole_levels[name]) for name in whole_levels)
 
 
 # the embedded MovieLens' training part: 90,752 ratings, 610 users, 9,127 items
@@ -189,6 +210,14 @@ def test_the_main_job_follows_its_sampling_plan(tmp_path):
     model = outcome.models["bpmf-gibbs"]
     assert model.idata.posterior.sizes["draw"] == 13
     assert model.settings["thin"] == 3
+    # every stage records its time, the peak so far and what this process held at its end
+    # (in MB: a Python process with NumPy and PyMC loaded holds 50 MB to a few GB)
+    stages = outcome.metrics["stages"]
+    assert [row["stage"] for row in stages][:2] == ["read and split", "fit global-mean"]
+    assert "fit bpmf-gibbs" in [row["stage"] for row in stages]
+    peaks = [row["peak_rss_mb"] for row in stages]
+    assert peaks == sorted(peaks)  # a peak so far never falls
+    assert all(50 < row["rss_mb"] <= row["peak_rss_mb"] < 20_000 for row in stages), stages
 
 
 @pytest.mark.parametrize("n", [1, 2, 99, 400, 1000, 1001])

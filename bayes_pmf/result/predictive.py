@@ -132,12 +132,15 @@ def _gaussian_interval_columns(mean: np.ndarray, sd: np.ndarray, scale, levels
     return columns
 
 
-# Predictive draws are summarised from at most this many samples x pairs values at once
-# (128 MB, a few times that while summarised): the exact single pass below it, blocks of
-# pairs, each with its own random stream, above it (10^6 held-out ratings x 1,000 draws
-# would be 8 GB). At most _STORED_BUDGET of them are kept in the result's predictions
-# group.
+# Predictive draws are summarised in one pass when samples x pairs is at most
+# _SUMMARY_BUDGET (128 MB, a few times that while summarised; the embedded MovieLens'
+# 10^4 held-out ratings x 1,000 draws), else in blocks of pairs of at most _BLOCK_BUDGET
+# values (32 MB), each with its own random stream (10^6 held-out ratings x 1,000 draws
+# would be 8 GB at once; blocks of 2^24 values made a 10^7-rating run's summaries peak
+# 1.7 GB above what it held). At most _STORED_BUDGET of them are kept in the result's
+# predictions group.
 _SUMMARY_BUDGET = 1 << 24
+_BLOCK_BUDGET = 1 << 22
 _STORED_BUDGET = 1 << 24
 
 
@@ -151,7 +154,7 @@ def _sampled_summaries(result, users, items, rng, max_samples: int, levels):
     if n_samples * len(users) <= _SUMMARY_BUDGET:
         blocks = [(slice(None), generator)]
     else:
-        size = max(1, _SUMMARY_BUDGET // n_samples)
+        size = max(1, _BLOCK_BUDGET // n_samples)
         starts = range(0, len(users), size)
         blocks = list(zip((slice(s, s + size) for s in starts), generator.spawn(len(starts))))
     parts, stored = [], []
@@ -207,9 +210,9 @@ def _lpd_samples(result, max_samples: int, rng):
 
 def _pointwise_lpd(result, users, items, actual, max_samples: int, rng) -> np.ndarray:
     """log (1/S) sum_s p(r | draw s) for each pair, on the likelihood's scale, in blocks
-    of pairs within the summary budget."""
+    of pairs within the block budget."""
     samples, n_samples = _lpd_samples(result, max_samples, rng)
-    size = max(1, _SUMMARY_BUDGET // n_samples)
+    size = max(1, _BLOCK_BUDGET // n_samples)
     out = np.empty(len(users))
     for start in range(0, len(users), size):
         pairs = slice(start, start + size)
@@ -230,7 +233,7 @@ def _level_probability_columns(result, users, items, max_samples: int, rng
     (``prob_<rating>``), from the same draws as the lpd, in blocks of pairs."""
     samples, n_samples = _lpd_samples(result, max_samples, rng)
     grid = result.grid
-    size = max(1, _SUMMARY_BUDGET // (n_samples * len(grid)))
+    size = max(1, _BLOCK_BUDGET // (n_samples * len(grid)))
     probabilities = np.empty((len(users), len(grid)))
     for start in range(0, len(users), size):
         pairs = slice(start, start + size)

@@ -144,6 +144,12 @@ class PMFResult:
         """The result without its held-out predictions (what run folders save)."""
         return PMFResult(idata_io.without_predictions(self.idata))
 
+    def keeping_held_out(self, columns, *, draws: bool = True) -> "PMFResult":
+        """The result with only the listed columns of its stored held-out predictions
+        (and the pairs' ids and ratings), their predictive draws only with ``draws``:
+        what a long run keeps of a scored model for the few columns its figures read."""
+        return PMFResult(idata_io.keep_predictions(self.idata, columns, draws))
+
     def with_idata(self, idata) -> "PMFResult":
         """A result around ``idata`` (e.g. this one's with more groups)."""
         return PMFResult(idata)

@@ -9,6 +9,7 @@ predictions), so notebooks can use it as well as the CLI.
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 import warnings
@@ -27,7 +28,7 @@ from ..analysis.diagnostics import (
 from ..analysis.metrics import rmse_by_activity_table, score
 from ..data.files import load_split as load_split_of
 from ..engines.als import fit_als, fit_bias_baseline, fit_global_mean, fit_item_mean, fit_user_mean
-from ..result.predictive import held_out_predictions
+from ..result.predictive import CALIBRATION_LEVELS, held_out_predictions, level_tag
 from .config import FitJobConfig, check_memory, sampling_plan
 from .reproducibility import environment
 
@@ -35,9 +36,10 @@ from .reproducibility import environment
 @dataclass
 class FitJobOutcome:
     metrics: dict
-    # every fitted model; the held-out predictions are kept for those the figures read
-    # (FIGURE_PREDICTIONS and the sampled ones): held_out_predictions(model, split.test)
-    # recomputes any other's
+    # every fitted model; of the held-out predictions only the columns the figures and
+    # diagnostics read are kept, for the models they read (FIGURE_PREDICTIONS and the
+    # sampled ones; see _kept_for_figures): held_out_predictions(model, split.test)
+    # recomputes a whole table
     models: dict = field(default_factory=dict)
     split: object | None = None  # a Split
 
@@ -135,9 +137,10 @@ METHODS: dict[str, Callable[..., list[tuple[str, Callable]]]] = {
 
 
 class Stages:
-    """Wall time and peak memory of each stage of a run, for metrics.json's "stages"
-    (what benchmarks/scale_memory.py reports): peak resident memory so far, of this
-    process and of its chain processes."""
+    """Wall time and memory of each stage of a run, for metrics.json's "stages" (what
+    benchmarks/scale_memory.py reports): peak resident memory so far, of this process and
+    of its chain processes, and this process's resident memory at the stage's end (what
+    the stage left held; the peak minus it was transient)."""
 
     def __init__(self) -> None:
         self.rows: list[dict] = []
@@ -146,10 +149,22 @@ class Stages:
     def __call__(self, stage: str):
         began = time.perf_counter()
         yield
-        peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        resident = _resident_bytes() / 2**20
+        # the kernel's high-water mark trails the resident size by a few pages' worth of
+        # unsynchronised counters, so the current size bounds the peak from below too
+        peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                   resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, resident)
         self.rows.append({"stage": stage, "seconds": round(time.perf_counter() - began, 3),
-                          "peak_rss_mb": round(peak_kb / 1024)})
+                          "peak_rss_mb": round(peak), "rss_mb": round(resident)})
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory now (Linux: /proc/self/statm; elsewhere 0)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 def run_fit_job(config: FitJobConfig, stages: Stages | None = None) -> FitJobOutcome:
@@ -192,11 +207,10 @@ def _run_fit_job(config: FitJobConfig, stages: Stages, executor) -> FitJobOutcom
             results.append({"method": name, **score(model, train, test,
                                                      round=config.round_predictions),
                             "fit_seconds": seconds})
-            # scored: only the figures read the per-pair predictions again, and only
-            # those of the models in FIGURE_PREDICTIONS and the sampled ones (at 10^7
-            # ratings each model's are ~0.6 GB)
-            models[name] = (model if name in FIGURE_PREDICTIONS or model.n_samples > 1
-                            else model.without_predictions())
+            # scored: only the figures and diagnostics read the per-pair predictions
+            # again, a few columns of a few models (at 10^7 ratings a model's whole
+            # table and draws are ~0.6 GB)
+            models[name] = _kept_for_figures(name, model)
     cluster = _cluster_record(executor)
     metrics = {
         "dataset": dataset,
@@ -266,6 +280,26 @@ def diagnostics_table(models: dict, split) -> pd.DataFrame:
 # models it returns, and drops the others' once they are scored.
 FIGURE_PREDICTIONS = ("bias-baseline", "pmf-als", "pmf-map", "pmf-map-ordinal",
                       "pmf-constrained")
+
+# The per-pair columns of the stored held-out predictions that run_figures and the
+# diagnostics read: the mean of every model they draw, the central intervals of the ALS
+# point estimate (calibration) and of a sampled model, which also keeps its predictive
+# sd, pointwise lpd and draws (posterior predictive, predicted vs actual).
+_INTERVALS = tuple(f"{side}_{level_tag(level)}" for level in CALIBRATION_LEVELS
+                   for side in ("lower", "upper", "grid_lower", "grid_upper"))
+SAMPLED_FIGURE_COLUMNS = ("mean", "pred_mean", "pred_sd", "lpd", *_INTERVALS)
+
+
+def _kept_for_figures(name: str, model):
+    """What a run keeps of a scored model: only what its figures and diagnostics read."""
+    if model.n_samples > 1:
+        return model.keeping_held_out(SAMPLED_FIGURE_COLUMNS)
+    if name == "pmf-als":
+        return model.keeping_held_out(("mean", *_INTERVALS), draws=False)
+    if name in FIGURE_PREDICTIONS:
+        return model.keeping_held_out(("mean",), draws=False)
+    return model.without_predictions()
+
 
 def _posterior_model(models: dict):
     sampled = [(n, m) for n, m in models.items() if m.n_samples > 1]
