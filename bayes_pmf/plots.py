@@ -16,7 +16,12 @@ import numpy as np
 import pandas as pd
 
 from .result import idata as idata_io
-from .result.predictive import CALIBRATION_LEVELS, level_tag, stored_predictions
+from .result.predictive import (
+    CALIBRATION_LEVELS,
+    interval_column_names,
+    level_tag,
+    stored_predictions,
+)
 
 STARS = "rating (stars)"
 
@@ -89,9 +94,7 @@ def predicted_vs_actual_data(result, test=None) -> pd.DataFrame:
     """Per held-out pair: ids, actual rating, predictive mean and sd, 50%/90% intervals."""
     columns = {"user": "user", "item": "item", "held_out_rating": "rating",
                "pred_mean": "mean", "pred_sd": "sd"}
-    for level in (0.5, 0.9):
-        for side in ("lower", "upper", "grid_lower", "grid_upper"):
-            columns[f"{side}_{level_tag(level)}"] = f"{side}_{level_tag(level)}"
+    columns.update((name, name) for name in interval_column_names((0.5, 0.9)))
     _, table = stored_predictions(result, test, columns=list(columns))
     return table[list(columns)].rename(columns=columns)
 
@@ -146,8 +149,7 @@ def calibration_data(result, test=None, *,
     for continuous intervals and for intervals snapped to the rating grid."""
     from .result.predictive import interval_coverage
 
-    read = ["held_out_rating"] + [f"{side}_{level_tag(level)}" for level in levels
-                                  for side in ("lower", "upper", "grid_lower", "grid_upper")]
+    read = ["held_out_rating", *interval_column_names(levels)]
     _, table = stored_predictions(result, test, columns=read)
     coverage = interval_coverage(table, levels, "held_out_rating")
     return pd.DataFrame({

@@ -55,6 +55,14 @@ def level_tag(level: float) -> int:
     return int(round(level * 100))
 
 
+def interval_column_names(levels=CALIBRATION_LEVELS) -> list[str]:
+    """The per-pair columns of the central intervals at ``levels`` in stored held-out
+    predictions: ``lower_<tag>``, ``upper_<tag>`` (continuous) and ``grid_lower_<tag>``,
+    ``grid_upper_<tag>`` (snapped to the rating grid), level by level."""
+    return [f"{side}_{level_tag(level)}" for level in levels
+            for side in ("lower", "upper", "grid_lower", "grid_upper")]
+
+
 def _subsample(result, max_samples: int, generator) -> np.ndarray | None:
     if result.n_samples == 1:  # a point estimate: many noise draws around one mean
         return np.zeros(max_samples, dtype=np.int64)

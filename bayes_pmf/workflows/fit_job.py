@@ -28,7 +28,7 @@ from ..analysis.diagnostics import (
 from ..analysis.metrics import rmse_by_activity_table, score
 from ..data.files import load_split as load_split_of
 from ..engines.als import fit_als, fit_bias_baseline, fit_global_mean, fit_item_mean, fit_user_mean
-from ..result.predictive import CALIBRATION_LEVELS, held_out_predictions, level_tag
+from ..result.predictive import CALIBRATION_LEVELS, held_out_predictions, interval_column_names
 from .config import FitJobConfig, check_memory, sampling_plan
 from .reproducibility import environment
 
@@ -285,8 +285,7 @@ FIGURE_PREDICTIONS = ("bias-baseline", "pmf-als", "pmf-map", "pmf-map-ordinal",
 # diagnostics read: the mean of every model they draw, the central intervals of the ALS
 # point estimate (calibration) and of a sampled model, which also keeps its predictive
 # sd, pointwise lpd and draws (posterior predictive, predicted vs actual).
-_INTERVALS = tuple(f"{side}_{level_tag(level)}" for level in CALIBRATION_LEVELS
-                   for side in ("lower", "upper", "grid_lower", "grid_upper"))
+_INTERVALS = tuple(interval_column_names(CALIBRATION_LEVELS))
 SAMPLED_FIGURE_COLUMNS = ("mean", "pred_mean", "pred_sd", "lpd", *_INTERVALS)
 
 
