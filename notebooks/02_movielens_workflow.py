@@ -103,7 +103,8 @@ posterior.idata
 import arviz as az
 
 az.plot_ppc(posterior.idata, num_pp_samples=40, figsize=(7, 3.5))
-print(az.loo(posterior.idata).elpd_loo.round(1), "= elpd_loo (expected log predictive density, leave-one-out)")
+# bp.loo is az.loo's PSIS-LOO, vectorised: the same numbers, ten times faster here
+print(bp.loo(posterior).elpd_loo.round(1), "= elpd_loo (expected log predictive density, leave-one-out)")
 
 # %% [markdown]
 # ## Convergence, judged on identifiable quantities

@@ -4,7 +4,12 @@ hyperparameter selection by cross-validation, recommendations with uncertainty, 
 simulation-based calibration of the Gibbs sampler."""
 
 from .calibration import CalibrationResult, simulation_based_calibration
-from .diagnostics import convergence_summary, heldout_log_predictive_density, identifiable_draws
+from .diagnostics import (
+    convergence_summary,
+    heldout_log_predictive_density,
+    identifiable_draws,
+    loo,
+)
 from .metrics import mae, rmse, rmse_by_activity, rmse_by_activity_table, score
 from .recommend import (
                         fold_in_user,
@@ -21,7 +26,7 @@ from .selection import Selection, select_hyperparameters
 __all__ = [
     "CalibrationResult", "Selection", "convergence_summary", "fold_in_user",
     "heldout_log_predictive_density",
-    "identifiable_draws", "mae", "predict_folded", "recommend", "recommend_many",
+    "identifiable_draws", "loo", "mae", "predict_folded", "recommend", "recommend_many",
     "recommend_new_user", "rmse", "rmse_by_activity", "rmse_by_activity_table", "score",
     "score_matrix", "select_hyperparameters", "similar_items", "similar_users",
     "simulation_based_calibration",

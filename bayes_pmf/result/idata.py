@@ -43,6 +43,7 @@ with warnings.catch_warnings():
 from ..errors import ResultFileError
 from ..fileio import atomic_path
 from ..provenance import package_versions
+from . import psis
 
 FORMAT_VERSION = 1
 _PREFIX = "bayes_pmf_"
@@ -440,14 +441,36 @@ def bfmi_min(idata: az.InferenceData) -> float | None:
 
 
 def loo(idata: az.InferenceData, log_likelihood: xr.Dataset | None = None):
-    """PSIS-LOO of ``idata``, adding the pointwise ``log_likelihood`` group first if given."""
-    if log_likelihood is not None:
-        groups = {group: getattr(idata, group) for group in idata.groups()}
-        groups["log_likelihood"] = log_likelihood
-        idata = _inference_data(groups)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=UserWarning)
-        return az.loo(idata, pointwise=True)
+    """PSIS-LOO of ``idata`` (its ``log_likelihood`` group, or ``log_likelihood`` if
+    given), as ``az.loo(idata, pointwise=True)`` computes it (the relative efficiency from
+    every posterior quantity's effective sample size, scale "log") but vectorised
+    (:mod:`bayes_pmf.result.psis`): the same ``ELPDData``, which ``az.compare`` reads, in
+    a fraction of the time on 10^4 and more ratings."""
+    if log_likelihood is None:
+        log_likelihood = idata.log_likelihood
+    names = list(log_likelihood.data_vars)
+    if len(names) != 1:
+        raise ValueError(f"one log-likelihood variable expected, found {names}")
+    values = log_likelihood[names[0]]
+    observation_dims = [d for d in values.dims if d not in ("chain", "draw")]
+    stacked = values.stack(__obs__=observation_dims) if len(observation_dims) > 1 \
+        else values
+    array = stacked.transpose("chain", "draw", ...).values
+    array = array.reshape(array.shape[0], array.shape[1], -1)
+    reff = psis.relative_efficiency(
+        idata.posterior[name].values for name in idata.posterior.data_vars)
+    totals = psis.loo_pointwise(array, reff)
+    template = values.isel(chain=0, draw=0, drop=True)
+    loo_i = xr.DataArray(totals["loo_i"].reshape(template.shape), dims=template.dims,
+                         coords=template.coords, name="loo_i")
+    pareto_k = xr.DataArray(totals["pareto_k"].reshape(template.shape), dims=template.dims,
+                            coords=template.coords, name="pareto_shape")
+    warning = bool(np.any(totals["pareto_k"] > totals["good_k"]))
+    return az.ELPDData(
+        data=[totals["elpd_loo"], totals["se"], totals["p_loo"], totals["n_samples"],
+              totals["n_data_points"], warning, loo_i, pareto_k, "log", totals["good_k"]],
+        index=["elpd_loo", "se", "p_loo", "n_samples", "n_data_points", "warning", "loo_i",
+               "pareto_k", "scale", "good_k"])
 
 
 def plot_rank(dataset: xr.Dataset, var_names, axes) -> None:
