@@ -31,6 +31,7 @@ from .analysis import (
     score,
     score_matrix,
     select_hyperparameters,
+    select_model,
     similar_items,
     similar_users,
     simulation_based_calibration,
@@ -121,6 +122,6 @@ __all__ = [
     "objective_trace_of", "per_user_split", "predict_folded", "predictive_draws",
     "predictive_summary", "provenance", "random_split", "recommend", "recommend_many",
     "recommend_new_user", "rmse", "rmse_by_activity", "rmse_by_activity_table", "sample_gibbs",
-    "sample_nuts", "save_result", "score", "score_matrix", "select_hyperparameters",
+    "sample_nuts", "save_result", "score", "score_matrix", "select_hyperparameters", "select_model",
     "similar_items", "similar_users", "simulation_based_calibration", "temporal_split",
 ]

@@ -70,3 +70,87 @@ def test_select_cli_and_fit_cv_select(fixtures, tmp_path, capsys):
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["settings"]["lambda_"] == metrics["selection"]["lambda"]
     assert metrics["settings"]["n_factors"] == metrics["selection"]["n_factors"]
+
+
+# -- the posterior model, chosen by cross-validation (select_model) ----------------------
+
+def _heaped(seed=4):
+    """Ratings from the ordinal model (half stars, d = 2) with cut points that heap them
+    on whole stars, as MovieLens users do."""
+    spec = bp.PMFSpec(n_factors=2, sigma=0.6, likelihood="ordinal", prior="wishart")
+    return bp.make_synthetic(120, 60, 3000, spec, rng=seed).data, spec
+
+
+def test_posterior_selection_prefers_the_generating_likelihood_and_reports_true_folds():
+    """On ratings drawn from the ordinal model, the ordinal posterior scores the held-out
+    levels better than the Gaussian one (log score) on every fold, so it is chosen; and a
+    fold's numbers in the table are that fold refitted and rescored by hand."""
+    from bayes_pmf.analysis.metrics import score
+    from bayes_pmf.analysis.selection import select_model
+
+    data, ordinal = _heaped()
+    variants = {"gaussian": ordinal.with_(likelihood="gaussian", noise="learned"),
+                "ordinal": ordinal}
+    selection = select_model(data, variants, k=3, by="log_score", draws=40, tune=40,
+                             chains=1, rng=0, progress=False)
+    table = selection.table.set_index("model")
+    assert selection.chosen == "ordinal" and list(selection.table["model"]) == [
+        "ordinal", "gaussian"]
+    assert all(o > g for o, g in zip(table.loc["ordinal", "fold_log_score"],
+                                     table.loc["gaussian", "fold_log_score"]))
+    assert table.loc["ordinal", "cv_log_score"] == pytest.approx(
+        np.mean(table.loc["ordinal", "fold_log_score"]), abs=1e-6)
+    fold = list(bp.kfold(data, 3, rng=0))[1]
+    again = bp.sample_gibbs(fold.train, ordinal, draws=40, tune=40, chains=1, rng=0,
+                            held_out=fold.test, progress=False)
+    redone = score(again, fold.train, fold.test)
+    assert table.loc["ordinal", "fold_rmse"][1] == pytest.approx(redone["rmse"], abs=1e-6)
+    assert table.loc["ordinal", "fold_log_score"][1] == pytest.approx(redone["log_score"],
+                                                                        abs=1e-6)
+    by_rmse = select_model(data, variants, k=3, by="rmse", draws=40, tune=40, chains=1,
+                           rng=0, progress=False)
+    columns = [c for c in by_rmse.table if c != "sampling_seconds"]
+    assert by_rmse.table.sort_values("model")[columns].reset_index(drop=True).equals(
+        selection.table.sort_values("model")[columns].reset_index(drop=True))
+    assert by_rmse.table["cv_rmse"].is_monotonic_increasing
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--posterior", "--lambdas", "1"], "--lambdas"),
+    (["--likelihoods", "ordinal"], "--likelihoods"),
+    (["--draws", "10"], "--draws"),
+    (["--posterior", "--folds", "1"], "--folds"),
+    (["--posterior", "--draws", "0"], "--draws"),
+])
+def test_select_flags_of_the_other_mode_or_out_of_range_are_named(argv, flag, fixtures,
+                                                                  capsys):
+    from bayes_pmf.cli import main
+
+    assert main(["select", "--train", str(fixtures / "u1.base"), "--test",
+                 str(fixtures / "u1.test"), "--no-progress", *argv]) == 2
+    captured = capsys.readouterr()
+    assert flag in captured.err and "Traceback" not in captured.err
+    assert captured.out == ""                        # nothing ran
+
+
+def test_select_posterior_cli(fixtures, capsys):
+    """The CLI's posterior selection on the MovieLens-format fixture: every variant of
+    the grid in the table, the choice printed as the fit flags that run it."""
+    from bayes_pmf.cli import main
+
+    args = ["select", "--posterior", "--train", str(fixtures / "u1.base"), "--test",
+            str(fixtures / "u1.test"), "--likelihoods", "gaussian", "ordinal", "--implicit",
+            "none", "both", "--dims", "2", "--folds", "2", "--draws", "15", "--tune", "15",
+            "--chains", "1", "--no-progress"]
+    assert main([*args, "--json"]) == 0
+    chosen = json.loads(capsys.readouterr().out)
+    names = {row["model"] for row in chosen["table"]}
+    assert names == {f"{lik}, implicit {imp}, d=2" for lik in ("gaussian", "ordinal")
+                     for imp in ("none", "both")}
+    assert chosen["chosen"] == chosen["table"][0]["model"] and chosen["k"] == 2
+    assert chosen["settings"] == {"draws": 15, "tune": 15, "chains": 1}
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    likelihood, implicit, d = chosen["chosen"].split(", ")
+    assert (f"chosen: --likelihood {likelihood} --implicit {implicit.split()[1]} "
+            f"--factors 2") in printed

@@ -21,13 +21,13 @@ from .recommend import (
                         similar_items,
                         similar_users,
 )
-from .selection import Selection, select_hyperparameters
+from .selection import ModelSelection, Selection, select_hyperparameters, select_model
 
 __all__ = [
-    "CalibrationResult", "Selection", "convergence_summary", "fold_in_user",
+    "CalibrationResult", "ModelSelection", "Selection", "convergence_summary", "fold_in_user",
     "heldout_log_predictive_density",
     "identifiable_draws", "loo", "mae", "predict_folded", "recommend", "recommend_many",
     "recommend_new_user", "rmse", "rmse_by_activity", "rmse_by_activity_table", "score",
-    "score_matrix", "select_hyperparameters", "similar_items", "similar_users",
+    "score_matrix", "select_hyperparameters", "select_model", "similar_items", "similar_users",
     "simulation_based_calibration",
 ]

@@ -1,4 +1,5 @@
-"""Choosing λ and d for the non-adaptive model by k-fold cross-validation.
+"""Choosing λ and d for the non-adaptive model, and the posterior model itself (its
+likelihood, implicit feedback, d), by k-fold cross-validation.
 
 Only the ratings passed in (the training part) are ever split; the test part of a
 hold-out never takes part, so the held-out score of the chosen setting stays honest.
@@ -6,6 +7,12 @@ Each (λ, d) is fitted by ALS on k-1 folds and scored by RMSE on the remaining f
 (ratings whose user or item is absent from those k-1 folds get the cold-start
 prediction, as at test time). The choice is the smallest mean RMSE; the table also
 reports the standard error over folds so a reader can see which settings are tied.
+
+:func:`select_model` does the same for posterior models sampled by the Gibbs sampler
+(#19: "choosing the model by held-out evidence, not by hand"): every variant on the same
+folds with the same seed, scored by RMSE and by the log score (mean log probability of
+the held-out rating's level on the rating grid, which puts Gaussian and ordinal models
+on one footing, unlike their densities).
 """
 
 from __future__ import annotations
@@ -19,10 +26,11 @@ import pandas as pd
 
 from ..data.split import kfold
 from ..engines.als import fit_als
+from ..engines.gibbs import sample_gibbs
 from ..engines.parallel import sweep_progress
 from ..errors import ConfigError, ConvergenceWarning
 from ..model.spec import DEFAULT_LAMBDA_BIAS, PMFSpec
-from .metrics import rmse
+from .metrics import rmse, score
 
 
 @dataclass(frozen=True)
@@ -103,3 +111,91 @@ def select_hyperparameters(
     best = table.iloc[0]
     return Selection(table, float(best["lambda"]), int(best["n_factors"]), k,
                      int(rng) if isinstance(rng, (int, np.integer)) else None)
+
+
+SELECTION_SCORES = {"rmse": "lower", "log_score": "higher"}
+
+
+def check_model_selection(k, by: str) -> None:
+    """A ConfigError naming ``k`` or ``by`` unless they are a valid fold count and score
+    (callers check before reading data; the sampler checks its own settings)."""
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 2:
+        raise ConfigError(f"k must be an integer >= 2 (the folds of the cross-validation), "
+                          f"got {k!r}", setting="k")
+    if by not in SELECTION_SCORES:
+        raise ConfigError(f"by must be one of {sorted(SELECTION_SCORES)}, got {by!r}",
+                          setting="by")
+
+
+@dataclass(frozen=True)
+class ModelSelection:
+    """Cross-validation of posterior models: ``table`` (one row per variant, best first
+    by ``by``) and the chosen variant's name."""
+
+    table: pd.DataFrame
+    chosen: str
+    by: str
+    k: int
+    seed: int | None
+    settings: dict
+
+    def as_dict(self) -> dict:
+        return {"chosen": self.chosen, "by": self.by, "k": self.k, "seed": self.seed,
+                "settings": self.settings, "table": self.table.to_dict(orient="records")}
+
+
+def select_model(
+    train,
+    variants: dict,
+    *,
+    k: int = 3,
+    by: str = "rmse",
+    draws: int = 200,
+    tune: int = 100,
+    chains: int = 2,
+    rng: int | None = 0,
+    progress: bool = True,
+) -> ModelSelection:
+    """k-fold cross-validation of posterior models on ``train`` alone. ``variants`` maps
+    a name to a :class:`PMFSpec` or to a function of a fold's training ratings returning
+    one (for settings resolved from the data, such as implicit="auto"). Each variant is
+    sampled on the same k-1 folds with the same seed (``chains`` x (``tune`` +
+    ``draws``) Gibbs sweeps) and scored on the remaining fold by RMSE of the posterior
+    mean (clipped to the scale; users or items absent from those folds get the model's
+    cold-start prediction) and by the log score. The table gives each score's mean and
+    standard error over folds, each fold's value and the sampling seconds; the choice is
+    the best mean of ``by`` ("rmse" or "log_score")."""
+    if not variants:
+        raise ConfigError("variants must name at least one model", setting="variants")
+    check_model_selection(k, by)
+    folds = list(kfold(train, k, rng=rng))
+    rows = []
+    with sweep_progress(len(variants) * k, "cross-validation fits", progress) as bar:
+        for name, variant in variants.items():
+            fold_scores = {"rmse": [], "log_score": []}
+            seconds = 0.0
+            for fold in folds:
+                spec = variant(fold.train) if callable(variant) else variant
+                result = sample_gibbs(fold.train, spec, draws=draws, tune=tune,
+                                      chains=chains, rng=rng, held_out=fold.test,
+                                      progress=False)
+                seconds += float(result.settings["sampling_seconds"])
+                scores = score(result, fold.train, fold.test)
+                for key in fold_scores:
+                    fold_scores[key].append(float(scores[key]))
+                bar.advance(f"{name} rmse={fold_scores['rmse'][-1]:.4f}")
+            row = {"model": name}
+            for key, values in fold_scores.items():
+                values = np.array(values)
+                row[f"cv_{key}"] = float(values.mean())
+                row[f"cv_{key}_se"] = float(values.std(ddof=1) / np.sqrt(k))
+            row.update({f"fold_{key}": np.round(values, 6).tolist()
+                        for key, values in fold_scores.items()})
+            row["sampling_seconds"] = round(seconds, 1)
+            rows.append(row)
+    ascending = SELECTION_SCORES[by] == "lower"
+    table = pd.DataFrame(rows).sort_values(f"cv_{by}", ascending=ascending,
+                                           kind="stable").reset_index(drop=True)
+    settings = {"draws": int(draws), "tune": int(tune), "chains": int(chains)}
+    return ModelSelection(table, str(table.iloc[0]["model"]), by, int(k),
+                          int(rng) if isinstance(rng, (int, np.integer)) else None, settings)

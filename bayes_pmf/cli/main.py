@@ -33,7 +33,7 @@ FLAGS = {"out": "--out", "n_factors": "--factors", "lambda": "--lambda",
          "tune": "--tune", "chains": "--chains", "thin": "--thin", "seed": "--seed",
          "data": "--data", "train": "--train", "test": "--test", "link": "--link",
          "round_predictions": "--round", "likelihood": "--likelihood",
-         "implicit": "--implicit"}
+         "implicit": "--implicit", "k": "--folds", "by": "--by"}
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -152,16 +152,37 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     select = commands.add_parser(
-        "select", help="choose lambda and d by k-fold cross-validation on the training part",
-        description="k-fold cross-validation of ALS over a grid of lambda and d, on the "
-                    "training part of the split only (the test part is never used).",
+        "select", help="choose lambda and d, or the posterior model, by k-fold "
+                       "cross-validation on the training part",
+        description="k-fold cross-validation on the training part of the split only (the "
+                    "test part is never used): of ALS over a grid of lambda and d, or with "
+                    "--posterior of the posterior model (likelihood x implicit feedback x "
+                    "d, sampled by the Gibbs sampler), scored by RMSE and log score.",
     )
     _add_data_options(select)
-    select.add_argument("--lambdas", type=float, nargs="+", default=[1, 3, 10, 15, 30],
-                        help="ridge penalties to try (default 1 3 10 15 30)")
-    select.add_argument("--dims", type=int, nargs="+", default=[5, 10, 20],
-                        help="latent dimensions to try (default 5 10 20)")
-    select.add_argument("--folds", type=int, default=5, help="k of k-fold (default 5)")
+    select.add_argument("--lambdas", type=float, nargs="+", default=None,
+                        help="ALS: ridge penalties to try (default 1 3 10 15 30)")
+    select.add_argument("--dims", type=int, nargs="+", default=None,
+                        help="latent dimensions to try (default 5 10 20; with --posterior 10)")
+    select.add_argument("--folds", type=int, default=None,
+                        help="k of k-fold (default 5; with --posterior 3)")
+    posterior = select.add_argument_group("posterior models (--posterior)")
+    posterior.add_argument("--posterior", action="store_true",
+                           help="cross-validate posterior models instead of ALS's lambda")
+    posterior.add_argument("--likelihoods", nargs="+", choices=["gaussian", "ordinal"],
+                           default=None, help="likelihoods to try (default gaussian ordinal)")
+    posterior.add_argument("--implicit", nargs="+",
+                           choices=["auto", "none", "users", "items", "both"], default=None,
+                           help="implicit feedback to try (default none both)")
+    posterior.add_argument("--draws", type=int, default=None,
+                           help="draws per chain on each fold (default 400)")
+    posterior.add_argument("--tune", type=int, default=None,
+                           help="burn-in sweeps per chain on each fold (default 200)")
+    posterior.add_argument("--chains", type=int, default=None,
+                           help="chains on each fold (default 2)")
+    posterior.add_argument("--by", choices=["rmse", "log_score"], default=None,
+                           help="the score that chooses (default rmse; log_score: mean log "
+                                "probability of the held-out rating's level)")
     select.add_argument("--no-progress", action="store_true", help="hide progress bars")
     select.add_argument("--json", action="store_true", help="print the result as JSON only")
 
@@ -337,12 +358,37 @@ def _paper(args: argparse.Namespace) -> int:
     return 0
 
 
+ALS_SELECT = {"lambdas": [1, 3, 10, 15, 30], "dims": [5, 10, 20], "folds": 5}
+POSTERIOR_SELECT = {"likelihoods": ["gaussian", "ordinal"], "implicit": ["none", "both"],
+                    "dims": [10], "folds": 3, "draws": 400, "tune": 200, "chains": 2,
+                    "by": "rmse"}
+
+
+def _select_settings(args: argparse.Namespace) -> dict:
+    """The given select flags over the defaults of the chosen mode; a flag of the other
+    mode is an error (before any data is read)."""
+    mode, other = (POSTERIOR_SELECT, ALS_SELECT) if args.posterior \
+        else (ALS_SELECT, POSTERIOR_SELECT)
+    for name in set(other) - set(mode):
+        if getattr(args, name) is not None:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} applies to " + (
+                "ALS's grid, not with --posterior" if args.posterior
+                else "posterior models: add --posterior"), setting=name)
+    return {name: default if getattr(args, name) is None else getattr(args, name)
+            for name, default in mode.items()}
+
+
 def _select(args: argparse.Namespace) -> int:
     import json
 
-    from ..workflows.report import select
+    from ..workflows.report import select, select_posterior
 
-    selection = select(_job_config(args), args.lambdas, args.dims, args.folds)
+    settings = _select_settings(args)
+    if args.posterior:
+        return _select_posterior(args, settings, select_posterior)
+    selection = select(_job_config(args), settings["lambdas"], settings["dims"],
+                       settings["folds"])
     if args.json:
         print(json.dumps(selection.as_dict(), indent=2))
         return 0
@@ -354,13 +400,34 @@ def _select(args: argparse.Namespace) -> int:
     return 0
 
 
+def _select_posterior(args: argparse.Namespace, settings: dict, select_posterior) -> int:
+    import json
+
+    config = _job_config(args, draws=settings["draws"], tune=settings["tune"],
+                         chains=settings["chains"])
+    selection = select_posterior(config, settings["likelihoods"], settings["implicit"],
+                                 settings["dims"], settings["folds"], by=settings["by"])
+    if args.json:
+        print(json.dumps(selection.as_dict(), indent=2))
+        return 0
+    print(f"{selection.k}-fold cross-validation of posterior models on the training part "
+          f"(seed {selection.seed}; Gibbs, {config.chains} chains x ({config.tune} + "
+          f"{config.draws}) sweeps per fold); best {selection.by} first:")
+    table = selection.table.drop(columns=[c for c in selection.table if c.startswith("fold_")])
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    likelihood, implicit, d = selection.chosen.split(", ")
+    print(f"chosen: --likelihood {likelihood} --implicit {implicit.split()[1]} "
+          f"--factors {d.split('=')[1]}")
+    return 0
+
+
 def _fit(args: argparse.Namespace) -> int:
     from ..workflows.report import run_fit, select
 
     selection = None
     if args.cv_select:
-        defaults = build_parser().parse_args(["select"])
-        selection = select(_job_config(args), defaults.lambdas, defaults.dims, defaults.folds)
+        selection = select(_job_config(args), ALS_SELECT["lambdas"], ALS_SELECT["dims"],
+                           ALS_SELECT["folds"])
         args.lambda_, args.factors = selection.lambda_, selection.n_factors
     run = run_fit(_fit_job_config(args), args.out, figures=not args.no_figures,
                   selection=selection, overwrite=args.overwrite)

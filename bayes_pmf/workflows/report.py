@@ -17,11 +17,12 @@ metrics.json too, so a test can compare a committed report with a fresh run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 
 import pandas as pd
 
-from ..analysis.selection import select_hyperparameters
+from ..analysis.selection import check_model_selection, select_hyperparameters, select_model
 from .config import FitJobConfig, ReportConfig
 from .fit_job import FitJobOutcome, Stages, load_split, run_figures, run_fit_job
 from .render import to_html, to_markdown
@@ -120,6 +121,32 @@ def select(config: FitJobConfig, lambdas, dims, folds: int):
     return select_hyperparameters(split.train, lambdas=lambdas, dims=dims, k=folds,
                                   lambda_bias=config.lambda_bias, rng=config.seed,
                                   progress=config.progress)
+
+
+def posterior_variants(config: FitJobConfig, likelihoods, implicit, dims) -> dict:
+    """The posterior models (the run's :attr:`FitJobConfig.posterior_spec`) for every
+    likelihood x implicit feedback x d, by name; "auto" is resolved on each fold."""
+    from dataclasses import replace
+
+    variants: dict = {}
+    for likelihood, feedback, d in product(likelihoods, implicit, dims):
+        variant = replace(config, likelihood=likelihood, implicit=feedback, n_factors=d)
+        name = f"{likelihood}, implicit {feedback}, d={d}"
+        variants[name] = variant.posterior_spec_for if feedback == "auto" \
+            else variant.posterior_spec
+    return variants
+
+
+def select_posterior(config: FitJobConfig, likelihoods, implicit, dims, folds: int, *,
+                     by: str = "rmse"):
+    """:func:`select_model` of the posterior variants on the config's training part, the
+    config's chains, burn-in and draws."""
+    check_model_selection(folds, by)
+    variants = posterior_variants(config, likelihoods, implicit, dims)  # checks them
+    split, _ = load_split(config)
+    return select_model(split.train, variants, k=folds, by=by, draws=config.draws,
+                        tune=config.tune, chains=config.chains, rng=config.seed,
+                        progress=config.progress)
 
 
 def run_report_job(config: ReportConfig) -> tuple[dict, dict, dict]:
