@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="cross-validate posterior models instead of ALS's lambda")
     posterior.add_argument("--likelihoods", nargs="+", choices=["gaussian", "ordinal"],
                            default=None, help="likelihoods to try (default gaussian ordinal)")
-    posterior.add_argument("--implicit", nargs="+",
+    posterior.add_argument("--implicit", nargs="+", dest="implicit_variants",
                            choices=["auto", "none", "users", "items", "both"], default=None,
                            help="implicit feedback to try (default none both)")
     posterior.add_argument("--draws", type=int, default=None,
@@ -369,13 +369,14 @@ def _select_settings(args: argparse.Namespace) -> dict:
     mode is an error (before any data is read)."""
     mode, other = (POSTERIOR_SELECT, ALS_SELECT) if args.posterior \
         else (ALS_SELECT, POSTERIOR_SELECT)
-    for name in set(other) - set(mode):
-        if getattr(args, name) is not None:
-            flag = "--" + name.replace("_", "-")
-            raise ConfigError(f"{flag} applies to " + (
+    given = {name: getattr(args, "implicit_variants" if name == "implicit" else name)
+             for name in {**mode, **other}}
+    for name in sorted(set(other) - set(mode)):
+        if given[name] is not None:
+            raise ConfigError(f"--{name} applies to " + (
                 "ALS's grid, not with --posterior" if args.posterior
                 else "posterior models: add --posterior"), setting=name)
-    return {name: default if getattr(args, name) is None else getattr(args, name)
+    return {name: default if given[name] is None else given[name]
             for name, default in mode.items()}
 
 
