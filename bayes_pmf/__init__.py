@@ -16,6 +16,7 @@ from . import provenance
 from .analysis import (
     CalibrationResult,
     convergence_summary,
+    fold_in_feedback,
     fold_in_user,
     heldout_log_predictive_density,
     identifiable_draws,
@@ -114,7 +115,7 @@ __all__ = [
     "RatingsData", "RatingsDataError", "RatingsFileError", "ResultFileError", "Split",
     "SyntheticRatings", "UnknownIdError", "als_result", "convergence_summary", "fit_advi",
     "fit_als", "fit_bias_baseline", "fit_constrained", "fit_global_mean", "fit_item_mean",
-    "fit_map", "fit_user_mean", "fold_in_user", "held_out_predictions",
+    "fit_map", "fit_user_mean", "fold_in_feedback", "fold_in_user", "held_out_predictions",
     "heldout_log_predictive_density", "identifiable_draws", "interval_coverage", "kfold", "loo",
     "load_movielens", "load_ratings", "load_result", "load_split", "draw_from_prior", "mae",
     "make_synthetic",

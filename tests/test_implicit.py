@@ -114,3 +114,51 @@ def test_implicit_gibbs_keeps_the_effective_factors_and_the_implicit_ones():
     np.testing.assert_array_equal(draws["U"], again.draws["U"])
     np.testing.assert_array_equal(draws["Z"], again.draws["Z"])
     assert first.spec.implicit_items and first.spec.constrained
+
+
+def test_feedback_only_fold_in_uses_what_a_user_rated_since():
+    """Ratings drawn from a model whose user factors are mostly which items the user
+    rated (W's scale 20x the own factors'); 20% held out. Folding each test user's
+    held-out items in as feedback only (which items, not the ratings) must cut the
+    held-out RMSE of those very pairs by more than 10%: measured 0.614 against 0.804.
+    Keeping each draw's Y and only adding the new items' W (no redraw given the user's
+    ratings) measured 1.074, worse than no fold-in: this test fails on it."""
+    from bayes_pmf.analysis.recommend import fold_in_feedback, predict_folded
+
+    truth = bp.PMFSpec(n_factors=3, sigma=0.3, sigma_u=0.15, sigma_v=0.5, sigma_w=3.0,
+                       constrained=True, implicit_norm="sqrt", biases=False,
+                       global_mean=False)
+    drawn = bp.draw_from_prior(truth, 400, 150, 3000, rng=5)
+    split = bp.random_split(drawn.data, 0.2, rng=0)
+    spec = bp.PMFSpec.hierarchical(n_factors=3).with_(constrained=True, implicit_norm="sqrt")
+    result = bp.sample_gibbs(split.train, spec, chains=1, tune=150, draws=150, rng=0,
+                             progress=False, cores=1)
+    users, items = split.test.id_pairs()
+    known = (result.user_ids.get_indexer(users) >= 0) & (result.item_ids.get_indexer(items)
+                                                         >= 0)
+    folded, plain, actual = [], [], []
+    for user in np.unique(users[known]):
+        mine = known & (users == user)
+        draws = fold_in_feedback(result, user, items[mine], rng=0)
+        folded.append(predict_folded(result, draws, items[mine]))
+        plain.append(result.predict(users[mine], items[mine]))
+        actual.append(split.test.rating[mine])
+    folded, plain, actual = map(np.concatenate, (folded, plain, actual))
+    assert len(actual) > 500
+    error = {name: float(np.sqrt(np.mean((values - actual) ** 2)))
+             for name, values in (("folded", folded), ("plain", plain))}
+    assert error["folded"] < 0.9 * error["plain"], error
+
+
+def test_feedback_only_fold_in_refuses_what_it_cannot_do():
+    data = bp.make_synthetic(20, 15, 150, bp.PMFSpec(n_factors=2), rng=1).data
+    plain = bp.fit_als(data, bp.PMFSpec(n_factors=2), progress=False)
+    with pytest.raises(bp.ConfigError, match="no implicit feedback on the user side"):
+        bp.fold_in_feedback(plain, data.user_ids[0], [data.item_ids[0]])
+    spec = bp.PMFSpec.hierarchical(n_factors=2, constrained=True, implicit_norm="sqrt")
+    result = bp.sample_gibbs(data, spec, chains=1, tune=5, draws=5, rng=3, progress=False,
+                             cores=1)
+    with pytest.raises(bp.UnknownIdError, match="fold a new user in with fold_in_user"):
+        bp.fold_in_feedback(result, "nobody", [data.item_ids[0]])
+    with pytest.raises(bp.ConfigError, match="'nothing' has no training ratings"):
+        bp.fold_in_feedback(result, data.user_ids[0], ["nothing"])

@@ -12,6 +12,7 @@ from .diagnostics import (
 )
 from .metrics import mae, rmse, rmse_by_activity, rmse_by_activity_table, score
 from .recommend import (
+                        fold_in_feedback,
                         fold_in_user,
                         predict_folded,
                         recommend,
@@ -24,8 +25,8 @@ from .recommend import (
 from .selection import ModelSelection, Selection, select_hyperparameters, select_model
 
 __all__ = [
-    "CalibrationResult", "ModelSelection", "Selection", "convergence_summary", "fold_in_user",
-    "heldout_log_predictive_density",
+    "CalibrationResult", "ModelSelection", "Selection", "convergence_summary",
+    "fold_in_feedback", "fold_in_user", "heldout_log_predictive_density",
     "identifiable_draws", "loo", "mae", "predict_folded", "recommend", "recommend_many",
     "recommend_new_user", "rmse", "rmse_by_activity", "rmse_by_activity_table", "score",
     "score_matrix", "select_hyperparameters", "select_model", "similar_items", "similar_users",

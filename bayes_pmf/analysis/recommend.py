@@ -278,7 +278,7 @@ def similar_users(result, user, *, n: int = 10) -> pd.DataFrame:
     return _similar(result, "U", result.user_ids, user, n, "user", None)
 
 
-def fold_in_user(result, items, ratings, *, rng=0) -> np.ndarray:
+def fold_in_user(result, items, ratings, *, feedback=(), rng=0) -> np.ndarray:
     """Factors (and bias) of a NEW user from a handful of ratings, without refitting:
     (samples x d[+1]) draws of w = [U_new, b_new] given each posterior draw of the items.
 
@@ -289,7 +289,8 @@ def fold_in_user(result, items, ratings, *, rng=0) -> np.ndarray:
 
     With implicit feedback on the user side (``spec.constrained``: U = Y + M W) the new
     user's factors have the prior mean n^-a sum of W over the items given (per draw), so
-    which items they rated moves them before the ratings do.
+    which items they rated moves them before the ratings do; ``feedback`` adds items the
+    user rated without giving the values (they join that sum, not the likelihood).
     """
     if result.spec.link != "identity":
         raise ConfigError("fold-in solves the Gaussian (identity-link) conditional; this "
@@ -324,8 +325,9 @@ def fold_in_user(result, items, ratings, *, rng=0) -> np.ndarray:
     offset = _item_offset(result, slice(None))[:, item_idx]
     implicit_mean = None
     if spec.constrained and "W" in draws:  # solve for w - [M W, 0], then add it back
-        count = len(item_idx)
-        implicit_mean = draws["W"][:, item_idx].sum(axis=1) / (
+        rated = np.union1d(item_idx, _known_items(result, feedback))
+        count = len(rated)
+        implicit_mean = draws["W"][:, rated].sum(axis=1) / (
             np.sqrt(count) if spec.implicit_norm == "sqrt" else count)
         offset = offset + np.einsum("sjd,sd->sj", V, implicit_mean)
     sigma = result.sigma_draws
@@ -350,6 +352,43 @@ def fold_in_user(result, items, ratings, *, rng=0) -> np.ndarray:
     if implicit_mean is not None:
         folded[:, :d] += implicit_mean
     return folded
+
+
+def _known_items(result, items) -> np.ndarray:
+    item_idx = result.item_ids.get_indexer(pd.Index(items))
+    if (item_idx < 0).any():
+        unknown = plain_scalar(pd.Index(items)[item_idx < 0][0])
+        raise ConfigError(f"fold-in item {unknown!r} has no training ratings in this model")
+    return item_idx
+
+
+def fold_in_feedback(result, user, items, *, rng=0) -> np.ndarray:
+    """A KNOWN user's factors (and bias) after they rated ``items`` since the fit, from
+    which items alone, without refitting (#19's feedback-only fold-in): (samples x
+    d[+1]) draws, as :func:`fold_in_user` returns, for :func:`predict_folded`.
+
+    With implicit feedback on the user side (U = Y + |N(i)|^-a sum_{j in N(i)} W_j, N(i)
+    the items the user rated) the new items join N(i), and the user's factors are drawn
+    again given their training ratings and the grown N(i) in every posterior draw (the
+    Gibbs user update, :func:`fold_in_user` with the training ratings and ``feedback``);
+    the rest of the posterior is unchanged. Keeping Y and only adding the new items' W
+    would move U away from what the user's ratings say, by the new W's posterior noise.
+    Rating values, if any, are not used (a refit uses them)."""
+    spec = result.spec
+    if not (spec.constrained and "W" in result.draws):
+        raise ConfigError("this model has no implicit feedback on the user side (fit it "
+                          "with implicit='users' or 'both'): which items a user rated "
+                          "does not enter its predictions", setting="implicit")
+    position = result.user_ids.get_indexer(pd.Index([user]))[0]
+    if position < 0:
+        raise UnknownIdError(f"user {plain_scalar(user)!r} has no training ratings in this "
+                             f"model; fold a new user in with fold_in_user")
+    _known_items(result, items)
+    users, rated = result.training_pairs()
+    mine = users == position
+    ratings = result.idata.observed_data["rating"].to_numpy()[mine]
+    return fold_in_user(result, result.item_ids[rated[mine]], ratings, feedback=items,
+                        rng=rng)
 
 
 FOLD_IN_ORDINAL_SWEEPS = 40  # per posterior draw; the chains start at the Gaussian answer
