@@ -26,6 +26,7 @@ from .analysis import (
     recommend,
     recommend_many,
     recommend_new_user,
+    recommend_with_feedback,
     rmse,
     rmse_by_activity,
     rmse_by_activity_table,
@@ -122,7 +123,8 @@ __all__ = [
     "objective",
     "objective_trace_of", "per_user_split", "predict_folded", "predictive_draws",
     "predictive_summary", "provenance", "random_split", "recommend", "recommend_many",
-    "recommend_new_user", "rmse", "rmse_by_activity", "rmse_by_activity_table", "sample_gibbs",
+    "recommend_new_user", "recommend_with_feedback", "rmse", "rmse_by_activity",
+    "rmse_by_activity_table", "sample_gibbs",
     "sample_nuts", "save_result", "score", "score_matrix", "select_hyperparameters", "select_model",
     "similar_items", "similar_users", "simulation_based_calibration", "temporal_split",
 ]

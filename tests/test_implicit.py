@@ -153,7 +153,7 @@ def test_feedback_only_fold_in_uses_what_a_user_rated_since():
 def test_feedback_only_fold_in_refuses_what_it_cannot_do():
     data = bp.make_synthetic(20, 15, 150, bp.PMFSpec(n_factors=2), rng=1).data
     plain = bp.fit_als(data, bp.PMFSpec(n_factors=2), progress=False)
-    with pytest.raises(bp.ConfigError, match="no implicit feedback on the user side"):
+    with pytest.raises(bp.ConfigError, match="no user-side feedback term"):
         bp.fold_in_feedback(plain, data.user_ids[0], [data.item_ids[0]])
     spec = bp.PMFSpec.hierarchical(n_factors=2, constrained=True, implicit_norm="sqrt")
     result = bp.sample_gibbs(data, spec, chains=1, tune=5, draws=5, rng=3, progress=False,

@@ -359,3 +359,42 @@ def test_fold_in_with_implicit_feedback_centres_the_new_user_on_their_items():
     np.testing.assert_allclose(folded, expected, rtol=1e-5)  # float32 draws
     assert not np.allclose(folded, np.linalg.solve(precision, tau * V.T @ (ratings - mu)),
                            rtol=1e-3)
+
+
+def test_recommend_cli_folds_in_items_rated_since(fixtures, run_folder, tmp_path, capsys):
+    """`recommend --user U --rated-since CSV` on a run whose posterior has implicit
+    feedback: the list is bp.recommend_with_feedback's for the saved model, and leaves out
+    the user's training items and the new ones; the flag is refused with a message for
+    several users and for a model without implicit feedback."""
+    from bayes_pmf.analysis.recommend import seen_items
+    from bayes_pmf.cli import main
+
+    run = tmp_path / "implicit"
+    assert main(["fit", "--json", "--train", str(fixtures / "u1.base"), "--test",
+                 str(fixtures / "u1.test"), "--factors", "2", "--method", "gibbs",
+                 "--implicit", "users", "--draws", "10", "--tune", "10", "--chains", "1",
+                 "--out", str(run), "--no-figures", "--no-progress"]) == 0
+    capsys.readouterr()
+    since = tmp_path / "since.csv"
+    since.write_text("item,rating\n1,\n2,4\n")
+    assert main(["recommend", "--run", str(run), "--user", "8", "--rated-since", str(since),
+                 "--n", "50", "--json"]) == 0
+    rows = pd.DataFrame(json.loads(capsys.readouterr().out))
+    model = bp.load_result(next((run / "models").glob("bpmf-gibbs*.nc")))
+    expected = bp.recommend_with_feedback(model, 8, [1, 2], n=50)
+    assert rows["item"].tolist() == expected["item"].tolist()
+    # the JSON printer writes 10 significant digits
+    np.testing.assert_allclose(rows["score"], expected["score"], rtol=1e-9)
+    excluded = set(model.item_ids[seen_items(model, 8)]) | {1, 2}
+    assert not excluded & set(rows["item"])
+    assert len(rows) == len(model.item_ids) - len(excluded)
+    assert main(["recommend", "--run", str(run), "--user", "8", "--rated-since", str(since),
+                 "--n", "3"]) == 0
+    assert "2 items rated since the fit" in capsys.readouterr().out
+
+    assert main(["recommend", "--run", str(run), "--user", "8", "--user", "9",
+                 "--rated-since", str(since)]) == 2
+    assert "--rated-since goes with one --user" in capsys.readouterr().err
+    assert main(["recommend", "--run", str(run_folder), "--user", "8", "--rated-since",
+                 str(since)]) == 2
+    assert "no user-side feedback term" in capsys.readouterr().err

@@ -376,9 +376,9 @@ def fold_in_feedback(result, user, items, *, rng=0) -> np.ndarray:
     Rating values, if any, are not used (a refit uses them)."""
     spec = result.spec
     if not (spec.constrained and "W" in result.draws):
-        raise ConfigError("this model has no implicit feedback on the user side (fit it "
-                          "with implicit='users' or 'both'): which items a user rated "
-                          "does not enter its predictions", setting="implicit")
+        raise ConfigError("this model has no user-side feedback term (fit it with "
+                          "implicit 'users' or 'both'): which items a user rated does not "
+                          "enter its predictions", setting="implicit")
     position = result.user_ids.get_indexer(pd.Index([user]))[0]
     if position < 0:
         raise UnknownIdError(f"user {plain_scalar(user)!r} has no training ratings in this "
@@ -460,14 +460,37 @@ def recommend_new_user(result, items, ratings, *, n: int = 10,
     _check_score(score, quantile, threshold, rng)
     generator = np.random.default_rng(rng)
     folded = fold_in_user(result, items, ratings, rng=generator)
+    rated = result.item_ids.get_indexer(pd.Index(items))
+    return _folded_top_n(result, folded, rated, "(new user)", n=n, score=score,
+                         threshold=threshold, quantile=quantile, item_info=item_info,
+                         generator=generator)
+
+
+def recommend_with_feedback(result, user, items, *, n: int = 10, score: str = "mean",
+                            threshold: float = 4.0, quantile: float = 0.1,
+                            item_info: pd.DataFrame | None = None, rng=0) -> pd.DataFrame:
+    """Top-``n`` items for a known user who has rated ``items`` since the fit (values
+    unknown): the user is folded in by :func:`fold_in_feedback`, and both their training
+    items and ``items`` are excluded."""
+    _check_n(n)
+    _check_score(score, quantile, threshold, rng)
+    generator = np.random.default_rng(rng)
+    folded = fold_in_feedback(result, user, items, rng=generator)
+    rated = np.union1d(seen_items(result, user), _known_items(result, items))
+    return _folded_top_n(result, folded, rated, user, n=n, score=score, threshold=threshold,
+                         quantile=quantile, item_info=item_info, generator=generator)
+
+
+def _folded_top_n(result, folded, rated_idx, user, *, n, score, threshold, quantile,
+                  item_info, generator) -> pd.DataFrame:
     factors, bias = _folded_draws(result, folded)
     scores = _scores_from_factors(result, factors, bias, score=score, threshold=threshold,
                                   quantile=quantile, generator=generator)
     rated = np.zeros((1, len(result.item_ids)), dtype=bool)
-    rated[0, result.item_ids.get_indexer(pd.Index(items))] = True
+    rated[0, rated_idx] = True
     frame = _top_n_table(result, scores, rated, n, item_info)
     frame.pop("row")
-    frame.insert(0, "user", "(new user)")
+    frame.insert(0, "user", user)
     return frame
 
 

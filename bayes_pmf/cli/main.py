@@ -229,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="user id as in the ratings data; repeat for several users")
     who.add_argument("--new-user", metavar="CSV",
                      help="a new user's ratings (columns item,rating), folded in without refitting")
+    rec.add_argument("--rated-since", metavar="CSV",
+                     help="with one --user: items they rated since the fit (a CSV with an "
+                          "item column; values, if any, unused), folded in as implicit "
+                          "feedback without refitting and left out of the list")
     rec.add_argument("--score", choices=["mean", "prob", "quantile", "thompson"],
                      default="mean", help="ranking score (default mean)")
     rec.add_argument("--threshold", type=float, default=4.0,

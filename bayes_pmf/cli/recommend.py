@@ -48,15 +48,30 @@ def typed_id(value: str, ids: pd.Index, flag: str):
     return value
 
 
-def read_new_user_ratings(path: str, item_ids: pd.Index) -> tuple[list, list]:
-    """A new user's ratings from a CSV with columns ``item`` and ``rating``."""
+def _read_item_csv(path: str, what: str, columns: tuple[str, ...]) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, sep=None, engine="python", dtype=str,
                             encoding="utf-8-sig")
     except FileNotFoundError:
-        raise ConfigError(f"new-user ratings file not found: {path}") from None
+        raise ConfigError(f"{what} file not found: {path}") from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
-        raise ConfigError(f"cannot read {path} as a CSV of item,rating rows: {exc}") from None
+        raise ConfigError(f"cannot read {path} as a CSV of {','.join(columns)} rows: "
+                          f"{exc}") from None
+    return frame
+
+
+def read_rated_since(path: str, item_ids: pd.Index) -> list:
+    """The items of a CSV with an ``item`` column (other columns ignored)."""
+    frame = _read_item_csv(path, "rated-since", ("item",))
+    if "item" not in frame.columns or frame.empty:
+        raise ConfigError(f"{path}: expected a header with a column 'item' and at least one "
+                          f"row; got columns {list(frame.columns)} and {len(frame)} rows")
+    return [typed_id(str(value), item_ids, f"{path}: item") for value in frame["item"]]
+
+
+def read_new_user_ratings(path: str, item_ids: pd.Index) -> tuple[list, list]:
+    """A new user's ratings from a CSV with columns ``item`` and ``rating``."""
+    frame = _read_item_csv(path, "new-user ratings", ("item", "rating"))
     missing = [c for c in ("item", "rating") if c not in frame.columns]
     if missing or frame.empty:
         raise ConfigError(f"{path}: expected a header with columns 'item' and 'rating' and at "
@@ -80,8 +95,10 @@ def print_table(table: pd.DataFrame, as_json: bool, header: str) -> None:
 
 
 def run_recommend(args: argparse.Namespace) -> int:
-    from ..analysis.recommend import recommend_many, recommend_new_user
+    from ..analysis.recommend import recommend_many, recommend_new_user, recommend_with_feedback
 
+    if args.rated_since and (args.new_user or len(args.user) != 1):
+        raise ConfigError("--rated-since goes with one --user, the one who rated them")
     result, path = load_run_model(args.run, args.model)
     options = dict(n=args.n, score=args.score, threshold=args.threshold, rng=args.seed)
     if args.new_user:
@@ -92,6 +109,13 @@ def run_recommend(args: argparse.Namespace) -> int:
         print_table(table.drop(columns=["user"]), args.json, header)
         return 0
     users = [typed_id(user, result.user_ids, "--user") for user in args.user]
+    if args.rated_since:
+        items = read_rated_since(args.rated_since, result.item_ids)
+        table = recommend_with_feedback(result, users[0], items, **options)
+        header = (f"model: {path.name}; user {users[0]} with {len(items)} items rated since "
+                  f"the fit ({args.rated_since}) folded in; score: {args.score}")
+        print_table(table if args.json else table.drop(columns=["user"]), args.json, header)
+        return 0
     table = recommend_many(result, users, **options)
     cold = table.loc[table["cold_user"], "user"].unique()
     # ids as the data file wrote them, never a NumPy repr such as np.int64(99999)
