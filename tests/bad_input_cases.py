@@ -54,6 +54,13 @@ def _job_main(argv: list[str]):
     return run_fit_job(_fit_job_config(build_parser().parse_args(argv)))
 
 
+def _select_main(argv: list[str]):
+    """The select command's flags as the CLI checks them, before any data is read."""
+    from bayes_pmf.cli.main import _select_settings, build_parser
+
+    return _select_settings(build_parser().parse_args(argv))
+
+
 def _diagonal(tmp: Path, n: int) -> Path:
     """Ratings of n users on n items, user k on item k: n users and n items."""
     lines = "".join(f"{k},{k},{1 + k % 5}\n" for k in range(n))
@@ -266,6 +273,19 @@ CASES = [
     Case("output folder another run is writing", "RunFolder (fit --out)",
          lambda t: _run_folder(t, "locked"), bp.ConfigError,
          ("another run", "process", "run")),
+    Case("a flag of ALS's grid with --posterior", "bayes-pmf select",
+         lambda t: _select_main(["select", "--posterior", "--lambdas", "1"]),
+         bp.ConfigError, ("--lambdas", "not with --posterior")),
+    Case("a posterior-model flag without --posterior", "bayes-pmf select",
+         lambda t: _select_main(["select", "--likelihoods", "ordinal"]),
+         bp.ConfigError, ("--likelihoods", "add --posterior")),
+    Case("one fold for model selection", "select_model",
+         lambda t: bp.select_model(bp.RatingsData.from_frame(frame()),
+                                   {"plain": bp.PMFSpec(n_factors=1)}, k=1),
+         bp.ConfigError, ("k must be an integer >= 2", "1")),
+    Case("feedback fold-in on a model without a user-side feedback term",
+         "fold_in_feedback", lambda t: bp.fold_in_feedback(_fitted(), "a", [3]),
+         bp.ConfigError, ("no user-side feedback term", "'users' or 'both'")),
     Case("truncated or foreign result file", "load_result",
          lambda t: bp.load_result(_write(t, "r.nc", "not netcdf")), bp.ResultFileError,
          ("r.nc", "not NetCDF")),
