@@ -185,3 +185,64 @@ def test_cli_dask_flags_are_checked_before_any_work(tmp_path):
         assert out.returncode != 0 and message in out.stderr
         assert "Traceback" not in out.stderr
         assert not (tmp_path / "x").exists()
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (the LocalCluster's worker processes, the
+    multiprocessing resource tracker)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_dask_run_within_seconds_and_leaves_nothing(tmp_path):
+    """SIGINT to `bayes-pmf fit --dask-local 2 --method gibbs` 40 s in (inside the Gibbs
+    chains on this machine: their threads wait on Dask futures): the command exits with
+    status 130 within a few seconds (measured 4.1 s), its worker processes are gone and
+    no run folder, staging folder or lock remains. The chains' waiting thread polls, so a
+    signal that the kernel hands to one of the client's other threads is seen too."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "bayes_pmf", "fit", "--dask-local", "2",
+                             "--method", "gibbs", "--no-progress", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = []
+    try:
+        deadline = time.monotonic() + 300
+        while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            workers = [p for p in _children(proc.pid)
+                       if b"spawn_main" in open(f"/proc/{p}/cmdline", "rb").read()]
+        assert len(workers) == 2, "the LocalCluster's two workers never started"
+        time.sleep(40)
+        assert proc.poll() is None, "the run ended before the signal"
+        began = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+        stopped = time.perf_counter() - began
+    finally:
+        for pid in [proc.pid, *workers]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert stopped < 15, stopped
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    time.sleep(1)
+    assert not [pid for pid in workers if _alive(pid)]
+    assert list(tmp_path.iterdir()) == []

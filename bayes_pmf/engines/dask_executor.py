@@ -233,11 +233,17 @@ class DaskExecutor:
         with ThreadPoolExecutor(n_chains, thread_name_prefix="chain") as pool:
             futures = [pool.submit(run_chain, chain, bar, self) for chain in range(n_chains)]
             try:
-                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                for future in futures:
-                    if future.done() and future.exception() is not None:
-                        self._stop.set()
-                        raise future.exception()
+                # waits in short steps: Ctrl-C's signal may land on one of the client's
+                # other threads, and a main thread blocked on a lock without a timeout
+                # would then not see it until every chain had finished
+                pending = futures
+                while pending:
+                    done, pending = wait(pending, timeout=POLL_SECONDS,
+                                         return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        if future.exception() is not None:
+                            self._stop.set()
+                            raise future.exception()
             except BaseException:  # Ctrl-C or a chain's error: stop the other chains
                 self._stop.set()
                 raise
