@@ -166,3 +166,16 @@ def test_select_posterior_cli(fixtures, capsys):
     likelihood, implicit, d = chosen["chosen"].split(", ")
     assert (f"chosen: --likelihood {likelihood} --implicit {implicit.split()[1]} "
             f"--factors 2") in printed
+
+
+def test_select_posterior_cli_defaults_are_the_librarys():
+    """`bayes-pmf select --posterior` and bp.select_model sample and choose alike."""
+    import inspect
+
+    from bayes_pmf.cli.main import POSTERIOR_SELECT
+
+    defaults = {name: p.default for name, p in
+                inspect.signature(bp.select_model).parameters.items()}
+    assert {key: POSTERIOR_SELECT[key] for key in ("draws", "tune", "chains", "by")} == {
+        key: defaults[key] for key in ("draws", "tune", "chains", "by")}
+    assert POSTERIOR_SELECT["folds"] == defaults["k"]

@@ -363,6 +363,7 @@ def _paper(args: argparse.Namespace) -> int:
 
 
 ALS_SELECT = {"lambdas": [1, 3, 10, 15, 30], "dims": [5, 10, 20], "folds": 5}
+# the library's defaults (bp.select_model), plus the grid the command tries
 POSTERIOR_SELECT = {"likelihoods": ["gaussian", "ordinal"], "implicit": ["none", "both"],
                     "dims": [10], "folds": 3, "draws": 400, "tune": 200, "chains": 2,
                     "by": "rmse"}
