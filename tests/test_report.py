@@ -188,3 +188,30 @@ def test_promises_are_as_strict_as_stated():
     assert promise(other_cpu, fingerprint) == "kernels"
     assert promise(other_numpy, fingerprint) == "versions"
     assert promise(fingerprint, None) == "versions"
+
+
+def test_a_report_can_show_the_posterior_model_selection(small_config, tmp_path):
+    """[report] model_selection = true: the report cross-validates the posterior model's
+    variants on the training part (4 variants, 3 folds, the job's short chains) and shows
+    the comparison, best first, with the variant the report itself runs; the setting
+    round-trips through config.toml."""
+    from dataclasses import replace
+
+    config = replace(small_config, crosscheck=False, model_selection=True)
+    path = tmp_path / "config.toml"
+    path.write_text(config.as_toml())
+    assert read_config(path) == config
+    out = write_report(config, tmp_path / "selected")
+    metrics = json.loads((out / "metrics.json").read_text())
+    selection = metrics["model_selection"]
+    assert {row["model"] for row in selection["table"]} == {
+        f"{lik}, implicit {imp}, d=2" for lik in ("gaussian", "ordinal")
+        for imp in ("none", "both")}
+    assert selection["settings"] == {"draws": 30, "tune": 20, "chains": 2}  # the job's
+    assert selection["run_model"] == "ordinal, implicit both, d=2"
+    scores = [row["cv_rmse"] for row in selection["table"]]
+    assert scores == sorted(scores) and selection["chosen"] == selection["table"][0]["model"]
+    text = (out / "report.md").read_text()
+    assert "## Model selection" in text and selection["chosen"] in text
+    assert "this report's model is ordinal, implicit both, d=2" in text
+    assert read_config(out / "config.toml").model_selection

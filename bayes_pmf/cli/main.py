@@ -197,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "in any report folder)")
     _add_job_options(report)
     report.add_argument("--title", help="report title")
+    report.add_argument("--model-selection", action="store_true",
+                        help="also cross-validate the posterior model's variants (gaussian "
+                             "and ordinal, implicit none and both, at the run's d) on the "
+                             "training part and show the comparison")
     report.add_argument("--no-crosscheck", action="store_true",
                         help="skip the PyMC MAP vs ALS cross-check")
     report.add_argument("--overwrite", action="store_true",
@@ -319,6 +323,8 @@ def _report(args: argparse.Namespace) -> int:
                               title=args.title or ReportConfig().title)
     if args.no_crosscheck:
         config = replace(config, crosscheck=False)
+    if args.model_selection:
+        config = replace(config, model_selection=True)
     out = write_report(config, args.out or time.strftime("reports/report-%Y%m%d-%H%M%S"),
                        overwrite=args.overwrite)
     print(f"report: {out / 'report.md'} and {out / 'report.html'}")

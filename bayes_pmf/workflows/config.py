@@ -392,6 +392,9 @@ class ReportConfig:
     job: FitJobConfig = field(default_factory=FitJobConfig)
     title: str = "Probabilistic Matrix Factorization: reproducibility report"
     crosscheck: bool = True
+    # cross-validate the posterior model's variants on the training part and show the
+    # comparison (workflows.report.MODEL_SELECTION_GRID)
+    model_selection: bool = False
 
     def as_toml(self) -> str:
         job = {k: v for k, v in self.job.as_dict().items() if v is not None}
@@ -401,7 +404,8 @@ class ReportConfig:
         return ("# bayes_pmf report settings: rerun with\n"
                 "#   bayes-pmf report --config config.toml --out DIR\n"
                 + _table("job", job) + "\n"
-                + _table("report", {"title": self.title, "crosscheck": self.crosscheck}))
+                + _table("report", {"title": self.title, "crosscheck": self.crosscheck,
+                                    "model_selection": self.model_selection}))
 
 
 def _value(value) -> str:
@@ -464,10 +468,12 @@ def read_config(path: str | Path) -> ReportConfig:
     if extra:
         raise ConfigError(f"{path}: unknown table(s) {extra}; expected [job] and [report]")
     report = document.get("report", {})
-    unknown = sorted(set(report) - {"title", "crosscheck"})
+    unknown = sorted(set(report) - {"title", "crosscheck", "model_selection"})
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {unknown} in [report]")
     defaults = ReportConfig()
     return ReportConfig(job=_job_from_table(document.get("job", {}), path),
                         title=str(report.get("title", defaults.title)),
-                        crosscheck=bool(report.get("crosscheck", defaults.crosscheck)))
+                        crosscheck=bool(report.get("crosscheck", defaults.crosscheck)),
+                        model_selection=bool(report.get("model_selection",
+                                                        defaults.model_selection)))

@@ -16,7 +16,7 @@ metrics.json too, so a test can compare a committed report with a fresh run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import product
 from pathlib import Path
 
@@ -126,8 +126,6 @@ def select(config: FitJobConfig, lambdas, dims, folds: int):
 def posterior_variants(config: FitJobConfig, likelihoods, implicit, dims) -> dict:
     """The posterior models (the run's :attr:`FitJobConfig.posterior_spec`) for every
     likelihood x implicit feedback x d, by name; "auto" is resolved on each fold."""
-    from dataclasses import replace
-
     variants: dict = {}
     for likelihood, feedback, d in product(likelihoods, implicit, dims):
         variant = replace(config, likelihood=likelihood, implicit=feedback, n_factors=d)
@@ -149,12 +147,39 @@ def select_posterior(config: FitJobConfig, likelihoods, implicit, dims, folds: i
                         progress=config.progress)
 
 
+# The variants a report's model selection compares (at the job's d), and the Gibbs run on
+# each fold: bp.select_model's defaults, or the job's own chains, burn-in and draws where
+# those are fewer (a quick job gets a quick comparison).
+MODEL_SELECTION_GRID = {"likelihoods": ("gaussian", "ordinal"), "implicit": ("none", "both"),
+                        "folds": 3}
+
+
+def model_selection_section(config: FitJobConfig) -> dict:
+    """The report's "model_selection" entry: :func:`select_posterior` over
+    MODEL_SELECTION_GRID, and the variant the report's own job runs."""
+    import inspect
+
+    defaults = inspect.signature(select_model).parameters
+    sampling = {name: min(getattr(config, name), defaults[name].default)
+                for name in ("draws", "tune", "chains")}
+    quick = replace(config, **sampling)
+    selection = select_posterior(quick, MODEL_SELECTION_GRID["likelihoods"],
+                                 MODEL_SELECTION_GRID["implicit"], (config.n_factors,),
+                                 MODEL_SELECTION_GRID["folds"])
+    split, _ = load_split(config)
+    implicit = config.implicit_for(split.train.n_users, split.train.n_items)
+    return dict(selection.as_dict(),
+                run_model=f"{config.likelihood}, implicit {implicit}, d={config.n_factors}")
+
+
 def run_report_job(config: ReportConfig) -> tuple[dict, dict, dict]:
     """Fit and measure everything a report shows: (metrics, models, figures)."""
     outcome = run_fit_job(config.job)
     metrics = dict(outcome.metrics, title=config.title)
     if config.crosscheck:
         metrics["crosscheck"] = crosscheck_section(outcome.split, config)
+    if config.model_selection:
+        metrics["model_selection"] = model_selection_section(config.job)
     figures = run_figures(outcome.models, outcome.split, metrics["results"])
     return metrics, outcome.models, figures
 
@@ -284,6 +309,36 @@ def _crosscheck_blocks(metrics: dict) -> list[tuple]:
     ]
 
 
+def _model_selection_blocks(metrics: dict) -> list[tuple]:
+    selection = metrics.get("model_selection")
+    if not selection:
+        return []
+    table = pd.DataFrame(selection["table"])
+    shown = pd.DataFrame({
+        "model": table["model"],
+        "CV RMSE": [f"{m:.4f} ± {s:.4f}" for m, s in zip(table["cv_rmse"],
+                                                          table["cv_rmse_se"])],
+        "CV log score": [f"{m:.4f} ± {s:.4f}" for m, s in zip(table["cv_log_score"],
+                                                               table["cv_log_score_se"])],
+        "sampling s": [f"{v:.1f}" for v in table["sampling_seconds"]]})
+    settings = selection["settings"]
+    same = selection["chosen"] == selection["run_model"]
+    verdict = (f"Chosen by {selection['by']}: **{selection['chosen']}**; this report's model "
+               f"is {selection['run_model']}" + (", the same." if same else
+                                                  ", not the chosen one."))
+    return [
+        ("h2", "Model selection"),
+        ("p", f"{selection['k']}-fold cross-validation on the training part only (seed "
+              f"{selection['seed']}; the test part is never used): every variant sampled "
+              f"on the same folds, {settings['chains']} chains x ({settings['tune']} + "
+              f"{settings['draws']}) Gibbs sweeps per fold, scored on the held-out fold "
+              "by RMSE of the posterior mean and by the log score (mean log probability "
+              "of the held-out rating's level); mean ± standard error over folds."),
+        ("table", shown),
+        ("p", verdict),
+    ]
+
+
 def _diagnostics_blocks(metrics: dict) -> list[tuple]:
     rows = metrics.get("diagnostics")
     if not rows:
@@ -320,7 +375,8 @@ def report_blocks(metrics: dict) -> list[tuple]:
               f"`metrics.json` holds every number below at full precision."),
     ]
     blocks += _data_blocks(metrics) + _settings_blocks(metrics) + _results_blocks(metrics)
-    blocks += _crosscheck_blocks(metrics) + _diagnostics_blocks(metrics)
+    blocks += (_crosscheck_blocks(metrics) + _model_selection_blocks(metrics)
+               + _diagnostics_blocks(metrics))
     if metrics.get("figures"):
         blocks.append(("h2", "Figures"))
         for path in metrics["figures"]:

@@ -44,7 +44,7 @@ from ..provenance import machine, package_versions
 
 # Numbers that measure the machine, not the model: excluded when comparing two runs.
 TIMING_KEYS = ("fit_seconds", "als_seconds", "model_build_compile_seconds", "map_seconds",
-               "start_seconds", "seconds")
+               "start_seconds", "seconds", "sampling_seconds")
 MACHINE_KEYS = ("versions", "machine", "figures", "numerics", "run_id", "stages")
 
 
