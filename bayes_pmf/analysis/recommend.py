@@ -367,8 +367,8 @@ def fold_in_feedback(result, user, items, *, rng=0) -> np.ndarray:
     which items alone, without refitting (#19's feedback-only fold-in): (samples x
     d[+1]) draws, as :func:`fold_in_user` returns, for :func:`predict_folded`.
 
-    With implicit feedback on the user side (U = Y + |N(i)|^-a sum_{j in N(i)} W_j, N(i)
-    the items the user rated) the new items join N(i), and the user's factors are drawn
+    With implicit feedback on the user side (U = Y + n_i^-a sum_{j in N(i)} W_j, N(i)
+    the n_i items the user rated) the new items join N(i), and the user's factors are drawn
     again given their training ratings and the grown N(i) in every posterior draw (the
     Gibbs user update, :func:`fold_in_user` with the training ratings and ``feedback``);
     the rest of the posterior is unchanged. Keeping Y and only adding the new items' W
