@@ -295,10 +295,7 @@ def fold_in_user(result, items, ratings, *, feedback=(), rng=0) -> np.ndarray:
     if result.spec.link != "identity":
         raise ConfigError("fold-in solves the Gaussian (identity-link) conditional; this "
                           f"result uses the {result.spec.link} link")
-    item_idx = result.item_ids.get_indexer(pd.Index(items))
-    if (item_idx < 0).any():
-        unknown = plain_scalar(pd.Index(items)[item_idx < 0][0])
-        raise ConfigError(f"fold-in item {unknown!r} has no training ratings in this model")
+    item_idx = _known_items(result, items)
     ratings = np.asarray(ratings, dtype=float)
     if len(ratings) != len(item_idx) or len(ratings) == 0:
         raise ConfigError("give one rating per item, at least one")
