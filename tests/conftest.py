@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,18 +26,68 @@ def fixtures() -> Path:
     return FIXTURES
 
 
+MAIN_JOB = "main_job_run"
+_background: dict[str, SimpleNamespace] = {}
+
+
+def _start_main_job(folder: Path) -> SimpleNamespace:
+    """``bayes-pmf fit`` with every default into ``folder / "run"``, started and not
+    waited for; at nice 10, so that the tests running meanwhile keep their pace (their
+    timeouts were measured without it) and it takes the CPU they leave idle (most of
+    the suite runs on one of the two cores)."""
+    out = folder / "run"
+    stdout, stderr = folder / "stdout.txt", folder / "stderr.txt"
+    with stdout.open("w") as out_file, stderr.open("w") as err_file:
+        proc = subprocess.Popen([sys.executable, "-m", "bayes_pmf", "fit", "--no-progress",
+                                 "--out", str(out)], stdout=out_file, stderr=err_file,
+                                preexec_fn=lambda: os.nice(10))
+    return SimpleNamespace(proc=proc, out=out, stdout=stdout, stderr=stderr)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The tests that read the main job's run go last (a stable sort: the rest keep their
+    order), so that the run started at the end of collection has the suite's time."""
+    items.sort(key=lambda item: MAIN_JOB in getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_finish(session):
+    """Start the main job in the background once the selected tests are known, if any of
+    them reads it (``-m "not slow"`` selects none; ``--collect-only`` runs nothing)."""
+    if session.config.option.collectonly or not any(
+            MAIN_JOB in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    folder = Path(tempfile.mkdtemp(prefix="bayes-pmf-main-job-"))
+    _background[MAIN_JOB] = _start_main_job(folder)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A run still going when the session ends (Ctrl-C, -x) is stopped, its folder
+    removed."""
+    job = _background.pop(MAIN_JOB, None)
+    if job is not None:
+        if job.proc.poll() is None:
+            job.proc.send_signal(signal.SIGINT)  # the CLI stops its chain processes
+            try:
+                job.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                job.proc.kill()
+                job.proc.wait()
+        shutil.rmtree(job.out.parent, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def main_job_run(tmp_path_factory):
     """The README's main job, ``bayes-pmf fit`` on the embedded MovieLens with every
     default, run once per session in its own process (it is the slowest thing the suite
-    does): tests/test_cli.py checks what it prints and writes, tests/test_report.py that
-    it reproduces the committed report."""
-    out = tmp_path_factory.mktemp("main-job") / "run"
-    proc = subprocess.run([sys.executable, "-m", "bayes_pmf", "fit", "--no-progress",
-                           "--out", str(out)], capture_output=True, text=True, timeout=3600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return SimpleNamespace(out=out, stdout=proc.stdout,
-                           metrics=json.loads((out / "metrics.json").read_text()))
+    does, so it starts in the background when collection ends; see
+    pytest_collection_finish): tests/test_main_job.py checks what it prints and writes,
+    that it reproduces the committed report, and the README's commands on it."""
+    job = _background.get(MAIN_JOB) or _background.setdefault(
+        MAIN_JOB, _start_main_job(tmp_path_factory.mktemp("main-job")))
+    returncode = job.proc.wait(timeout=3600)
+    assert returncode == 0, job.stderr.read_text()[-3000:]
+    return SimpleNamespace(out=job.out, stdout=job.stdout.read_text(),
+                           metrics=json.loads((job.out / "metrics.json").read_text()))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ Gibbs test and the main job run. The 500-replicate run is benchmarks/sbc.py."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import bayes_pmf as bp
@@ -51,11 +52,24 @@ def test_a_flat_mu_cannot_be_drawn():
         bp.draw_from_prior(bp.PMFSpec(), 5, 5, 10)
 
 
+def test_replicates_shared_over_processes_give_the_same_ranks():
+    """processes=2 runs the replicates in two forked processes: the same ranks, row for
+    row, as one process (each replicate has its own seed), and a subset by ``reps``."""
+    settings = dict(n_reps=4, rng=5, **dict(SETTINGS, draws=9, tune=10))
+    here = simulation_based_calibration(PRODUCTION, **settings)
+    there = simulation_based_calibration(PRODUCTION, processes=2, **settings)
+    pd.testing.assert_frame_equal(there.ranks, here.ranks)
+    part = simulation_based_calibration(PRODUCTION, reps=range(1, 4, 2), **settings)
+    pd.testing.assert_frame_equal(part.ranks, here.ranks.loc[[1, 3]])
+    with pytest.raises(bp.ConfigError, match="processes"):
+        simulation_based_calibration(PRODUCTION, processes=0, **settings)
+
+
 @pytest.mark.slow
 def test_sbc_of_the_main_jobs_model():
     """60 replicates: every quantity's ranks uniform (chi-square over 5 bins,
     Bonferroni-corrected over the 11 quantities, family-wise level 1%)."""
-    result = simulation_based_calibration(PRODUCTION, n_reps=60, rng=1, **SETTINGS)
+    result = simulation_based_calibration(PRODUCTION, n_reps=60, rng=1, processes=2, **SETTINGS)
     table = result.uniformity(bins=5, alpha=0.01)
     assert table["passed"].all(), table[["quantity", "adjusted_p", "counts"]]
     assert {"sigma", "mu", "sigma_u", "sigma_v", "sigma_user_bias", "balance",
@@ -70,7 +84,7 @@ def test_sbc_catches_a_balance_move_without_its_jacobian(monkeypatch):
     density = gibbs._collapsed_wishart_log_density
     monkeypatch.setattr(gibbs, "_collapsed_wishart_log_density",
                         lambda gram_u, gram_v, log_det, n, m: density(gram_u, gram_v, 0.0, n, m))
-    result = simulation_based_calibration(PRODUCTION, n_reps=30, rng=1, **SETTINGS)
+    result = simulation_based_calibration(PRODUCTION, n_reps=30, rng=1, processes=2, **SETTINGS)
     table = result.uniformity(bins=5).set_index("quantity")
     assert table.loc["balance", "adjusted_p"] < 1e-6
     assert not table["passed"].all()
@@ -85,7 +99,7 @@ IMPLICIT = PRODUCTION.with_(constrained=True, implicit_items=True, implicit_norm
 def test_sbc_of_the_implicit_feedback_model():
     """60 replicates (about a minute): every quantity uniform, the implicit factors' size
     log|W|, log|Z| and their prior scales sigma_w, sigma_z included."""
-    result = simulation_based_calibration(IMPLICIT, n_reps=60, rng=1, **SETTINGS)
+    result = simulation_based_calibration(IMPLICIT, n_reps=60, rng=1, processes=2, **SETTINGS)
     table = result.uniformity(bins=5, alpha=0.01)
     assert table["passed"].all(), table[["quantity", "adjusted_p", "counts"]]
     assert {"log_norm_W", "log_norm_Z", "sigma_w", "sigma_z"} <= set(table["quantity"])
@@ -101,7 +115,7 @@ def test_sbc_catches_a_wrong_implicit_factor_step(monkeypatch):
     monkeypatch.setattr(implicit.ImplicitFeedback, "draw",
                         lambda self, U, mean, user_precision, implicit_precision, *rest:
                         draw(self, U, mean, user_precision, 4.0 * implicit_precision, *rest))
-    result = simulation_based_calibration(IMPLICIT, n_reps=30, rng=1, **SETTINGS)
+    result = simulation_based_calibration(IMPLICIT, n_reps=30, rng=1, processes=2, **SETTINGS)
     table = result.uniformity(bins=5).set_index("quantity")
     assert table.loc["log_norm_W", "adjusted_p"] < 1e-6
     assert table.loc["log_norm_Z", "adjusted_p"] < 1e-6

@@ -1,6 +1,8 @@
 """The Gibbs sampler samples the right posterior: agreement with NUTS, simulation-based
 calibration, and coverage of the truth on data drawn from the model."""
 
+import multiprocessing
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -221,30 +223,44 @@ def test_gibbs_and_nuts_sample_the_same_posterior(tiny):
 def test_simulation_based_calibration_of_gibbs():
     """Talts et al. (2018): for data drawn from the prior, the rank of the true value
     among posterior draws is uniform. 100 replications, 10 rank bins, chi-square test
-    at level 0.001 per quantity (σ and three expected ratings)."""
-    noise_prior = (20.0, 5.0)  # tau ~ Gamma(20, rate 5): sigma around 0.5
+    at level 0.001 per quantity (σ and three expected ratings). The replicates' seeds are
+    drawn first, in order, then the replicates share two processes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    rng = np.random.default_rng(2024)
+    n_reps, n_bins = 100, 10
+    seeds = []
+    for _ in range(n_reps):
+        tau = rng.gamma(_SBC_NOISE_PRIOR[0], 1 / _SBC_NOISE_PRIOR[1])
+        seeds.append((float(tau), int(rng.integers(2**31)), int(rng.integers(2**31))))
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        ranks = np.array(list(pool.map(_sbc_replicate, seeds, chunksize=10)))
+    for column in range(4):
+        counts = np.bincount(ranks[:, column] * n_bins // (_SBC_KEPT + 1), minlength=n_bins)
+        assert stats.chisquare(counts).pvalue > 0.001, (column, counts)
+
+
+_SBC_NOISE_PRIOR = (20.0, 5.0)  # tau ~ Gamma(20, rate 5): sigma around 0.5
+_SBC_KEPT = 99
+
+
+def _sbc_replicate(seeds: tuple[float, int, int]) -> list[int]:
+    """One replicate of the calibration above: the ranks of sigma and of three expected
+    ratings among 99 draws (thinned by 3) of a chain on data drawn from the prior."""
+    tau, data_seed, chain_seed = seeds
     base = bp.PMFSpec(n_factors=2, sigma=0.5, sigma_u=0.7, sigma_v=0.7, global_mean=False,
                       biases=True, sigma_user_bias=0.5, sigma_item_bias=0.5)
-    rng = np.random.default_rng(2024)
-    n_reps, n_bins, thin, kept = 100, 10, 3, 99
-    ranks = np.zeros((n_reps, 4), dtype=int)
+    spec = base.with_(sigma=float(1 / np.sqrt(tau)))
+    synthetic = bp.make_synthetic(16, 12, 100, spec, rng=data_seed)
+    result = sample_gibbs(synthetic.data,
+                          spec.with_(prior="fixed", noise="learned", noise_prior=_SBC_NOISE_PRIOR),
+                          draws=_SBC_KEPT, tune=100, thin=3, chains=1, init="random",
+                          rng=chain_seed, progress=False)
     probe_users, probe_items = np.array([0, 3, 7]), np.array([1, 5, 2])
-    for rep in range(n_reps):
-        tau = rng.gamma(noise_prior[0], 1 / noise_prior[1])
-        spec = base.with_(sigma=float(1 / np.sqrt(tau)))
-        synthetic = bp.make_synthetic(16, 12, 100, spec, rng=int(rng.integers(2**31)))
-        result = sample_gibbs(synthetic.data,
-                              spec.with_(prior="fixed", noise="learned", noise_prior=noise_prior),
-                              draws=kept, tune=100, thin=thin, chains=1, init="random",
-                              rng=int(rng.integers(2**31)), progress=False)
-        sigma_draws = result.idata.posterior["sigma"].to_numpy().ravel()
-        ranks[rep, 0] = np.sum(sigma_draws < spec.sigma)
-        truth = synthetic.true_mean(probe_users, probe_items)
-        means = result.mean_draws(probe_users, probe_items)
-        ranks[rep, 1:] = np.sum(means < truth, axis=0)
-    for column in range(4):
-        counts = np.bincount(ranks[:, column] * n_bins // (kept + 1), minlength=n_bins)
-        assert stats.chisquare(counts).pvalue > 0.001, (column, counts)
+    sigma_draws = result.idata.posterior["sigma"].to_numpy().ravel()
+    truth = synthetic.true_mean(probe_users, probe_items)
+    means = result.mean_draws(probe_users, probe_items)
+    return [int(np.sum(sigma_draws < spec.sigma)), *np.sum(means < truth, axis=0).tolist()]
 
 
 @pytest.mark.slow

@@ -25,7 +25,16 @@ from bayes_pmf.engines.gibbs import sample_gibbs
 SPEC = bp.PMFSpec.hierarchical(n_factors=2)
 # the same with the ordinal likelihood (#18: global cut points, sigma fixed)
 ORDINAL_SPEC = bp.PMFSpec.hierarchical(n_factors=2, likelihood="ordinal")
-SCALARS = ("sigma", "mu", "sigma_u", "sigma_v", "sigma_user_bias", "sigma_item_bias")
+SCALARS = ("sigma", "mu", "sigma_u", "sigma_v", "sigma_user_bias", "sigma_item_bias",
+           "sigma_w", "sigma_z")
+
+
+def default_spec(train) -> bp.PMFSpec:
+    """The model ``bayes-pmf fit`` samples with every default (ordinal likelihood, implicit
+    feedback on both sides, zero-mean Wishart priors), at d = 2."""
+    from bayes_pmf.workflows.config import FitJobConfig
+
+    return FitJobConfig(n_factors=2).posterior_spec_for(train)
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +133,32 @@ def test_gibbs_and_nuts_agree_on_the_ordinal_model(subset):
     print(f"\nordinal Gibbs vs NUTS: max |z| {max(z.values()):.2f} ({max(z, key=z.get)}), "
           f"median |z| {np.median(list(z.values())):.2f}, sd ratio median "
           f"{np.median(ratios):.3f} (range {ratios.min():.2f}-{ratios.max():.2f}), "
+          f"{int(nuts.idata.sample_stats['diverging'].sum())} divergences")
+    assert max(z.values()) < 3.5, z
+    assert 0.85 < np.median(ratios) < 1.15, ratios
+
+
+@pytest.mark.expensive
+def test_gibbs_and_nuts_agree_on_the_default_model(subset):
+    """The model every default of ``bayes-pmf fit`` gives (#19: the ordinal likelihood
+    with implicit feedback on both sides, U = Y + M W and V = X + M' Z, Wishart priors)
+    on the same subset: the PyMC twin sampled by NUTS against the Gibbs sampler; same
+    criteria as above, over the scalars (with sigma_w and sigma_z), the free cut points
+    and the held-out expected ratings."""
+    from bayes_pmf.engines.pymc_fit import sample_nuts
+
+    spec = default_spec(subset.train)
+    assert spec.ordinal and spec.constrained and spec.implicit_items and spec.prior == "wishart"
+    nuts = sample_nuts(subset.train, spec, draws=400, tune=400, chains=2, rng=3,
+                       progress=False)
+    g = _summaries(_gibbs(subset, spec), subset.test)
+    n = _summaries(nuts, subset.test)
+    assert {"sigma_w", "sigma_z", "cutpoint_1"} <= set(g) == set(n)
+    z = _z_scores(g, n)
+    ratios = np.array([g[name][2] / n[name][2] for name in g])
+    print(f"\ndefault model, Gibbs vs NUTS: {len(z)} quantities, max |z| {max(z.values()):.2f} "
+          f"({max(z, key=z.get)}), median |z| {np.median(list(z.values())):.2f}, sd ratio "
+          f"median {np.median(ratios):.3f} (range {ratios.min():.2f}-{ratios.max():.2f}), "
           f"{int(nuts.idata.sample_stats['diverging'].sum())} divergences")
     assert max(z.values()) < 3.5, z
     assert 0.85 < np.median(ratios) < 1.15, ratios

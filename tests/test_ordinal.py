@@ -165,12 +165,6 @@ def test_gibbs_recovers_cut_points_away_from_the_midpoints():
     assert result.draws["mu"].std() > 0
 
 
-def _calibration_part(reps):
-    spec = ordinal_spec(prior="wishart", mu_prior=(3.0, 0.5))
-    return bp.simulation_based_calibration(spec, n_reps=60, reps=reps, draws=99, thin=6,
-                                           tune=300, rng=2)
-
-
 @pytest.mark.slow
 def test_simulation_based_calibration_of_the_ordinal_sampler():
     """SBC (60 replicates of the ordinal model, Wishart priors, 120 ratings each): every
@@ -181,11 +175,9 @@ def test_simulation_based_calibration_of_the_ordinal_sampler():
     (uniform at 10 apart: benchmarks/README.md, "Ordinal likelihood"). Power: the same
     check with the cut points' prior left out of the sampler fails 15 of 18 quantities
     (same section)."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(2) as pool:  # the replicates split over two processes
-        first, second = pool.map(_calibration_part, (range(0, 60, 2), range(1, 60, 2)))
-    table = first.join(second).uniformity()
+    spec = ordinal_spec(prior="wishart", mu_prior=(3.0, 0.5))
+    table = bp.simulation_based_calibration(spec, n_reps=60, draws=99, thin=6, tune=300,
+                                            rng=2, processes=2).uniformity()
     assert {"mu", "cutpoint_4"} <= set(table["quantity"])
     assert table["passed"].all(), table[["quantity", "adjusted_p"]]
 

@@ -25,6 +25,8 @@ computed separately (in parallel processes) and the parts joined.
 
 from __future__ import annotations
 
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,18 +155,37 @@ def simulation_based_calibration(
     rng: int = 0,
     reps=None,
     sampler_options: dict | None = None,
+    processes: int = 1,
 ) -> CalibrationResult:
     """SBC of :func:`~bayes_pmf.engines.gibbs.sample_gibbs` for the model ``spec`` (see
     the module docstring): ``n_reps`` replicates on ``n_users`` x ``n_items`` problems
     with ``n_ratings`` ratings, one chain of ``tune`` + ``draws`` x ``thin`` sweeps each
     (further sampler settings in ``sampler_options``). ``reps`` (a range) computes only
-    those replicates of the run seeded by ``rng``."""
+    those replicates of the run seeded by ``rng``. ``processes`` > 1 shares the
+    replicates out over that many forked processes (where the platform forks; else they
+    run here): each replicate has its own seed, so the ranks are the same either way."""
     check_seed(rng)
-    for name, value in (("n_reps", n_reps), ("draws", draws), ("thin", thin), ("pairs", pairs)):
+    for name, value in (("n_reps", n_reps), ("draws", draws), ("thin", thin), ("pairs", pairs),
+                        ("processes", processes)):
         check_count(name, value)
     sampler = {"draws": draws, "thin": thin, "tune": tune, **(sampler_options or {})}
-    seeds = np.random.SeedSequence(rng).spawn(n_reps)
-    chosen = range(n_reps) if reps is None else reps
-    rows = {rep: _replicate_ranks(spec, seeds[rep], (n_users, n_items, n_ratings), sampler,
-                                  pairs) for rep in chosen}
+    chosen = list(range(n_reps) if reps is None else reps)
+    job = (spec, rng, n_reps, (n_users, n_items, n_ratings), sampler, pairs)
+    if processes > 1 and len(chosen) > 1 and "fork" in mp.get_all_start_methods():
+        parts = [chosen[k::processes] for k in range(min(processes, len(chosen)))]
+        with ProcessPoolExecutor(len(parts), mp_context=mp.get_context("fork")) as pool:
+            rows = {}
+            for part in pool.map(_replicates, [job] * len(parts), parts):
+                rows.update(part)
+        rows = {rep: rows[rep] for rep in sorted(rows)}
+    else:
+        rows = _replicates(job, chosen)
     return CalibrationResult(pd.DataFrame.from_dict(rows, orient="index"), draws)
+
+
+def _replicates(job: tuple, reps: list[int]) -> dict[int, dict]:
+    """The ranks of replicates ``reps`` of the calibration run ``job`` (its spec, seed,
+    replicate count, problem shape, sampler settings and probe pairs)."""
+    spec, rng, n_reps, shape, sampler, pairs = job
+    seeds = np.random.SeedSequence(rng).spawn(n_reps)
+    return {rep: _replicate_ranks(spec, seeds[rep], shape, sampler, pairs) for rep in reps}

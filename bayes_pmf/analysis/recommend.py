@@ -285,7 +285,10 @@ def fold_in_user(result, items, ratings, *, feedback=(), rng=0) -> np.ndarray:
     Point results (ALS, MAP) get the ridge solution given V (the ALS user update with the
     spec's penalties); sampled results draw w from its Gaussian conditional given each
     draw's V, item biases, mu and sigma (the Gibbs user update), so the new user's
-    uncertainty is carried into predictions. Use :func:`predict_folded` to predict.
+    uncertainty is carried into predictions; the prior is that draw's user prior (for
+    the Wishart families, whose draws keep only its size sigma_u, the precision matrix is
+    drawn given the draw's user factors, the sampler's own update).
+    Use :func:`predict_folded` to predict.
 
     With implicit feedback on the user side (``spec.constrained``: U = Y + M W) the new
     user's factors have the prior mean n^-a sum of W over the items given (per draw), so
@@ -320,23 +323,18 @@ def fold_in_user(result, items, ratings, *, feedback=(), rng=0) -> np.ndarray:
     design = np.concatenate([V, np.ones((n_samples, len(item_idx), 1))], axis=2) \
         if spec.biases else V
     offset = _item_offset(result, slice(None))[:, item_idx]
-    implicit_mean = None
-    if spec.constrained and "W" in draws:  # solve for w - [M W, 0], then add it back
-        rated = np.union1d(item_idx, _known_items(result, feedback))
-        count = len(rated)
-        implicit_mean = draws["W"][:, rated].sum(axis=1) / (
-            np.sqrt(count) if spec.implicit_norm == "sqrt" else count)
-        offset = offset + np.einsum("sjd,sd->sj", V, implicit_mean)
-    sigma = result.sigma_draws
-    factor_scale = draws["sigma_u"] if "sigma_u" in draws else np.full(n_samples, spec.sigma_u)
-    bias_scale = draws["sigma_user_bias"] if "sigma_user_bias" in draws \
-        else np.full(n_samples, spec.sigma_user_bias)
-    prior = np.concatenate([np.repeat((1 / factor_scale**2)[:, None], d, axis=1),
-                            (1 / bias_scale**2)[:, None]], axis=1)[:, : design.shape[2]]
-    tau = 1 / sigma**2
-    precision = tau[:, None, None] * np.einsum("sjp,sjq->spq", design, design)
-    precision[:, np.arange(design.shape[2]), np.arange(design.shape[2])] += prior
     generator = np.random.default_rng(rng)
+    prior, prior_mean = _new_user_prior(result, generator)  # (S, p, p), (S, d)
+    prior = prior[:, : design.shape[2], : design.shape[2]]
+    if spec.constrained and "W" in draws:  # the new user's n^-a sum of W over their items
+        rated = np.union1d(item_idx, _known_items(result, feedback))
+        prior_mean = prior_mean + draws["W"][:, rated].sum(axis=1) / (
+            np.sqrt(len(rated)) if spec.implicit_norm == "sqrt" else len(rated))
+    # solve for w - [prior mean, 0], then add it back
+    offset = offset + np.einsum("sjd,sd->sj", V, prior_mean)
+    sigma = result.sigma_draws
+    tau = 1 / sigma**2
+    precision = tau[:, None, None] * np.einsum("sjp,sjq->spq", design, design) + prior
     if spec.ordinal:
         lower, upper = level_bounds(draws["cutpoints"][:, None, :],
                                     rating_levels(ratings, result.grid))
@@ -346,9 +344,53 @@ def fold_in_user(result, items, ratings, *, feedback=(), rng=0) -> np.ndarray:
         shift = tau[:, None] * np.einsum("sjp,sj->sp", design, ratings[None] - offset)
         noise = None if n_samples == 1 else generator.standard_normal(shift.shape)
         folded = gaussian_rows(precision, shift, noise, what="fold-in precision")[0]
-    if implicit_mean is not None:
-        folded[:, :d] += implicit_mean
+    folded[:, :d] += prior_mean
     return folded
+
+
+def _new_user_prior(result, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per posterior draw, the prior of a new user's [factors, bias]: (S, d+1, d+1)
+    precision and (S, d) factor mean (of Y, the user's own factors, with implicit
+    feedback). Stored where the draws hold it (sigma_u, the diagonal family's sd per
+    dimension, sigma_user_bias; the spec's for fixed priors). The Wishart families'
+    (mean and) precision matrix is not stored (only sigma_u, its rotation-invariant
+    size): a sampled result draws it from its conditional given that draw's user
+    factors, the sampler's own update, which keeps its shape: with the isotropic
+    sigma_u alone a new user would be as likely to vary along the population's narrow
+    latent directions as along its wide ones."""
+    draws, spec = result.draws, result.spec
+    n_samples, d = result.n_samples, spec.n_factors
+    precision = np.zeros((n_samples, d + 1, d + 1))
+    mean = np.zeros((n_samples, d))
+    if spec.prior in ("wishart", "normal-wishart") and n_samples > 1 and d and "U" in draws:
+        from ..engines.gibbs import draw_factor_prior
+
+        implicit = _training_implicit_matrix(result) if (
+            spec.constrained and "W" in draws) else None
+        for s in range(n_samples):
+            own = draws["U"][s].astype(float)
+            if implicit is not None:
+                own = own - implicit @ draws["W"][s].astype(float)
+            mean[s], precision[s, :d, :d] = draw_factor_prior(own, spec, rng)
+    elif "sigma_u_latent" in draws:
+        precision[:, np.arange(d), np.arange(d)] = 1 / draws["sigma_u_latent"] ** 2
+    else:
+        scale = draws["sigma_u"] if "sigma_u" in draws else np.full(n_samples, spec.sigma_u)
+        precision[:, np.arange(d), np.arange(d)] = (1 / scale**2)[:, None]
+    bias_scale = draws["sigma_user_bias"] if "sigma_user_bias" in draws \
+        else np.full(n_samples, spec.sigma_user_bias)
+    precision[:, d, d] = 1 / bias_scale**2
+    return precision, mean
+
+
+def _training_implicit_matrix(result) -> sparse.csr_matrix:
+    """M (users x items): row i holds n_i^-a on the n_i items user i rated in training
+    (a = 1/2 with implicit_norm "sqrt", else 1), so that U = Y + M W."""
+    users, items = result.training_pairs()
+    counts = np.bincount(users, minlength=len(result.user_ids)).astype(float)
+    weights = 1 / (np.sqrt(counts) if result.spec.implicit_norm == "sqrt" else counts)
+    return sparse.csr_matrix((weights[users], (users, items)),
+                             shape=(len(result.user_ids), len(result.item_ids)))
 
 
 def _known_items(result, items) -> np.ndarray:

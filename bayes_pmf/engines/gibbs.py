@@ -890,6 +890,19 @@ _HYPER_OF_PRIOR = {"fixed": "fixed", "spherical": "spherical", "diagonal": "diag
                    "wishart": "wishart", "normal-wishart": "bpmf"}
 
 
+def draw_factor_prior(factors: np.ndarray, spec, rng) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, precision) of one side's factor prior drawn from its conditional given
+    that side's own factors (n x d; for implicit feedback Y, not Y + M W), by the
+    sampler's own update: for families whose prior the draws do not store in full
+    ("wishart", "normal-wishart": only sigma_u = sqrt(trace(Lambda^-1)/d) is kept), a
+    draw of it that goes with each posterior draw of the factors. Fold-in uses it."""
+    hyper = _HYPER_OF_PRIOR[spec.prior]
+    if hyper not in ("wishart", "bpmf"):
+        raise ConfigError(f"the {spec.prior!r} prior is stored with the draws; only the "
+                          "Wishart families are drawn again", setting="prior")
+    return _HYPER_SAMPLERS[hyper](np.asarray(factors, dtype=float), rng, spec)
+
+
 @dataclass(frozen=True)
 class GibbsConfig:
     """The sampler's settings (engine settings; the model comes from the spec)."""
