@@ -401,13 +401,15 @@ def test_recommend_cli_folds_in_items_rated_since(fixtures, run_folder, tmp_path
 
 
 @pytest.mark.slow
-def test_fold_in_on_a_wishart_posterior_keeps_the_population_shape():
+@pytest.mark.parametrize("family", ["wishart", "normal-wishart"])
+def test_fold_in_on_a_wishart_posterior_keeps_the_population_shape(family):
     """A new user folded into a Wishart posterior varies as a user sampled with everyone
     does. Users' and items' latent scales 1.2 and 0.35 (so the posterior's Lambda_U is far
     from isotropic); one user with one rating is folded in, and the same user is sampled
     in a refit with everyone: the sd of their expected rating of each item agrees
-    (measured 0.96-1.10 of the refit's; Monte Carlo error of an sd from 600 chained
-    draws is 5-8%). The fold-in given only sigma_u (isotropic) gave up to 3.6."""
+    (measured 0.96-1.10 of the refit's for both families; Monte Carlo error of an sd from
+    600 chained draws is 5-8%), and so do the means (within 0.04 sd). The fold-in given
+    only sigma_u (isotropic) gave sds up to 3.6 times the refit's."""
     from bayes_pmf.analysis.recommend import fold_in_user, folded_rating_draws
     from bayes_pmf.engines.gibbs import sample_gibbs
 
@@ -419,17 +421,20 @@ def test_fold_in_on_a_wishart_posterior_keeps_the_population_shape():
     frame = pd.DataFrame({"user": users, "item": items, "rating": np.einsum(
         "kd,kd->k", U[users], V[items]) + 0.3 * rng.normal(size=len(pairs))})
     newcomer = pd.DataFrame({"user": [n], "item": [5], "rating": [0.5]})
-    spec = bp.PMFSpec(n_factors=2, prior="wishart", noise="learned", biases=False,
+    spec = bp.PMFSpec(n_factors=2, prior=family, noise="learned", biases=False,
                       global_mean=False)
     settings = dict(draws=300, tune=100, chains=2, rng=1, progress=False)
     posterior = sample_gibbs(bp.RatingsData.from_frame(frame), spec, **settings)
     refit = sample_gibbs(bp.RatingsData.from_frame(pd.concat([frame, newcomer])), spec,
                          **settings)
     all_items = posterior.item_ids
-    reference = refit.mean_draws(np.full(m, n), all_items).std(axis=0)
-    folded = fold_in_user(posterior, [5], [0.5], rng=3)
-    ratio = folded_rating_draws(posterior, folded, all_items).std(axis=0) / reference
+    reference = refit.mean_draws(np.full(m, n), all_items)
+    folded = folded_rating_draws(posterior, fold_in_user(posterior, [5], [0.5], rng=3),
+                                 all_items)
+    ratio = folded.std(axis=0) / reference.std(axis=0)
     assert 0.8 < ratio.min() and ratio.max() < 1.25, np.round(ratio, 2)
+    apart = np.abs(folded.mean(axis=0) - reference.mean(axis=0)) / reference.std(axis=0)
+    assert apart.max() < 0.15, np.round(apart, 3)
 
 
 def test_the_new_users_wishart_prior_is_drawn_given_their_own_factors(synthetic):
