@@ -12,7 +12,12 @@ Everything a user needs is importable from here, e.g. ``bayes_pmf.fit_als``; the
 engines (``fit_map``, ``sample_nuts``, ``fit_advi``) import PyMC on first use.
 """
 
-from . import provenance
+from . import _startup
+
+if _startup.is_the_command():  # Ctrl-C while the command imports: no traceback
+    _startup.quiet_interrupt()
+
+from . import provenance  # noqa: E402
 from .analysis import (
     CalibrationResult,
     convergence_summary,
