@@ -118,24 +118,32 @@ def test_a_broken_gibbs_move_disagrees_with_nuts(subset, nuts, monkeypatch):
     assert max(z["sigma_u"], z["sigma_v"]) > 6, z
 
 
+def _assert_agreement(label: str, subset, spec, expected=()) -> None:
+    """NUTS on the PyMC twin of ``spec`` against the Gibbs sampler on ``subset``: every
+    summary (``expected`` among them) within |z| < 3.5, the median sd ratio within
+    0.85-1.15 (the criteria of the first test); the figures are printed."""
+    from bayes_pmf.engines.pymc_fit import sample_nuts
+
+    nuts = sample_nuts(subset.train, spec, draws=400, tune=400, chains=2, rng=3,
+                       progress=False)
+    g = _summaries(_gibbs(subset, spec), subset.test)
+    n = _summaries(nuts, subset.test)
+    assert set(expected) <= set(g) == set(n)
+    z = _z_scores(g, n)
+    ratios = np.array([g[name][2] / n[name][2] for name in g])
+    print(f"\n{label}, Gibbs vs NUTS: {len(z)} quantities, max |z| {max(z.values()):.2f} "
+          f"({max(z, key=z.get)}), median |z| {np.median(list(z.values())):.2f}, sd ratio "
+          f"median {np.median(ratios):.3f} (range {ratios.min():.2f}-{ratios.max():.2f}), "
+          f"{int(nuts.idata.sample_stats['diverging'].sum())} divergences")
+    assert max(z.values()) < 3.5, z
+    assert 0.85 < np.median(ratios) < 1.15, ratios
+
+
 @pytest.mark.expensive
 def test_gibbs_and_nuts_agree_on_the_ordinal_model(subset):
     """The ordinal model (#18) on the same subset: PyMC's OrderedProbit twin sampled by
     NUTS against the data-augmentation Gibbs sampler; same criteria as above."""
-    from bayes_pmf.engines.pymc_fit import sample_nuts
-
-    nuts = sample_nuts(subset.train, ORDINAL_SPEC, draws=400, tune=400, chains=2, rng=3,
-                       progress=False)
-    g = _summaries(_gibbs(subset, ORDINAL_SPEC), subset.test)
-    n = _summaries(nuts, subset.test)
-    z = _z_scores(g, n)
-    ratios = np.array([g[name][2] / n[name][2] for name in g])
-    print(f"\nordinal Gibbs vs NUTS: max |z| {max(z.values()):.2f} ({max(z, key=z.get)}), "
-          f"median |z| {np.median(list(z.values())):.2f}, sd ratio median "
-          f"{np.median(ratios):.3f} (range {ratios.min():.2f}-{ratios.max():.2f}), "
-          f"{int(nuts.idata.sample_stats['diverging'].sum())} divergences")
-    assert max(z.values()) < 3.5, z
-    assert 0.85 < np.median(ratios) < 1.15, ratios
+    _assert_agreement("ordinal model", subset, ORDINAL_SPEC, ["cutpoint_1"])
 
 
 @pytest.mark.expensive
@@ -145,20 +153,6 @@ def test_gibbs_and_nuts_agree_on_the_default_model(subset):
     on the same subset: the PyMC twin sampled by NUTS against the Gibbs sampler; same
     criteria as above, over the scalars (with sigma_w and sigma_z), the free cut points
     and the held-out expected ratings."""
-    from bayes_pmf.engines.pymc_fit import sample_nuts
-
     spec = default_spec(subset.train)
     assert spec.ordinal and spec.constrained and spec.implicit_items and spec.prior == "wishart"
-    nuts = sample_nuts(subset.train, spec, draws=400, tune=400, chains=2, rng=3,
-                       progress=False)
-    g = _summaries(_gibbs(subset, spec), subset.test)
-    n = _summaries(nuts, subset.test)
-    assert {"sigma_w", "sigma_z", "cutpoint_1"} <= set(g) == set(n)
-    z = _z_scores(g, n)
-    ratios = np.array([g[name][2] / n[name][2] for name in g])
-    print(f"\ndefault model, Gibbs vs NUTS: {len(z)} quantities, max |z| {max(z.values()):.2f} "
-          f"({max(z, key=z.get)}), median |z| {np.median(list(z.values())):.2f}, sd ratio "
-          f"median {np.median(ratios):.3f} (range {ratios.min():.2f}-{ratios.max():.2f}), "
-          f"{int(nuts.idata.sample_stats['diverging'].sum())} divergences")
-    assert max(z.values()) < 3.5, z
-    assert 0.85 < np.median(ratios) < 1.15, ratios
+    _assert_agreement("default model", subset, spec, ["sigma_w", "sigma_z", "cutpoint_1"])
