@@ -36,6 +36,7 @@ from ..model.params import (
     all_items_predictor,
     item_offset,
     level_bounds,
+    normalised_indicator,
     rating_levels,
     truncated_normal,
     truncated_normal_mean,
@@ -365,8 +366,10 @@ def _new_user_prior(result, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     if spec.prior in ("wishart", "normal-wishart") and n_samples > 1 and d and "U" in draws:
         from ..engines.gibbs import draw_factor_prior
 
-        implicit = _training_implicit_matrix(result) if (
-            spec.constrained and "W" in draws) else None
+        implicit = None
+        if spec.constrained and "W" in draws:  # M: U = Y + M W
+            implicit = normalised_indicator(*result.training_pairs(), (
+                len(result.user_ids), len(result.item_ids)), spec.implicit_norm)
         for s in range(n_samples):
             own = draws["U"][s].astype(float)
             if implicit is not None:
@@ -381,16 +384,6 @@ def _new_user_prior(result, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
         else np.full(n_samples, spec.sigma_user_bias)
     precision[:, d, d] = 1 / bias_scale**2
     return precision, mean
-
-
-def _training_implicit_matrix(result) -> sparse.csr_matrix:
-    """M (users x items): row i holds n_i^-a on the n_i items user i rated in training
-    (a = 1/2 with implicit_norm "sqrt", else 1), so that U = Y + M W."""
-    users, items = result.training_pairs()
-    counts = np.bincount(users, minlength=len(result.user_ids)).astype(float)
-    weights = 1 / (np.sqrt(counts) if result.spec.implicit_norm == "sqrt" else counts)
-    return sparse.csr_matrix((weights[users], (users, items)),
-                             shape=(len(result.user_ids), len(result.item_ids)))
 
 
 def _known_items(result, items) -> np.ndarray:
