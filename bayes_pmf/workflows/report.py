@@ -136,13 +136,15 @@ def posterior_variants(config: FitJobConfig, likelihoods, implicit, dims) -> dic
 
 
 def select_posterior(config: FitJobConfig, likelihoods, implicit, dims, folds: int, *,
-                     by: str = "rmse"):
-    """:func:`select_model` of the posterior variants on the config's training part, the
-    config's chains, burn-in and draws."""
+                     by: str = "rmse", train=None):
+    """:func:`select_model` of the posterior variants on the config's training part
+    (``train`` when the caller has it already, else read and split here), the config's
+    chains, burn-in and draws."""
     check_model_selection(folds, by)
     variants = posterior_variants(config, likelihoods, implicit, dims)  # checks them
-    split, _ = load_split(config)
-    return select_model(split.train, variants, k=folds, by=by, draws=config.draws,
+    if train is None:
+        train = load_split(config)[0].train
+    return select_model(train, variants, k=folds, by=by, draws=config.draws,
                         tune=config.tune, chains=config.chains, rng=config.seed,
                         progress=config.progress)
 
@@ -154,9 +156,10 @@ MODEL_SELECTION_GRID = {"likelihoods": ("gaussian", "ordinal"), "implicit": ("no
                         "folds": 3}
 
 
-def model_selection_section(config: FitJobConfig) -> dict:
+def model_selection_section(config: FitJobConfig, train) -> dict:
     """The report's "model_selection" entry: :func:`select_posterior` over
-    MODEL_SELECTION_GRID, and the variant the report's own job runs."""
+    MODEL_SELECTION_GRID on the job's training ratings ``train``, and the variant the
+    report's own job runs."""
     import inspect
 
     defaults = inspect.signature(select_model).parameters
@@ -165,9 +168,8 @@ def model_selection_section(config: FitJobConfig) -> dict:
     quick = replace(config, **sampling)
     selection = select_posterior(quick, MODEL_SELECTION_GRID["likelihoods"],
                                  MODEL_SELECTION_GRID["implicit"], (config.n_factors,),
-                                 MODEL_SELECTION_GRID["folds"])
-    split, _ = load_split(config)
-    implicit = config.implicit_for(split.train.n_users, split.train.n_items)
+                                 MODEL_SELECTION_GRID["folds"], train=train)
+    implicit = config.implicit_for(train.n_users, train.n_items)
     return dict(selection.as_dict(),
                 run_model=f"{config.likelihood}, implicit {implicit}, d={config.n_factors}")
 
@@ -179,7 +181,7 @@ def run_report_job(config: ReportConfig) -> tuple[dict, dict, dict]:
     if config.crosscheck:
         metrics["crosscheck"] = crosscheck_section(outcome.split, config)
     if config.model_selection:
-        metrics["model_selection"] = model_selection_section(config.job)
+        metrics["model_selection"] = model_selection_section(config.job, outcome.split.train)
     figures = run_figures(outcome.models, outcome.split, metrics["results"])
     return metrics, outcome.models, figures
 
