@@ -116,6 +116,24 @@ def test_implicit_gibbs_keeps_the_effective_factors_and_the_implicit_ones():
     assert first.spec.implicit_items and first.spec.constrained
 
 
+def test_pymc_results_keep_the_implicit_factors_prior_scales():
+    """PyMC results (NUTS, ADVI) of the default implicit-feedback model keep sigma_w and
+    sigma_z, one value per draw, as the Gibbs sampler's do: the default model's NUTS
+    agreement test compares them (they were dropped before)."""
+    from bayes_pmf.engines.pymc_fit import fit_advi
+
+    data = bp.make_synthetic(12, 9, 60, bp.PMFSpec(n_factors=2), rng=1).data
+    spec = bp.PMFSpec.hierarchical(n_factors=2, constrained=True, implicit_items=True,
+                                   implicit_norm="sqrt")
+    assert spec.prior == "wishart"
+    result = fit_advi(data, spec, iterations=20, draws=7, rng=0, progress=False)
+    draws = result.draws
+    assert draws["sigma_w"].shape == draws["sigma_z"].shape == (7,)
+    assert np.all(draws["sigma_w"] > 0) and draws["sigma_w"].std() > 0
+    assert not np.allclose(draws["sigma_w"], draws["sigma_z"])
+    assert {"sigma_w", "sigma_z"} <= set(result.idata.posterior)
+
+
 def test_feedback_only_fold_in_uses_what_a_user_rated_since():
     """Ratings drawn from a model whose user factors are mostly which items the user
     rated (W's scale 20x the own factors'); 20% held out. Folding each test user's

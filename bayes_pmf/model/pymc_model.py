@@ -33,7 +33,8 @@ and the spec's priors, written as the Gibbs sampler has them:
                        transform, with a potential keeping them above c_1
 
 The posterior keeps the learned scales as sigma_u, sigma_v (sigma_u_latent, sigma_v_latent
-for "diagonal"; sqrt(trace(Lambda^-1)/d) for the Wishart families), sigma_user_bias,
+for "diagonal"; sqrt(trace(Lambda^-1)/d) for the Wishart families), sigma_w and sigma_z
+for implicit feedback's W and Z (spherical and Wishart families), sigma_user_bias,
 sigma_item_bias and sigma, the names the Gibbs sampler uses; the joint density is the
 sampler's (:func:`bayes_pmf.engines.gibbs.joint_log_density`, checked by the tests).
 
@@ -65,7 +66,7 @@ from .params import (
 # other learned quantities a result keeps (scales; the ordinal model's cut points).
 PARAMETER_NAMES = ("U", "V", "mu", "user_bias", "item_bias", "Y", "W", "X", "Z")
 SCALE_NAMES = ("sigma", "sigma_u", "sigma_v", "sigma_user_bias", "sigma_item_bias",
-               "sigma_u_latent", "sigma_v_latent", "cutpoints")
+               "sigma_u_latent", "sigma_v_latent", "sigma_w", "sigma_z", "cutpoints")
 
 
 def _precision_scale(spec, name: str, dims: str | None = None):
