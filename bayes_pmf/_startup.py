@@ -4,6 +4,8 @@ stopping the command, not an error, so it prints one line instead of a traceback
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 
@@ -15,14 +17,34 @@ def is_the_command() -> bool:
     return first == "-m" or first.endswith(("bayes-pmf", "bayes-pmf.exe"))
 
 
+def _caused_by_interrupt(error: BaseException | None) -> bool:
+    """Whether a KeyboardInterrupt is ``error`` or in its chain of causes: Ctrl-C inside
+    a class body's ``__set_name__`` (matplotlib's import has them) surfaces as
+    "RuntimeError: Error calling __set_name__" with the interrupt as its cause."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def quiet_interrupt() -> None:
-    """An uncaught KeyboardInterrupt prints "interrupted" (Python still exits as killed
-    by SIGINT: status 130 in a shell); every other exception as before."""
+    """An uncaught KeyboardInterrupt, or an error it caused, prints "interrupted" and the
+    process exits as killed by SIGINT (status 130 in a shell: Python does so itself for
+    a bare KeyboardInterrupt, this hook for a wrapped one); every other exception as
+    before."""
     previous = sys.excepthook
 
     def hook(kind, value, traceback) -> None:
         if issubclass(kind, KeyboardInterrupt):
             print("interrupted", file=sys.stderr)
+        elif _caused_by_interrupt(value):
+            print("interrupted", file=sys.stderr)
+            sys.stderr.flush()
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
         else:
             previous(kind, value, traceback)
 

@@ -152,7 +152,11 @@ def test_gibbs_and_nuts_agree_on_the_default_model(subset):
     with implicit feedback on both sides, U = Y + M W and V = X + M' Z, Wishart priors)
     on the same subset: the PyMC twin sampled by NUTS against the Gibbs sampler; same
     criteria as above, over the scalars (with sigma_w and sigma_z), the free cut points
-    and the held-out expected ratings."""
+    and the held-out expected ratings. Measured 2026-12-03 (nutpie, 19 min): it fails on
+    sigma_u alone, z 3.5-3.9 whatever the Gibbs burn-in and with or without the ridge
+    moves (Gibbs 0.565, NUTS 0.529 with ESS 95 and 3 divergences, all at sigma_u
+    0.58-0.68); every expected rating and cut point agrees. Open: benchmarks/README.md,
+    "The default model"."""
     spec = default_spec(subset.train)
     assert spec.ordinal and spec.constrained and spec.implicit_items and spec.prior == "wishart"
     _assert_agreement("default model", subset, spec, ["sigma_w", "sigma_z", "cutpoint_1"])

@@ -306,3 +306,26 @@ def test_ctrl_c_while_the_command_starts_prints_no_traceback(tmp_path, command, 
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "interrupted", \
         stderr[-2000:]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("raised", [
+    "raise KeyboardInterrupt",
+    # Ctrl-C inside a class body's __set_name__ (a CI run caught it in matplotlib's import)
+    "class A:\n    def __set_name__(self, owner, name):\n        raise KeyboardInterrupt\n"
+    "class B:\n    a = A()",
+    "try:\n    raise KeyboardInterrupt\nexcept KeyboardInterrupt:\n    raise OSError('cleanup')",
+])
+def test_an_error_the_interrupt_caused_is_an_interrupt_too(raised):
+    """Deterministic cases of the test above: the command's hook prints one line and
+    exits by SIGINT for a bare KeyboardInterrupt and for errors it caused (it gave a
+    traceback and status 1 for the wrapped one); any other error keeps its traceback."""
+    def run(code):
+        return subprocess.run([sys.executable, "-c", "from bayes_pmf._startup import "
+                               "quiet_interrupt\nquiet_interrupt()\n" + code],
+                              capture_output=True, text=True, timeout=60)
+
+    proc = run(raised)
+    assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, proc.stderr)
+    assert proc.stderr == "interrupted\n"
+    other = run("raise OSError('disk full')")
+    assert other.returncode == 1 and "Traceback" in other.stderr and "disk full" in other.stderr
