@@ -504,6 +504,17 @@ def _collapsed_wishart_log_density(grams_up, grams_down, log_det, rows_up, rows_
     return float(total)
 
 
+def _cayley_step(step_size: float, eye: np.ndarray, rng):
+    """One proposal of the matrix Metropolis moves (``_balance_moves``, ``_ridge_moves``):
+    the Cayley transform g = (I - X)^-1 (I + X) of X = step_size Z / 2 (Z standard normal
+    entries), its inverse (the transform of -X, as likely) and log|det g|."""
+    half = 0.5 * step_size * rng.standard_normal(eye.shape)
+    step = np.linalg.solve(eye - half, eye + half)
+    inverse = np.linalg.solve(eye + half, eye - half)
+    log_det = np.linalg.slogdet(eye + half)[1] - np.linalg.slogdet(eye - half)[1]
+    return step, inverse, log_det
+
+
 def _balance_moves(ups: list, downs: list, rng, steps: int, step_size: float):
     """Metropolis moves (U, V) -> (U A, V A^-T) over invertible d x d matrices A, which
     leave every prediction unchanged; for the zero-mean Wishart model, with Lambda_U and
@@ -528,10 +539,7 @@ def _balance_moves(ups: list, downs: list, rng, steps: int, step_size: float):
     current = _collapsed_wishart_log_density(grams_up, grams_down, 0.0, rows_up, rows_down)
     accepted = 0
     for _ in range(steps):
-        half = 0.5 * step_size * rng.standard_normal((d, d))
-        step = np.linalg.solve(eye - half, eye + half)
-        step_inverse = np.linalg.solve(eye + half, eye - half)
-        step_log_det = np.linalg.slogdet(eye + half)[1] - np.linalg.slogdet(eye - half)[1]
+        step, step_inverse, step_log_det = _cayley_step(step_size, eye, rng)
         proposed_up = [step.T @ gram @ step for gram in grams_up]
         proposed_down = [step_inverse @ gram @ step_inverse.T for gram in grams_down]
         proposal = _collapsed_wishart_log_density(proposed_up, proposed_down,
@@ -581,9 +589,7 @@ def _ridge_moves(effective: np.ndarray, offsets: np.ndarray, factors: np.ndarray
     current = log_density(moved, log_det)
     accepted = 0
     for _ in range(steps):
-        half = 0.5 * step_size * rng.standard_normal((d, d))
-        step = np.linalg.solve(eye - half, eye + half)
-        step_log_det = np.linalg.slogdet(eye + half)[1] - np.linalg.slogdet(eye - half)[1]
+        step, _, step_log_det = _cayley_step(step_size, eye, rng)
         proposal = log_density(moved @ step, log_det + step_log_det)
         if np.log(rng.uniform()) < proposal - current:
             moved, log_det, current = moved @ step, log_det + step_log_det, proposal
