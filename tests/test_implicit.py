@@ -134,6 +134,29 @@ def test_pymc_results_keep_the_implicit_factors_prior_scales():
     assert {"sigma_w", "sigma_z"} <= set(result.idata.posterior)
 
 
+@pytest.mark.slow
+def test_noncentered_nuts_starts_at_the_map_and_keeps_the_factors():
+    """sample_nuts(parameterization="noncentered") with PyMC's own NUTS: it starts from
+    the MAP given through the noncentered variables (tests/test_twins.py checks the
+    conversion), and its result holds the factors (U, V, Y, W, X, Z) and scales under the
+    usual names, so every analysis reads it as a centred run's."""
+    from bayes_pmf.engines.pymc_fit import sample_nuts
+
+    data = bp.make_synthetic(12, 9, 60, bp.PMFSpec(n_factors=2), rng=1).data
+    spec = bp.PMFSpec.hierarchical(n_factors=2, constrained=True, implicit_items=True,
+                                   implicit_norm="sqrt")
+    result = sample_nuts(data, spec, draws=15, tune=15, chains=1, sampler="pymc", rng=2,
+                         progress=False, parameterization="noncentered")
+    assert result.settings["parameterization"] == "noncentered"
+    draws = result.draws
+    assert draws["U"].shape == (15, data.n_users, 2) and draws["Z"].shape == (15, data.n_users, 2)
+    assert draws["sigma_u"].shape == (15,) and np.all(draws["sigma_u"] > 0)
+    assert not any(name.endswith("_raw") for name in result.idata.posterior)
+    predicted = result.predict(*data.id_pairs())
+    assert np.all(np.isfinite(predicted))
+    assert np.sqrt(np.mean((predicted - data.rating) ** 2)) < np.std(data.rating)
+
+
 def test_feedback_only_fold_in_uses_what_a_user_rated_since():
     """Ratings drawn from a model whose user factors are mostly which items the user
     rated (W's scale 20x the own factors'); 20% held out. Folding each test user's

@@ -59,11 +59,12 @@ def _state(values: dict, spec) -> tuple[dict, float]:
     return state, jacobian
 
 
-def _random_points(data, spec, n, rng):
+def _random_points(data, spec, n, rng, parameterization="centered", raw_jacobian=True):
     """PyMC's log density (without the transforms' Jacobians) at ``n`` random points near
     the twin's initial point, each with the sampler's state at that point and the
-    log-Jacobian of the Bartlett parameterisation."""
-    model = build_model(data, spec)
+    log-Jacobian of the Bartlett parameterisation (and, for the noncentered twin, of
+    the map from its standard normal draws to the factors)."""
+    model = build_model(data, spec, parameterization=parameterization)
     logp = model.compile_logp(jacobian=False)
     names = [v.name for v in model.free_RVs + model.deterministics]
     values_of = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]),
@@ -75,8 +76,32 @@ def _random_points(data, spec, n, rng):
         # cut points moved less, so that they stay above the fixed first one
         point = {k: v + generator.normal(0.0, 0.1 if "cutpoints" in k else 0.4, np.shape(v))
                  for k, v in start.items()}
-        state, jacobian = _state(dict(zip(names, values_of(point))), spec)
+        values = dict(zip(names, values_of(point)))
+        state, jacobian = _state(values, spec)
+        if parameterization == "noncentered" and raw_jacobian:
+            jacobian += _raw_jacobian(values, spec, data)
         yield float(logp(point)), state, jacobian
+
+
+def _raw_jacobian(values: dict, spec, data) -> float:
+    """log |d factors / d raw| of the noncentered twin, up to a constant: each row is
+    L^-T e (Wishart families: -1/2 log|Lambda| per row, and for the Normal-Wishart's mean
+    too) or scale * e (d log scale per row, per dimension for "diagonal")."""
+    sides = ((("Y", "u", data.n_users), ("W", "w", data.n_items)) if spec.constrained
+             else (("U", "u", data.n_users),))
+    sides += ((("X", "v", data.n_items), ("Z", "z", data.n_users)) if spec.implicit_items
+              else (("V", "v", data.n_items),))
+    total = 0.0
+    for name, short, rows in sides:
+        if spec.prior in ("wishart", "normal-wishart"):
+            with_mean = spec.prior == "normal-wishart" and name not in ("W", "Z")
+            total -= 0.5 * (rows + with_mean) * np.linalg.slogdet(
+                values[f"precision_{short}"])[1]
+        elif spec.prior == "spherical":
+            total += rows * spec.n_factors * np.log(values[f"sigma_{short}"])
+        elif spec.prior == "diagonal":
+            total += rows * np.sum(np.log(values[f"sigma_{short}_latent"]))
+    return float(total)
 
 
 @pytest.mark.parametrize("noise", ["fixed", "learned"])
@@ -117,6 +142,56 @@ def test_implicit_feedback_twin_has_the_samplers_joint_density(family, likelihoo
     counted = [theirs - joint_log_density(data, spec.with_(implicit_norm="count"), state)
                - jacobian for theirs, state, jacobian in _random_points(data, spec, 3, rng=3)]
     assert np.ptp(counted) > 1e-3
+
+
+@pytest.mark.parametrize("family, likelihood", [(family, "gaussian") for family in FAMILIES]
+                         + [("wishart", "ordinal")])
+def test_the_noncentered_twin_is_the_same_model(family, likelihood):
+    """build_model(parameterization="noncentered") (what NUTS samples for the default
+    model) writes the factors as scale * e or L^-T e with e standard normal: its density
+    over (e, rest) is the sampler's joint density over (factors, rest) times the map's
+    Jacobian, up to a constant, with implicit feedback on both sides; without the
+    Jacobian it is not (power)."""
+    spec = bp.PMFSpec(n_factors=3, prior=family, constrained=True, implicit_items=True,
+                      implicit_norm="sqrt", likelihood=likelihood,
+                      noise="learned" if likelihood == "gaussian" else "fixed")
+    data = bp.make_synthetic(14, 11, 90, bp.PMFSpec(n_factors=3, sigma=0.5,
+                                                    likelihood=likelihood), rng=5).data
+    differences, without, scale = [], [], []
+    for theirs, state, jacobian in _random_points(data, spec, 6, rng=4,
+                                                  parameterization="noncentered"):
+        differences.append(theirs - joint_log_density(data, spec, state) - jacobian)
+        scale.append(abs(theirs))
+    for theirs, state, jacobian in _random_points(data, spec, 6, rng=4, raw_jacobian=False,
+                                                  parameterization="noncentered"):
+        without.append(theirs - joint_log_density(data, spec, state) - jacobian)
+    tolerance = (2 * 2e-6 * data.n_ratings if likelihood == "ordinal"
+                 else 1e-8 * max(scale))  # as in the test above
+    assert np.ptp(differences) <= tolerance, (family, likelihood, differences)
+    if family != "fixed":  # the fixed family's Jacobian is a constant
+        assert np.ptp(without) > 1e-3
+
+
+def test_a_noncentered_start_is_the_point_given():
+    """point_from_params on the noncentered twin: the factors it implies are the
+    FactorParams' (so a NUTS run starts where it is told), in every family."""
+    from bayes_pmf.model.params import FactorParams
+    from bayes_pmf.model.pymc_model import point_from_params
+
+    data = bp.make_synthetic(14, 11, 90, bp.PMFSpec(n_factors=3, sigma=0.5), rng=5).data
+    generator = np.random.default_rng(0)
+    params = FactorParams(generator.normal(size=(data.n_users, 3)),
+                          generator.normal(size=(data.n_items, 3)), 3.0,
+                          generator.normal(size=data.n_users), generator.normal(size=data.n_items))
+    for family in FAMILIES:
+        spec = bp.PMFSpec(n_factors=3, prior=family, constrained=family != "fixed")
+        model = build_model(data, spec, parameterization="noncentered")
+        point = point_from_params(model, params, spec)
+        factors = model.compile_fn(model.replace_rvs_by_values([model["U"], model["V"]]),
+                                   inputs=model.value_vars, on_unused_input="ignore")(
+            {v.name: point[v.name] for v in model.value_vars})
+        np.testing.assert_allclose(factors[0], params.user_factors, atol=1e-12)
+        np.testing.assert_allclose(factors[1], params.item_factors, atol=1e-12)
 
 
 def test_the_twin_detects_a_wrong_hyperprior(tiny):

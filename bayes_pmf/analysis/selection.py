@@ -144,15 +144,20 @@ class ModelSelection:
                 "settings": self.settings, "table": self.table.to_dict(orient="records")}
 
 
+# select_model's Gibbs run on each fold (chains x (tune + draws) sweeps): a report's model
+# selection uses these, or its job's own where those are fewer
+SELECTION_SAMPLING = {"draws": 400, "tune": 200, "chains": 2}
+
+
 def select_model(
     train,
     variants: dict,
     *,
     k: int = 3,
     by: str = "rmse",
-    draws: int = 400,
-    tune: int = 200,
-    chains: int = 2,
+    draws: int = SELECTION_SAMPLING["draws"],
+    tune: int = SELECTION_SAMPLING["tune"],
+    chains: int = SELECTION_SAMPLING["chains"],
     rng: int | None = 0,
     progress: bool = True,
 ) -> ModelSelection:

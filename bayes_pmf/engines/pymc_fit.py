@@ -178,15 +178,18 @@ def sample_nuts(
     rng: int | None = 0,
     method: str = "nuts",
     progress: bool = True,
+    parameterization: str = "centered",
 ) -> PMFResult:
     """The posterior of ``spec``'s PyMC model (``spec`` a PMFSpec) by NUTS,
     started at the MAP/ALS point (away from the U = V = 0 saddle). ``sampler`` is
     "nutpie", "numpyro" or "pymc" (default: the best installed). ``log_likelihood=True``
-    keeps the pointwise log-likelihood (large) for LOO. Returns a PMFResult named
-    ``method``."""
+    keeps the pointwise log-likelihood (large) for LOO. ``parameterization``:
+    "centered" or "noncentered" (the same model through standard normal factors,
+    :func:`~bayes_pmf.model.pymc_model.build_model`; better for implicit feedback's
+    funnels). Returns a PMFResult named ``method``."""
     spec = checked_spec(spec, "the PyMC engines")
     check_seed(rng)
-    model = build_model(train, spec)
+    model = build_model(train, spec, parameterization=parameterization)
     sampler = sampler or available_nuts_sampler()
     options = {}
     if sampler == "nutpie":
@@ -211,6 +214,7 @@ def sample_nuts(
     return _from_pymc(pymc_idata, train, spec, method=method, seed=rng,
                       settings={"draws": draws, "tune": tune, "chains": chains,
                                 "sampler": sampler, "start": start_used,
+                                "parameterization": parameterization,
                                 "sampling_seconds": seconds},
                       keep_sample_stats=True)
 

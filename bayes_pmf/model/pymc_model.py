@@ -104,21 +104,42 @@ def _wishart_precision(spec, side: str):
     return precision
 
 
+PARAMETERIZATIONS = ("centered", "noncentered")
+
+
 def _factor_matrix(spec, side: str, dims: tuple[str, str], name: str,
-                   zero_mean: bool = False):
+                   zero_mean: bool = False, parameterization: str = "centered"):
     """The factor matrix of one side under the spec's prior: rows N(mean, Lambda^-1)
-    (mean 0 with ``zero_mean``, as for constrained PMF's W)."""
-    if spec.prior not in ("wishart", "normal-wishart"):
-        return pm.Normal(name, 0.0, _factor_scale(spec, side), dims=dims)
+    (mean 0 with ``zero_mean``, as for constrained PMF's W). ``"noncentered"`` writes the
+    same distribution through standard normal ``<name>_raw`` (rows e_i): scale * e_i, or
+    mean + L^-T e_i with Lambda = L L^T for the Wishart families, kept as ``name``."""
+    wishart = spec.prior in ("wishart", "normal-wishart")
+    if parameterization == "centered":
+        if not wishart:
+            return pm.Normal(name, 0.0, _factor_scale(spec, side), dims=dims)
+        precision = _wishart_precision(spec, side)
+        mean = np.zeros(spec.n_factors)
+        if spec.prior == "normal-wishart" and not zero_mean:  # mu_U ~ N(0, (beta0 Lambda)^-1)
+            mean = pm.MvNormal(f"mean_{side}", mu=np.zeros(spec.n_factors),
+                               tau=spec.nw_beta0 * precision, dims="latent")
+        return pm.MvNormal(name, mu=mean, tau=precision, dims=dims)
+    raw = pm.Normal(f"{name}_raw", 0.0, 1.0, dims=dims)
+    if not wishart:
+        return pm.Deterministic(name, _factor_scale(spec, side) * raw, dims=dims)
     precision = _wishart_precision(spec, side)
-    mean = np.zeros(spec.n_factors)
-    if spec.prior == "normal-wishart" and not zero_mean:  # mu_U ~ N(0, (beta0 Lambda)^-1)
-        mean = pm.MvNormal(f"mean_{side}", mu=np.zeros(spec.n_factors),
-                           tau=spec.nw_beta0 * precision, dims="latent")
-    return pm.MvNormal(name, mu=mean, tau=precision, dims=dims)
+    root = pt.linalg.cholesky(precision)
+    # row i: L^-T e_i, whose covariance is (L L^T)^-1 = Lambda^-1
+    factors = pt.linalg.solve_triangular(root.T, raw.T, lower=False).T
+    if spec.prior == "normal-wishart" and not zero_mean:
+        mean_raw = pm.Normal(f"mean_{side}_raw", 0.0, 1.0, dims="latent")
+        mean = pt.linalg.solve_triangular(root.T, mean_raw, lower=False) / np.sqrt(
+            spec.nw_beta0)
+        pm.Deterministic(f"mean_{side}", mean, dims="latent")
+        factors = factors + mean
+    return pm.Deterministic(name, factors, dims=dims)
 
 
-def _implicit_factors(train, spec, side: str):
+def _implicit_factors(train, spec, side: str, parameterization: str):
     """U = Y + M W (``side="user"``, constrained PMF) or V = X + M' Z (``"item"``): own
     factors with the side's prior plus the normalised sum of the implicit factors (W's
     and Z's own zero-mean prior) over the items the user rated / the users who rated
@@ -130,9 +151,9 @@ def _implicit_factors(train, spec, side: str):
         own_dims, other_dims = other_dims, own_dims
     own_name, implicit_name, short, implicit_short = (
         ("Y", "W", "u", "w") if side == "user" else ("X", "Z", "v", "z"))
-    own = _factor_matrix(spec, short, own_dims, own_name)
+    own = _factor_matrix(spec, short, own_dims, own_name, parameterization=parameterization)
     implicit = _factor_matrix(spec, implicit_short, other_dims, implicit_name,
-                              zero_mean=True)
+                              zero_mean=True, parameterization=parameterization)
     indicator = pts.as_sparse_variable(rated_items_matrix(
         train, norm=spec.implicit_norm, by_item=side == "item"))
     return pm.Deterministic("U" if side == "user" else "V",
@@ -163,8 +184,16 @@ def _ordinal_rating(train, spec, eta) -> None:
                      compute_p=False, observed=levels, dims="obs", shape=eta.shape)
 
 
-def build_model(train, spec) -> pm.Model:
-    """The PyMC model of ``spec`` on the training ratings ``train`` (a RatingsData)."""
+def build_model(train, spec, *, parameterization: str = "centered") -> pm.Model:
+    """The PyMC model of ``spec`` on the training ratings ``train`` (a RatingsData).
+    ``parameterization="noncentered"`` writes every factor matrix through standard normal
+    draws (``<name>_raw``; the factors are kept under their names): the same model,
+    which NUTS explores better where the factors' prior scale and the factors form a
+    funnel (the default model's implicit feedback: centred, NUTS under-sampled large
+    sigma_u; benchmarks/README.md, "The default model")."""
+    if parameterization not in PARAMETERIZATIONS:
+        raise ConfigError(f"parameterization must be one of {PARAMETERIZATIONS}, got "
+                          f"{parameterization!r}", setting="parameterization")
     if spec.link == "logistic" and not train.scale.bounded:
         raise ConfigError("the logistic link needs a bounded rating scale (min and max)",
                           setting="link")
@@ -201,10 +230,12 @@ def build_model(train, spec) -> pm.Model:
                                   dims="item")
             eta = eta + user_bias[user_idx] + item_bias[item_idx]
         if spec.n_factors > 0:
-            U = _implicit_factors(train, spec, "user") if spec.constrained \
-                else _factor_matrix(spec, "u", ("user", "latent"), "U")
-            V = _implicit_factors(train, spec, "item") if spec.implicit_items \
-                else _factor_matrix(spec, "v", ("item", "latent"), "V")
+            U = _implicit_factors(train, spec, "user", parameterization) if spec.constrained \
+                else _factor_matrix(spec, "u", ("user", "latent"), "U",
+                                    parameterization=parameterization)
+            V = _implicit_factors(train, spec, "item", parameterization) \
+                if spec.implicit_items else _factor_matrix(spec, "v", ("item", "latent"), "V",
+                                                           parameterization=parameterization)
             eta = eta + (U[user_idx] * V[item_idx]).sum(axis=-1)
         if spec.ordinal:
             _ordinal_rating(train, spec, eta)
@@ -238,6 +269,37 @@ def point_from_params(model: pm.Model, params: FactorParams, spec
         point["item_bias"] = np.asarray(params.item_bias, dtype=float)
     for name, value in model.initial_point().items():
         point.setdefault(name, value)
+    return _noncentered_point(model, point, spec)
+
+
+_FACTOR_SIDES = {"U": "u", "V": "v", "Y": "u", "W": "w", "X": "v", "Z": "z"}
+
+
+def _noncentered_point(model: pm.Model, point: dict, spec) -> dict:
+    """A point whose factor values sit under their names, re-expressed for a
+    noncentered model: e = (factors - mean) / scale, or (factors - mean) L for the
+    Wishart families (Lambda = L L^T), with the hyperparameters at the point's values."""
+    for name, short in _FACTOR_SIDES.items():
+        if f"{name}_raw" not in model.named_vars or name not in point:
+            continue
+        values = np.asarray(point.pop(name), dtype=float)
+        wishart = spec.prior in ("wishart", "normal-wishart")
+        scale_name = f"precision_{short}" if wishart else (
+            f"sigma_{short}_latent" if spec.prior == "diagonal" else f"sigma_{short}")
+        hyper = {}
+        for extra in (scale_name, f"mean_{short}"):
+            if extra in model.named_vars:
+                function = model.compile_fn(model.replace_rvs_by_values([model[extra]])[0],
+                                            inputs=model.value_vars, on_unused_input="ignore")
+                hyper[extra] = np.asarray(function(
+                    {v.name: point[v.name] for v in model.value_vars}))
+        mean = hyper.get(f"mean_{short}", 0.0) if name not in ("W", "Z") else 0.0
+        if wishart:
+            raw = (values - mean) @ np.linalg.cholesky(hyper[scale_name])
+        else:
+            raw = values / (hyper[scale_name] if scale_name in hyper
+                            else _factor_scale(spec, short))  # the fixed family's number
+        point[f"{name}_raw"] = raw
     return point
 
 

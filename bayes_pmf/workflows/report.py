@@ -22,7 +22,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..analysis.selection import check_model_selection, select_hyperparameters, select_model
+from ..analysis.selection import (
+    SELECTION_SAMPLING,
+    check_model_selection,
+    select_hyperparameters,
+    select_model,
+)
 from .config import FitJobConfig, ReportConfig
 from .fit_job import FitJobOutcome, Stages, load_split, run_figures, run_fit_job
 from .render import to_html, to_markdown
@@ -160,11 +165,8 @@ def model_selection_section(config: FitJobConfig, train) -> dict:
     """The report's "model_selection" entry: :func:`select_posterior` over
     MODEL_SELECTION_GRID on the job's training ratings ``train``, and the variant the
     report's own job runs."""
-    import inspect
-
-    defaults = inspect.signature(select_model).parameters
-    sampling = {name: min(getattr(config, name), defaults[name].default)
-                for name in ("draws", "tune", "chains")}
+    sampling = {name: min(getattr(config, name), default)
+                for name, default in SELECTION_SAMPLING.items()}
     quick = replace(config, **sampling)
     selection = select_posterior(quick, MODEL_SELECTION_GRID["likelihoods"],
                                  MODEL_SELECTION_GRID["implicit"], (config.n_factors,),
