@@ -157,9 +157,8 @@ def test_gibbs_and_nuts_agree_on_the_default_model(subset):
     and the held-out expected ratings. NUTS samples the noncentered twin (the same model,
     tests/test_twins.py): on the centred one it under-sampled large sigma_u (0.529
     against Gibbs' 0.563-0.568, z 3.5-3.9, its divergences all at sigma_u 0.58-0.68;
-    1,141 s). Measured 2026-12-04 (nutpie, 503 s, 4 divergences): max |z| 1.93
-    (cutpoint_2), sigma_u 1.89 (NUTS 0.578, Gibbs 0.563), median |z| 0.75, sd ratio
-    median 1.008 (0.92-1.08)."""
+    1,141 s). Measured 2026-12-04 (nutpie; 526 s with the Gibbs run, 10 divergences):
+    max |z| 2.73 (mu), median |z| 0.71, sd ratio median 0.998 (0.94-1.12)."""
     spec = default_spec(subset.train)
     assert spec.ordinal and spec.constrained and spec.implicit_items and spec.prior == "wishart"
     _assert_agreement("default model", subset, spec, ["sigma_w", "sigma_z", "cutpoint_1"],
