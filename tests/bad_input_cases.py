@@ -46,6 +46,11 @@ def _parts(tmp: Path, files: dict[str, str]) -> Path:
     return folder
 
 
+def _text(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def _job_main(argv: list[str]):
     """The fit job as the CLI configures it (the CLI prints its errors; this raises)."""
     from bayes_pmf.cli.main import _fit_job_config, build_parser
@@ -251,6 +256,30 @@ CASES = [
          lambda t: _job_main(["fit", "--data", str(_diagonal(t, 11_200)), "--implicit", "both",
                               "--no-progress", "--out", str(t / "d")]),
          bp.ConfigError, ("implicit", "10,000", "10,080", "--implicit none")),
+    Case("item features asked for on data whose items have no such column (before any fit)",
+         "fit --item-features genres",
+         lambda t: _job_main(["fit", "--data", str(FIXTURES / "ratings.csv"),
+                              "--item-features", "genres", "--no-progress",
+                              "--out", str(t / "g")]),
+         bp.ConfigError, ("item_features='genres'", "no item information")),
+    Case("item features of a column without a tag", "PMFSpec item_features",
+         lambda t: bp.sample_gibbs(bp.RatingsData.from_frame(
+             frame(), item_info=pd.DataFrame({"genres": ["", "(no genres listed)", None]},
+                                             index=[1, 2, 3])),
+             bp.PMFSpec(n_factors=1, item_features="genres"), progress=False),
+         bp.ConfigError, ("item_features='genres'", "no training item has a tag")),
+    Case("an items file with an item twice", "load_split items",
+         lambda t: bp.load_split(FIXTURES / "ratings.csv", items=_text(
+             t / "items.csv", "item,genres\n1,Comedy\n2,Drama\n1,War\n")),
+         bp.RatingsFileError, ("item 1", "lines 2 and 4", "one row per item")),
+    Case("an items file without an item id column", "load_split items",
+         lambda t: bp.load_split(FIXTURES / "ratings.csv", items=_text(
+             t / "items.csv", "name,genres\nx,Comedy\n")),
+         bp.RatingsFileError, ("no item id column", "movieId", "['name', 'genres']")),
+    Case("an items file describing none of the rated items", "load_split items",
+         lambda t: bp.load_split(FIXTURES / "ratings.csv", items=_text(
+             t / "items.csv", "item,genres\n99999,Comedy\n")),
+         bp.RatingsFileError, ("none of the", "rated items has a row", "99999")),
     Case("saving a result onto a folder", "save_result",
          lambda t: bp.save_result(_fitted(), _folder(t / "models")), bp.ResultFileError,
          ("directory", "model.nc")),

@@ -51,6 +51,26 @@ def test_fit_samples_the_implicit_feedback_model_by_default(fixtures, tmp_path, 
         assert ("W" in saved.draws, "Z" in saved.draws) == (users, items)
 
 
+@pytest.mark.slow
+def test_fit_uses_the_genres_of_the_embedded_movielens(tmp_path, capsys):
+    """--item-features auto (the default) on the embedded MovieLens: the posterior model
+    has the genres' factors, metrics.json says so, and the cold items' RMSE differs from
+    the same run's with --item-features none (where they get the prior mean); a user
+    file without item information runs without them."""
+    common = ["--factors", "2", "--draws", "10", "--tune", "10", "--chains", "1",
+              "--method", "gibbs", "--implicit", "none"]
+    runs = {}
+    for flag in ("auto", "none"):
+        out = tmp_path / flag
+        runs[flag] = _fit_json(common + ["--item-features", flag, "--out", str(out)], capsys)
+        saved = bp.load_result(out / "models" / "bpmf-gibbs-ordinal.nc")
+        assert (saved.spec.item_features, "Phi" in saved.draws) == (
+            ("genres", True) if flag == "auto" else (None, False))
+    assert runs["auto"]["item_features"] == "genres" and runs["none"]["item_features"] is None
+    cold = {flag: runs[flag]["results"][-1]["rmse_cold"] for flag in runs}
+    assert runs["auto"]["results"][-1]["n_cold_scored"] == 339 and cold["auto"] != cold["none"]
+
+
 def test_fit_is_reproducible(fixtures, tmp_path, capsys):
     # 4 chains in 2 processes as by default, shorter: reruns must agree however long
     args = ["--data", str(fixtures / "ratings.csv"), "--test-fraction", "0.2", "--seed", "3",

@@ -17,6 +17,7 @@ import pytest
 
 import bayes_pmf as bp
 from bayes_pmf.engines.gibbs import joint_log_density
+from bayes_pmf.model.params import item_tag_vocabulary
 from bayes_pmf.model.pymc_model import build_model
 
 FAMILIES = ("fixed", "spherical", "diagonal", "wishart", "normal-wishart")
@@ -31,7 +32,8 @@ def tiny():
 def _state(values: dict, spec) -> tuple[dict, float]:
     """The sampler's state from PyMC's variables, and the Bartlett Jacobian term."""
     names = (("Y", "W") if spec.constrained else ("U",)) + (
-        ("X", "Z") if spec.implicit_items else ("V",))
+        ("X",) if spec.item_additive else ("V",)) + (("Z",) if spec.implicit_items else ()) + (
+        ("Phi",) if spec.item_features else ())
     state = {name: values[name] for name in names + ("mu", "user_bias", "item_bias",
                                                      "cutpoints") if name in values}
     if spec.noise == "learned":
@@ -40,7 +42,7 @@ def _state(values: dict, spec) -> tuple[dict, float]:
     d = spec.n_factors
     sides = ((("user", "u"), ("item", "v"))
              + ((("implicit", "w"),) if spec.constrained else ())
-             + ((("implicit_item", "z"),) if spec.implicit_items else ()))
+             + ((("implicit_item", "z"),) if spec.item_additive else ()))
     for side, short in sides:
         if spec.prior == "fixed":
             continue
@@ -89,12 +91,16 @@ def _raw_jacobian(values: dict, spec, data) -> float:
     too) or scale * e (d log scale per row, per dimension for "diagonal")."""
     sides = ((("Y", "u", data.n_users), ("W", "w", data.n_items)) if spec.constrained
              else (("U", "u", data.n_users),))
-    sides += ((("X", "v", data.n_items), ("Z", "z", data.n_users)) if spec.implicit_items
-              else (("V", "v", data.n_items),))
+    if spec.item_additive:
+        rows = (data.n_users if spec.implicit_items else 0) + (
+            len(item_tag_vocabulary(data, spec.item_features)) if spec.item_features else 0)
+        sides += (("X", "v", data.n_items), ("item_additive", "z", rows))
+    else:
+        sides += (("V", "v", data.n_items),)
     total = 0.0
     for name, short, rows in sides:
         if spec.prior in ("wishart", "normal-wishart"):
-            with_mean = spec.prior == "normal-wishart" and name not in ("W", "Z")
+            with_mean = spec.prior == "normal-wishart" and short in ("u", "v")
             total -= 0.5 * (rows + with_mean) * np.linalg.slogdet(
                 values[f"precision_{short}"])[1]
         elif spec.prior == "spherical":
@@ -192,6 +198,60 @@ def test_a_noncentered_start_is_the_point_given():
             {v.name: point[v.name] for v in model.value_vars})
         np.testing.assert_allclose(factors[0], params.user_factors, atol=1e-12)
         np.testing.assert_allclose(factors[1], params.item_factors, atol=1e-12)
+
+
+def tagged(data, rng=0):
+    """``data`` with genre-like tags on its items (0-3 of five tags each, one tag
+    carried by no item: it must be left out of Phi's rows)."""
+    import pandas as pd
+
+    generator = np.random.default_rng(rng)
+    tags = ["Comedy", "Drama", "Horror", "Noir", "War"]
+    values = ["|".join(sorted(generator.choice(tags[:4], generator.integers(0, 4),
+                                               replace=False)))
+              for _ in range(data.n_items)]
+    values[0] = "(no genres listed)"
+    data.item_info = pd.DataFrame({"genres": values}, index=data.item_ids)
+    return data
+
+
+@pytest.mark.parametrize("family, implicit, likelihood", [
+    ("wishart", True, "gaussian"), ("wishart", False, "ordinal"), ("spherical", True, "gaussian"),
+    ("fixed", False, "gaussian"), ("diagonal", True, "gaussian")])
+@pytest.mark.parametrize("parameterization", ["centered", "noncentered"])
+def test_item_features_twin_has_the_samplers_joint_density(family, implicit, likelihood,
+                                                           parameterization):
+    """Item features (V = X [+ M' Z] + G Phi, Phi's rows and Z's under one prior): the
+    sampler's density is PyMC's up to a constant, centred and noncentered; a sampler
+    density that leaves the tags out (V = X [+ M' Z]) is another model (power)."""
+    spec = bp.PMFSpec(n_factors=3, prior=family, constrained=True, implicit_items=implicit,
+                      item_features="genres", implicit_norm="sqrt", likelihood=likelihood,
+                      noise="learned" if likelihood == "gaussian" else "fixed")
+    data = tagged(bp.make_synthetic(14, 11, 90, bp.PMFSpec(n_factors=3, sigma=0.5,
+                                                           likelihood=likelihood), rng=5).data)
+    assert list(item_tag_vocabulary(data, "genres")) == ["Comedy", "Drama", "Horror", "Noir"]
+    differences, without, scale = [], [], []
+    for theirs, state, jacobian in _random_points(data, spec, 6, rng=2,
+                                                  parameterization=parameterization):
+        assert state["Phi"].shape == (4, 3)
+        differences.append(theirs - joint_log_density(data, spec, state) - jacobian)
+        scale.append(abs(theirs))
+        untagged = dict(state, X=state["X"] + (item_tag_matrix_of(data, spec) @ state["Phi"]))
+        without.append(theirs - joint_log_density(
+            data, spec.with_(item_features=None, implicit_items=implicit), untagged) if
+            implicit else 0.0)
+    tolerance = (2 * 2e-6 * data.n_ratings if likelihood == "ordinal"
+                 else 1e-8 * max(scale))  # as above
+    assert np.ptp(differences) <= tolerance, (family, likelihood, differences)
+    if implicit:  # the same effective factors without Phi's prior terms: not a constant
+        assert np.ptp(without) > 1e-3
+
+
+def item_tag_matrix_of(data, spec):
+    from bayes_pmf.model.params import item_tag_matrix, item_tag_sets
+
+    return item_tag_matrix(item_tag_sets(data.item_ids, data.item_info, "genres"),
+                           item_tag_vocabulary(data, "genres"), spec.implicit_norm)
 
 
 def test_the_twin_detects_a_wrong_hyperprior(tiny):

@@ -31,9 +31,11 @@ FLAGS = {"out": "--out", "n_factors": "--factors", "lambda": "--lambda",
          "test_fraction": "--test-fraction",
          "max_sweeps": "--max-sweeps", "methods": "--method", "draws": "--draws",
          "tune": "--tune", "chains": "--chains", "thin": "--thin", "seed": "--seed",
-         "data": "--data", "train": "--train", "test": "--test", "link": "--link",
+         "data": "--data", "train": "--train", "test": "--test", "items": "--items",
+         "link": "--link",
          "round_predictions": "--round", "likelihood": "--likelihood",
-         "implicit": "--implicit", "k": "--folds", "by": "--by"}
+         "implicit": "--implicit", "item_features": "--item-features", "k": "--folds",
+         "by": "--by"}
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +45,9 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
                             "ratings.csv")
     group.add_argument("--train", metavar="PATH", help="a given training file (with --test)")
     group.add_argument("--test", metavar="PATH", help="a given test file (with --train)")
+    group.add_argument("--items", metavar="PATH",
+                       help="an items file (CSV/TSV with a header, one row per item, e.g. "
+                            "MovieLens' movies.csv): titles, and genres for --item-features")
     group.add_argument("--test-fraction", type=float, default=0.1,
                        help="held-out fraction of a random split (default 0.1)")
     group.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
@@ -95,6 +100,14 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "style, normalised by 1/sqrt(count)); users or items one side; "
                              "none: plain BPMF; auto (default): both up to 4,000 users or "
                              "items (the smaller count), none above")
+    parser.add_argument("--item-features", dest="item_features", default=None,
+                        metavar="auto|none|COLUMN",
+                        help="side information in the posterior model (gibbs, nuts, advi): "
+                             "the tags of an item column ('Comedy|Drama') get factors added "
+                             "to the items', and items without training ratings are "
+                             "predicted from their tags; auto (default): the genres when "
+                             "the data's items have them (the embedded MovieLens does); "
+                             "none: no side information")
     parser.add_argument("--round", dest="round_predictions", action="store_true",
                         help="snap held-out predictions to the rating grid before scoring "
                              "(the paper's 'map back and round')")
@@ -259,12 +272,12 @@ def _job_config(args: argparse.Namespace, **overrides):
     from ..workflows.config import FitJobConfig
 
     given = {"data": args.data, "train": args.train, "test": args.test, "seed": args.seed,
-             "test_fraction": args.test_fraction}
+             "test_fraction": args.test_fraction, "items": args.items}
     if getattr(args, "factors", None) is not None:
         given["n_factors"] = args.factors
     if getattr(args, "lambda_", None) is not None:
         given["lambda_"] = args.lambda_
-    for name in ("link", "round_predictions", "likelihood", "implicit"):
+    for name in ("link", "round_predictions", "likelihood", "implicit", "item_features"):
         if getattr(args, name, None) is not None:
             given[name] = getattr(args, name)
     if getattr(args, "link", None) == "logistic" and args.likelihood is None:
@@ -297,9 +310,9 @@ def _fit_job_config(args: argparse.Namespace):
     return _job_config(args, methods=tuple(args.method or default), **given)
 
 
-_JOB_FLAGS = ("data", "train", "test", "test_fraction", "seed", "factors", "lambda_", "method",
-              "draws", "tune", "chains", "thin", "max_sweeps", "title", "link",
-              "round_predictions", "likelihood", "implicit")
+_JOB_FLAGS = ("data", "train", "test", "items", "test_fraction", "seed", "factors", "lambda_",
+              "method", "draws", "tune", "chains", "thin", "max_sweeps", "title", "link",
+              "round_predictions", "likelihood", "implicit", "item_features")
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import RatingsFileError
+from ..errors import RatingsFileError, plain_scalar
 from .ratings import INTEGER_STARS, MOVIELENS_SCALE, RatingScale, RatingsData
 from .split import Split, random_split
 
@@ -365,9 +365,75 @@ def load_movielens() -> RatingsData:
     )
 
 
+# Header names of the item id column of an items file (load_item_info).
+ITEM_ID_COLUMNS = ("item", "item_id", "itemId", "movieId", "movie_id")
+
+
+def load_item_info(path: str | Path, *, integer: bool, item_col: str | None = None
+                   ) -> pd.DataFrame:
+    """Item information from a CSV or TSV file with a header and one row per item (e.g.
+    MovieLens' ``movies.csv``: movieId, title, genres), indexed by item id. The id
+    column is ``item_col`` or the first of :data:`ITEM_ID_COLUMNS` in the header; ids are
+    typed as the ratings' are: with ``integer`` (the ratings' item ids are integers)
+    every id must be written as one, else they stay strings ("007" is not "7"). A
+    byte-order mark is ignored; a repeated id is an error naming both lines."""
+    path = Path(path)
+    if not path.is_file():
+        raise RatingsFileError(f"items file not found: {path}")
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            first = handle.readline()
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                            sep="\t" if "\t" in first else ",")
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise RatingsFileError(f"{path}: not a readable CSV/TSV file of items with a header "
+                               f"({type(exc).__name__}: {exc})") from None
+    column = item_col or next((c for c in frame.columns if c.strip() in ITEM_ID_COLUMNS), None)
+    if column is None or column not in frame:
+        raise RatingsFileError(f"{path}: no item id column; expected "
+                               f"{item_col or ' or '.join(ITEM_ID_COLUMNS)} in the header, "
+                               f"found {list(frame.columns)}")
+    ids = frame[column].str.strip()
+    if integer:
+        written = ids.str.fullmatch(_INTEGER_ID)
+        if not written.all():
+            line = int(np.flatnonzero(~written.to_numpy())[0])
+            raise RatingsFileError(f"{path}: line {line + 2}: item id {ids.iloc[line]!r} is "
+                                   "not written as an integer, while the ratings' item ids "
+                                   "are integers; expected ids like 7")
+        ids = ids.astype(np.int64)
+    repeated = ids.duplicated(keep=False).to_numpy()
+    if repeated.any():
+        lines = np.flatnonzero(repeated)
+        same = lines[ids.iloc[lines].to_numpy() == ids.iloc[lines[0]]]
+        raise RatingsFileError(f"{path}: item {plain_scalar(ids.iloc[lines[0]])!r} has more "
+                               "than one row "
+                               f"(lines {same[0] + 2} and {same[1] + 2}); expected one row "
+                               "per item")
+    info = frame.drop(columns=[column])
+    info.index = pd.Index(ids.to_numpy(), name="item")
+    return info
+
+
+def _with_item_info(parts: list[RatingsData], items: str | Path) -> None:
+    """Attach the items file's rows to each part (its own items'), refusing a file that
+    describes none of the rated items."""
+    integer = all(pd.api.types.is_integer_dtype(part.item_ids) for part in parts)
+    info = load_item_info(items, integer=integer)
+    rated = pd.Index(np.concatenate([part.item_ids.to_numpy() for part in parts])).unique()
+    found = rated.isin(info.index)
+    if not found.any():
+        raise RatingsFileError(f"{items}: none of the {len(rated):,} rated items has a row "
+                               f"(rated ids look like {plain_scalar(rated[0])!r}, the file's "
+                               f"like {plain_scalar(info.index[0]) if len(info) else None!r})")
+    for part in parts:
+        part.item_info = info[info.index.isin(part.item_ids)]
+
+
 def load_split(data: str | Path | None = None, train: str | Path | None = None,
                test: str | Path | None = None, *, test_fraction: float = 0.1,
-               seed: int = 0) -> tuple[Split, RatingsData | None]:
+               seed: int = 0, items: str | Path | None = None
+               ) -> tuple[Split, RatingsData | None]:
     """The train/test split a run asks for, and the full data when it was split: the
     files ``train`` and ``test`` as given, else ``data`` (a ratings file; default the
     embedded MovieLens) split at random, holding out ``test_fraction`` of the ratings
@@ -376,7 +442,9 @@ def load_split(data: str | Path | None = None, train: str | Path | None = None,
     Given files are read as one data set: ids are typed on both at once (an id is the
     same in train and test), and both parts get one rating scale, the layout's or the
     span of the ratings of both. Pairs rated in both parts are allowed but warned about
-    (the test set then measures fit, not prediction)."""
+    (the test set then measures fit, not prediction). ``items``: an items file
+    (:func:`load_item_info`) whose rows become the data's item information (titles,
+    genres for item features)."""
     if train is not None:
         raw_train, raw_test = _read_any(train), _read_any(test)
         user_int = integer_ids(raw_train.frame[raw_train.user], raw_test.frame[raw_test.user])
@@ -390,8 +458,12 @@ def load_split(data: str | Path | None = None, train: str | Path | None = None,
         parts = [_ratings_from_raw(raw, user_int, item_int, scale, "error", "error")
                  for raw in (raw_train, raw_test)]
         _warn_overlap(*parts)
+        if items is not None:
+            _with_item_info(parts, items)
         return Split(parts[0], parts[1], "given", {"train": str(train), "test": str(test)}), None
     full = load_ratings(data) if data else load_movielens()
+    if items is not None:
+        _with_item_info([full], items)
     return random_split(full, test_fraction, rng=seed), full
 
 

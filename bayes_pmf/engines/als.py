@@ -67,9 +67,10 @@ def fit_als(
     """
     spec = checked_spec(spec, "fit_als")
     spec.require_fixed("ALS")
-    if spec.constrained or spec.implicit_items:
-        raise ConfigError("ALS fits plain PMF; this spec has implicit feedback "
-                          "(constrained / implicit_items). Sample it with sample_gibbs, or "
+    if spec.constrained or spec.item_additive:
+        raise ConfigError("ALS fits plain PMF; this spec has implicit feedback or item "
+                          "features (constrained / implicit_items / item_features). Sample "
+                          "it with sample_gibbs, or "
                           "fit the user side's MAP with fit_constrained",
                           setting="constrained")
     options = {name: value for name, value in (("block_rows", block_rows),

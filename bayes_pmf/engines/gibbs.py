@@ -72,7 +72,9 @@ runs in the coordinates of the effective U and V: the user step draws Y with the
 targets shifted by (M W)_i.V_j, and W is then drawn given U with Y = U - M W moving along
 (:mod:`bayes_pmf.engines.implicit`, whose row-space coordinates the chain keeps); the
 items likewise. The balance, scale, shift and ordinal stretch moves act on Y and W (X
-and Z) together.
+and Z) together. Item features (``spec.item_features``: V = X + M' Z + G Phi, the items'
+normalised tags G) are more columns of the item side's M and more rows of its Z: one
+additive block [M' | G] [Z; Phi] under one prior, drawn by the same step.
 
 Chains are independent and seeded from one seed; the executor
 (:mod:`bayes_pmf.engines.parallel`) runs them in parallel processes when there are cores
@@ -95,6 +97,8 @@ from ..errors import ConfigError, NumericalError, check_count, check_seed
 from ..model.params import (
     FactorParams,
     cutpoint_centres,
+    item_additive_matrix,
+    item_tag_vocabulary,
     level_bounds,
     linear_predictor,
     log_interval_probability,
@@ -369,9 +373,9 @@ def joint_log_density(train, spec, state: dict) -> float:
             train, norm=spec.implicit_norm) @ np.asarray(state["W"])
     else:
         user_factors = np.asarray(state["U"]) if d else np.zeros((train.n_users, 0))
-    if spec.implicit_items:
-        item_factors = np.asarray(state["X"]) + rated_items_matrix(
-            train, norm=spec.implicit_norm, by_item=True) @ np.asarray(state["Z"])
+    if spec.item_additive:
+        item_factors = np.asarray(state["X"]) + item_additive_matrix(train, spec) @ (
+            _item_additive_rows(spec, state))
     else:
         item_factors = np.asarray(state["V"]) if d else np.zeros((train.n_items, 0))
     params = FactorParams(
@@ -404,12 +408,12 @@ def joint_log_density(train, spec, state: dict) -> float:
     if spec.constrained:
         total += _implicit_prior_log_density(spec, np.asarray(state["W"]),
                                              state.get("implicit_precision"))
-    if spec.implicit_items:
-        total += _implicit_prior_log_density(spec, np.asarray(state["Z"]),
+    if spec.item_additive:  # Z's rows and the tags' Phi's, under one prior
+        total += _implicit_prior_log_density(spec, _item_additive_rows(spec, state),
                                              state.get("implicit_item_precision"))
     sides = (("user", np.asarray(state["Y"]) if spec.constrained else params.user_factors,
               params.user_bias, spec.sigma_u, spec.sigma_user_bias),
-             ("item", np.asarray(state["X"]) if spec.implicit_items else params.item_factors,
+             ("item", np.asarray(state["X"]) if spec.item_additive else params.item_factors,
               params.item_bias, spec.sigma_v,
               spec.sigma_item_bias))
     for side, factors, bias, fixed_scale, fixed_bias_scale in sides:
@@ -431,6 +435,14 @@ def joint_log_density(train, spec, state: dict) -> float:
             total += 0.5 * len(bias) * np.log(bias_precision) - 0.5 * bias_precision * float(
                 bias @ bias)
     return float(total)
+
+
+def _item_additive_rows(spec, state: dict) -> np.ndarray:
+    """[Z; Phi]: the rows of the item side's additive block, as
+    :func:`~bayes_pmf.model.params.item_additive_matrix` orders its columns."""
+    parts = [np.asarray(state[name], dtype=float) for name, on in (
+        ("Z", spec.implicit_items), ("Phi", spec.item_features is not None)) if on]
+    return np.vstack(parts)
 
 
 def _precision_log_hyperprior(precision, spec) -> float:
@@ -993,7 +1005,7 @@ class GibbsConfig:
 # significant digits, far below any Monte Carlo error, in half the memory (4 chains x
 # 1,000 draws on MovieLens: 1.7 GB instead of 3.4). The chains compute in double.
 STORED_DTYPE = np.float32
-_PER_ROW = ("U", "V", "W", "Z", "user_bias", "item_bias")
+_PER_ROW = ("U", "V", "W", "Z", "Phi", "user_bias", "item_bias")
 
 
 def _draws_output(train, spec, config: GibbsConfig, held_out,
@@ -1011,8 +1023,12 @@ def _draws_output(train, spec, config: GibbsConfig, held_out,
         shapes.update(sigma_u_latent=(d,), sigma_v_latent=(d,))
     if spec.constrained:  # U holds the effective factors Y + M W, which predictions use
         shapes.update(W=(m, d), sigma_w=())
-    if spec.implicit_items:  # V likewise X + M' Z
-        shapes.update(Z=(n, d), sigma_z=())
+    if spec.implicit_items:  # V likewise X + M' Z (+ G Phi)
+        shapes["Z"] = (n, d)
+    if spec.item_features is not None:  # the tags' factors
+        shapes["Phi"] = (len(item_tag_vocabulary(train, spec.item_features)), d)
+    if spec.item_additive:
+        shapes["sigma_z"] = ()
     if spec.ordinal:  # sigma is the fixed latent scale: not a draw
         shapes["cutpoints"] = (len(rating_grid(train.scale)) - 1,)
         shapes.pop("sigma")
@@ -1089,9 +1105,8 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
     # implicit feedback: U = Y + M W (constrained PMF), V = X + M' Z (implicit_items)
     user_side = (_ImplicitSide(rated_items_matrix(train, norm=spec.implicit_norm), U,
                                spec.sigma_u, spec.sigma_w, rng) if spec.constrained else None)
-    item_side = (_ImplicitSide(rated_items_matrix(train, norm=spec.implicit_norm,
-                                                  by_item=True), V, spec.sigma_v,
-                               spec.sigma_w, rng) if spec.implicit_items else None)
+    item_side = (_ImplicitSide(item_additive_matrix(train, spec), V, spec.sigma_v,
+                               spec.sigma_w, rng) if spec.item_additive else None)
     draw_implicit_hyper = _HYPER_SAMPLERS.get(
         "wishart" if config.hyper == "bpmf" else config.hyper)  # zero-mean W and Z
 
@@ -1257,7 +1272,11 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
             out["W"][kept] = user_side.full(rng)
             out["sigma_w"][kept] = user_side.hyper.factor_scale
         if item_side:
-            out["Z"][kept] = item_side.full(rng)
+            rows = item_side.full(rng)  # [Z; Phi]
+            if spec.implicit_items:
+                out["Z"][kept] = rows[:train.n_users]
+            if spec.item_features is not None:
+                out["Phi"][kept] = rows[train.n_users if spec.implicit_items else 0:]
             out["sigma_z"][kept] = item_side.hyper.factor_scale
         if biases:
             out["user_bias"][kept], out["item_bias"][kept] = b, c
@@ -1447,7 +1466,7 @@ def sample_gibbs(
         # chains start from the Gaussian model's optimum (the ordinal model's latent
         # ratings are on the rating scale, its cut points start at the midpoints)
         init_spec = spec.with_(likelihood="gaussian", constrained=False,
-                               implicit_items=False)
+                               implicit_items=False, item_features=None)
         init_spec = init_spec if init_lambda is None else init_spec.with_(
             sigma_u=spec.sigma / np.sqrt(init_lambda), sigma_v=spec.sigma / np.sqrt(init_lambda))
     shared_start = None

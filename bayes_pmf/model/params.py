@@ -187,6 +187,71 @@ def normalised_indicator(users: np.ndarray, items: np.ndarray, shape: tuple[int,
     return (sp.diags(np.sqrt(weights) if norm == "sqrt" else weights) @ indicator).tocsr()
 
 
+# Tag values that mean "no tags" (the MovieLens files' own marker, and empty strings).
+NO_TAGS = frozenset({"", "(no genres listed)"})
+
+
+def item_tag_sets(item_ids, item_info, column: str) -> list[tuple[str, ...]]:
+    """The tags of each item id, from ``item_info[column]`` ("|"-separated, as the
+    MovieLens genres are), sorted; () for an item without a row, a value or a tag."""
+    if item_info is None or column not in item_info:
+        raise ConfigError(
+            f"item_features={column!r} needs the items' {column!r} column, and this "
+            "data has " + ("no item information" if item_info is None else
+                           f"the columns {list(item_info.columns)}"),
+            setting="item_features")
+    values = item_info[column].reindex(item_ids)
+    out = []
+    for value in values.to_numpy(dtype=object):
+        if not isinstance(value, str):
+            out.append(())
+            continue
+        out.append(tuple(sorted({tag.strip() for tag in value.split("|")} - NO_TAGS)))
+    return out
+
+
+def item_tag_vocabulary(train, column: str) -> np.ndarray:
+    """The tags the training items carry, sorted: the rows of Phi."""
+    tags = sorted(set().union(*item_tag_sets(train.item_ids, train.item_info, column)))
+    if not tags:
+        raise ConfigError(f"item_features={column!r}: no training item has a tag in that "
+                          "column", setting="item_features")
+    return np.asarray(tags, dtype=object)
+
+
+def item_tag_matrix(tag_sets, vocabulary, norm: str = "count"):
+    """(items x tags) normalised indicator G: row j holds k_j^-1 (``norm="count"``) or
+    k_j^-1/2 (``"sqrt"``) on item j's k_j tags in ``vocabulary`` (other tags are
+    ignored: a tag no training item carried has no factors)."""
+    position = {tag: k for k, tag in enumerate(vocabulary)}
+    rows, cols = [], []
+    for j, tags in enumerate(tag_sets):
+        for tag in tags:
+            if tag in position:
+                rows.append(j)
+                cols.append(position[tag])
+    indicator = sp.csr_matrix((np.ones(len(rows)), (rows, cols)),
+                              shape=(len(tag_sets), len(vocabulary)))
+    counts = np.asarray(indicator.sum(axis=1)).ravel()
+    weights = 1.0 / np.maximum(counts, 1.0)
+    return (sp.diags(np.sqrt(weights) if norm == "sqrt" else weights) @ indicator).tocsr()
+
+
+def item_additive_matrix(train, spec):
+    """The item side's additive design: V = X + [M' | G] [Z; Phi], with M' the
+    normalised raters of each item (``spec.implicit_items``) and G its normalised tags
+    (``spec.item_features``), side by side (items x (users + tags))."""
+    parts = []
+    if spec.implicit_items:
+        parts.append(rated_items_matrix(train, norm=spec.implicit_norm, by_item=True))
+    if spec.item_features is not None:
+        vocabulary = item_tag_vocabulary(train, spec.item_features)
+        parts.append(item_tag_matrix(
+            item_tag_sets(train.item_ids, train.item_info, spec.item_features), vocabulary,
+            spec.implicit_norm))
+    return sp.hstack(parts).tocsr()
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x)))
 

@@ -20,6 +20,9 @@ and the spec's priors, written as the Gibbs sampler has them:
                        zero-mean prior of the family (sigma_w, sigma_w_latent or
                        precision_w as for U)
     implicit_items=True  V[j] = X[j] + sum_i I_ij Z[i] / m_j^a likewise (sigma_z, ...)
+    item_features=col  V[j] = X[j] (+ the Z part) + sum_g G_jg Phi[g] / k_j^a over item j's
+                       k_j tags; Z's and Phi's rows are one zero-mean block
+                       ("item_additive", kept as Z and Phi) under Z's prior
 
     prior="wishart"    Lambda_U, Lambda_V ~ Wishart(I, d) by Bartlett's decomposition
                        (chi-square diagonal, normal lower triangle: NUTS samples it),
@@ -57,6 +60,8 @@ from ..errors import ConfigError
 from .params import (
     FactorParams,
     cutpoint_centres,
+    item_additive_matrix,
+    item_tag_vocabulary,
     rated_items_matrix,
     rating_grid,
     rating_levels,
@@ -64,7 +69,7 @@ from .params import (
 
 # PyMC names of the random variables holding point-estimate parameters, and of the
 # other learned quantities a result keeps (scales; the ordinal model's cut points).
-PARAMETER_NAMES = ("U", "V", "mu", "user_bias", "item_bias", "Y", "W", "X", "Z")
+PARAMETER_NAMES = ("U", "V", "mu", "user_bias", "item_bias", "Y", "W", "X", "Z", "Phi")
 SCALE_NAMES = ("sigma", "sigma_u", "sigma_v", "sigma_user_bias", "sigma_item_bias",
                "sigma_u_latent", "sigma_v_latent", "sigma_w", "sigma_z", "cutpoints")
 
@@ -152,10 +157,21 @@ def _implicit_factors(train, spec, side: str, parameterization: str):
     own_name, implicit_name, short, implicit_short = (
         ("Y", "W", "u", "w") if side == "user" else ("X", "Z", "v", "z"))
     own = _factor_matrix(spec, short, own_dims, own_name, parameterization=parameterization)
-    implicit = _factor_matrix(spec, implicit_short, other_dims, implicit_name,
-                              zero_mean=True, parameterization=parameterization)
-    indicator = pts.as_sparse_variable(rated_items_matrix(
-        train, norm=spec.implicit_norm, by_item=side == "item"))
+    if side == "item" and spec.item_features is not None:
+        # [Z; Phi] under one zero-mean prior, against [M' | G] (item_additive_matrix)
+        implicit = _factor_matrix(spec, implicit_short, ("item_additive_row", "latent"),
+                                  "item_additive", zero_mean=True,
+                                  parameterization=parameterization)
+        users = train.n_users if spec.implicit_items else 0
+        if spec.implicit_items:
+            pm.Deterministic("Z", implicit[:users], dims=("user", "latent"))
+        pm.Deterministic("Phi", implicit[users:], dims=("item_tag", "latent"))
+        matrix = item_additive_matrix(train, spec)
+    else:
+        implicit = _factor_matrix(spec, implicit_short, other_dims, implicit_name,
+                                  zero_mean=True, parameterization=parameterization)
+        matrix = rated_items_matrix(train, norm=spec.implicit_norm, by_item=side == "item")
+    indicator = pts.as_sparse_variable(matrix)
     return pm.Deterministic("U" if side == "user" else "V",
                             own + pts.structured_dot(indicator, implicit), dims=own_dims)
 
@@ -205,6 +221,10 @@ def build_model(train, spec, *, parameterization: str = "centered") -> pm.Model:
     }
     if spec.ordinal:
         coords["cutpoint"] = np.arange(len(rating_grid(train.scale)) - 1)
+    if spec.item_features is not None:
+        coords["item_tag"] = item_tag_vocabulary(train, spec.item_features)
+        coords["item_additive_row"] = np.arange(
+            (train.n_users if spec.implicit_items else 0) + len(coords["item_tag"]))
     target = train.scale.to_unit(train.rating) if spec.link == "logistic" else train.rating
     with pm.Model(coords=coords) as model:
         user_idx = pm.Data("user_idx", train.user_idx, dims="obs")
@@ -234,7 +254,7 @@ def build_model(train, spec, *, parameterization: str = "centered") -> pm.Model:
                 else _factor_matrix(spec, "u", ("user", "latent"), "U",
                                     parameterization=parameterization)
             V = _implicit_factors(train, spec, "item", parameterization) \
-                if spec.implicit_items else _factor_matrix(spec, "v", ("item", "latent"), "V",
+                if spec.item_additive else _factor_matrix(spec, "v", ("item", "latent"), "V",
                                                            parameterization=parameterization)
             eta = eta + (U[user_idx] * V[item_idx]).sum(axis=-1)
         if spec.ordinal:
@@ -258,7 +278,11 @@ def point_from_params(model: pm.Model, params: FactorParams, spec
             name = "U" if side == "user" else "V"
             if own in model.named_vars:
                 point[own] = np.asarray(effective, dtype=float)
+                if side == "item" and "item_additive" in model.named_vars:
+                    implicit = "item_additive"  # [Z; Phi]
                 point[implicit] = np.zeros(
+                    (len(model.coords["item_additive_row"]), spec.n_factors)
+                    if implicit == "item_additive" else
                     (params.item_factors if side == "user" else params.user_factors).shape)
             else:
                 point[name] = np.asarray(effective, dtype=float)
@@ -272,7 +296,8 @@ def point_from_params(model: pm.Model, params: FactorParams, spec
     return _noncentered_point(model, point, spec)
 
 
-_FACTOR_SIDES = {"U": "u", "V": "v", "Y": "u", "W": "w", "X": "v", "Z": "z"}
+_FACTOR_SIDES = {"U": "u", "V": "v", "Y": "u", "W": "w", "X": "v", "Z": "z",
+                 "item_additive": "z"}
 
 
 def _noncentered_point(model: pm.Model, point: dict, spec) -> dict:
@@ -293,7 +318,7 @@ def _noncentered_point(model: pm.Model, point: dict, spec) -> dict:
                                             inputs=model.value_vars, on_unused_input="ignore")
                 hyper[extra] = np.asarray(function(
                     {v.name: point[v.name] for v in model.value_vars}))
-        mean = hyper.get(f"mean_{short}", 0.0) if name not in ("W", "Z") else 0.0
+        mean = hyper.get(f"mean_{short}", 0.0) if short in ("u", "v") else 0.0
         if wishart:
             raw = (values - mean) @ np.linalg.cholesky(hyper[scale_name])
         else:

@@ -47,6 +47,16 @@ own prior as W's (sigma_w's scale under fixed priors). Who rated an item says mu
 it when its ratings are few: on the embedded MovieLens (median 3 ratings per item) this
 side carries most of the gain.
 
+``item_features="genres"`` adds the items' side information (BPMF with side
+information, Porteous, Welling & Asuncion 2010, with the link matrix as factors): the
+tags of the item_info column named (``"Comedy|Drama"``; the embedded MovieLens has
+``genres``) each get a factor vector Phi_g, and V_j = X_j (+ the implicit part) +
+k_j^-a sum_{g in T(j)} Phi_g over the k_j tags of item j. Equivalently X_j's prior mean
+is the normalised sum of its tags' factors. Phi has the prior of Z (and shares Z's
+precision when both are on: the item side has one additive block, M' Z + G Phi, with
+rows iid under one zero-mean prior). An item with no training ratings still has its
+tags: its prediction is mu + b_i + U_i . (k^-a sum Phi_g) instead of mu + b_i.
+
 Fixed scales and ridge penalties are two views of one model: with fixed sigmas the
 negative log-posterior is E / sigma^2 + const, with the MAP objective
 
@@ -137,7 +147,9 @@ class PMFSpec:
     implicit_items : implicit feedback on the item side (V = X + the normalised sum of Z
         over the users who rated the item).
     implicit_norm : "count" (divide W's sum by n_i: constrained PMF as published) or
-        "sqrt" (by sqrt(n_i), as SVD++); the same for Z's.
+        "sqrt" (by sqrt(n_i), as SVD++); the same for Z's and the tags' Phi.
+    item_features : None, or the item_info column whose "|"-separated tags enter the
+        item factors (V = X + ... + the normalised sum of the tags' factors Phi).
     likelihood : "gaussian" or "ordinal" (ordered probit on the rating grid; needs the
         identity link and a fixed noise, which sets the latent scale).
     cutpoint_sd : the ordinal model's prior sd of a free cut point around its midpoint
@@ -165,6 +177,7 @@ class PMFSpec:
     cutpoint_sd: float = CUTPOINT_SD
     implicit_norm: ImplicitNorm = "count"
     implicit_items: bool = False
+    item_features: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.n_factors, bool) or not isinstance(self.n_factors, int) \
@@ -206,6 +219,15 @@ class PMFSpec:
             if getattr(self, name) and self.n_factors == 0:
                 raise ConfigError(f"{name}=True (implicit feedback) needs latent factors "
                                   "(n_factors >= 1)", setting=name)
+        if self.item_features is not None:
+            if not isinstance(self.item_features, str) or not self.item_features.strip():
+                raise ConfigError("item_features must be None or the name of an item_info "
+                                  f"column of tags, got {self.item_features!r}",
+                                  setting="item_features")
+            if self.n_factors == 0:
+                raise ConfigError("item_features needs latent factors (n_factors >= 1): "
+                                  "the tags enter through their factors",
+                                  setting="item_features")
         if self.ordinal:
             for name, wanted, why in (
                     ("link", "identity", "the ordinal model has its own link to the grid"),
@@ -260,6 +282,12 @@ class PMFSpec:
     def ordinal(self) -> bool:
         """The ordered-probit likelihood on the rating grid."""
         return self.likelihood == "ordinal"
+
+    @property
+    def item_additive(self) -> bool:
+        """The item factors have an additive part: V = X + M' Z (implicit feedback) and/or
+        + G Phi (the items' tags)."""
+        return self.implicit_items or self.item_features is not None
 
     @property
     def lambda_u(self) -> float:

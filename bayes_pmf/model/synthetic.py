@@ -18,10 +18,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ..data.ratings import RatingScale, RatingsData
 from ..errors import ConfigError, RatingsDataError, check_seed
-from .params import FactorParams, cutpoint_centres, normalised_indicator, ordinal_draws
+from .params import (
+    FactorParams,
+    cutpoint_centres,
+    item_tag_matrix,
+    item_tag_sets,
+    normalised_indicator,
+    ordinal_draws,
+)
+
+# The tags of synthetic items with item_features (draw_from_prior).
+SYNTHETIC_TAGS = ("Comedy", "Drama", "Horror", "Noir", "War")
 
 # The rating grid of ordinal synthetic data unless one is given: half stars, 0.5 to 5.
 HALF_STARS = np.arange(1, 11) / 2.0
@@ -270,8 +281,14 @@ def draw_from_prior(spec, n_users: int, n_items: int, n_ratings: int, *,
     factors = {"user": sides["user"][0], "item": sides["item"][0]}
     # implicit feedback: the effective factors add M W (users) and M' Z (items), W and Z
     # from their own zero-mean priors; hyper keeps them and their precisions
+    item_info = None
+    if spec.item_features is not None:  # 0-3 of SYNTHETIC_TAGS per item, uniformly
+        item_info = pd.DataFrame({spec.item_features: [
+            "|".join(generator.choice(SYNTHETIC_TAGS, generator.integers(0, 4),
+                                      replace=False)) for _ in range(n_items)]},
+            index=pd.Index(np.arange(n_items), name="item"))
     for side, on, name, rows in (("user", spec.constrained, "W", n_items),
-                                 ("item", spec.implicit_items, "Z", n_users)):
+                                 ("item", spec.item_additive, "Z", n_users)):
         if not on:
             continue
         key = "implicit_precision" if side == "user" else "implicit_item_precision"
@@ -285,12 +302,24 @@ def draw_from_prior(spec, n_users: int, n_items: int, n_ratings: int, *,
             precision = wishart_draw(d, np.eye(d), generator)
         if spec.prior != "fixed":
             hyper[key] = precision
-        hyper[name] = generator.standard_normal((rows, d)) @ _precision_root_inverse(
-            precision, d).T
-        hyper["Y" if side == "user" else "X"] = factors[side]
         matrix = normalised_indicator(users, items, (n_users, n_items), spec.implicit_norm,
                                       by_item=side == "item")
-        factors[side] = factors[side] + matrix @ hyper[name]
+        if side == "item":  # [M' | G] against [Z; Phi] (item_additive_matrix)
+            parts = [matrix] if spec.implicit_items else []
+            if item_info is not None:
+                tag_sets = item_tag_sets(item_info.index, item_info, spec.item_features)
+                vocabulary = np.asarray(sorted(set().union(*tag_sets)), dtype=object)
+                parts.append(item_tag_matrix(tag_sets, vocabulary, spec.implicit_norm))
+            matrix = sp.hstack(parts).tocsr()
+            rows = matrix.shape[1]
+        additive = generator.standard_normal((rows, d)) @ _precision_root_inverse(
+            precision, d).T
+        if side == "user" or spec.implicit_items:
+            hyper[name] = additive[:n_users] if side == "item" else additive
+        if side == "item" and item_info is not None:
+            hyper["Phi"] = additive[n_users if spec.implicit_items else 0:]
+        hyper["Y" if side == "user" else "X"] = factors[side]
+        factors[side] = factors[side] + matrix @ additive
     truth = FactorParams(factors["user"], factors["item"], mu, sides["user"][1],
                          sides["item"][1])
     if spec.ordinal:
@@ -302,6 +331,7 @@ def draw_from_prior(spec, n_users: int, n_items: int, n_ratings: int, *,
     data = RatingsData(
         users, items, ratings, pd.Index(np.arange(n_users), name="user"),
         pd.Index(np.arange(n_items), name="item"), scale,
+        item_info=item_info,
         source=f"prior draw(n_users={n_users}, n_items={n_items}, n_ratings={n_ratings}, "
                f"seed={seed})")
     return SyntheticRatings(data=data, truth=truth, spec=spec, seed=seed, hyper=hyper)

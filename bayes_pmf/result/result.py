@@ -28,6 +28,9 @@ from ..model.params import (
     FactorParams,
     binned_probabilities,
     cutpoint_centres,
+    item_tag_matrix,
+    item_tag_sets,
+    item_tag_vocabulary,
     level_bounds,
     log_interval_probability,
     ordinal_draws,
@@ -113,6 +116,44 @@ class PMFResult:
         self.seed = attrs["seed"]
         self.attrs = attrs
         self.user_ids, self.item_ids = idata_io.vocabularies(idata)
+        self._described_items: pd.DataFrame | None = None
+
+    def describing_items(self, item_info: pd.DataFrame | None) -> "PMFResult":
+        """This result, told the side information of items it has no ratings for
+        (``item_info`` indexed by item id, with the spec's ``item_features`` column): a
+        model with item features then predicts such an item from its tags, mu + b_i +
+        U_i . (k^-a sum of the tags' Phi), instead of the prior mean's mu + b_i. A model
+        without item features (or ``item_info=None``) is returned as it is. The held-out
+        predictions (:func:`~bayes_pmf.result.predictive.held_out_predictions`) pass
+        the test data's own item information."""
+        if self.spec.item_features is None or item_info is None or "Phi" not in self.draws:
+            return self
+        described = PMFResult(self.idata)
+        described.__dict__["draws"] = self.draws  # the cached draws, not a second copy
+        described._described_items = item_info
+        return described
+
+    def _cold_item_terms(self, items, user_idx, item_idx, samples, by_index: bool):
+        """(samples x pairs) U_i . (G_j Phi) for the pairs of a known user and an item
+        known only from :meth:`describing_items` (zero elsewhere), or None."""
+        if self._described_items is None or by_index:
+            return None
+        cold = np.flatnonzero((np.asarray(item_idx) < 0) & (np.asarray(user_idx) >= 0))
+        if not len(cold):
+            return None
+        ids = pd.Index(np.asarray(items, dtype=object)[cold])
+        vocabulary = self.idata.posterior["Phi"].coords["item_tag"].to_numpy()
+        tags = item_tag_matrix(item_tag_sets(ids, self._described_items,
+                                             self.spec.item_features),
+                               vocabulary, self.spec.implicit_norm)
+        chosen = self._chosen(samples)
+        phi, factors = self.draws["Phi"][chosen], self.draws["U"][chosen]
+        users = np.asarray(user_idx)[cold]
+        terms = np.zeros((len(phi), len(user_idx)))
+        for row in range(len(phi)):
+            terms[row, cold] = np.einsum("pd,pd->p", factors[row][users],
+                                         np.asarray(tags @ phi[row]))
+        return terms
 
     def save(self, path: str | Path) -> Path:
         return save_result(self, path)
@@ -259,6 +300,9 @@ class PMFResult:
         below that takes pairs passes it on."""
         user_idx, item_idx, unknown_pairs = self._encode(users, items, unknown, by_index)
         eta = predictor_draws(self.draws, user_idx, item_idx, samples)
+        cold = self._cold_item_terms(items, user_idx, item_idx, samples, by_index)
+        if cold is not None:
+            eta += cold
         if unknown == "nan":
             eta[:, unknown_pairs] = np.nan
         return eta
@@ -363,7 +407,15 @@ class PMFResult:
         """The posterior mean of the expected rating E[r | params] for each pair, over all
         draws, in memory of a few values per pair (the mean of :meth:`mean_draws`)."""
         user_idx, item_idx, unknown_pairs = self._encode(users, items, unknown)
-        if self.spec.link == "identity" and not self.spec.ordinal:
+        if self._described_items is not None:  # through eta_draws, for the tags' terms
+            block = max(1, _BLOCK_VALUES // max(1, len(user_idx)))
+            total = np.zeros(len(user_idx))
+            for start in range(0, self.n_samples, block):
+                chosen = np.arange(start, min(start + block, self.n_samples))
+                total += self.mean_draws(users, items, unknown="prior",
+                                         samples=chosen).sum(axis=0)
+            means = total / self.n_samples
+        elif self.spec.link == "identity" and not self.spec.ordinal:
             means = predictor_mean(self.draws, user_idx, item_idx)
         else:  # the mean of the mapped draws, a block of draws at a time
             block = max(1, _BLOCK_VALUES // max(1, len(user_idx)))
@@ -428,8 +480,14 @@ def point_result(params: FactorParams, spec: PMFSpec, train, *, method: str,
         posterior["user_bias"] = params.user_bias
         posterior["item_bias"] = params.item_bias
     idata = idata_io.build_idata(posterior, train, spec, method=method, seed=seed,
-                                 settings=settings, point=True)
+                                 settings=settings, point=True, item_tags=_item_tags(train, spec))
     return PMFResult(idata)
+
+
+def _item_tags(train, spec):
+    """The rows of Phi: the training items' tags (item features), else None."""
+    return None if spec.item_features is None else item_tag_vocabulary(train,
+                                                                          spec.item_features)
 
 
 def posterior_result(arrays: dict[str, np.ndarray], spec: PMFSpec, train, *, method: str,
@@ -441,7 +499,8 @@ def posterior_result(arrays: dict[str, np.ndarray], spec: PMFSpec, train, *, met
     (:func:`with_training_predictive`)."""
     return with_training_predictive(PMFResult(idata_io.build_idata(
         arrays, train, spec, method=method, seed=seed, settings=settings,
-        sample_stats=sample_stats, extra_groups=extra_groups)))
+        sample_stats=sample_stats, extra_groups=extra_groups,
+        item_tags=_item_tags(train, spec))))
 
 
 # The training ratings' posterior predictive and log-likelihood hold at most this many

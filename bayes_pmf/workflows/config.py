@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, check_count, check_seed
+from ..model.params import item_tag_sets, item_tag_vocabulary
 from ..model.spec import (
     DEFAULT_FACTORS,
     DEFAULT_LAMBDA,
@@ -41,6 +42,8 @@ from ..model.spec import (
 
 METHOD_NAMES = ("als", "map", "gibbs", "nuts", "advi", "constrained")
 IMPLICIT_CHOICES = ("auto", "none", "users", "items", "both")
+# item_features="auto": the item column used when the data has it
+AUTO_ITEM_FEATURES = "genres"
 # implicit="auto": feedback on both sides when min(users, items) is at most this, none
 # above it. The Gibbs sampler's exact implicit-feedback step eigendecomposes an r x r
 # matrix per side and chain (r = min(users, items)): at r = 4,000 that is seconds and
@@ -57,6 +60,9 @@ class FitJobConfig:
     data: str | None = None  # None: the embedded MovieLens
     train: str | None = None
     test: str | None = None
+    # an items file (CSV/TSV with a header, one row per item: e.g. MovieLens' movies.csv)
+    # whose columns describe the items: titles, and genres for item features
+    items: str | None = None
     n_factors: int = DEFAULT_FACTORS
     seed: int = 0
     test_fraction: float = 0.1
@@ -105,6 +111,14 @@ class FitJobConfig:
     # "none" above it (the run's notes say so): the exact implicit step's set-up grows as
     # the cube of that number (see implicit_for).
     implicit: str = "auto"
+    # Side information in the posterior model (gibbs, nuts, advi): the tags of an item
+    # column ("Comedy|Drama") each get factors, added to the items' (V = X + ... + the
+    # normalised sum of the tags' factors); an item without training ratings is then
+    # predicted from its tags. "auto" (default) uses "genres" when the data's items have
+    # that column (the embedded MovieLens does; won on held-out ratings of the training
+    # part, benchmarks/README.md "Item features"), "none" nothing, any other value that
+    # column (an error before any fit if the data lacks it).
+    item_features: str = "auto"
     progress: bool = field(default=True, compare=False)  # display only, not a setting
     # Where ALS and the Gibbs sampler run (not a setting: the numbers do not depend on
     # it): None in this process, "tcp://HOST:PORT" an existing Dask scheduler, "local:N"
@@ -151,6 +165,10 @@ class FitJobConfig:
         if self.implicit not in IMPLICIT_CHOICES:
             raise ConfigError(f"implicit must be one of {IMPLICIT_CHOICES}, got "
                               f"{self.implicit!r}", setting="implicit")
+        if not isinstance(self.item_features, str) or not self.item_features.strip():
+            raise ConfigError("item_features must be 'auto', 'none' or the name of an item "
+                              f"column of tags, got {self.item_features!r}",
+                              setting="item_features")
         if self.likelihood == "ordinal" and self.link != "identity":
             raise ConfigError("the logistic link belongs to the Gaussian model (the ordinal "
                               "likelihood has its own link to the rating grid): choose "
@@ -203,8 +221,27 @@ class FitJobConfig:
 
     def posterior_spec_for(self, train) -> PMFSpec:
         """:attr:`posterior_spec` for the training ratings ``train``, "auto" resolved by
-        :meth:`implicit_for`."""
-        return self._posterior_spec(self.implicit_for(train.n_users, train.n_items))
+        :meth:`implicit_for` and :meth:`item_features_for` (a ConfigError if the items'
+        column named is missing or carries no tag)."""
+        spec = self._posterior_spec(self.implicit_for(train.n_users, train.n_items))
+        column = self.item_features_for(train)
+        if column is not None:
+            item_tag_vocabulary(train, column)  # the data has the tags: checked here
+        return spec.with_(item_features=column)
+
+    def item_features_for(self, train) -> str | None:
+        """The item column whose tags a run on ``train`` adds to the items' factors: the
+        setting, None for "none", and for "auto" "genres" when ``train``'s items have
+        that column with at least one tag, else None."""
+        if self.item_features == "none":
+            return None
+        if self.item_features != "auto":
+            return self.item_features
+        info = getattr(train, "item_info", None)
+        if info is None or AUTO_ITEM_FEATURES not in info:
+            return None
+        tagged = any(item_tag_sets(train.item_ids, info, AUTO_ITEM_FEATURES))
+        return AUTO_ITEM_FEATURES if tagged else None
 
     def implicit_for(self, n_users: int, n_items: int) -> str:
         """The implicit feedback a run on ``n_users`` x ``n_items`` fits: the setting, or
@@ -398,7 +435,7 @@ class ReportConfig:
 
     def as_toml(self) -> str:
         job = {k: v for k, v in self.job.as_dict().items() if v is not None}
-        for name in ("data", "train", "test"):
+        for name in ("data", "train", "test", "items"):
             if name in job:  # absolute, so the config reads the same from any folder
                 job[name] = str(Path(job[name]).resolve())
         return ("# bayes_pmf report settings: rerun with\n"
@@ -444,7 +481,7 @@ def _job_from_table(table: dict, path: Path) -> FitJobConfig:
     for name in ("test_fraction", "lambda_", "lambda_no_bias", "lambda_bias", "tol"):
         if isinstance(values.get(name), int) and not isinstance(values.get(name), bool):
             values[name] = float(values[name])
-    for name in ("data", "train", "test"):
+    for name in ("data", "train", "test", "items"):
         # Paths in a config file are relative to the file, so a report folder can move.
         if isinstance(values.get(name), str) and not Path(values[name]).is_absolute():
             values[name] = str((path.parent / values[name]).resolve())

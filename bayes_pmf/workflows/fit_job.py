@@ -47,7 +47,8 @@ class FitJobOutcome:
 def load_split(config: FitJobConfig):
     """The train/test split the config asks for (and the full data when it was split)."""
     return load_split_of(config.data, config.train, config.test,
-                         test_fraction=config.test_fraction, seed=config.seed)
+                         test_fraction=config.test_fraction, seed=config.seed,
+                         items=config.items)
 
 
 def _timed(fit: Callable[[], object]) -> tuple[object, float]:
@@ -187,6 +188,8 @@ def _run_fit_job(config: FitJobConfig, stages: Stages, executor) -> FitJobOutcom
         split, full = load_split(config)
     check_memory(config, split)
     train, test = split.train, split.test
+    if set(config.methods) & {"gibbs", "nuts", "advi"}:
+        config.posterior_spec_for(train)  # an item column the data lacks: before any fit
     # the full data only describes itself: the split holds what the run uses
     dataset = (full or train).describe() | ({"test_source": test.source} if full is None
                                              else {})
@@ -229,6 +232,7 @@ def _run_fit_job(config: FitJobConfig, stages: Stages, executor) -> FitJobOutcom
         metrics["cluster"] = cluster
     if set(config.methods) & {"gibbs", "nuts", "advi"}:
         metrics["implicit"] = config.implicit_for(train.n_users, train.n_items)
+        metrics["item_features"] = config.item_features_for(train)
     if "gibbs" in config.methods:
         metrics["sampling"] = sampling_plan(config, train.n_ratings, train.n_users,
                                             train.n_items).as_dict()

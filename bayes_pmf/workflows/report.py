@@ -129,14 +129,14 @@ def select(config: FitJobConfig, lambdas, dims, folds: int):
 
 
 def posterior_variants(config: FitJobConfig, likelihoods, implicit, dims) -> dict:
-    """The posterior models (the run's :attr:`FitJobConfig.posterior_spec`) for every
-    likelihood x implicit feedback x d, by name; "auto" is resolved on each fold."""
+    """The posterior models (the run's :meth:`FitJobConfig.posterior_spec_for`) for every
+    likelihood x implicit feedback x d, by name, each with the run's item features;
+    "auto" settings are resolved on each fold."""
     variants: dict = {}
     for likelihood, feedback, d in product(likelihoods, implicit, dims):
         variant = replace(config, likelihood=likelihood, implicit=feedback, n_factors=d)
         name = f"{likelihood}, implicit {feedback}, d={d}"
-        variants[name] = variant.posterior_spec_for if feedback == "auto" \
-            else variant.posterior_spec
+        variants[name] = variant.posterior_spec_for
     return variants
 
 
@@ -172,8 +172,10 @@ def model_selection_section(config: FitJobConfig, train) -> dict:
                                  MODEL_SELECTION_GRID["implicit"], (config.n_factors,),
                                  MODEL_SELECTION_GRID["folds"], train=train)
     implicit = config.implicit_for(train.n_users, train.n_items)
+    features = config.item_features_for(train)
     return dict(selection.as_dict(),
-                run_model=f"{config.likelihood}, implicit {implicit}, d={config.n_factors}")
+                run_model=f"{config.likelihood}, implicit {implicit}, d={config.n_factors}"
+                + (f" (each with the items' {features})" if features else ""))
 
 
 def run_report_job(config: ReportConfig) -> tuple[dict, dict, dict]:
@@ -226,7 +228,10 @@ def _data_blocks(metrics: dict) -> list[tuple]:
         ("table", pd.DataFrame(rows, columns=["", "value"], dtype=object)),
         ("h2", "Split"),
         ("p", "Ratings in the test part whose user or item has no training rating are "
-              "scored with the cold-start (prior-mean) prediction and counted below."),
+              "scored with the cold-start (prior-mean) prediction and counted below"
+              + (f"; the posterior model predicts an item without training ratings from "
+                 f"its {metrics['item_features']} instead (item features)."
+                 if metrics.get("item_features") else ".")),
         ("table", pd.DataFrame(split_rows, columns=["", "value"], dtype=object)),
     ]
 
@@ -265,6 +270,13 @@ def _sampling_blocks(metrics: dict) -> list[tuple]:
                             "chose to rate, and who rated an item, from the training part "
                             "only): " + "; ".join(sides[c] for c in chosen)
                        + ". W and Z have their own Wishart priors."))
+    features = metrics.get("item_features")
+    if features:
+        blocks.append(("p", f"The posterior model has item features: each tag of the items' "
+                            f"{features} column gets factors, and each item's factors add "
+                            "the 1/sqrt(count)-scaled sum of its tags' factors (under Z's "
+                            "prior); an item without training ratings is predicted from its "
+                            f"{features}."))
     return blocks
 
 

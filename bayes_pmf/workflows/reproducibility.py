@@ -55,7 +55,8 @@ def comparable_metrics(metrics: dict) -> dict:
         if isinstance(value, dict):
             return {k: strip(v) for k, v in value.items()
                     if k not in TIMING_KEYS and k not in MACHINE_KEYS
-                    and not (k in ("data", "train", "test") and isinstance(v, str))}
+                    and not (k in ("data", "train", "test", "items")
+                             and isinstance(v, str))}
         if isinstance(value, list):
             return [strip(v) for v in value]
         return value
