@@ -168,6 +168,35 @@ def test_select_posterior_cli(fixtures, capsys):
             f"--factors 2") in printed
 
 
+def test_select_posterior_cli_compares_item_features(fixtures, tmp_path, capsys):
+    """--item-features none auto (with --items, an items file with genres): each is a
+    variant of its own, named, and the choice is printed with its --item-features;
+    "auto" resolves to the genres on every fold."""
+    from bayes_pmf.cli import main
+    from bayes_pmf.workflows.config import FitJobConfig
+    from bayes_pmf.workflows.report import posterior_variants
+
+    items = tmp_path / "items.csv"
+    genres = ["Comedy|Drama", "Drama", "Horror|Comedy", "War", "Drama|War"]
+    items.write_text("item,genres\n" + "".join(f"{k},{genres[k % 5]}\n"
+                                                for k in range(1, 1683)))
+    args = ["select", "--posterior", "--train", str(fixtures / "u1.base"), "--test",
+            str(fixtures / "u1.test"), "--items", str(items), "--likelihoods", "gaussian",
+            "--implicit", "none", "--item-features", "none", "auto", "--dims", "2",
+            "--folds", "2", "--draws", "10", "--tune", "10", "--chains", "1", "--no-progress"]
+    assert main([*args, "--json"]) == 0
+    chosen = json.loads(capsys.readouterr().out)
+    assert {row["model"] for row in chosen["table"]} == {
+        f"gaussian, implicit none, d=2, item features {tags}" for tags in ("none", "auto")}
+    assert main(args) == 0
+    tags = chosen["chosen"].split(", ")[-1].split()[-1]
+    assert f"--factors 2 --item-features {tags}" in capsys.readouterr().out
+    train = bp.load_split(train=fixtures / "u1.base", test=fixtures / "u1.test",
+                          items=items)[0].train
+    variants = posterior_variants(FitJobConfig(), ["gaussian"], ["none"], [2], ["none", "auto"])
+    assert [variant(train).item_features for variant in variants.values()] == [None, "genres"]
+
+
 def test_select_posterior_cli_defaults_are_the_librarys():
     """`bayes-pmf select --posterior` and bp.select_model sample and choose alike."""
     import inspect

@@ -187,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     posterior.add_argument("--implicit", nargs="+", dest="implicit_variants",
                            choices=["auto", "none", "users", "items", "both"], default=None,
                            help="implicit feedback to try (default none both)")
+    posterior.add_argument("--item-features", nargs="+", dest="item_feature_variants",
+                           default=None, metavar="auto|none|COLUMN",
+                           help="item features to try (default auto alone: the genres when "
+                                "the data's items have them); e.g. --item-features none auto")
     posterior.add_argument("--draws", type=int, default=None,
                            help="draws per chain on each fold (default 400)")
     posterior.add_argument("--tune", type=int, default=None,
@@ -384,8 +388,10 @@ def _paper(args: argparse.Namespace) -> int:
 ALS_SELECT = {"lambdas": [1, 3, 10, 15, 30], "dims": [5, 10, 20], "folds": 5}
 # the library's defaults (bp.select_model), plus the grid the command tries
 POSTERIOR_SELECT = {"likelihoods": ["gaussian", "ordinal"], "implicit": ["none", "both"],
-                    "dims": [10], "folds": 3, "draws": 400, "tune": 200, "chains": 2,
-                    "by": "rmse"}
+                    "item_features": ["auto"], "dims": [10], "folds": 3, "draws": 400,
+                    "tune": 200, "chains": 2, "by": "rmse"}
+# select's flags whose destination is not their name
+_SELECT_DESTS = {"implicit": "implicit_variants", "item_features": "item_feature_variants"}
 
 
 def _select_settings(args: argparse.Namespace) -> dict:
@@ -393,7 +399,7 @@ def _select_settings(args: argparse.Namespace) -> dict:
     mode is an error (before any data is read)."""
     mode, other = (POSTERIOR_SELECT, ALS_SELECT) if args.posterior \
         else (ALS_SELECT, POSTERIOR_SELECT)
-    given = {name: getattr(args, "implicit_variants" if name == "implicit" else name)
+    given = {name: getattr(args, _SELECT_DESTS.get(name, name))
              for name in {**mode, **other}}
     for name in sorted(set(other) - set(mode)):
         if given[name] is not None:
@@ -431,7 +437,8 @@ def _select_posterior(args: argparse.Namespace, settings: dict, select_posterior
     config = _job_config(args, draws=settings["draws"], tune=settings["tune"],
                          chains=settings["chains"])
     selection = select_posterior(config, settings["likelihoods"], settings["implicit"],
-                                 settings["dims"], settings["folds"], by=settings["by"])
+                                 settings["dims"], settings["folds"], by=settings["by"],
+                                 item_features=settings["item_features"])
     if args.json:
         print(json.dumps(selection.as_dict(), indent=2))
         return 0
@@ -440,9 +447,10 @@ def _select_posterior(args: argparse.Namespace, settings: dict, select_posterior
           f"{config.draws}) sweeps per fold); best {selection.by} first:")
     table = selection.table.drop(columns=[c for c in selection.table if c.startswith("fold_")])
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    likelihood, implicit, d = selection.chosen.split(", ")
+    likelihood, implicit, d, *features = selection.chosen.split(", ")
     print(f"chosen: --likelihood {likelihood} --implicit {implicit.split()[1]} "
-          f"--factors {d.split('=')[1]}")
+          f"--factors {d.split('=')[1]}"
+          + (f" --item-features {features[0].split()[-1]}" if features else ""))
     return 0
 
 

@@ -128,25 +128,32 @@ def select(config: FitJobConfig, lambdas, dims, folds: int):
                                   progress=config.progress)
 
 
-def posterior_variants(config: FitJobConfig, likelihoods, implicit, dims) -> dict:
+def posterior_variants(config: FitJobConfig, likelihoods, implicit, dims,
+                       item_features=None) -> dict:
     """The posterior models (the run's :meth:`FitJobConfig.posterior_spec_for`) for every
-    likelihood x implicit feedback x d, by name, each with the run's item features;
-    "auto" settings are resolved on each fold."""
+    likelihood x implicit feedback x d (x item features, when ``item_features`` lists
+    more than one setting; else each has that one, or the run's), by name; "auto"
+    settings are resolved on each fold."""
+    features = list(item_features) if item_features else [config.item_features]
     variants: dict = {}
-    for likelihood, feedback, d in product(likelihoods, implicit, dims):
-        variant = replace(config, likelihood=likelihood, implicit=feedback, n_factors=d)
-        name = f"{likelihood}, implicit {feedback}, d={d}"
+    for likelihood, feedback, d, tags in product(likelihoods, implicit, dims, features):
+        variant = replace(config, likelihood=likelihood, implicit=feedback, n_factors=d,
+                          item_features=tags)
+        name = f"{likelihood}, implicit {feedback}, d={d}" + (
+            f", item features {tags}" if len(features) > 1 else "")
         variants[name] = variant.posterior_spec_for
     return variants
 
 
 def select_posterior(config: FitJobConfig, likelihoods, implicit, dims, folds: int, *,
-                     by: str = "rmse", train=None):
-    """:func:`select_model` of the posterior variants on the config's training part
+                     by: str = "rmse", train=None, item_features=None):
+    """:func:`select_model` of the posterior variants (:func:`posterior_variants`; with
+    ``item_features``, those settings compared too) on the config's training part
     (``train`` when the caller has it already, else read and split here), the config's
     chains, burn-in and draws."""
     check_model_selection(folds, by)
-    variants = posterior_variants(config, likelihoods, implicit, dims)  # checks them
+    variants = posterior_variants(config, likelihoods, implicit, dims,
+                                  item_features)  # checks them
     if train is None:
         train = load_split(config)[0].train
     return select_model(train, variants, k=folds, by=by, draws=config.draws,
