@@ -155,6 +155,15 @@ class PMFResult:
                                          np.asarray(tags @ phi[row]))
         return terms
 
+    def _eta(self, items, user_idx, item_idx, samples, by_index: bool) -> np.ndarray:
+        """(samples x pairs) linear predictor of encoded pairs, with the tags' terms of
+        described cold items (:meth:`describing_items`)."""
+        eta = predictor_draws(self.draws, user_idx, item_idx, samples)
+        cold = self._cold_item_terms(items, user_idx, item_idx, samples, by_index)
+        if cold is not None:
+            eta += cold
+        return eta
+
     def save(self, path: str | Path) -> Path:
         return save_result(self, path)
 
@@ -299,10 +308,7 @@ class PMFResult:
         ``user_ids`` / ``item_ids`` (as in ``training_pairs()``), not ids; every method
         below that takes pairs passes it on."""
         user_idx, item_idx, unknown_pairs = self._encode(users, items, unknown, by_index)
-        eta = predictor_draws(self.draws, user_idx, item_idx, samples)
-        cold = self._cold_item_terms(items, user_idx, item_idx, samples, by_index)
-        if cold is not None:
-            eta += cold
+        eta = self._eta(items, user_idx, item_idx, samples, by_index)
         if unknown == "nan":
             eta[:, unknown_pairs] = np.nan
         return eta
@@ -407,23 +413,16 @@ class PMFResult:
         """The posterior mean of the expected rating E[r | params] for each pair, over all
         draws, in memory of a few values per pair (the mean of :meth:`mean_draws`)."""
         user_idx, item_idx, unknown_pairs = self._encode(users, items, unknown)
-        if self._described_items is not None:  # through eta_draws, for the tags' terms
-            block = max(1, _BLOCK_VALUES // max(1, len(user_idx)))
-            total = np.zeros(len(user_idx))
-            for start in range(0, self.n_samples, block):
-                chosen = np.arange(start, min(start + block, self.n_samples))
-                total += self.mean_draws(users, items, unknown="prior",
-                                         samples=chosen).sum(axis=0)
-            means = total / self.n_samples
-        elif self.spec.link == "identity" and not self.spec.ordinal:
+        if self.spec.link == "identity" and not self.spec.ordinal \
+                and self._described_items is None:
             means = predictor_mean(self.draws, user_idx, item_idx)
-        else:  # the mean of the mapped draws, a block of draws at a time
+        else:  # the mean of the mapped draws (with any tags' terms), a block at a time
             block = max(1, _BLOCK_VALUES // max(1, len(user_idx)))
             total = np.zeros(len(user_idx))
             for start in range(0, self.n_samples, block):
                 chosen = np.arange(start, min(start + block, self.n_samples))
-                total += self.to_rating_scale(predictor_draws(
-                    self.draws, user_idx, item_idx, chosen), chosen).sum(axis=0)
+                total += self.to_rating_scale(self._eta(
+                    items, user_idx, item_idx, chosen, False), chosen).sum(axis=0)
             means = total / self.n_samples
         if unknown == "nan":
             means[unknown_pairs] = np.nan
