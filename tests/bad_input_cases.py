@@ -276,6 +276,10 @@ CASES = [
          lambda t: bp.load_split(FIXTURES / "ratings.csv", items=_text(
              t / "items.csv", "name,genres\nx,Comedy\n")),
          bp.RatingsFileError, ("no item id column", "movieId", "['name', 'genres']")),
+    Case("an items file with an item id beyond 64 bits", "load_split items",
+         lambda t: bp.load_split(FIXTURES / "ratings.csv", items=_text(
+             t / "items.csv", "item,genres\n1,Comedy\n123456789012345678901,Drama\n")),
+         bp.RatingsFileError, ("line 3", "123456789012345678901", "64-bit")),
     Case("an items file describing none of the rated items", "load_split items",
          lambda t: bp.load_split(FIXTURES / "ratings.csv", items=_text(
              t / "items.csv", "item,genres\n99999,Comedy\n")),

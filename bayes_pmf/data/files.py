@@ -280,10 +280,17 @@ def integer_ids(*columns: pd.Series) -> bool:
         text = column.dropna()
         if not text.str.fullmatch(_INTEGER_ID).all():
             return False
-        long = text[text.str.lstrip("-").str.len() > _INT64_DIGITS]
-        if any(not -2**63 <= int(value) < 2**63 for value in long):
+        if _beyond_int64(text).any():
             return False
     return True
+
+
+def _beyond_int64(text: pd.Series) -> np.ndarray:
+    """Which of these integer-written ids do not fit in 64 bits (a mask)."""
+    beyond = np.zeros(len(text), dtype=bool)
+    long = np.flatnonzero(text.str.lstrip("-").str.len().to_numpy() > _INT64_DIGITS)
+    beyond[long] = [not -2**63 <= int(text.iloc[i]) < 2**63 for i in long]
+    return beyond
 
 
 def _typed_frame(raw: _RawRatings, user_int: bool, item_int: bool) -> pd.DataFrame:
@@ -395,12 +402,18 @@ def load_item_info(path: str | Path, *, integer: bool, item_col: str | None = No
                                f"found {list(frame.columns)}")
     ids = frame[column].str.strip()
     if integer:
-        written = ids.str.fullmatch(_INTEGER_ID)
+        written = ids.str.fullmatch(_INTEGER_ID).to_numpy()
         if not written.all():
-            line = int(np.flatnonzero(~written.to_numpy())[0])
+            line = int(np.flatnonzero(~written)[0])
             raise RatingsFileError(f"{path}: line {line + 2}: item id {ids.iloc[line]!r} is "
                                    "not written as an integer, while the ratings' item ids "
                                    "are integers; expected ids like 7")
+        beyond = _beyond_int64(ids)
+        if beyond.any():
+            line = int(np.flatnonzero(beyond)[0])
+            raise RatingsFileError(f"{path}: line {line + 2}: item id {ids.iloc[line]!r} does "
+                                   "not fit in a 64-bit integer, while the ratings' item ids "
+                                   "are integers; expected ids between -2**63 and 2**63 - 1")
         ids = ids.astype(np.int64)
     repeated = ids.duplicated(keep=False).to_numpy()
     if repeated.any():
