@@ -92,15 +92,36 @@ def test_bias_baseline_is_pmf_without_factors(synthetic):
     baseline = fit_bias_baseline(synthetic.data, 5.0, 5.0)
     assert "U" not in baseline.idata.posterior
     draws = baseline.draws
-    # Closed-form check: user biases are the ridge mean of residuals.
     data = synthetic.data
-    resid = data.rating - draws["mu"][0] - draws["item_bias"][0][data.item_idx]
-    sums = np.bincount(data.user_idx, weights=resid, minlength=data.n_users)
-    # ALS stops on a 1e-10 relative change of E, which leaves the biases ~1e-6 from the
-    # exact fixed point; 1e-5 allows that and still catches a wrong penalty (~1e-2 effect).
-    np.testing.assert_allclose(draws["user_bias"][0], sums / (data.user_counts + 5.0), atol=1e-5)
-    wrong = sums / (data.user_counts + 6.0)
-    assert np.max(np.abs(draws["user_bias"][0] - wrong)) > 1e-3
+    mu, b, c = draws["mu"][0], draws["user_bias"][0], draws["item_bias"][0]
+    resid = data.rating - mu - b[data.user_idx] - c[data.item_idx]
+    # The exact minimiser: every block's gradient of E vanishes (mu: sum of residuals;
+    # b_i: its residuals minus 5 b_i; c_j likewise). The CG solve leaves ~1e-9 at
+    # ratings ~1 (measured); 1e-7 allows that, while the alternating sweeps' stop at a
+    # 1e-10 change of E left ~1e-4 and a wrong penalty would leave ~1e-1.
+    assert abs(resid.sum()) < 1e-7
+    np.testing.assert_allclose(np.bincount(data.user_idx, resid, data.n_users), 5.0 * b,
+                               atol=1e-7)
+    np.testing.assert_allclose(np.bincount(data.item_idx, resid, data.n_items), 5.0 * c,
+                               atol=1e-7)
+    wrong = np.bincount(data.user_idx, resid, data.n_users) / 6.0
+    assert np.max(np.abs(b - wrong)) > 1e-3
+    settings = baseline.settings
+    assert settings["converged"] and settings["objective_trace"][-1] < settings[
+        "objective_trace"][0]
+
+
+def test_bias_baseline_solve_is_the_minimum_alternating_sweeps_approach(synthetic):
+    """The long run of the ALS sweeps (d = 0) approaches the CG solve's E from above."""
+    from bayes_pmf.engines.ridge import minimise, solve_biases
+
+    spec = bp.PMFSpec.from_lambdas(0, 1.0, sigma=1.0, biases=True, lambda_user_bias=5.0,
+                                   lambda_item_bias=5.0)
+    exact = solve_biases(synthetic.data, spec).objective_trace[-1]
+    sweeps = minimise(synthetic.data, spec, max_sweeps=500, tol=0.0, rng=0, progress=False)
+    trace = np.array(sweeps.objective_trace)
+    assert np.all(trace >= exact - 1e-9 * abs(exact))  # nothing goes below the minimum
+    assert trace[-1] - exact < 1e-9 * abs(exact)  # and the sweeps get there
 
 
 def test_a_crash_mid_save_leaves_no_file_and_keeps_the_old_one(result, tmp_path, monkeypatch):

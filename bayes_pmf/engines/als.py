@@ -6,7 +6,12 @@ compared with, each a PMFResult like every other method:
 * user mean / item mean: the user's (item's) average training rating, stored as
   mu + b_i (mu + c_j) with mu the global mean, so an unknown user (item) gets mu;
 * bias baseline: r_hat = mu + b_i + c_j with ridge penalties, which is PMF with d = 0
-  and biases, so it is fitted by the same ALS sweeps (no second implementation).
+  and biases: its exact minimiser of the same objective E, solved by conjugate
+  gradients (:func:`~bayes_pmf.engines.ridge.solve_biases`), because alternating
+  sweeps crawl along the direction that trades the users' mean bias for the items'
+  (on the embedded MovieLens they stopped after 187 sweeps, 1.3 s, with E 1.4e-9
+  above its minimum and biases off by up to 2e-4; CG: 26 iterations, 0.04 s; at 10^6
+  ratings 200 sweeps, 8.9 s, against 17 iterations, 0.3 s).
 
 The mean baselines define no noise model (``has_predictive`` is False: no intervals,
 no coverage).
@@ -31,7 +36,7 @@ from ..errors import ConfigError, ConvergenceWarning
 from ..model.params import FactorParams
 from ..model.spec import DEFAULT_LAMBDA_BIAS, PMFSpec
 from ..result.result import PMFResult, point_result
-from .ridge import ALSFit, checked_spec, minimise
+from .ridge import ALSFit, checked_spec, minimise, solve_biases
 
 
 def fit_als(
@@ -164,10 +169,12 @@ def fit_bias_baseline(
     progress: bool = False,
 ) -> PMFResult:
     """mu + b_i + c_j minimising squared error + ridge penalties (PMF with d = 0),
-    with the plug-in predictive N(r_hat, 1) of the spec's sigma = 1."""
+    with the plug-in predictive N(r_hat, 1) of the spec's sigma = 1. The solve is
+    exact and takes seconds even at 10^7 ratings, so ``progress`` shows nothing (kept
+    for the fit functions' common signature)."""
     spec = PMFSpec.from_lambdas(0, 1.0, sigma=1.0, biases=True,
                                 lambda_user_bias=lambda_user_bias,
                                 lambda_item_bias=lambda_item_bias)
-    fit = minimise(train, spec, max_sweeps=200, tol=1e-10, rng=0, progress=progress)
+    fit = solve_biases(train, spec)
     return point_result(fit.params, fit.spec, train, method="bias-baseline", seed=fit.seed,
                         settings=fit.result_settings())

@@ -122,6 +122,72 @@ class ALSFit:
                     converged=self.converged, n_sweeps=self.n_sweeps, fit_seconds=self.seconds)
 
 
+# The bias-only solve's stopping rule: the preconditioned residual relative to the
+# right-hand side's. 1e-12 leaves the gradient of E at ~1e-9 (E at its minimum to
+# rounding); the cap is far above the 17-26 iterations measured on the embedded
+# MovieLens and at 10^6 ratings.
+BIAS_RTOL, BIAS_MAX_ITERATIONS = 1e-12, 2000
+
+
+def solve_biases(data, spec) -> ALSFit:
+    """The exact minimiser of E for ``spec``, PMF with d = 0 and biases (mu + b_i + c_j,
+    flat prior on mu, ridge penalties on the biases), by conjugate gradients on the normal equations
+    (X'X + diag(0, lambda_b, lambda_c)) x = X'r with x = (mu, b, c) and a Jacobi
+    preconditioner. Each iteration costs two gathers and three bincounts over the
+    ratings, and CG converges in tens of iterations where alternating bias updates
+    crawl along the direction that trades the users' mean bias for the items'."""
+    start_time = time.perf_counter()
+    users, items = data.user_idx, data.item_idx
+    n, m = data.n_users, data.n_items
+    if spec.n_factors or not spec.biases or not spec.global_mean or spec.mu_prior is not None:
+        raise ConfigError("solve_biases fits mu + b_i + c_j only: a spec with n_factors=0, "
+                          "biases and a flat prior on mu", setting="spec")
+    ridge = np.r_[0.0, np.full(n, spec.lambda_user_bias), np.full(m, spec.lambda_item_bias)]
+    diagonal = np.r_[float(len(data.rating)), data.user_counts, data.item_counts] + ridge
+    if np.any(diagonal <= 0):
+        raise ConfigError("the bias baseline needs positive bias penalties for users or items "
+                          "without ratings", setting=("lambda_user_bias", "lambda_item_bias"))
+
+    def spread(x):  # X x: each rating's mu + b_i + c_j
+        return x[0] + x[1:n + 1][users] + x[n + 1:][items]
+
+    def gather(values):  # X' values
+        return np.r_[values.sum(), np.bincount(users, values, n), np.bincount(items, values, m)]
+
+    def normal(x):
+        return gather(spread(x)) + ridge * x
+
+    x = np.r_[data.mean_rating, np.zeros(n + m)]
+    rhs = gather(np.asarray(data.rating, dtype=float))
+    residual = rhs - normal(x)
+    z = residual / diagonal
+    direction = z.copy()
+    rz = residual @ z
+    target = BIAS_RTOL**2 * float(rhs @ (rhs / diagonal))
+    iterations, converged = 0, rz <= target
+    while not converged and iterations < BIAS_MAX_ITERATIONS:
+        product = normal(direction)
+        step = rz / (direction @ product)
+        x += step * direction
+        residual -= step * product
+        z = residual / diagonal
+        rz, previous = residual @ z, rz
+        direction = z + (rz / previous) * direction
+        iterations += 1
+        converged = rz <= target
+    params = FactorParams(user_factors=np.zeros((n, 0)), item_factors=np.zeros((m, 0)),
+                          mu=float(x[0]), user_bias=x[1:n + 1].copy(),
+                          item_bias=x[n + 1:].copy())
+    start = FactorParams(user_factors=np.zeros((n, 0)), item_factors=np.zeros((m, 0)),
+                         mu=float(data.mean_rating))
+    return ALSFit(
+        params=params, spec=spec,
+        objective_trace=[objective(data, start, spec), objective(data, params, spec)],
+        converged=bool(converged), seconds=time.perf_counter() - start_time, seed=None,
+        settings={"solver": "conjugate gradients (biases only)", "rtol": BIAS_RTOL,
+                  "cg_iterations": iterations})
+
+
 def initial_params(data, spec, rng, init_scale: float = 0.1) -> FactorParams:
     """Seeded small random factors, zero biases, mu at the mean rating."""
     rng = np.random.default_rng(rng)
