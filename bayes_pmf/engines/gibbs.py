@@ -106,6 +106,7 @@ from ..model.params import (
     rated_items_matrix,
     rating_grid,
     rating_levels,
+    sum_log_interval_probability,
     truncated_normal,
 )
 from ..model.synthetic import wishart_draw
@@ -813,7 +814,7 @@ class _OrdinalLatent:
         """log P(ratings of level k | eta), the level's interval read off ``cutpoints``."""
         lower = cutpoints[k - 1] if k > 0 else -np.inf
         upper = cutpoints[k] if k < len(cutpoints) else np.inf
-        return float(np.sum(log_interval_probability(lower, upper, eta_k, self.sigma)))
+        return sum_log_interval_probability(lower, upper, eta_k, self.sigma)
 
     def _log_prior(self, cutpoints) -> float:
         free = slice(1, None)
