@@ -74,7 +74,10 @@ targets shifted by (M W)_i.V_j, and W is then drawn given U with Y = U - M W mov
 items likewise. The balance, scale, shift and ordinal stretch moves act on Y and W (X
 and Z) together. Item features (``spec.item_features``: V = X + M' Z + G Phi, the items'
 normalised tags G) are more columns of the item side's M and more rows of its Z: one
-additive block [M' | G] [Z; Phi] under one prior, drawn by the same step.
+additive block [M' | G] [Z; Phi] under one prior, drawn by the same step; non-centred
+steps for each tag's factors with X held (``_tag_moves``, ``tag_moves=False`` turns them
+off) interweave with it, since a tag's factors and its rarely rated items' factors pin
+each other under the centred step alone.
 
 Chains are independent and seeded from one seed; the executor
 (:mod:`bayes_pmf.engines.parallel`) runs them in parallel processes when there are cores
@@ -1449,6 +1452,7 @@ def sample_gibbs(
     overrelax: float = DEFAULT_OVERRELAX,
     balance_moves: bool = True,
     bias_scale_moves: bool = True,
+    tag_moves: bool = True,
     held_out=None,
     rng: int | None = 0,
     cores: int | None = None,
@@ -1476,6 +1480,8 @@ def sample_gibbs(
     the other side's biases (see ``_shift_moves``). ``bias_scale_moves`` (hierarchical
     priors, models with biases) adds a Metropolis move of each side's biases and their
     precision together, (c, tau_c) -> (s c, tau_c / s^2) (see ``_bias_scale_move``).
+    ``tag_moves`` (item features) adds non-centred draws of each tag's factors with the
+    items' own factors held (see ``_tag_moves``).
 
     ``init="als"`` (overdispersed starts, so that R-hat can see chains that have not
     mixed) starts every chain from its own ALS optimum, reached from the chain's own
@@ -1505,7 +1511,8 @@ def sample_gibbs(
     hyper = _HYPER_OF_PRIOR[spec.prior]
     config = GibbsConfig(draws, tune, chains, thin, hyper, spec.noise == "learned", init,
                          scale_move, shift_moves, overrelax, balance_moves, spec.noise_prior,
-                         spec.gamma_prior, spec.nw_beta0, bias_scale_moves=bias_scale_moves)
+                         spec.gamma_prior, spec.nw_beta0, bias_scale_moves=bias_scale_moves,
+                         tag_moves=tag_moves)
     executor = resolve(executor, cores)
     check_seed(rng)
     seed_sequence = np.random.SeedSequence(rng)
@@ -1560,6 +1567,7 @@ def sample_gibbs(
                 "init": init, "init_lambda": init_lambda, "scale_move": scale_move,
                 "shift_moves": shift_moves, "overrelax": overrelax,
                 "balance_moves": balance_moves, "bias_scale_moves": bias_scale_moves,
+                "tag_moves": tag_moves,
                 "executor": repr(executor),
                 "cores": processes, "sampling_seconds": seconds,
                 "start_seconds": start_seconds,
