@@ -74,7 +74,10 @@ targets shifted by (M W)_i.V_j, and W is then drawn given U with Y = U - M W mov
 items likewise. The balance, scale, shift and ordinal stretch moves act on Y and W (X
 and Z) together. Item features (``spec.item_features``: V = X + M' Z + G Phi, the items'
 normalised tags G) are more columns of the item side's M and more rows of its Z: one
-additive block [M' | G] [Z; Phi] under one prior, drawn by the same step.
+additive block [M' | G] [Z; Phi] under one prior, drawn by the same step; non-centred
+steps for each tag's factors with X held (``_tag_moves``, ``tag_moves=False`` turns them
+off) interweave with it, since a tag's factors and its rarely rated items' factors pin
+each other under the centred step alone.
 
 Chains are independent and seeded from one seed; the executor
 (:mod:`bayes_pmf.engines.parallel`) runs them in parallel processes when there are cores
@@ -90,6 +93,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 from scipy import special, stats
 
@@ -1000,6 +1004,7 @@ class GibbsConfig:
     gamma_prior: tuple[float, float] = (1.0, 1.0)
     nw_beta0: float = 2.0
     bias_scale_moves: bool = True
+    tag_moves: bool = True
 
 
 # Draws of the per-user and per-item parameters are stored in single precision: 7
@@ -1108,6 +1113,11 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
                                spec.sigma_u, spec.sigma_w, rng) if spec.constrained else None)
     item_side = (_ImplicitSide(item_additive_matrix(train, spec), V, spec.sigma_v,
                                spec.sigma_w, rng) if spec.item_additive else None)
+    # the items' normalised tags, by tag (item features' non-centred steps)
+    tag_matrix = None
+    if spec.item_features is not None and config.tag_moves:
+        tag_matrix = item_additive_matrix(train, spec)[
+            :, train.n_users if spec.implicit_items else 0:].tocsc()
     draw_implicit_hyper = _HYPER_SAMPLERS.get(
         "wishart" if config.hyper == "bpmf" else config.hyper)  # zero-mean W and Z
 
@@ -1192,6 +1202,11 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
         for side, effective, hyper in ((user_side, U, user_hyper), (item_side, V, item_hyper)):
             if side:
                 side.draw(effective, hyper, rng, config.overrelax)
+        if tag_matrix is not None and d:  # the tags' factors, non-centred (X held)
+            V = _tag_moves(item_side, tag_matrix, by_item, item_rows, U, V,
+                           mu if spec.global_mean else 0.0, b if biases else None,
+                           c if biases else None, tau, train.n_users if spec.implicit_items
+                           else 0, rng)
         # With balance moves the scale c I is one of the matrices they draw.
         if config.scale_move and d and config.hyper != "bpmf" and not balancing:
             scale = _sample_scale(_blocks_of_precision(user_side, U, user_hyper),
@@ -1340,6 +1355,46 @@ class _ImplicitSide:
         return self.feedback.full(self.factors, self.hyper.factor_precision, rng)
 
 
+def _tag_moves(side: _ImplicitSide, tags, by_item, item_rows, U, V, mu, b, c, tau,
+               n_users: int, rng) -> np.ndarray:
+    """Non-centred Gibbs steps for the tags' factors (item features): for each tag g, its
+    factors Phi_g move by Delta (d-vector) and every item j carrying it by G_jg Delta,
+    the items' own factors X held: in the chain's coordinates C += b_g Delta^T with
+    b_g = B^T e_g (B: the basis of [M' | G]'s row space), so the offsets M B C move by
+    G[:, g] Delta. Delta is drawn from its Gaussian conditional: the ratings' (or latent
+    ratings') residuals of the tag's items, precision tau, and C's prior N(0, Lambda^-1)
+    per row. The centred step (C given V) and this one interweave: a genre's factors and
+    its rarely rated items' factors no longer pin each other. Returns V."""
+    d = V.shape[1]
+    precision_c = side.hyper.factor_precision
+    residual = by_item.data - linear_predictor(by_item.indices, item_rows, mu, b, c, U, V)
+    unit = np.zeros(side.feedback.matrix.shape[1])
+    for g in range(tags.shape[1]):
+        items = tags.indices[tags.indptr[g]:tags.indptr[g + 1]]
+        weights = tags.data[tags.indptr[g]:tags.indptr[g + 1]]
+        if not len(items):
+            continue
+        starts, ends = by_item.indptr[items], by_item.indptr[items + 1]
+        counts = ends - starts
+        positions = np.repeat(ends - counts.cumsum(), counts) + np.arange(counts.sum())
+        factors = U[by_item.indices[positions]] * np.repeat(weights, counts)[:, None]
+        unit[:] = 0.0
+        unit[n_users + g] = 1.0
+        b_g = side.feedback._project(unit)
+        precision = tau * factors.T @ factors + (b_g @ b_g) * precision_c
+        linear = tau * factors.T @ residual[positions] - precision_c @ (side.factors.T @ b_g)
+        root = np.linalg.cholesky(precision)
+        mean = scipy.linalg.cho_solve((root, True), linear)
+        delta = mean + scipy.linalg.solve_triangular(root.T, rng.standard_normal(d),
+                                                     lower=False)
+        side.factors += np.outer(b_g, delta)
+        shift = np.outer(weights, delta)
+        side.offsets[items] += shift
+        V[items] += shift
+        residual[positions] -= factors @ delta
+    return V
+
+
 def _own(side: _ImplicitSide | None, effective: np.ndarray) -> np.ndarray:
     """The matrix under the side's factor prior: own with implicit feedback, else the
     factors themselves."""
@@ -1398,6 +1453,7 @@ def sample_gibbs(
     overrelax: float = DEFAULT_OVERRELAX,
     balance_moves: bool = True,
     bias_scale_moves: bool = True,
+    tag_moves: bool = True,
     held_out=None,
     rng: int | None = 0,
     cores: int | None = None,
@@ -1425,6 +1481,8 @@ def sample_gibbs(
     the other side's biases (see ``_shift_moves``). ``bias_scale_moves`` (hierarchical
     priors, models with biases) adds a Metropolis move of each side's biases and their
     precision together, (c, tau_c) -> (s c, tau_c / s^2) (see ``_bias_scale_move``).
+    ``tag_moves`` (item features) adds non-centred draws of each tag's factors with the
+    items' own factors held (see ``_tag_moves``).
 
     ``init="als"`` (overdispersed starts, so that R-hat can see chains that have not
     mixed) starts every chain from its own ALS optimum, reached from the chain's own
@@ -1454,7 +1512,8 @@ def sample_gibbs(
     hyper = _HYPER_OF_PRIOR[spec.prior]
     config = GibbsConfig(draws, tune, chains, thin, hyper, spec.noise == "learned", init,
                          scale_move, shift_moves, overrelax, balance_moves, spec.noise_prior,
-                         spec.gamma_prior, spec.nw_beta0, bias_scale_moves=bias_scale_moves)
+                         spec.gamma_prior, spec.nw_beta0, bias_scale_moves=bias_scale_moves,
+                         tag_moves=tag_moves)
     executor = resolve(executor, cores)
     check_seed(rng)
     seed_sequence = np.random.SeedSequence(rng)
@@ -1509,6 +1568,7 @@ def sample_gibbs(
                 "init": init, "init_lambda": init_lambda, "scale_move": scale_move,
                 "shift_moves": shift_moves, "overrelax": overrelax,
                 "balance_moves": balance_moves, "bias_scale_moves": bias_scale_moves,
+                "tag_moves": tag_moves,
                 "executor": repr(executor),
                 "cores": processes, "sampling_seconds": seconds,
                 "start_seconds": start_seconds,
