@@ -204,7 +204,8 @@ def _tag_move_chain(broken: bool = False, n: int = 3000):
         side.own = X.copy()
         side.hyper = gibbs._SideHyper(np.zeros(d), Lam, 1.0)
         V = X + side.offsets
-        move(side, G.tocsc(), by_item, item_rows, U, V, 0.0, None, None, tau, 0, generator)
+        plan = gibbs._TagSteps(G.tocsc(), side, by_item, 0)
+        move(side, plan, by_item, item_rows, U, V, 0.0, None, None, tau, generator)
         after[s] = side.factors.ravel()
         np.testing.assert_allclose(V - side.offsets, X, atol=1e-12)  # X held
     directions = generator.normal(size=(4, r * d))

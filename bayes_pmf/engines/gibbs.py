@@ -1114,10 +1114,11 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
     item_side = (_ImplicitSide(item_additive_matrix(train, spec), V, spec.sigma_v,
                                spec.sigma_w, rng) if spec.item_additive else None)
     # the items' normalised tags, by tag (item features' non-centred steps)
-    tag_matrix = None
-    if spec.item_features is not None and config.tag_moves:
-        tag_matrix = item_additive_matrix(train, spec)[
-            :, train.n_users if spec.implicit_items else 0:].tocsc()
+    tag_steps = None
+    if spec.item_features is not None and config.tag_moves and d:
+        tag_steps = _TagSteps(item_additive_matrix(train, spec)[
+            :, train.n_users if spec.implicit_items else 0:].tocsc(), item_side, by_item,
+            train.n_users if spec.implicit_items else 0)
     draw_implicit_hyper = _HYPER_SAMPLERS.get(
         "wishart" if config.hyper == "bpmf" else config.hyper)  # zero-mean W and Z
 
@@ -1202,11 +1203,10 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
         for side, effective, hyper in ((user_side, U, user_hyper), (item_side, V, item_hyper)):
             if side:
                 side.draw(effective, hyper, rng, config.overrelax)
-        if tag_matrix is not None and d:  # the tags' factors, non-centred (X held)
-            V = _tag_moves(item_side, tag_matrix, by_item, item_rows, U, V,
+        if tag_steps is not None:  # the tags' factors, non-centred (X held)
+            V = _tag_moves(item_side, tag_steps, by_item, item_rows, U, V,
                            mu if spec.global_mean else 0.0, b if biases else None,
-                           c if biases else None, tau, train.n_users if spec.implicit_items
-                           else 0, rng)
+                           c if biases else None, tau, rng)
         # With balance moves the scale c I is one of the matrices they draw.
         if config.scale_move and d and config.hyper != "bpmf" and not balancing:
             scale = _sample_scale(_blocks_of_precision(user_side, U, user_hyper),
@@ -1355,8 +1355,33 @@ class _ImplicitSide:
         return self.feedback.full(self.factors, self.hyper.factor_precision, rng)
 
 
-def _tag_moves(side: _ImplicitSide, tags, by_item, item_rows, U, V, mu, b, c, tau,
-               n_users: int, rng) -> np.ndarray:
+class _TagSteps:
+    """What :func:`_tag_moves` reads that stays fixed for a chain, per tag g: its items
+    and their normalised weights G[:, g], the positions of their ratings in the
+    item-major order with each rating's weight and user, and b_g = B^T e_g (B: the
+    basis of [M' | G]'s row space, fixed for the chain). Set up once, the same numbers
+    every sweep recomputed."""
+
+    def __init__(self, tags, side: _ImplicitSide, by_item, n_users: int) -> None:
+        unit = np.zeros(side.feedback.matrix.shape[1])
+        self.steps = []
+        for g in range(tags.shape[1]):
+            items = tags.indices[tags.indptr[g]:tags.indptr[g + 1]]
+            weights = tags.data[tags.indptr[g]:tags.indptr[g + 1]]
+            if not len(items):
+                continue
+            starts, ends = by_item.indptr[items], by_item.indptr[items + 1]
+            counts = ends - starts
+            positions = np.repeat(ends - counts.cumsum(), counts) + np.arange(counts.sum())
+            unit[:] = 0.0
+            unit[n_users + g] = 1.0
+            self.steps.append((items, weights, positions, by_item.indices[positions],
+                               np.repeat(weights, counts)[:, None],
+                               side.feedback._project(unit)))
+
+
+def _tag_moves(side: _ImplicitSide, plan: _TagSteps, by_item, item_rows, U, V, mu, b, c,
+               tau, rng) -> np.ndarray:
     """Non-centred Gibbs steps for the tags' factors (item features): for each tag g, its
     factors Phi_g move by Delta (d-vector) and every item j carrying it by G_jg Delta,
     the items' own factors X held: in the chain's coordinates C += b_g Delta^T with
@@ -1364,23 +1389,13 @@ def _tag_moves(side: _ImplicitSide, tags, by_item, item_rows, U, V, mu, b, c, ta
     G[:, g] Delta. Delta is drawn from its Gaussian conditional: the ratings' (or latent
     ratings') residuals of the tag's items, precision tau, and C's prior N(0, Lambda^-1)
     per row. The centred step (C given V) and this one interweave: a genre's factors and
-    its rarely rated items' factors no longer pin each other. Returns V."""
+    its rarely rated items' factors no longer pin each other. ``plan`` holds each tag's
+    fixed index sets (:class:`_TagSteps`). Returns V."""
     d = V.shape[1]
     precision_c = side.hyper.factor_precision
     residual = by_item.data - linear_predictor(by_item.indices, item_rows, mu, b, c, U, V)
-    unit = np.zeros(side.feedback.matrix.shape[1])
-    for g in range(tags.shape[1]):
-        items = tags.indices[tags.indptr[g]:tags.indptr[g + 1]]
-        weights = tags.data[tags.indptr[g]:tags.indptr[g + 1]]
-        if not len(items):
-            continue
-        starts, ends = by_item.indptr[items], by_item.indptr[items + 1]
-        counts = ends - starts
-        positions = np.repeat(ends - counts.cumsum(), counts) + np.arange(counts.sum())
-        factors = U[by_item.indices[positions]] * np.repeat(weights, counts)[:, None]
-        unit[:] = 0.0
-        unit[n_users + g] = 1.0
-        b_g = side.feedback._project(unit)
+    for items, weights, positions, users, rating_weights, b_g in plan.steps:
+        factors = U[users] * rating_weights
         precision = tau * factors.T @ factors + (b_g @ b_g) * precision_c
         linear = tau * factors.T @ residual[positions] - precision_c @ (side.factors.T @ b_g)
         root = np.linalg.cholesky(precision)
