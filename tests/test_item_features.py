@@ -198,13 +198,13 @@ def _tag_move_chain(broken: bool = False, n: int = 3000):
         move = namespace["_tag_moves"]
     before = generator.multivariate_normal(mean, covariance, size=n)
     after = np.empty_like(before)
+    plan = gibbs._TagSteps(side, by_item, 0)  # fixed index sets: G and the ratings' layout
     for s in range(n):
         side.factors = before[s].reshape(r, d).copy()
         side.offsets = side.feedback.offsets(side.factors)
         side.own = X.copy()
         side.hyper = gibbs._SideHyper(np.zeros(d), Lam, 1.0)
         V = X + side.offsets
-        plan = gibbs._TagSteps(G.tocsc(), side, by_item, 0)
         move(side, plan, by_item, item_rows, U, V, 0.0, None, None, tau, generator)
         after[s] = side.factors.ravel()
         np.testing.assert_allclose(V - side.offsets, X, atol=1e-12)  # X held

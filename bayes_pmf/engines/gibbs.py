@@ -1116,9 +1116,7 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
     # the items' normalised tags, by tag (item features' non-centred steps)
     tag_steps = None
     if spec.item_features is not None and config.tag_moves and d:
-        tag_steps = _TagSteps(item_additive_matrix(train, spec)[
-            :, train.n_users if spec.implicit_items else 0:].tocsc(), item_side, by_item,
-            train.n_users if spec.implicit_items else 0)
+        tag_steps = _TagSteps(item_side, by_item, train.n_users if spec.implicit_items else 0)
     draw_implicit_hyper = _HYPER_SAMPLERS.get(
         "wishart" if config.hyper == "bpmf" else config.hyper)  # zero-mean W and Z
 
@@ -1362,7 +1360,11 @@ class _TagSteps:
     basis of [M' | G]'s row space, fixed for the chain). Set up once, the same numbers
     every sweep recomputed."""
 
-    def __init__(self, tags, side: _ImplicitSide, by_item, n_users: int) -> None:
+    def __init__(self, side: _ImplicitSide, by_item, first_tag: int) -> None:
+        """``side``: the items' additive block, whose matrix [M' | G] holds the tags G
+        from column ``first_tag`` on (after the raters' columns M' with implicit
+        feedback on items)."""
+        tags = side.feedback.matrix[:, first_tag:].tocsc()
         unit = np.zeros(side.feedback.matrix.shape[1])
         self.steps = []
         for g in range(tags.shape[1]):
@@ -1374,7 +1376,7 @@ class _TagSteps:
             counts = ends - starts
             positions = np.repeat(ends - counts.cumsum(), counts) + np.arange(counts.sum())
             unit[:] = 0.0
-            unit[n_users + g] = 1.0
+            unit[first_tag + g] = 1.0
             self.steps.append((items, weights, positions, by_item.indices[positions],
                                np.repeat(weights, counts)[:, None],
                                side.feedback._project(unit)))
