@@ -19,6 +19,12 @@ sigma = 0.6, Wishart priors, mu ~ N(3, 0.5)), d = 2, 20 users x 12 items, 120 ra
 400 burn-in sweeps, 99 draws from every 3rd sweep; its free cut points are ranked too.
 ``--broken`` (ordinal) runs the same check on a sampler that leaves the cut points'
 prior out of their Metropolis moves: the power of the check.
+
+``--model ordinal-user``: the ordinal model with per-user thresholds (the same problems,
+300 burn-in sweeps, 99 draws from every 6th sweep); two users' low, middle and top cut
+points are ranked too. ``--broken`` then drops the shrink factor sqrt(1 - beta^2) from the
+users' preconditioned Crank-Nicolson step, which makes it a random walk accepted on the
+likelihood alone: the users' prior is lost.
 """
 
 from __future__ import annotations
@@ -43,7 +49,25 @@ MODELS = {
                            mu_prior=(3.0, 0.5)),
                 dict(n_users=20, n_items=12, n_ratings=120, tune=400, thin=3, draws=99,
                      rng=2026)),
+    "ordinal-user": (bp.PMFSpec(n_factors=2, sigma=0.6, likelihood="ordinal",
+                                prior="wishart", mu_prior=(3.0, 0.5), thresholds="user"),
+                     dict(n_users=20, n_items=12, n_ratings=120, tune=300, thin=6, draws=99,
+                          rng=2026)),
 }
+
+
+def _break_user_steps(gibbs) -> None:
+    """The per-user thresholds' pCN step without its shrink (see the module docstring)."""
+    import inspect
+    import textwrap
+
+    source = textwrap.dedent(inspect.getsource(gibbs._UserThresholds.update))
+    broken = source.replace("np.sqrt(1 - beta**2)[:, None] * offsets", "offsets")
+    if broken == source:
+        raise RuntimeError("the pCN step's shrink was not found: update _break_user_steps")
+    namespace = dict(vars(gibbs))
+    exec(broken, namespace)  # noqa: S102 - the benchmark's own, deliberately broken copy
+    gibbs._UserThresholds.update = namespace["update"]
 
 
 def _part(args):
@@ -51,7 +75,10 @@ def _part(args):
     if broken:
         from bayes_pmf.engines import gibbs
 
-        gibbs._OrdinalLatent._log_prior = lambda self, cutpoints: 0.0
+        if model == "ordinal-user":
+            _break_user_steps(gibbs)
+        else:
+            gibbs._OrdinalLatent._log_prior = lambda self, cutpoints: 0.0
     spec, settings = MODELS[model]
     return simulation_based_calibration(spec, n_reps=n_reps, reps=reps, **settings)
 

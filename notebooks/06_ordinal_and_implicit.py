@@ -26,6 +26,7 @@
 # - posterior predictive checks before and after, on held-out and on training ratings;
 # - proper scoring rules (log score, RPS) that see the predictive distribution, where
 #   RMSE sees only its mean, and why LOO cannot compare a density with a probability;
+# - each user's own cut points: how people differ in using the scale;
 # - what implicit feedback adds, and for which movies;
 # - how a movie's genres predict it before anyone has rated it.
 #
@@ -97,8 +98,9 @@ plots.plot_ppc_ratings(plots.ppc_ratings_data(gaussian, test));
 # Gaussian sweep on z and moves the cut points by Metropolis steps with z integrated out.
 
 # %%
-ordinal = sample_gibbs(train, FitJobConfig(implicit="none").posterior_spec, draws=DRAWS,
-                       tune=TUNE, chains=CHAINS, held_out=test, rng=SEED, progress=False)
+ordinal = sample_gibbs(train, FitJobConfig(implicit="none", thresholds="global").posterior_spec,
+                       draws=DRAWS, tune=TUNE, chains=CHAINS, held_out=test, rng=SEED,
+                       progress=False)
 cuts = ordinal.draws["cutpoints"].reshape(-1, len(ordinal.grid) - 1).mean(axis=0)
 pd.DataFrame({"lower cut point": cuts[:-1], "upper cut point": cuts[1:],
               "width": cuts[1:] - cuts[:-1]},
@@ -162,6 +164,52 @@ pd.DataFrame({"user": users[:6], "movie": items[:6], "P(5 stars)": five.round(3)
               "held-out rating": test.rating[:6]})
 
 # %% [markdown]
+# ## Each user's own scale
+#
+# One set of cut points says that everyone uses the scale alike, and the first cell
+# showed they do not. With per-user thresholds (`thresholds="user"`, the main job's
+# default) every user has their own cut points: the first is shared (the user's bias
+# b_i carries the location), and each gap is the global one stretched by exp(ε),
+# ε ~ N(0, τ²), with the spread τ learned from all users. A user with few ratings stays
+# near the global cut points; a user who never gives half stars gets narrow half-star
+# intervals and wide whole-star ones.
+
+# %%
+personal = sample_gibbs(train, FitJobConfig(implicit="none").posterior_spec, draws=DRAWS,
+                        tune=TUNE, chains=CHAINS, held_out=test, rng=SEED, progress=False)
+print(f"learned spread of the users' log gaps: tau = "
+      f"{personal.draws['threshold_sd'].mean():.2f}")
+user_counts = np.bincount(train.user_idx, minlength=train.n_users)
+whole_only = max(np.flatnonzero(half_share.reindex(range(train.n_users)) == 0),
+                 key=lambda u: user_counts[u])
+halves = max(np.flatnonzero(half_share.reindex(range(train.n_users)) > 0.4),
+             key=lambda u: user_counts[u])
+own = personal.draws["user_cutpoints"].reshape(-1, train.n_users, len(personal.grid) - 1)
+widths = {"global": np.diff(personal.draws["cutpoints"].reshape(-1, len(cuts) + 1)
+                            .mean(axis=0))}
+for label, user in (("never a half star", whole_only), ("half stars often", halves)):
+    widths[f"user {train.user_ids[user]} ({label}, {user_counts[user]} ratings)"] = np.diff(
+        own[:, user].mean(axis=0))
+fig, ax = plt.subplots(figsize=(9, 3.2))
+for k, (label, width) in enumerate(widths.items()):
+    ax.bar(personal.grid[1:-1] + (k - 1) * 0.13, width, width=0.13, label=label)
+ax.set_xticks(personal.grid[1:-1])
+ax.set_xlabel("rating level")
+ax.set_ylabel("width of its interval")
+ax.set_title("cut points on the latent scale: interval widths (posterior means)")
+ax.legend(fontsize=8)
+fig.tight_layout()
+
+# %% [markdown]
+# The user who never gives half stars has almost no room for them, and the other keeps
+# the half stars open. Scored on the same held-out ratings:
+
+# %%
+models["ordinal, user thresholds"] = personal
+pd.DataFrame({name: bp.score(model, train, test) for name, model in models.items()}).T[
+    columns]
+
+# %% [markdown]
 # ## Which movies, and who: implicit feedback
 #
 # Half the movies here have three ratings or fewer, so their factors are mostly prior.
@@ -170,7 +218,7 @@ pd.DataFrame({"user": users[:6], "movie": items[:6], "P(5 stars)": five.round(3)
 # Z of the users who rated it, and a user's are their own plus that of factors W of the
 # movies they rated. The sampler draws W and Z exactly given the rest; this is the
 # main job's posterior without the genres (`bayes-pmf fit --item-features none`; the
-# genres come last).
+# genres come last), per-user thresholds included.
 
 # %%
 implicit = sample_gibbs(train, FitJobConfig(item_features="none").posterior_spec_for(train),
@@ -193,7 +241,7 @@ pd.DataFrame({name: bp.score(model, train, test) for name, model in models.items
 # no approximation.
 
 # %%
-loos = {"ordinal": bp.loo(ordinal), "ordinal + implicit": bp.loo(implicit)}
+loos = {"ordinal, user thresholds": bp.loo(personal), "ordinal + implicit": bp.loo(implicit)}
 print({name: f"{np.mean(loo.pareto_k.values > 0.7):.1%} of k above 0.7" for name, loo in loos.items()})
 az.compare(loos)[["rank", "elpd_loo", "p_loo", "elpd_diff", "dse"]].round(1)
 
@@ -207,7 +255,7 @@ known = train.encode_items(items)
 bucket = pd.cut(counts[known.clip(0)], [0, 3, 10, 50, 10_000],
                 labels=["1-3", "4-10", "11-50", "51+"])
 by_bucket = {}
-for name in ("ordinal", "ordinal + implicit"):
+for name in ("ordinal, user thresholds", "ordinal + implicit"):
     error = (models[name].predict(users, items, unknown="prior") - test.rating) ** 2
     by_bucket[name] = pd.Series(error[known >= 0]).groupby(
         bucket[known >= 0], observed=False).mean() ** 0.5
@@ -242,8 +290,8 @@ scores[columns + ["n_cold_scored", "rmse_cold"]].iloc[-2:]
 #
 # ## Exercises
 #
-# 1. Give every user their own cut points in your head: which users in the first table
-#    would a single set of cut points serve worst? (Hint: `half_share`.)
+# 1. Which users gain most from their own cut points? Compare each user's held-out log
+#    score under `ordinal` and `personal` against `half_share` and their rating count.
 # 2. Score the Gaussian model's predictions rounded to the grid (`bp.score(...,
 #    round=True)`): does rounding close the gap to the ordinal model's RMSE?
 # 3. Turn off implicit feedback for items only (`implicit_items=False`): how much of the

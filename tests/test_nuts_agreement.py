@@ -70,6 +70,11 @@ def _summaries(result, test, pairs=25):
     if "cutpoints" in result.draws:  # the free ones
         cut = result.draws["cutpoints"]
         quantities.update({f"cutpoint_{k}": cut[:, k] for k in range(1, cut.shape[1])})
+    if "user_cutpoints" in result.draws:  # two users' own, middle and top
+        own = result.draws["user_cutpoints"]
+        middle, top = own.shape[2] // 2, own.shape[2] - 1
+        quantities.update({f"user_{u}_cutpoint_{k}": own[:, u, k]
+                           for u in (0, 1) for k in (middle, top)})
     predicted = result.mean_draws(users[:pairs], items[:pairs], unknown="prior")
     quantities.update({f"pair_{k}": predicted[:, k] for k in range(pairs)})
     out = {}
@@ -146,6 +151,15 @@ def test_gibbs_and_nuts_agree_on_the_ordinal_model(subset):
     """The ordinal model (#18) on the same subset: PyMC's OrderedProbit twin sampled by
     NUTS against the data-augmentation Gibbs sampler; same criteria as above."""
     _assert_agreement("ordinal model", subset, ORDINAL_SPEC, ["cutpoint_1"])
+
+
+@pytest.mark.expensive
+def test_gibbs_and_nuts_agree_on_the_ordinal_model_with_user_thresholds(subset):
+    """Per-user thresholds (#18) on the same subset: the twin's log gap offsets sampled
+    by NUTS against the Gibbs sampler's moves of the users' cut points; same criteria,
+    two users' middle and top cut points among the quantities."""
+    _assert_agreement("ordinal model, user thresholds", subset,
+                      ORDINAL_SPEC.with_(thresholds="user"), ["user_1_cutpoint_8"])
 
 
 @pytest.mark.expensive

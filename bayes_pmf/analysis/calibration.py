@@ -132,6 +132,15 @@ def _replicate_ranks(spec, seed, sizes, sampler: dict, pairs: int) -> dict[str, 
         for k in range(1, len(hyper["cutpoints"])):
             values[f"cutpoint_{k}"] = posterior["cutpoints"][:, k]
             true[f"cutpoint_{k}"] = hyper["cutpoints"][k]
+    if spec.ordinal and spec.learned_thresholds:
+        values["threshold_sd"], true["threshold_sd"] = (posterior["threshold_sd"],
+                                                        hyper["threshold_sd"])
+    if spec.ordinal and spec.user_thresholds:  # two users' own, low, middle and top
+        last = len(hyper["cutpoints"]) - 1
+        for user in (0, 1):
+            for k in sorted({1, (last + 1) // 2, last}):
+                values[f"user_{user}_cutpoint_{k}"] = posterior["user_cutpoints"][:, user, k]
+                true[f"user_{user}_cutpoint_{k}"] = hyper["user_cutpoints"][user, k]
     generator = np.random.default_rng(pair_seed)
     observed = generator.choice(data.n_ratings, pairs, replace=False)
     for kind, (users, items) in (

@@ -82,12 +82,16 @@ def _item_offset(result, samples: np.ndarray | slice) -> np.ndarray:
 
 
 def _expected_rating_draws(result, factors: np.ndarray, bias: np.ndarray,
-                           samples: np.ndarray | slice = slice(None)) -> np.ndarray:
+                           samples: np.ndarray | slice = slice(None),
+                           users: np.ndarray | None = None) -> np.ndarray:
     """(samples x users x items) expected ratings of users given by their factor draws
-    (``factors`` and ``bias`` hold the draws ``samples`` of the result)."""
+    (``factors`` and ``bias`` hold the draws ``samples`` of the result); ``users``: their
+    row positions (-1: not in the model), whose own cut points apply with per-user
+    thresholds (None: the global ones)."""
     chosen = None if isinstance(samples, slice) else samples
     return result.to_rating_scale(all_items_predictor(result.draws, len(result.item_ids),
-                                                      factors, bias, samples), chosen)
+                                                      factors, bias, samples), chosen,
+                                  None if users is None else np.asarray(users)[:, None])
 
 
 def _posterior_mean_scores(result, factors: np.ndarray,
@@ -127,7 +131,8 @@ def _check_score(score: str, quantile: float, threshold: float = 4.0, rng=0) -> 
 
 def _scores_from_factors(result, factors: np.ndarray, bias: np.ndarray, *,
                          score: str, threshold: float, quantile: float,
-                         generator: np.random.Generator) -> np.ndarray:
+                         generator: np.random.Generator,
+                         users: np.ndarray | None = None) -> np.ndarray:
     """(users x items) scores of users given by factor draws, in blocks of users small
     enough that the per-draw array stays near _DRAW_BUDGET values."""
     n_samples, n_users = bias.shape
@@ -136,23 +141,25 @@ def _scores_from_factors(result, factors: np.ndarray, bias: np.ndarray, *,
         chosen = generator.integers(n_samples, size=n_users)
         scores = np.empty((n_users, len(result.item_ids)))
         for sample in np.unique(chosen):
-            users = np.flatnonzero(chosen == sample)
+            group = np.flatnonzero(chosen == sample)
             pick = np.array([sample])
-            scores[users] = _expected_rating_draws(result, factors[pick][:, users],
-                                                   bias[pick][:, users], pick)[0]
+            scores[group] = _expected_rating_draws(
+                result, factors[pick][:, group], bias[pick][:, group], pick,
+                None if users is None else np.asarray(users)[group])[0]
         return scores
     if score == "mean" and result.spec.link == "identity" and not result.spec.ordinal:
         return _posterior_mean_scores(result, factors, bias)
     block = max(1, _DRAW_BUDGET // max(1, n_samples * len(result.item_ids)))
     return np.concatenate([
         _block_scores(result, factors[:, start:start + block], bias[:, start:start + block],
-                      score, threshold, quantile)
+                      score, threshold, quantile,
+                      None if users is None else np.asarray(users)[start:start + block])
         for start in range(0, n_users, block)
     ])
 
 
 def _block_scores(result, factors: np.ndarray, bias: np.ndarray, score: str,
-                  threshold: float, quantile: float) -> np.ndarray:
+                  threshold: float, quantile: float, users=None) -> np.ndarray:
     if score == "prob" and result.spec.ordinal:
         # P(r >= threshold) = P(z > the cut point below the threshold's level), per draw
         grid = result.grid
@@ -162,10 +169,13 @@ def _block_scores(result, factors: np.ndarray, bias: np.ndarray, score: str,
         if level >= len(grid):
             return np.zeros((factors.shape[1], len(result.item_ids)))
         eta = all_items_predictor(result.draws, len(result.item_ids), factors, bias)
-        cut = result.draws["cutpoints"][:, level - 1, None, None]
+        if users is None or "user_cutpoints" not in result.draws:
+            cut = result.draws["cutpoints"][:, level - 1, None, None]
+        else:  # each user's own: (samples x users x 1)
+            cut = result.cutpoint_draws(None, np.asarray(users)[:, None])[..., level - 1]
         return ndtr((eta - cut) / result.sigma_draws[:, None, None]).mean(axis=0)
-    return _reduce_draws(result, _expected_rating_draws(result, factors, bias), score,
-                         threshold, quantile)
+    return _reduce_draws(result, _expected_rating_draws(result, factors, bias, users=users),
+                         score, threshold, quantile)
 def score_matrix(result, users, *, score: str = "mean", threshold: float = 4.0,
                  quantile: float = 0.1, rng=0) -> np.ndarray:
     """(users x items) scores of every training item for each user, rows aligned with
@@ -174,7 +184,8 @@ def score_matrix(result, users, *, score: str = "mean", threshold: float = 4.0,
     user_idx = result.user_ids.get_indexer(pd.Index(users))
     factors, bias = _user_draws(result, user_idx)
     return _scores_from_factors(result, factors, bias, score=score, threshold=threshold,
-                                quantile=quantile, generator=np.random.default_rng(rng))
+                                quantile=quantile, generator=np.random.default_rng(rng),
+                                users=user_idx)
 
 
 def score_items(result, user, *, score: str = "mean", threshold: float = 4.0,
@@ -510,14 +521,15 @@ def recommend_with_feedback(result, user, items, *, n: int = 10, score: str = "m
     folded = fold_in_feedback(result, user, items, rng=generator)
     rated = np.union1d(seen_items(result, user), _known_items(result, items))
     return _folded_top_n(result, folded, rated, user, n=n, score=score, threshold=threshold,
-                         quantile=quantile, item_info=item_info, generator=generator)
+                         quantile=quantile, item_info=item_info, generator=generator,
+                         users=result.user_ids.get_indexer(pd.Index([user])))
 
 
 def _folded_top_n(result, folded, rated_idx, user, *, n, score, threshold, quantile,
-                  item_info, generator) -> pd.DataFrame:
+                  item_info, generator, users=None) -> pd.DataFrame:
     factors, bias = _folded_draws(result, folded)
     scores = _scores_from_factors(result, factors, bias, score=score, threshold=threshold,
-                                  quantile=quantile, generator=generator)
+                                  quantile=quantile, generator=generator, users=users)
     rated = np.zeros((1, len(result.item_ids)), dtype=bool)
     rated[0, rated_idx] = True
     frame = _top_n_table(result, scores, rated, n, item_info)

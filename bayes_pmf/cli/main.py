@@ -34,6 +34,7 @@ FLAGS = {"out": "--out", "n_factors": "--factors", "lambda": "--lambda",
          "data": "--data", "train": "--train", "test": "--test", "items": "--items",
          "link": "--link",
          "round_predictions": "--round", "likelihood": "--likelihood",
+         "thresholds": "--thresholds",
          "implicit": "--implicit", "item_features": "--item-features", "k": "--folds",
          "by": "--by"}
 
@@ -92,6 +93,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "probit on the rating grid with learned cut points, for gibbs, "
                              "map, nuts and advi (their names get '-ordinal'; ALS and "
                              "constrained PMF stay Gaussian); or gaussian")
+    parser.add_argument("--thresholds", choices=["global", "user"], default=None,
+                        help="the ordinal model's cut points: user (default), each user's "
+                             "own, shrunk towards the global ones (how a user uses the "
+                             "scale: half stars or not, the low end or not), or global, "
+                             "one set for everyone")
     parser.add_argument("--implicit", choices=["auto", "none", "users", "items", "both"],
                         default=None,
                         help="implicit feedback in the posterior model (gibbs, nuts, advi): "
@@ -184,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="cross-validate posterior models instead of ALS's lambda")
     posterior.add_argument("--likelihoods", nargs="+", choices=["gaussian", "ordinal"],
                            default=None, help="likelihoods to try (default gaussian ordinal)")
+    posterior.add_argument("--thresholds", nargs="+", dest="threshold_variants",
+                           choices=["global", "user"], default=None,
+                           help="the ordinal model's cut points to try (default global)")
     posterior.add_argument("--implicit", nargs="+", dest="implicit_variants",
                            choices=["auto", "none", "users", "items", "both"], default=None,
                            help="implicit feedback to try (default none both)")
@@ -281,11 +290,16 @@ def _job_config(args: argparse.Namespace, **overrides):
         given["n_factors"] = args.factors
     if getattr(args, "lambda_", None) is not None:
         given["lambda_"] = args.lambda_
-    for name in ("link", "round_predictions", "likelihood", "implicit", "item_features"):
+    for name in ("link", "round_predictions", "likelihood", "thresholds", "implicit",
+                 "item_features"):
         if getattr(args, name, None) is not None:
             given[name] = getattr(args, name)
     if getattr(args, "link", None) == "logistic" and args.likelihood is None:
         given["likelihood"] = "gaussian"  # the logistic link is the Gaussian model's
+    if given.get("thresholds") == "user" and given.get("likelihood") == "gaussian":
+        raise ConfigError("--thresholds user (each user's own cut points) belongs to the "
+                          "ordinal likelihood, and --likelihood gaussian has no cut points: "
+                          "drop one of them", setting="thresholds")
     return FitJobConfig(**given, **overrides,
                         # --json: stdout holds the JSON only, and PyMC's own progress
                         # bars (MAP, NUTS) write to stdout, so progress is off
@@ -316,7 +330,7 @@ def _fit_job_config(args: argparse.Namespace):
 
 _JOB_FLAGS = ("data", "train", "test", "items", "test_fraction", "seed", "factors", "lambda_",
               "method", "draws", "tune", "chains", "thin", "max_sweeps", "title", "link",
-              "round_predictions", "likelihood", "implicit", "item_features")
+              "round_predictions", "likelihood", "thresholds", "implicit", "item_features")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -388,10 +402,12 @@ def _paper(args: argparse.Namespace) -> int:
 ALS_SELECT = {"lambdas": [1, 3, 10, 15, 30], "dims": [5, 10, 20], "folds": 5}
 # the library's defaults (bp.select_model), plus the grid the command tries
 POSTERIOR_SELECT = {"likelihoods": ["gaussian", "ordinal"], "implicit": ["none", "both"],
-                    "item_features": ["auto"], "dims": [10], "folds": 3, "draws": 400,
+                    "item_features": ["auto"], "thresholds": ["global"], "dims": [10],
+                    "folds": 3, "draws": 400,
                     "tune": 200, "chains": 2, "by": "rmse"}
 # select's flags whose destination is not their name
-_SELECT_DESTS = {"implicit": "implicit_variants", "item_features": "item_feature_variants"}
+_SELECT_DESTS = {"implicit": "implicit_variants", "item_features": "item_feature_variants",
+                 "thresholds": "threshold_variants"}
 
 
 def _select_settings(args: argparse.Namespace) -> dict:
@@ -438,7 +454,8 @@ def _select_posterior(args: argparse.Namespace, settings: dict, select_posterior
                          chains=settings["chains"])
     selection = select_posterior(config, settings["likelihoods"], settings["implicit"],
                                  settings["dims"], settings["folds"], by=settings["by"],
-                                 item_features=settings["item_features"])
+                                 item_features=settings["item_features"],
+                                 thresholds=settings["thresholds"])
     if args.json:
         print(json.dumps(selection.as_dict(), indent=2))
         return 0
@@ -448,6 +465,8 @@ def _select_posterior(args: argparse.Namespace, settings: dict, select_posterior
     table = selection.table.drop(columns=[c for c in selection.table if c.startswith("fold_")])
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     likelihood, implicit, d, *features = selection.chosen.split(", ")
+    if likelihood.endswith(" (user thresholds)"):
+        likelihood = likelihood.split()[0] + " --thresholds user"
     print(f"chosen: --likelihood {likelihood} --implicit {implicit.split()[1]} "
           f"--factors {d.split('=')[1]}"
           + (f" --item-features {features[0].split()[-1]}" if features else ""))

@@ -101,17 +101,21 @@ from ..errors import ConfigError, NumericalError, check_count, check_seed
 from ..model.params import (
     FactorParams,
     cutpoint_centres,
+    gap_log_density,
     item_additive_matrix,
     item_tag_vocabulary,
     level_bounds,
     linear_predictor,
     log_interval_probability,
     ordinal_expected_rating,
+    pair_bounds,
     rated_items_matrix,
     rating_grid,
     rating_levels,
     sum_log_interval_probability,
     truncated_normal,
+    user_cutpoints,
+    user_threshold_log_density,
 )
 from ..model.synthetic import wishart_draw
 from ..result.result import PMFResult, posterior_result
@@ -364,7 +368,10 @@ def joint_log_density(train, spec, state: dict) -> float:
     form (scalar "spherical", vector "diagonal", d x d matrix "wishart" and
     "normal-wishart"), ``user_mean`` / ``item_mean`` ("normal-wishart") and
     ``user_bias_precision`` / ``item_bias_precision``; for the ordinal likelihood
-    ``cutpoints`` (all K - 1, the first at its fixed midpoint). Constrained PMF takes
+    ``cutpoints`` (all K - 1, the first at its fixed midpoint) and, with per-user
+    thresholds, ``user_cutpoints`` (users x K-1; a density of the users' cut points, not
+    of their log gap offsets) and, for hierarchical priors, ``threshold_precision``
+    (1/tau^2). Constrained PMF takes
     ``Y`` and ``W`` in place of ``U`` (U = Y + M W) and, for hierarchical priors,
     ``implicit_precision`` (W's, in the family's form); implicit item feedback ``X`` and
     ``Z`` in place of ``V`` (V = X + M' Z) and ``implicit_item_precision``.
@@ -398,8 +405,22 @@ def joint_log_density(train, spec, state: dict) -> float:
         centres = cutpoint_centres(grid)
         if cutpoints[0] != centres[0] or np.any(np.diff(cutpoints) <= 0):
             return -np.inf
-        lower, upper = level_bounds(cutpoints, rating_levels(train.rating, grid))
-        total = float(np.sum(log_interval_probability(lower, upper, eta, sigma)))
+        levels = rating_levels(train.rating, grid)
+        if spec.user_thresholds:  # the users' cut points, given the global ones
+            user_cut = np.asarray(state["user_cutpoints"], dtype=float)
+            if np.any(user_cut[:, 0] != centres[0]) or np.any(np.diff(user_cut) <= 0):
+                return -np.inf
+            lower, upper = pair_bounds(user_cut[train.user_idx], levels)
+            if spec.learned_thresholds:  # 1/tau^2 ~ Gamma(threshold_prior)
+                spread = float(state["threshold_precision"])
+                total = _gamma_log_density(spread, *spec.threshold_prior)
+                total += user_threshold_log_density(user_cut, cutpoints, spread**-0.5)
+            else:
+                total = user_threshold_log_density(user_cut, cutpoints, spec.threshold_sd)
+        else:
+            lower, upper = level_bounds(cutpoints, levels)
+            total = 0.0
+        total += float(np.sum(log_interval_probability(lower, upper, eta, sigma)))
         total -= 0.5 * float(np.sum((cutpoints[1:] - centres[1:]) ** 2)) / spec.cutpoint_sd**2
     else:
         resid = train.rating - eta
@@ -813,9 +834,14 @@ class _OrdinalLatent:
         self.tune = tune
         self.by_user = by_user.copy()
         self.by_item = train.by_item.copy()
+        self.users = (_UserThresholds(self, spec, by_user.shape[0])
+                      if spec.user_thresholds else None)
 
     def _level_log_likelihood(self, k: int, cutpoints, eta_k: np.ndarray) -> float:
-        """log P(ratings of level k | eta), the level's interval read off ``cutpoints``."""
+        """log P(ratings of level k | eta), the level's interval read off ``cutpoints``
+        (the global K - 1, or every user's: users x K-1)."""
+        if np.ndim(cutpoints) == 2:
+            return float(np.sum(self.users.level_terms(k, cutpoints, eta_k)))
         lower = cutpoints[k - 1] if k > 0 else -np.inf
         upper = cutpoints[k] if k < len(cutpoints) else np.inf
         return sum_log_interval_probability(lower, upper, eta_k, self.sigma)
@@ -823,6 +849,18 @@ class _OrdinalLatent:
     def _log_prior(self, cutpoints) -> float:
         free = slice(1, None)
         return float(-0.5 * np.sum((cutpoints[free] - self.centres[free]) ** 2) / self.sd**2)
+
+    def _threshold_log_prior(self, cutpoints, user_cut) -> float:
+        """The global cut points' prior, and the users' given them (per-user thresholds)."""
+        total = self._log_prior(cutpoints)
+        if user_cut is not None:
+            total += user_threshold_log_density(user_cut, cutpoints, self.users.tau)
+        return total
+
+    @property
+    def likelihood_cutpoints(self) -> np.ndarray:
+        """The cut points the ratings see: every user's own, or the global ones."""
+        return self.users.cut if self.users else self.cutpoints
 
     def _adapt(self, step: float, accepted: bool, iteration: int) -> float:
         if iteration >= self.tune:
@@ -842,8 +880,13 @@ class _OrdinalLatent:
         eta = self.eta(U, V, mu, b, c)
         theta = self.cutpoints
         eta_of = [eta[rows] for rows in self.by_level]
-        current = [self._level_log_likelihood(k, theta, eta_of[k]) for k in range(len(eta_of))]
-        for _ in range(CUTPOINT_ROUNDS):
+        if self.users:
+            current = self.users.update(eta_of, rng, iteration)
+            theta = self.cutpoints
+        else:
+            current = [self._level_log_likelihood(k, theta, eta_of[k])
+                       for k in range(len(eta_of))]
+        for _ in range(0 if self.users else CUTPOINT_ROUNDS):
             for k in range(1, len(theta)):
                 proposal = theta.copy()
                 proposal[k] += self.steps[k] * rng.standard_normal()
@@ -864,20 +907,27 @@ class _OrdinalLatent:
         e = self.shift_step * rng.standard_normal()
         log_u = np.log(rng.random())
         proposal = theta + np.r_[0.0, np.full(len(theta) - 1, e)]
+        user_cut = self.users.cut if self.users else None
+        moved = None if user_cut is None else user_cut + proposal - theta
         accepted = len(theta) < 2 or proposal[1] > proposal[0]
         if accepted:
             prior_precision, prior_mean = mu_prior
-            ratio = (sum(self._level_log_likelihood(k, proposal, eta_of[k] + e)
+            seen = proposal if moved is None else moved
+            ratio = (sum(self._level_log_likelihood(k, seen, eta_of[k] + e)
                          for k in (0, 1)) - current[0] - current[1]
-                     + self._log_prior(proposal) - self._log_prior(theta)
+                     + self._threshold_log_prior(proposal, moved)
+                     - self._threshold_log_prior(theta, user_cut)
                      - 0.5 * prior_precision * ((mu + e - prior_mean) ** 2
                                                 - (mu - prior_mean) ** 2))
             accepted = log_u < ratio
         if accepted:
             theta, mu, eta = proposal, mu + e, eta + e
+            if moved is not None:
+                self.users.cut = moved
             eta_of = [values + e for values in eta_of]
-            current[0], current[1] = (self._level_log_likelihood(k, theta, eta_of[k])
-                                      for k in (0, 1))
+            current[0], current[1] = (
+                self._level_log_likelihood(k, self.likelihood_cutpoints if moved is not None
+                                           else theta, eta_of[k]) for k in (0, 1))
         self.shift_step = self._adapt(self.shift_step, accepted, iteration)
         self.cutpoints = theta
         (U, V, b, c, mu), factor = self._scale_move((U, V, b, c, mu), hypers, eta_of,
@@ -886,7 +936,10 @@ class _OrdinalLatent:
         self.stretch = factor
         if factor != 1.0:
             eta = theta[0] + factor * (eta - theta[0])
-        lower, upper = level_bounds(self.cutpoints, self.level)
+        if self.users:
+            lower, upper = pair_bounds(self.users.cut[self.rows], self.level)
+        else:
+            lower, upper = level_bounds(self.cutpoints, self.level)
         z = truncated_normal(eta, lower, upper, self.sigma, rng.random(len(eta)))
         self.by_user.data = z
         self.by_item.data = z[self.to_item_order]
@@ -910,15 +963,21 @@ class _OrdinalLatent:
         factor = float(np.exp(self.scale_step * rng.standard_normal()))
         log_u = np.log(rng.random())
         proposal = a + factor * (theta - a)
+        user_cut = self.users.cut if self.users else None
+        stretched = None if user_cut is None else a + factor * (user_cut - a)
         new_likelihood = sum(
-            self._level_log_likelihood(k, proposal, a + factor * (values - a))
+            self._level_log_likelihood(k, proposal if stretched is None else stretched,
+                                       a + factor * (values - a))
             for k, values in enumerate(eta_of))
         prior_precision, prior_mean = mu_prior
         new_mu = a + factor * (mu - a)
         ratio = (new_likelihood - log_likelihood
-                 + self._log_prior(proposal) - self._log_prior(theta)
+                 + self._threshold_log_prior(proposal, stretched)
+                 - self._threshold_log_prior(theta, user_cut)
                  - 0.5 * prior_precision * ((new_mu - prior_mean) ** 2 - (mu - prior_mean) ** 2))
         dimension = len(theta)  # the free cut points and mu
+        if user_cut is not None:  # and every user's free cut points
+            dimension += user_cut[:, 1:].size
         root = np.sqrt(factor)
         for bias, hyper in ((b, user_hyper), (c, item_hyper)):
             dimension += bias.size if self.biases else 0
@@ -936,14 +995,211 @@ class _OrdinalLatent:
         if not accepted:
             return state, 1.0
         self.cutpoints = proposal
+        if stretched is not None:
+            self.users.cut = stretched
         return (root * U, root * V, factor * b, factor * c, new_mu), factor
 
     def eta(self, U, V, mu, b, c) -> np.ndarray:
         """eta of every training rating, in the user-major order."""
         return linear_predictor(self.rows, self.cols, mu, b, c, U, V)
 
-    def expected_rating(self, eta: np.ndarray) -> np.ndarray:
+    def expected_rating(self, eta: np.ndarray, users: np.ndarray) -> np.ndarray:
+        """E[r] of pairs with these eta and users (row positions; -1: a user the
+        training data does not have, who gets the global cut points)."""
+        if self.users:
+            cut = np.where((users >= 0)[:, None], self.users.cut[np.maximum(users, 0)],
+                           self.cutpoints)
+            return ordinal_expected_rating(eta[None], cut[None], self.sigma, self.grid)[0]
         return ordinal_expected_rating(eta[None], self.cutpoints, self.sigma, self.grid)[0]
+
+
+# Per-user thresholds' Metropolis steps: the users' own moves and the joint moves adapt
+# towards 44 % accepted during burn-in; the global cut points given the users' get
+# PRIOR_ROUNDS cheap updates (they read no ratings).
+PRIOR_ROUNDS = 5
+
+
+class _UserThresholds:
+    """Every user's own cut points (``thresholds="user"``), users x K-1 with the first
+    column fixed at the global first cut point, and their moves each sweep, given eta:
+
+    * every user's log gap offsets at once by a preconditioned Crank-Nicolson step
+      (epsilon' = sqrt(1 - beta^2) epsilon + beta tau xi, one beta per user adapted
+      towards 30 % accepted during burn-in), which leaves their prior invariant: the
+      acceptance is the likelihood ratio alone, over all the user's ratings;
+    * each free cut point of every user at once (a vector of independent random-walk
+      Metropolis steps, one per user, z integrated out), touching only the ratings of the
+      two levels it separates: the user's likelihood there and the log-normal priors of
+      the user's two gaps beside it;
+    * the global cut points given the users' (they enter only the users' prior: no
+      ratings are read), ``PRIOR_ROUNDS`` random-walk rounds;
+    * for each free cut point k, one joint move of the global theta_k and every user's
+      cut point k together (its relative position between its neighbours shifted by one
+      step on the logit scale; the top one's gap by one step on the log scale), with the
+      Jacobian: the direction in which the users' prior holds the global cut points and
+      the users' cut points each other fast, and which the first two moves cross in steps
+      as small as the global cut points' conditional.
+
+    ``update`` returns each level's log-likelihood under the new cut points."""
+
+    def __init__(self, ordinal: _OrdinalLatent, spec, n_users: int) -> None:
+        if len(ordinal.centres) < 3:
+            raise ConfigError("thresholds='user' needs a rating grid of at least three "
+                              f"levels (two gaps a user can stretch); this one has "
+                              f"{len(ordinal.grid)}", setting="thresholds")
+        self.ordinal = ordinal
+        self.tau = spec.threshold_sd
+        self.n_users = n_users
+        self.cut = np.tile(ordinal.centres, (n_users, 1))
+        self.users_of = [ordinal.rows[rows] for rows in ordinal.by_level]
+        width = len(ordinal.centres)
+        self.steps = np.full((n_users, width), 0.05)
+        self.mixing = np.full(n_users, 0.3)  # each user's pCN step beta
+        self.learned = spec.learned_thresholds
+        self.hyperprior = spec.threshold_prior
+        self.spread_step = 0.05  # the joint stretch of tau and the offsets (log scale)
+        self.global_steps = np.full(width, 0.02)
+        self.joint_steps = np.full(width, 0.05)
+
+    def level_terms(self, k: int, user_cut: np.ndarray, eta_k: np.ndarray,
+                    column=None) -> np.ndarray:
+        """log P(each rating of level k | eta) under the users' cut points ``user_cut``
+        (``column``: cut point k - 1 or k replaced by these per-user values)."""
+        users, width = self.users_of[k], user_cut.shape[1]
+
+        def bound(j):
+            if j < 0:
+                return -np.inf
+            if j >= width:
+                return np.inf
+            values = column[1] if column is not None and column[0] == j else user_cut[:, j]
+            return values[users]
+        return log_interval_probability(bound(k - 1), bound(k), eta_k, self.ordinal.sigma)
+
+    def _sum_by_user(self, k: int, values: np.ndarray) -> np.ndarray:
+        return np.bincount(self.users_of[k], weights=values, minlength=self.n_users)
+
+    def update(self, eta_of: list, rng, iteration: int) -> list:
+        ordinal, cut = self.ordinal, self.cut
+        width = cut.shape[1]
+        terms = [self.level_terms(k, cut, eta_k) for k, eta_k in enumerate(eta_of)]
+        gaps = np.diff(ordinal.cutpoints)
+        tune = iteration < ordinal.tune
+        # every user's gaps at once: a preconditioned Crank-Nicolson step on the log gap
+        # offsets, which leaves their N(0, tau^2) prior invariant, so that only the
+        # likelihood decides: a user whose ratings say little about a gap moves it by
+        # the prior's width in one step (the cut-point steps below move one cut point
+        # between its neighbours: the top one, a sum of gaps, would crawl)
+        beta = self.mixing
+        offsets = np.log(np.diff(cut, axis=1)) - np.log(gaps)
+        proposal_cut = user_cutpoints(ordinal.cutpoints, np.sqrt(1 - beta**2)[:, None] * offsets
+                                      + (beta * self.tau)[:, None]
+                                      * rng.standard_normal(offsets.shape))
+        log_u = np.log(rng.random(self.n_users))
+        new = [self.level_terms(k, proposal_cut, eta_k) for k, eta_k in enumerate(eta_of)]
+        ratio = sum(self._sum_by_user(k, new[k] - terms[k]) for k in range(len(terms)))
+        accepted = log_u < ratio
+        cut = np.where(accepted[:, None], proposal_cut, cut)
+        terms = [np.where(accepted[self.users_of[k]], new[k], terms[k])
+                 for k in range(len(terms))]
+        if tune:  # towards 30 % accepted, beta in (0, 1]
+            self.mixing = np.minimum(1.0, beta * np.exp((accepted - 0.3)
+                                                        / np.sqrt(iteration + 1.0)))
+        for k in range(1, width):  # every user's cut point k
+            proposal = cut[:, k] + self.steps[:, k] * rng.standard_normal(self.n_users)
+            log_u = np.log(rng.random(self.n_users))
+            upper = cut[:, k + 1] if k + 1 < width else np.inf
+            valid = (cut[:, k - 1] < proposal) & (proposal < upper)
+            proposal = np.where(valid, proposal, cut[:, k])
+            new = [self.level_terms(j, cut, eta_of[j], (k, proposal)) for j in (k, k + 1)]
+            ratio = (self._sum_by_user(k, new[0] - terms[k])
+                     + self._sum_by_user(k + 1, new[1] - terms[k + 1])
+                     + gap_log_density(cut[:, k - 1], proposal, gaps[k - 1], self.tau)
+                     - gap_log_density(cut[:, k - 1], cut[:, k], gaps[k - 1], self.tau))
+            if k + 1 < width:
+                ratio += (gap_log_density(proposal, upper, gaps[k], self.tau)
+                          - gap_log_density(cut[:, k], upper, gaps[k], self.tau))
+            accepted = valid & (log_u < ratio)
+            cut[:, k] = np.where(accepted, proposal, cut[:, k])
+            for j, values in zip((k, k + 1), new):
+                terms[j] = np.where(accepted[self.users_of[j]], values, terms[j])
+            if tune:
+                self.steps[:, k] *= np.exp((accepted - 0.44) / np.sqrt(iteration + 1.0))
+        theta = ordinal.cutpoints.copy()
+        for _ in range(PRIOR_ROUNDS):  # the global cut points given the users'
+            for k in range(1, width):
+                proposal = theta.copy()
+                proposal[k] += self.global_steps[k] * rng.standard_normal()
+                log_u = np.log(rng.random())
+                upper = theta[k + 1] if k + 1 < width else np.inf
+                accepted = bool(theta[k - 1] < proposal[k] < upper)
+                if accepted:
+                    ratio = (ordinal._threshold_log_prior(proposal, cut)
+                             - ordinal._threshold_log_prior(theta, cut))
+                    accepted = log_u < ratio
+                if accepted:
+                    theta = proposal
+                self.global_steps[k] = ordinal._adapt(self.global_steps[k], accepted,
+                                                      iteration)
+        sums = [float(np.sum(values)) for values in terms]
+        for k in range(1, width):  # theta_k and every user's cut point k together
+            step = self.joint_steps[k] * rng.standard_normal()
+            log_u = np.log(rng.random())
+            proposal, moved = theta.copy(), cut.copy()
+            if k + 1 < width:  # the position between the neighbours, on the logit scale
+                log_jacobian = 0.0
+                for values, row in ((proposal, theta), (moved.T, cut.T)):
+                    low, high = row[k - 1], row[k + 1]
+                    position = (row[k] - low) / (high - low)
+                    new_position = special.expit(special.logit(position) + step)
+                    values[k] = low + (high - low) * new_position
+                    log_jacobian += float(np.sum(
+                        np.log(new_position * (1 - new_position))
+                        - np.log(position * (1 - position))))
+            else:  # the top gap, on the log scale
+                for values, row in ((proposal, theta), (moved.T, cut.T)):
+                    values[k] = row[k - 1] + (row[k] - row[k - 1]) * np.exp(step)
+                log_jacobian = (self.n_users + 1) * step
+            new = [self.level_terms(j, moved, eta_of[j]) for j in (k, k + 1)]
+            ratio = (float(np.sum(new[0]) + np.sum(new[1])) - sums[k] - sums[k + 1]
+                     + ordinal._threshold_log_prior(proposal, moved)
+                     - ordinal._threshold_log_prior(theta, cut) + log_jacobian)
+            accepted = bool(np.all(np.diff(moved, axis=1) > 0) and log_u < ratio)
+            if accepted:
+                theta, cut = proposal, moved
+                terms[k], terms[k + 1] = new
+                sums[k], sums[k + 1] = float(np.sum(new[0])), float(np.sum(new[1]))
+            self.joint_steps[k] = ordinal._adapt(self.joint_steps[k], accepted, iteration)
+        ordinal.cutpoints, self.cut = theta, cut
+        if self.learned:
+            sums = self._update_spread(eta_of, sums, rng, iteration)
+        return sums
+
+    def _update_spread(self, eta_of, sums, rng, iteration: int) -> list:
+        """A learned tau: drawn from its conditional given the offsets (1/tau^2 ~ Gamma,
+        conjugate), then one Metropolis move stretching tau and every offset by one
+        factor s (log s ~ N(0, step^2)): the direction in which tau and weakly informed
+        offsets hold each other (a funnel); the offsets' prior is invariant under it up
+        to the Jacobian, so the ratio is the likelihood's, tau's prior and s^-2 (in
+        1/tau^2's terms: -2a log s - b/tau^2 (s^-2 - 1))."""
+        ordinal = self.ordinal
+        offsets = np.log(np.diff(self.cut, axis=1)) - np.log(np.diff(ordinal.cutpoints))
+        shape, rate = self.hyperprior
+        precision = rng.gamma(shape + 0.5 * offsets.size,
+                              1.0 / (rate + 0.5 * float(np.sum(offsets**2))))
+        self.tau = 1.0 / np.sqrt(precision)
+        log_s = self.spread_step * rng.standard_normal()
+        log_u = np.log(rng.random())
+        moved = user_cutpoints(ordinal.cutpoints, np.exp(log_s) * offsets)
+        new = [self.level_terms(k, moved, eta_k) for k, eta_k in enumerate(eta_of)]
+        new_sums = [float(np.sum(values)) for values in new]
+        ratio = (sum(new_sums) - sum(sums) - 2 * shape * log_s
+                 - rate * precision * (np.exp(-2 * log_s) - 1.0))
+        accepted = log_u < ratio
+        if accepted:
+            self.cut, self.tau, sums = moved, self.tau * np.exp(log_s), new_sums
+        self.spread_step = ordinal._adapt(self.spread_step, accepted, iteration)
+        return sums
 
 
 _HYPER_SAMPLERS = {"bpmf": _sample_normal_wishart, "wishart": _sample_wishart_zero_mean,
@@ -1011,7 +1267,7 @@ class GibbsConfig:
 # significant digits, far below any Monte Carlo error, in half the memory (4 chains x
 # 1,000 draws on MovieLens: 1.7 GB instead of 3.4). The chains compute in double.
 STORED_DTYPE = np.float32
-_PER_ROW = ("U", "V", "W", "Z", "Phi", "user_bias", "item_bias")
+_PER_ROW = ("U", "V", "W", "Z", "Phi", "user_bias", "item_bias", "user_cutpoints")
 
 
 def _draws_output(train, spec, config: GibbsConfig, held_out,
@@ -1038,6 +1294,10 @@ def _draws_output(train, spec, config: GibbsConfig, held_out,
     if spec.ordinal:  # sigma is the fixed latent scale: not a draw
         shapes["cutpoints"] = (len(rating_grid(train.scale)) - 1,)
         shapes.pop("sigma")
+        if spec.user_thresholds:
+            shapes["user_cutpoints"] = (n,) + shapes["cutpoints"]
+        if spec.learned_thresholds:
+            shapes["threshold_sd"] = ()
     if held_out is not None:
         shapes["running_test_rmse"] = ()
     return {name: allocate(lead + shape, STORED_DTYPE if name in _PER_ROW else np.float64)
@@ -1267,7 +1527,7 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
             u_idx, i_idx, actual = held_out
             eta = FactorParams(U, V, mu if spec.global_mean else 0.0,
                                b, c).linear_predictor(u_idx, i_idx)
-            running_sum += ordinal.expected_rating(eta) if ordinal else eta
+            running_sum += ordinal.expected_rating(eta, u_idx) if ordinal else eta
         if (iteration - config.tune) % config.thin:
             continue
         out["U"][kept], out["V"][kept] = U, V
@@ -1282,6 +1542,10 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
             out["mu"][kept] = mu
         if ordinal:
             out["cutpoints"][kept] = ordinal.cutpoints
+            if ordinal.users:
+                out["user_cutpoints"][kept] = ordinal.users.cut
+            if "threshold_sd" in out:
+                out["threshold_sd"][kept] = ordinal.users.tau
         if user_side:
             out["W"][kept] = user_side.full(rng)
             out["sigma_w"][kept] = user_side.hyper.factor_scale
@@ -1542,7 +1806,7 @@ def sample_gibbs(
             init_lambda = 5.0
         # chains start from the Gaussian model's optimum (the ordinal model's latent
         # ratings are on the rating scale, its cut points start at the midpoints)
-        init_spec = spec.with_(likelihood="gaussian", constrained=False,
+        init_spec = spec.with_(likelihood="gaussian", thresholds="global", constrained=False,
                                implicit_items=False, item_features=None)
         init_spec = init_spec if init_lambda is None else init_spec.with_(
             sigma_u=spec.sigma / np.sqrt(init_lambda), sigma_v=spec.sigma / np.sqrt(init_lambda))

@@ -342,6 +342,61 @@ def level_bounds(cutpoints, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return edges[..., level], edges[..., level + 1]
 
 
+def pair_bounds(cutpoints, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`level_bounds` with one set of cut points per pair: cut points (..., pairs,
+    K-1) and one level per pair give bounds (..., pairs)."""
+    cutpoints = np.asarray(cutpoints, dtype=float)
+    outer = np.ones(cutpoints.shape[:-1] + (1,))
+    edges = np.concatenate([-np.inf * outer, cutpoints, np.inf * outer], axis=-1)
+    index = np.broadcast_to(np.asarray(level)[..., None], cutpoints.shape[:-1] + (1,))
+    return (np.take_along_axis(edges, index, axis=-1)[..., 0],
+            np.take_along_axis(edges, index + 1, axis=-1)[..., 0])
+
+
+# --- per-user thresholds (thresholds="user") ----------------------------------------------
+#
+# User u's cut points T_u share the fixed first one, and each gap is the global gap times
+# exp(epsilon_uk), epsilon_uk ~ N(0, tau^2): T_u,k+1 = T_u,k + (theta_k+1 - theta_k) e^eps.
+# tau -> 0 is the global model; a user who never gives half stars has wide whole-star
+# intervals, one who never goes below 3 a wide bottom interval.
+
+
+def user_cutpoints(cutpoints, offsets) -> np.ndarray:
+    """Users' cut points (..., users, K-1) from the global ones (..., K-1) and the users'
+    log gap offsets epsilon (..., users, K-2)."""
+    cutpoints = np.asarray(cutpoints, dtype=float)
+    gaps = np.diff(cutpoints, axis=-1)[..., None, :] * np.exp(offsets)
+    first = np.broadcast_to(cutpoints[..., None, :1], gaps.shape[:-1] + (1,))
+    return np.concatenate([first, first + np.cumsum(gaps, axis=-1)], axis=-1)
+
+
+def log_gap_offsets(user_cut, cutpoints) -> np.ndarray:
+    """The users' log gap offsets epsilon (..., users, K-2): the inverse of
+    :func:`user_cutpoints`."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (np.log(np.diff(user_cut, axis=-1))
+                - np.log(np.diff(np.asarray(cutpoints, dtype=float), axis=-1))[..., None, :])
+
+
+def gap_log_density(lower, upper, gap, tau: float) -> np.ndarray:
+    """log p(a user's gap upper - lower | the global gap) under the log-normal prior of
+    per-user thresholds, as a density of the user's cut points (the 1/width is the
+    Jacobian from epsilon); -inf for a gap that is not positive."""
+    width = np.asarray(upper, dtype=float) - lower
+    with np.errstate(divide="ignore", invalid="ignore"):
+        offset = np.log(width) - np.log(gap)
+        out = -0.5 * (offset / tau) ** 2 - np.log(width) - np.log(tau * np.sqrt(2 * np.pi))
+    return np.where(width > 0, out, -np.inf)
+
+
+def user_threshold_log_density(user_cut, cutpoints, tau: float) -> float:
+    """log p(every user's cut points | the global ones): the sum of :func:`gap_log_density`
+    over users and gaps."""
+    user_cut = np.asarray(user_cut, dtype=float)
+    gaps = np.diff(np.asarray(cutpoints, dtype=float))
+    return float(np.sum(gap_log_density(user_cut[:, :-1], user_cut[:, 1:], gaps, tau)))
+
+
 def log_interval_probability(lower, upper, eta, sigma) -> np.ndarray:
     """log P(lower < z <= upper) for z ~ N(eta, sigma^2), accurate in both tails
     (bounds may be -inf / +inf)."""
@@ -438,10 +493,13 @@ def _truncated_normal(eta, lower, upper, sigma, uniform: np.ndarray) -> np.ndarr
 
 def _per_sample(eta: np.ndarray, cutpoints, sigma) -> tuple[np.ndarray, np.ndarray]:
     """Cut points (samples x K-1) and sigma (samples) shaped to broadcast against eta
-    (samples x ...): one set per sample."""
+    (samples x ...): one set per sample; or cut points per pair (samples x ... x K-1, the
+    middle axes broadcasting against eta's), returned as (samples x K-1 x ...)."""
     cutpoints = np.atleast_2d(np.asarray(cutpoints, dtype=float))
     sigma = np.broadcast_to(np.asarray(sigma, dtype=float), (len(cutpoints),))
     tail = (1,) * (eta.ndim - 1)
+    if cutpoints.ndim > 2:  # per pair (samples x ... x K-1, broadcasting against eta)
+        return np.moveaxis(cutpoints, -1, 1), sigma.reshape(sigma.shape + tail)
     return (cutpoints.reshape(cutpoints.shape + tail),
             sigma.reshape(sigma.shape + tail))
 
@@ -450,6 +508,7 @@ def ordinal_expected_rating(eta, cutpoints, sigma, grid) -> np.ndarray:
     """E[r | eta] = v_1 + sum_k (v_{k+1} - v_k) P(z > theta_k) for eta (samples x ...),
     cut points (samples x K-1) and sigma (samples), one cut point at a time."""
     eta = np.asarray(eta, dtype=float)
+    per_pair = np.ndim(cutpoints) > 2
     cutpoints, sigma = _per_sample(eta, cutpoints, sigma)
     grid = np.asarray(grid, dtype=float)
     out = np.full(eta.shape, grid[0])
@@ -461,7 +520,10 @@ def ordinal_expected_rating(eta, cutpoints, sigma, grid) -> np.ndarray:
         part = (..., slice(start, start + step)) if eta.ndim >= 2 else ...
         piece = eta[part]
         for k, gap in enumerate(np.diff(grid)):
-            out[part] += gap * ndtr((piece - cutpoints[:, k]) / sigma)
+            cut = cutpoints[:, k]
+            if per_pair:
+                cut = np.broadcast_to(cut, eta.shape)[part]
+            out[part] += gap * ndtr((piece - cut) / sigma)
     return out
 
 

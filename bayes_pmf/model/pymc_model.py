@@ -71,7 +71,8 @@ from .params import (
 # other learned quantities a result keeps (scales; the ordinal model's cut points).
 PARAMETER_NAMES = ("U", "V", "mu", "user_bias", "item_bias", "Y", "W", "X", "Z", "Phi")
 SCALE_NAMES = ("sigma", "sigma_u", "sigma_v", "sigma_user_bias", "sigma_item_bias",
-               "sigma_u_latent", "sigma_v_latent", "sigma_w", "sigma_z", "cutpoints")
+               "sigma_u_latent", "sigma_v_latent", "sigma_w", "sigma_z", "cutpoints",
+               "user_cutpoints", "threshold_sd")
 
 
 def _precision_scale(spec, name: str, dims: str | None = None):
@@ -180,10 +181,13 @@ def _bias_scale(spec, name: str, fixed: float):
     return fixed if spec.prior == "fixed" else _precision_scale(spec, name)
 
 
-def _ordinal_rating(train, spec, eta) -> None:
+def _ordinal_rating(train, spec, eta, user_idx, parameterization: str = "centered") -> None:
     """The ordered probit on the grid's levels (the Gibbs sampler's cut-point prior: the
     first cut point fixed at its midpoint, the rest N(midpoint, cutpoint_sd^2) and
-    increasing)."""
+    increasing). Per-user thresholds: each user's gaps are the global ones times
+    exp(offset), offsets ~ N(0, tau^2) (``user_cutpoint_offsets``; tau = threshold_sd, or
+    learned under the hierarchical families), the users' cut points kept as
+    ``user_cutpoints``."""
     grid = rating_grid(train.scale)
     centres = cutpoint_centres(grid)
     cutpoints = pt.as_tensor_variable(centres[:1])
@@ -196,7 +200,28 @@ def _ordinal_rating(train, spec, eta) -> None:
         cutpoints = pt.concatenate([cutpoints, free])
     cutpoints = pm.Deterministic("cutpoints", cutpoints, dims="cutpoint")
     levels = pm.Data("observed_level", rating_levels(train.rating, grid), dims="obs")
-    pm.OrderedProbit("rating", eta=eta, cutpoints=cutpoints, sigma=spec.sigma,
+    seen = cutpoints
+    if spec.user_thresholds:
+        spread = spec.threshold_sd
+        if spec.learned_thresholds:  # 1/tau^2 ~ Gamma(threshold_prior)
+            precision = pm.Gamma("threshold_precision", alpha=spec.threshold_prior[0],
+                                 beta=spec.threshold_prior[1])
+            spread = pm.Deterministic("threshold_sd", 1.0 / pt.sqrt(precision))
+        if parameterization == "noncentered":
+            raw = pm.Normal("user_cutpoint_offsets_raw", 0.0, 1.0,
+                            dims=("user", "cutpoint_gap"))
+            offsets = pm.Deterministic("user_cutpoint_offsets", spread * raw,
+                                       dims=("user", "cutpoint_gap"))
+        else:
+            offsets = pm.Normal("user_cutpoint_offsets", 0.0, spread,
+                                dims=("user", "cutpoint_gap"))
+        gaps = pt.diff(cutpoints)[None, :] * pt.exp(offsets)
+        first = pt.zeros((train.n_users, 1)) + cutpoints[0]
+        user_cut = pm.Deterministic(
+            "user_cutpoints", pt.concatenate([first, first + pt.cumsum(gaps, axis=1)], axis=1),
+            dims=("user", "cutpoint"))
+        seen = user_cut[user_idx]
+    pm.OrderedProbit("rating", eta=eta, cutpoints=seen, sigma=spec.sigma,
                      compute_p=False, observed=levels, dims="obs", shape=eta.shape)
 
 
@@ -221,6 +246,8 @@ def build_model(train, spec, *, parameterization: str = "centered") -> pm.Model:
     }
     if spec.ordinal:
         coords["cutpoint"] = np.arange(len(rating_grid(train.scale)) - 1)
+        if spec.user_thresholds:
+            coords["cutpoint_gap"] = np.arange(len(coords["cutpoint"]) - 1)
     if spec.item_features is not None:
         coords["item_tag"] = item_tag_vocabulary(train, spec.item_features)
         coords["item_additive_row"] = np.arange(
@@ -258,7 +285,7 @@ def build_model(train, spec, *, parameterization: str = "centered") -> pm.Model:
                                                            parameterization=parameterization)
             eta = eta + (U[user_idx] * V[item_idx]).sum(axis=-1)
         if spec.ordinal:
-            _ordinal_rating(train, spec, eta)
+            _ordinal_rating(train, spec, eta, user_idx, parameterization)
             return model
         mean = pm.math.sigmoid(eta) if spec.link == "logistic" else eta
         pm.Normal("rating", mu=mean, sigma=sigma, observed=observed, dims="obs",

@@ -31,6 +31,18 @@ theta_1 < theta_2 < ... < theta_{K-1}. With every cut point at its midpoint this
 Gaussian model's predictive mass on each grid bin; freeing them lets ratings heap on
 whole stars. (:mod:`bayes_pmf.model.params` holds the ordinal arithmetic.)
 
+``thresholds="user"`` gives every user u their own cut points (the Bayesian form of
+Koren & Sill's OrdRec): T_u1 = theta_1 (fixed), and each gap the global one stretched,
+
+    T_u,k+1 - T_u,k = (theta_k+1 - theta_k) exp(epsilon_uk),   epsilon_uk ~ N(0, tau^2)
+
+with tau = ``threshold_sd`` under fixed priors; under the hierarchical families tau is
+learned, 1/tau^2 ~ Gamma(``threshold_prior``), so that data whose users share one scale
+shrink every user to the global cut points. Users who never give half stars get wide
+whole-star intervals, users who never go below 3 a wide bottom one, and users with few
+ratings stay near the global cut points. A user the model has not seen gets the global
+ones.
+
 The noise (``noise``): "fixed" (sigma as given) or "learned" (1/sigma^2 ~ Gamma(a, b),
 :data:`NOISE_PRIOR`). mu has a flat prior, or N(m0, s0^2) with ``mu_prior=(m0, s0)``
 (the calibration checks need a proper prior to draw mu from). ``constrained=True`` is
@@ -80,6 +92,7 @@ from typing import Literal
 from ..errors import ConfigError
 
 Link = Literal["identity", "logistic"]
+Thresholds = Literal["global", "user"]
 Likelihood = Literal["gaussian", "ordinal"]
 ImplicitNorm = Literal["count", "sqrt"]
 Prior = Literal["fixed", "spherical", "diagonal", "wishart", "normal-wishart"]
@@ -89,6 +102,7 @@ NOISES: tuple[str, ...] = ("fixed", "learned")
 LINKS: tuple[str, ...] = ("identity", "logistic")
 LIKELIHOODS: tuple[str, ...] = ("gaussian", "ordinal")
 IMPLICIT_NORMS: tuple[str, ...] = ("count", "sqrt")
+THRESHOLDS: tuple[str, ...] = ("global", "user")
 
 # Defaults, set once (everything else reads them from here).
 DEFAULT_FACTORS = 10
@@ -104,6 +118,10 @@ NOISE_PRIOR = (1.0, 1.0)       # Gamma(shape, rate) on 1/sigma^2
 GAMMA_PRIOR = (1.0, 1.0)       # Gamma(a0, b0) on the spherical/diagonal/bias precisions
 NW_BETA0 = 2.0                 # Normal-Wishart: prior precision multiplier of mu_U
 CUTPOINT_SD = 0.5              # ordinal: prior sd of a free cut point around its midpoint
+THRESHOLD_SD = 0.3             # ordinal, per-user thresholds: sd of a user's log gap offset
+# ... learned under hierarchical priors: Gamma(shape, rate) on 1/tau^2 (prior mean tau 0.3,
+# P(tau > 1) 1.4 %: a user's gaps mostly within a factor 2 of the global ones)
+THRESHOLD_PRIOR = (2.0, 0.18)
 
 
 def _positive(name: str, value: float) -> None:
@@ -154,6 +172,12 @@ class PMFSpec:
         identity link and a fixed noise, which sets the latent scale).
     cutpoint_sd : the ordinal model's prior sd of a free cut point around its midpoint
         (default :data:`CUTPOINT_SD`).
+    thresholds : "global" (one set of cut points) or "user" (each user's own cut points,
+        shrunk towards the global ones; ordinal only).
+    threshold_sd : with per-user thresholds and fixed priors, the prior sd tau of a
+        user's log gap offset (default :data:`THRESHOLD_SD`; where a learned tau starts).
+    threshold_prior : (shape, rate) of the Gamma prior on 1/tau^2 under the hierarchical
+        families (default :data:`THRESHOLD_PRIOR`).
     """
 
     n_factors: int = DEFAULT_FACTORS
@@ -178,6 +202,9 @@ class PMFSpec:
     implicit_norm: ImplicitNorm = "count"
     implicit_items: bool = False
     item_features: str | None = None
+    thresholds: Thresholds = "global"
+    threshold_sd: float = THRESHOLD_SD
+    threshold_prior: tuple[float, float] = THRESHOLD_PRIOR
 
     def __post_init__(self) -> None:
         if isinstance(self.n_factors, bool) or not isinstance(self.n_factors, int) \
@@ -186,11 +213,12 @@ class PMFSpec:
                 f"n_factors (latent dimension d) must be an integer >= 0, got {self.n_factors!r}",
                 setting="n_factors")
         for name in ("sigma", "sigma_u", "sigma_v", "sigma_user_bias", "sigma_item_bias",
-                     "sigma_w", "cutpoint_sd"):
+                     "sigma_w", "cutpoint_sd", "threshold_sd"):
             _positive(name, getattr(self, name))
         for name, allowed in (("link", LINKS), ("prior", PRIORS), ("noise", NOISES),
                               ("likelihood", LIKELIHOODS),
-                              ("implicit_norm", IMPLICIT_NORMS)):
+                              ("implicit_norm", IMPLICIT_NORMS),
+                              ("thresholds", THRESHOLDS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}, got "
                                   f"{getattr(self, name)!r}", setting=name)
@@ -198,7 +226,7 @@ class PMFSpec:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got "
                                   f"{getattr(self, name)!r}", setting=name)
-        for name in ("noise_prior", "gamma_prior"):
+        for name in ("noise_prior", "gamma_prior", "threshold_prior"):
             value = getattr(self, name)
             pair = tuple(value) if isinstance(value, (list, tuple)) else ()
             if len(pair) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -228,6 +256,10 @@ class PMFSpec:
                 raise ConfigError("item_features needs latent factors (n_factors >= 1): "
                                   "the tags enter through their factors",
                                   setting="item_features")
+        if self.thresholds == "user" and not self.ordinal:
+            raise ConfigError("thresholds='user' (each user's own cut points) belongs to "
+                              "the ordinal likelihood: choose likelihood='ordinal'",
+                              setting="thresholds")
         if self.ordinal:
             for name, wanted, why in (
                     ("link", "identity", "the ordinal model has its own link to the grid"),
@@ -282,6 +314,16 @@ class PMFSpec:
     def ordinal(self) -> bool:
         """The ordered-probit likelihood on the rating grid."""
         return self.likelihood == "ordinal"
+
+    @property
+    def user_thresholds(self) -> bool:
+        """Each user has their own cut points (ordinal, ``thresholds="user"``)."""
+        return self.thresholds == "user"
+
+    @property
+    def learned_thresholds(self) -> bool:
+        """Per-user thresholds whose spread tau is learned (the hierarchical families)."""
+        return self.user_thresholds and self.prior != "fixed"
 
     @property
     def item_additive(self) -> bool:

@@ -29,6 +29,7 @@ from .params import (
     item_tag_sets,
     normalised_indicator,
     ordinal_draws,
+    user_cutpoints,
 )
 
 # The tags of synthetic items with item_features (draw_from_prior).
@@ -59,13 +60,25 @@ def draw_cutpoints(spec, grid, rng, attempts: int = 100_000) -> np.ndarray:
                       f"{spec.cutpoint_sd} is too wide for this grid", setting="cutpoint_sd")
 
 
-def _observed(eta, spec, sigma, grid, cutpoints, rng) -> tuple[np.ndarray, RatingScale]:
-    """Ratings around eta: Gaussian (unbounded scale), or the ordinal model's levels."""
+def draw_user_cutpoints(spec, cutpoints, n_users: int, rng, spread=None) -> np.ndarray:
+    """Every user's cut points from the per-user thresholds' prior around ``cutpoints``:
+    each gap the global one times exp(N(0, tau^2)), tau = ``spread`` (default
+    threshold_sd)."""
+    spread = spec.threshold_sd if spread is None else spread
+    offsets = spread * rng.standard_normal((n_users, len(cutpoints) - 1))
+    return user_cutpoints(cutpoints, offsets)
+
+
+def _observed(eta, spec, sigma, grid, cutpoints, rng,
+              pair_cut=None) -> tuple[np.ndarray, RatingScale]:
+    """Ratings around eta: Gaussian (unbounded scale), or the ordinal model's levels
+    (``pair_cut``: each rating's own cut points, per-user thresholds)."""
     noise = rng.standard_normal(len(eta))
     if not spec.ordinal:
         return eta + sigma * noise, RatingScale.unbounded()
     grid, scale = _grid_scale(grid)
-    return ordinal_draws(eta[None], cutpoints, sigma, grid, noise[None])[0], scale
+    cut = cutpoints if pair_cut is None else pair_cut[None]
+    return ordinal_draws(eta[None], cut, sigma, grid, noise[None])[0], scale
 
 
 @dataclass(frozen=True)
@@ -185,10 +198,15 @@ def make_synthetic(
         truth = FactorParams(truth.user_factors + offsets, truth.item_factors, truth.mu,
                              truth.user_bias, truth.item_bias)
     hyper = None
+    pair_cut = None
     if spec.ordinal:
         hyper = {"cutpoints": cutpoint_centres(_grid_scale(grid)[0])}
+        if spec.user_thresholds:
+            hyper["user_cutpoints"] = draw_user_cutpoints(spec, hyper["cutpoints"], n_users,
+                                                          rng)
+            pair_cut = hyper["user_cutpoints"][users]
     ratings, scale = _observed(truth.linear_predictor(users, items), spec, spec.sigma, grid,
-                               hyper and hyper["cutpoints"], rng)
+                               hyper and hyper["cutpoints"], rng, pair_cut)
     data = RatingsData(
         users, items, ratings, pd.Index(np.arange(n_users), name="user"),
         pd.Index(np.arange(n_items), name="item"), scale,
@@ -322,10 +340,19 @@ def draw_from_prior(spec, n_users: int, n_items: int, n_ratings: int, *,
         factors[side] = factors[side] + matrix @ additive
     truth = FactorParams(factors["user"], factors["item"], mu, sides["user"][1],
                          sides["item"][1])
+    pair_cut = None
     if spec.ordinal:
         hyper["cutpoints"] = draw_cutpoints(spec, _grid_scale(grid)[0], generator)
+        if spec.user_thresholds:
+            spread = None
+            if spec.learned_thresholds:  # 1/tau^2 from its Gamma prior
+                shape, rate = spec.threshold_prior
+                spread = hyper["threshold_sd"] = float(generator.gamma(shape, 1 / rate))**-0.5
+            hyper["user_cutpoints"] = draw_user_cutpoints(spec, hyper["cutpoints"], n_users,
+                                                          generator, spread)
+            pair_cut = hyper["user_cutpoints"][users]
     ratings, scale = _observed(truth.linear_predictor(users, items), spec, sigma, grid,
-                               hyper.get("cutpoints"), generator)
+                               hyper.get("cutpoints"), generator, pair_cut)
     if not math.isfinite(float(ratings.sum())):
         raise RatingsDataError("ratings drawn from the prior are not finite")
     data = RatingsData(

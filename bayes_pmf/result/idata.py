@@ -63,6 +63,9 @@ _PARAM_DIMS = {
     "sigma_v_latent": ("latent",),
     # the ordinal likelihood's cut points (the first one fixed)
     "cutpoints": ("cutpoint",),
+    # per-user thresholds: every user's own cut points (the first one fixed)
+    "user_cutpoints": ("user", "cutpoint"),
+    "threshold_sd": (),
     # constrained PMF: U = Y + (row-normalised rated-items indicator) W
     "Y": ("user", "latent"),
     "W": ("item", "latent"),

@@ -35,6 +35,7 @@ from ..model.params import (
     log_interval_probability,
     ordinal_draws,
     ordinal_expected_rating,
+    pair_bounds,
     predictor_draws,
     predictor_mean,
     rating_grid,
@@ -284,12 +285,31 @@ class PMFResult:
     def _chosen(self, samples) -> np.ndarray | slice:
         return slice(None) if samples is None else np.asarray(samples)
 
-    def to_rating_scale(self, eta: np.ndarray, samples=None) -> np.ndarray:
+    def cutpoint_draws(self, samples=None, user_idx=None) -> np.ndarray:
+        """The ordinal model's cut points of the draws ``samples`` (default all):
+        (samples x K-1), or with per-user thresholds and ``user_idx`` (row positions of
+        users, any shape; -1: a user the model has not seen, who gets the global cut
+        points) (samples x user_idx.shape x K-1)."""
+        chosen = self._chosen(samples)
+        if user_idx is None or "user_cutpoints" not in self.draws:
+            return self.draws["cutpoints"][chosen]
+        user_idx = np.asarray(user_idx, dtype=np.intp)
+        known = user_idx >= 0
+        out = np.array(self.draws["user_cutpoints"][chosen][:, np.where(known, user_idx, 0)],
+                       dtype=float)
+        if not known.all():
+            out[:, ~known] = np.asarray(self.draws["cutpoints"][chosen], dtype=float)[
+                (slice(None),) + (None,) * user_idx.ndim]
+        return out
+
+    def to_rating_scale(self, eta: np.ndarray, samples=None, user_idx=None) -> np.ndarray:
         """eta (samples x ...: the draws ``samples``, default all) mapped through the link
-        onto the rating scale: the expected rating E[r | params] of each draw."""
+        onto the rating scale: the expected rating E[r | params] of each draw. With
+        per-user thresholds, ``user_idx`` (broadcasting against eta's trailing axes) says
+        whose cut points apply (None: the global ones)."""
         if self.spec.ordinal:
             chosen = self._chosen(samples)
-            return ordinal_expected_rating(eta, self.draws["cutpoints"][chosen],
+            return ordinal_expected_rating(eta, self.cutpoint_draws(samples, user_idx),
                                            self.sigma_draws[chosen], self.grid)
         if self.spec.link == "logistic":
             return self.scale.from_unit(sigmoid(eta))
@@ -316,9 +336,10 @@ class PMFResult:
     def mean_draws(self, users, items, *, unknown: UnknownPolicy = "error",
                    samples: np.ndarray | None = None, by_index: bool = False) -> np.ndarray:
         """Draws of the expected rating E[r | params] for each pair: (samples x pairs)."""
+        user_idx = self._encode(users, items, unknown, by_index)[0]
         return self.to_rating_scale(
             self.eta_draws(users, items, unknown=unknown, samples=samples, by_index=by_index),
-            samples)
+            samples, user_idx)
 
     def noise_sd_draws(self, samples=None) -> np.ndarray:
         """The noise sd of each draw on the scale its likelihood lives on (the ordinal
@@ -339,11 +360,11 @@ class PMFResult:
         scale) for the Gaussian model, the level of eta + noise for the ordinal one."""
         sigma = self.noise_sd_draws(samples)
         if self.spec.ordinal:
-            chosen = self._chosen(samples)
             eta = self.eta_draws(users, items, unknown=unknown, samples=samples,
                                  by_index=by_index)
-            ratings = ordinal_draws(eta, self.draws["cutpoints"][chosen], sigma, self.grid,
-                                    normal)
+            user_idx = self._encode(users, items, unknown, by_index)[0]
+            ratings = ordinal_draws(eta, self.cutpoint_draws(samples, user_idx), sigma,
+                                    self.grid, normal)
             return np.where(np.isnan(eta), np.nan, ratings)
         means = self.mean_draws(users, items, unknown=unknown, samples=samples,
                                 by_index=by_index)
@@ -361,8 +382,12 @@ class PMFResult:
             chosen = self._chosen(samples)
             eta = self.eta_draws(users, items, unknown="prior", samples=samples,
                                  by_index=by_index)
-            lower, upper = level_bounds(self.draws["cutpoints"][chosen],
-                                        rating_levels(actual, self.grid))
+            levels = rating_levels(actual, self.grid)
+            if "user_cutpoints" in self.draws:
+                user_idx = self._encode(users, items, "prior", by_index)[0]
+                lower, upper = pair_bounds(self.cutpoint_draws(samples, user_idx), levels)
+            else:
+                lower, upper = level_bounds(self.draws["cutpoints"][chosen], levels)
             return log_interval_probability(lower, upper, eta, sigma[:, None])
         means = self.mean_draws(users, items, unknown="prior", samples=samples,
                                 by_index=by_index)
@@ -378,7 +403,8 @@ class PMFResult:
         predictive mass on each grid bin (edges at the midpoints, the end bins open)."""
         if self.spec.ordinal:
             eta = self.eta_draws(users, items, unknown="prior", samples=samples)
-            return binned_probabilities(eta, self.draws["cutpoints"][self._chosen(samples)],
+            user_idx = self._encode(users, items, "prior")[0]
+            return binned_probabilities(eta, self.cutpoint_draws(samples, user_idx),
                                         self.noise_sd_draws(samples))
         means = self.mean_draws(users, items, unknown="prior", samples=samples)
         sigma = self.rating_noise_sd_draws(samples)
@@ -422,7 +448,7 @@ class PMFResult:
             for start in range(0, self.n_samples, block):
                 chosen = np.arange(start, min(start + block, self.n_samples))
                 total += self.to_rating_scale(self._eta(
-                    items, user_idx, item_idx, chosen, False), chosen).sum(axis=0)
+                    items, user_idx, item_idx, chosen, False), chosen, user_idx).sum(axis=0)
             means = total / self.n_samples
         if unknown == "nan":
             means[unknown_pairs] = np.nan

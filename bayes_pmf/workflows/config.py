@@ -37,6 +37,7 @@ from ..model.spec import (
     DEFAULT_POSTERIOR_PRIOR,
     LIKELIHOODS,
     LINKS,
+    THRESHOLDS,
     PMFSpec,
 )
 
@@ -101,6 +102,12 @@ class FitJobConfig:
     # constrained PMF stay Gaussian. It beat the Gaussian posterior on held-out log score,
     # RPS and RMSE (benchmarks/ordinal.py); "gaussian" is the Gaussian model.
     likelihood: str = "ordinal"
+    # The ordinal model's cut points: "user" (default), each user's own, shrunk towards
+    # the global ones (log-normal gaps, their spread learned), or "global", one set for
+    # everyone. "user" won by 3-fold cross-validation on the training part (RMSE and log
+    # score; benchmarks/README.md, "Per-user thresholds"); the Gaussian likelihood has
+    # no cut points and ignores it.
+    thresholds: str = "user"
     # Implicit feedback in the posterior model (gibbs, nuts, advi): "users" adds to each
     # user's factors the normalised sum of factors W of the items they rated (constrained
     # PMF / SVD++), "items" adds to each item's the normalised sum of factors Z of the
@@ -162,6 +169,9 @@ class FitJobConfig:
         if self.likelihood not in LIKELIHOODS:
             raise ConfigError(f"likelihood must be one of {LIKELIHOODS}, got "
                               f"{self.likelihood!r}", setting="likelihood")
+        if self.thresholds not in THRESHOLDS:
+            raise ConfigError(f"thresholds must be one of {THRESHOLDS}, got "
+                              f"{self.thresholds!r}", setting="thresholds")
         if self.implicit not in IMPLICIT_CHOICES:
             raise ConfigError(f"implicit must be one of {IMPLICIT_CHOICES}, got "
                               f"{self.implicit!r}", setting="implicit")
@@ -191,7 +201,9 @@ class FitJobConfig:
     def pmf_spec(self) -> PMFSpec:
         """The point model: PMF with biases and fixed priors at the run's penalties (ALS
         fits its Gaussian version, see :attr:`gaussian_spec`)."""
-        return self.gaussian_spec.with_(likelihood=self.likelihood)
+        return self.gaussian_spec.with_(
+            likelihood=self.likelihood,
+            thresholds=self.thresholds if self.likelihood == "ordinal" else "global")
 
     @property
     def gaussian_spec(self) -> PMFSpec:
@@ -299,8 +311,18 @@ def stored_rows(implicit: str, n_users: int, n_items: int) -> int:
             + (n_users if implicit in ("items", "both") else 0))
 
 
+def stored_values(config: FitJobConfig, implicit: str, n_users: int, n_items: int,
+                  levels: int) -> int:
+    """Values a posterior draw stores: :func:`stored_rows` x (d + 1), and with per-user
+    thresholds every user's K - 1 cut points (``levels``: the grid's K)."""
+    values = stored_rows(implicit, n_users, n_items) * (config.n_factors + 1)
+    if config.likelihood == "ordinal" and config.thresholds == "user":
+        values += n_users * max(levels - 1, 0)
+    return values
+
+
 def sampling_plan(config: FitJobConfig, n_train: int, n_users: int,
-                  n_items: int) -> SamplingPlan:
+                  n_items: int, *, levels: int = 10) -> SamplingPlan:
     """What the main job's Gibbs chains run on ``n_train`` training ratings of ``n_users``
     users and ``n_items`` items. The settings as they are, unless
 
@@ -315,7 +337,8 @@ def sampling_plan(config: FitJobConfig, n_train: int, n_users: int,
     * the kept draws of all chains would hold more than ``draws_memory_gb`` (U, V and
       biases, and the implicit factors W, Z: chains x draws x rows x (d + 1)
       single-precision values; 6.8 GB for the embedded MovieLens' 4 x 2,000 with implicit
-      feedback on both sides): then every k-th sweep is kept, the smallest k that fits,
+      feedback on both sides; with per-user thresholds also every user's cut points,
+      ``levels`` - 1 of them): then every k-th sweep is kept, the smallest k that fits,
       with the same number of sweeps (draws / k kept per chain).
     """
     from ..engines.implicit import MAX_RANK
@@ -346,8 +369,8 @@ def sampling_plan(config: FitJobConfig, n_train: int, n_users: int,
             f"above the sweep budget of {config.sweep_budget:.3g} rating visits: {tune} "
             f"burn-in sweeps and {draws} draws per chain instead of {config.tune} and "
             f"{config.draws} (a larger sweep_budget, or 0, runs longer chains)")
-    stored = config.chains * draws * stored_rows(implicit, n_users, n_items) \
-        * (config.n_factors + 1) * _STORED_FLOAT
+    stored = config.chains * draws * stored_values(config, implicit, n_users, n_items,
+                                                   levels) * _STORED_FLOAT
     budget = config.draws_memory_gb * 2**30
     if budget and stored > budget:
         keep_every = math.ceil(stored / budget)
@@ -357,6 +380,14 @@ def sampling_plan(config: FitJobConfig, n_train: int, n_users: int,
             f"= {config.draws_memory_gb:g}: every {_nth(thin)} sweep is kept ({draws} draws per "
             "chain from the same number of sweeps)")
     return SamplingPlan(draws, tune, thin, tuple(notes), implicit)
+
+
+def grid_levels(scale) -> int:
+    """The number of rating levels of a bounded grid (10 for any other scale: the
+    memory plans' half-star guess)."""
+    if scale.bounded and scale.step:
+        return len(scale.values())
+    return 10
 
 
 def memory_estimate(config: FitJobConfig, split) -> list[tuple[str, int]]:
@@ -379,11 +410,16 @@ def memory_estimate(config: FitJobConfig, split) -> list[tuple[str, int]]:
         implicit = config.implicit_for(train.n_users, train.n_items)
         if sampled == ["gibbs"]:
             draws, size = sampling_plan(config, train.n_ratings, train.n_users,
-                                        train.n_items).draws, _STORED_FLOAT
+                                        train.n_items,
+                                        levels=grid_levels(train.scale)).draws, _STORED_FLOAT
         stored = stored_rows(implicit, train.n_users, train.n_items)
+        values = stored_values(config, implicit, train.n_users, train.n_items,
+                               grid_levels(train.scale))
         parts.append((f"posterior draws ({chains} chains x {draws:,} draws x "
-                      f"{stored:,} rows of users, items and implicit factors x (d+1))",
-                      chains * draws * stored * (d + 1) * size))
+                      f"{stored:,} rows of users, items and implicit factors x (d+1)"
+                      + (", and every user's cut points" if values > stored * (d + 1)
+                         else "") + ")",
+                      chains * draws * values * size))
         if "gibbs" in sampled and implicit != "none":
             # engines.implicit: per side a dense r x r Gram matrix, its eigenvectors and
             # the basis kept (about 5 r^2 values for both sides), in every chain process

@@ -29,7 +29,7 @@ from ..analysis.metrics import rmse_by_activity_table, score
 from ..data.files import load_split as load_split_of
 from ..engines.als import fit_als, fit_bias_baseline, fit_global_mean, fit_item_mean, fit_user_mean
 from ..result.predictive import CALIBRATION_LEVELS, held_out_predictions, interval_column_names
-from .config import FitJobConfig, check_memory, sampling_plan
+from .config import FitJobConfig, check_memory, grid_levels, sampling_plan
 from .reproducibility import environment
 
 
@@ -84,7 +84,8 @@ def _gibbs_methods(config: FitJobConfig, split, executor=None) -> list[tuple[str
     from ..engines.gibbs import sample_gibbs
 
     train, test = split.train, split.test
-    plan = sampling_plan(config, train.n_ratings, train.n_users, train.n_items)
+    plan = sampling_plan(config, train.n_ratings, train.n_users, train.n_items,
+                         levels=grid_levels(train.scale))
     name = config.method_name("bpmf-gibbs")
     # The held-out set is only watched (running RMSE per sample), never fitted to.
     return [(name, lambda: sample_gibbs(
@@ -235,7 +236,8 @@ def _run_fit_job(config: FitJobConfig, stages: Stages, executor) -> FitJobOutcom
         metrics["item_features"] = config.item_features_for(train)
     if "gibbs" in config.methods:
         metrics["sampling"] = sampling_plan(config, train.n_ratings, train.n_users,
-                                            train.n_items).as_dict()
+                                            train.n_items,
+                                            levels=grid_levels(train.scale)).as_dict()
     if any(m.n_samples > 1 for m in models.values()):
         with stages("diagnostics"):
             table = diagnostics_table(models, split)

@@ -129,31 +129,40 @@ def select(config: FitJobConfig, lambdas, dims, folds: int):
 
 
 def posterior_variants(config: FitJobConfig, likelihoods, implicit, dims,
-                       item_features=None) -> dict:
+                       item_features=None, thresholds=None) -> dict:
     """The posterior models (the run's :meth:`FitJobConfig.posterior_spec_for`) for every
     likelihood x implicit feedback x d (x item features, when ``item_features`` lists
-    more than one setting; else each has that one, or the run's), by name; "auto"
-    settings are resolved on each fold."""
+    more than one setting; else each has that one, or the run's; x the ordinal model's
+    ``thresholds``, default the run's), by name; "auto" settings are resolved on each
+    fold. The ordinal model with per-user thresholds is named "ordinal (user
+    thresholds)"; the Gaussian model has no thresholds and is tried once."""
     features = list(item_features) if item_features else [config.item_features]
+    cuts = list(thresholds) if thresholds else [config.thresholds]
     variants: dict = {}
-    for likelihood, feedback, d, tags in product(likelihoods, implicit, dims, features):
-        variant = replace(config, likelihood=likelihood, implicit=feedback, n_factors=d,
-                          item_features=tags)
-        name = f"{likelihood}, implicit {feedback}, d={d}" + (
+    for likelihood, cut, feedback, d, tags in product(likelihoods, cuts, implicit, dims,
+                                                      features):
+        if likelihood != "ordinal":
+            if cut != cuts[0]:
+                continue
+            cut = "global"
+        variant = replace(config, likelihood=likelihood, thresholds=cut, implicit=feedback,
+                          n_factors=d, item_features=tags)
+        model = f"{likelihood} (user thresholds)" if cut == "user" else likelihood
+        name = f"{model}, implicit {feedback}, d={d}" + (
             f", item features {tags}" if len(features) > 1 else "")
         variants[name] = variant.posterior_spec_for
     return variants
 
 
 def select_posterior(config: FitJobConfig, likelihoods, implicit, dims, folds: int, *,
-                     by: str = "rmse", train=None, item_features=None):
+                     by: str = "rmse", train=None, item_features=None, thresholds=None):
     """:func:`select_model` of the posterior variants (:func:`posterior_variants`; with
     ``item_features``, those settings compared too) on the config's training part
     (``train`` when the caller has it already, else read and split here), the config's
     chains, burn-in and draws."""
     check_model_selection(folds, by)
     variants = posterior_variants(config, likelihoods, implicit, dims,
-                                  item_features)  # checks them
+                                  item_features, thresholds)  # checks them
     if train is None:
         train = load_split(config)[0].train
     return select_model(train, variants, k=folds, by=by, draws=config.draws,
@@ -180,8 +189,10 @@ def model_selection_section(config: FitJobConfig, train) -> dict:
                                  MODEL_SELECTION_GRID["folds"], train=train)
     implicit = config.implicit_for(train.n_users, train.n_items)
     features = config.item_features_for(train)
+    model = config.likelihood + (" (user thresholds)" if config.likelihood == "ordinal"
+                                 and config.thresholds == "user" else "")
     return dict(selection.as_dict(),
-                run_model=f"{config.likelihood}, implicit {implicit}, d={config.n_factors}"
+                run_model=f"{model}, implicit {implicit}, d={config.n_factors}"
                 + (f" (each with the items' {features})" if features else ""))
 
 
