@@ -185,7 +185,7 @@ whole_only = max(np.flatnonzero(half_share.reindex(range(train.n_users)) == 0),
 halves = max(np.flatnonzero(half_share.reindex(range(train.n_users)) > 0.4),
              key=lambda u: user_counts[u])
 own = personal.draws["user_cutpoints"].reshape(-1, train.n_users, len(personal.grid) - 1)
-widths = {"global": np.diff(personal.draws["cutpoints"].reshape(-1, len(cuts) + 1)
+widths = {"global": np.diff(personal.draws["cutpoints"].reshape(-1, len(personal.grid) - 1)
                             .mean(axis=0))}
 for label, user in (("never a half star", whole_only), ("half stars often", halves)):
     widths[f"user {train.user_ids[user]} ({label}, {user_counts[user]} ratings)"] = np.diff(

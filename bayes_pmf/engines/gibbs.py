@@ -937,7 +937,7 @@ class _OrdinalLatent:
         if factor != 1.0:
             eta = theta[0] + factor * (eta - theta[0])
         if self.users:
-            lower, upper = pair_bounds(self.users.cut[self.rows], self.level)
+            lower, upper = self.users.bounds(self.rows, self.level)
         else:
             lower, upper = level_bounds(self.cutpoints, self.level)
         z = truncated_normal(eta, lower, upper, self.sigma, rng.random(len(eta)))
@@ -1075,6 +1075,13 @@ class _UserThresholds:
             values = column[1] if column is not None and column[0] == j else user_cut[:, j]
             return values[users]
         return log_interval_probability(bound(k - 1), bound(k), eta_k, self.ordinal.sigma)
+
+    def bounds(self, users: np.ndarray, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The interval of each rating (its user, its level) under the users' cut points,
+        gathered without a ratings x K array."""
+        outer = np.full((self.n_users, 1), np.inf)
+        edges = np.hstack([-outer, self.cut, outer])
+        return edges[users, level], edges[users, level + 1]
 
     def _sum_by_user(self, k: int, values: np.ndarray) -> np.ndarray:
         return np.bincount(self.users_of[k], weights=values, minlength=self.n_users)
