@@ -55,6 +55,38 @@ def test_user_cut_points_are_the_global_gaps_stretched_and_their_prior_is_a_dens
     assert gap_log_density(1.0, 1.0, 0.5, 0.3) == -np.inf
 
 
+def test_pairs_read_their_users_cut_points_one_at_a_time():
+    """UserCutpoints (what predictions pass around instead of a samples x pairs x K-1
+    array) gives the same bounds, expected ratings, level probabilities and draws as
+    that array, for known users, a user the model has not seen (-1: the global cut
+    points) and the lowest and top levels."""
+    from bayes_pmf.model.params import (
+        UserCutpoints,
+        ordinal_draws,
+        ordinal_expected_rating,
+        pair_bounds,
+    )
+
+    rng = np.random.default_rng(1)
+    theta = np.sort(rng.uniform(0.5, 5, (6, 9)), axis=1)  # 6 stored draws
+    table = user_cutpoints(theta, rng.normal(0, 0.4, (6, 4, 8)))  # 4 users
+    rows, samples = np.array([0, 3, -1, 2, 3]), np.array([5, 1, 2])
+    full = table[samples][:, np.maximum(rows, 0)]
+    full[:, rows < 0] = theta[samples][:, None]
+    lazy = UserCutpoints(table, samples, rows, theta)
+    levels = np.array([0, 9, 4, 9, 1])
+    for got, want in zip(pair_bounds(lazy, levels), pair_bounds(full, levels)):
+        np.testing.assert_array_equal(got, want)
+    eta, sigma = rng.normal(3, 1, (3, 5)), np.array([0.6, 0.7, 0.8])
+    np.testing.assert_allclose(ordinal_expected_rating(eta, lazy, sigma, GRID),
+                               ordinal_expected_rating(eta, full, sigma, GRID), atol=1e-14)
+    np.testing.assert_allclose(binned_probabilities(eta, lazy, sigma),
+                               binned_probabilities(eta, full, sigma), atol=1e-14)
+    normal = rng.standard_normal((3, 5))
+    np.testing.assert_array_equal(ordinal_draws(eta, lazy, sigma, GRID, normal),
+                                  ordinal_draws(eta, full, sigma, GRID, normal))
+
+
 def test_user_thresholds_belong_to_the_ordinal_model_and_a_grid_with_gaps_to_stretch():
     with pytest.raises(ConfigError) as error:
         bp.PMFSpec(n_factors=2, thresholds="user")

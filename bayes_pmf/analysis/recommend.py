@@ -172,7 +172,7 @@ def _block_scores(result, factors: np.ndarray, bias: np.ndarray, score: str,
         if users is None or "user_cutpoints" not in result.draws:
             cut = result.draws["cutpoints"][:, level - 1, None, None]
         else:  # each user's own: (samples x users x 1)
-            cut = result.cutpoint_draws(None, np.asarray(users)[:, None])[..., level - 1]
+            cut = result.cutpoint_draws(None, np.asarray(users)[:, None]).column(level - 1)
         return ndtr((eta - cut) / result.sigma_draws[:, None, None]).mean(axis=0)
     return _reduce_draws(result, _expected_rating_draws(result, factors, bias, users=users),
                          score, threshold, quantile)

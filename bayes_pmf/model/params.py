@@ -344,7 +344,9 @@ def level_bounds(cutpoints, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def pair_bounds(cutpoints, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`level_bounds` with one set of cut points per pair: cut points (..., pairs,
-    K-1) and one level per pair give bounds (..., pairs)."""
+    K-1) (or a :class:`UserCutpoints`) and one level per pair give bounds (..., pairs)."""
+    if isinstance(cutpoints, UserCutpoints):
+        return cutpoints.bounds(level)
     cutpoints = np.asarray(cutpoints, dtype=float)
     outer = np.ones(cutpoints.shape[:-1] + (1,))
     edges = np.concatenate([-np.inf * outer, cutpoints, np.inf * outer], axis=-1)
@@ -491,10 +493,68 @@ def _truncated_normal(eta, lower, upper, sigma, uniform: np.ndarray) -> np.ndarr
     return eta + sigma * np.where(flip, -x, x)
 
 
+class UserCutpoints:
+    """Each pair's cut points under per-user thresholds, gathered one cut point at a time
+    so that no samples x pairs x K-1 array is built: ``table`` holds every stored draw's
+    users' cut points (draws x users x K-1; read, not copied), ``samples`` the draws used
+    (an index array, or None for all), ``rows`` each pair's user (any shape; -1: a user
+    the model has not seen, who gets the draws' global cut points ``fallback``, draws x
+    K-1)."""
+
+    def __init__(self, table, samples, rows, fallback) -> None:
+        self.table = table
+        self.samples = None if samples is None else np.asarray(samples, dtype=np.intp)
+        self.rows = np.asarray(rows, dtype=np.intp)
+        self.known = self.rows >= 0
+        self.fallback = np.asarray(fallback if samples is None else fallback[self.samples],
+                                   dtype=float)
+        self.count = table.shape[-1]
+        self.n_samples = len(self.fallback)
+
+    def _gather(self, k) -> np.ndarray:
+        """(samples x rows.shape) of cut point ``k`` (an int, or one per pair)."""
+        safe = np.where(self.known, self.rows, 0).ravel()
+        k = np.broadcast_to(k, self.rows.shape).ravel()
+        if self.samples is None:
+            values = self.table[:, safe, k]
+        else:
+            values = self.table[self.samples[:, None], safe[None, :], k[None, :]]
+        values = np.asarray(values, dtype=float).reshape((self.n_samples,) + self.rows.shape)
+        if not self.known.all():
+            values[:, ~self.known] = self.fallback[:, k.reshape(self.rows.shape)[~self.known]]
+        return values
+
+    def column(self, k: int) -> np.ndarray:
+        """Cut point k of every pair's user, per draw: (samples x rows.shape)."""
+        return self._gather(k)
+
+    def bounds(self, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`pair_bounds` of each pair's level (rows' shape), per draw."""
+        level = np.broadcast_to(np.asarray(level), self.rows.shape)
+        lower = self._gather(np.maximum(level - 1, 0))
+        upper = self._gather(np.minimum(level, self.count - 1))
+        lower[:, level == 0] = -np.inf
+        upper[:, level == self.count] = np.inf
+        return lower, upper
+
+
+def _cut(cutpoints, k: int) -> np.ndarray:
+    """Cut point k of every sample (and pair), shaped by :func:`_per_sample`."""
+    return cutpoints.column(k) if isinstance(cutpoints, UserCutpoints) else cutpoints[:, k]
+
+
+def _cut_count(cutpoints) -> int:
+    return cutpoints.count if isinstance(cutpoints, UserCutpoints) else cutpoints.shape[1]
+
+
 def _per_sample(eta: np.ndarray, cutpoints, sigma) -> tuple[np.ndarray, np.ndarray]:
     """Cut points (samples x K-1) and sigma (samples) shaped to broadcast against eta
     (samples x ...): one set per sample; or cut points per pair (samples x ... x K-1, the
-    middle axes broadcasting against eta's), returned as (samples x K-1 x ...)."""
+    middle axes broadcasting against eta's), returned as (samples x K-1 x ...); or a
+    :class:`UserCutpoints`, returned as it is."""
+    if isinstance(cutpoints, UserCutpoints):
+        sigma = np.broadcast_to(np.asarray(sigma, dtype=float), (cutpoints.n_samples,))
+        return cutpoints, sigma.reshape(sigma.shape + (1,) * (eta.ndim - 1))
     cutpoints = np.atleast_2d(np.asarray(cutpoints, dtype=float))
     sigma = np.broadcast_to(np.asarray(sigma, dtype=float), (len(cutpoints),))
     tail = (1,) * (eta.ndim - 1)
@@ -512,6 +572,10 @@ def ordinal_expected_rating(eta, cutpoints, sigma, grid) -> np.ndarray:
     cutpoints, sigma = _per_sample(eta, cutpoints, sigma)
     grid = np.asarray(grid, dtype=float)
     out = np.full(eta.shape, grid[0])
+    if isinstance(cutpoints, UserCutpoints):  # one cut point of every pair at a time
+        for k, gap in enumerate(np.diff(grid)):
+            out += gap * ndtr((eta - cutpoints.column(k)) / sigma)
+        return out
     # in pieces along the pairs' last axis (see _PIECE): same arithmetic for every value
     # (1-D eta is one value per sample: no pairs axis to cut)
     width = eta.shape[-1] if eta.ndim >= 2 else 1
@@ -534,8 +598,8 @@ def ordinal_draws(eta, cutpoints, sigma, grid, normal: np.ndarray) -> np.ndarray
     cutpoints, sigma = _per_sample(eta, cutpoints, sigma)
     latent = eta + sigma * normal
     level = np.zeros(latent.shape, dtype=np.int64)
-    for k in range(cutpoints.shape[1]):
-        level += latent > cutpoints[:, k]
+    for k in range(_cut_count(cutpoints)):
+        level += latent > _cut(cutpoints, k)
     return np.asarray(grid, dtype=float)[level]
 
 
@@ -547,9 +611,9 @@ def binned_probabilities(centre, edges, sigma) -> np.ndarray:
     centre = np.asarray(centre, dtype=float)
     edges, sigma = _per_sample(centre, edges, sigma)
     below = np.zeros(centre.shape)
-    out = np.empty(centre.shape[1:] + (edges.shape[1] + 1,))
-    for k in range(edges.shape[1]):
-        cdf = ndtr((edges[:, k] - centre) / sigma)
+    out = np.empty(centre.shape[1:] + (_cut_count(edges) + 1,))
+    for k in range(_cut_count(edges)):
+        cdf = ndtr((_cut(edges, k) - centre) / sigma)
         out[..., k] = (cdf - below).mean(axis=0)
         below = cdf
     out[..., -1] = (1.0 - below).mean(axis=0)

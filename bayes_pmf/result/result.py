@@ -26,6 +26,7 @@ from ..data.ratings import RatingScale
 from ..errors import ConfigError, ResultFileError, UnknownIdError, plain_scalar
 from ..model.params import (
     FactorParams,
+    UserCutpoints,
     binned_probabilities,
     cutpoint_centres,
     item_tag_matrix,
@@ -289,18 +290,13 @@ class PMFResult:
         """The ordinal model's cut points of the draws ``samples`` (default all):
         (samples x K-1), or with per-user thresholds and ``user_idx`` (row positions of
         users, any shape; -1: a user the model has not seen, who gets the global cut
-        points) (samples x user_idx.shape x K-1)."""
+        points) a :class:`~bayes_pmf.model.params.UserCutpoints`, which the ordinal
+        arithmetic reads one cut point at a time."""
         chosen = self._chosen(samples)
         if user_idx is None or "user_cutpoints" not in self.draws:
             return self.draws["cutpoints"][chosen]
-        user_idx = np.asarray(user_idx, dtype=np.intp)
-        known = user_idx >= 0
-        out = np.array(self.draws["user_cutpoints"][chosen][:, np.where(known, user_idx, 0)],
-                       dtype=float)
-        if not known.all():
-            out[:, ~known] = np.asarray(self.draws["cutpoints"][chosen], dtype=float)[
-                (slice(None),) + (None,) * user_idx.ndim]
-        return out
+        return UserCutpoints(self.draws["user_cutpoints"], samples, user_idx,
+                             self.draws["cutpoints"])
 
     def to_rating_scale(self, eta: np.ndarray, samples=None, user_idx=None) -> np.ndarray:
         """eta (samples x ...: the draws ``samples``, default all) mapped through the link
