@@ -103,6 +103,10 @@ def tiny():
 
 
 def _twin_differences(data, spec, sampler_spec, n=6, rng=0):
+    """logp of the PyMC twin minus the sampler's joint density at random points: constant
+    if the two are one model. With per-user thresholds the twin's variables are the
+    users' log gap offsets and the sampler's their cut points: the Jacobian between the
+    two, sum log gaps, is taken off (tests/test_user_thresholds.py)."""
     from bayes_pmf.model.pymc_model import build_model
 
     model = build_model(data, spec)
@@ -120,12 +124,18 @@ def _twin_differences(data, spec, sampler_spec, n=6, rng=0):
                  for k, v in start.items()}
         values = dict(zip(names, values_of(point)))
         state = {k: values[k] for k in ("U", "V", "mu", "user_bias", "item_bias",
-                                        "cutpoints")}
+                                        "cutpoints", "user_cutpoints") if k in values}
         for side, short in (("user", "u"), ("item", "v")):
             if spec.prior == "spherical":
                 state[f"{side}_precision"] = values[f"sigma_{short}_precision"]
                 state[f"{side}_bias_precision"] = values[f"sigma_{side}_bias_precision"]
-        differences.append(float(logp(point)) - joint_log_density(data, sampler_spec, state))
+        jacobian = 0.0
+        if spec.user_thresholds:
+            jacobian = float(np.sum(np.log(np.diff(values["user_cutpoints"], axis=1))))
+            if spec.learned_thresholds:
+                state["threshold_precision"] = values["threshold_precision"]
+        differences.append(float(logp(point)) - joint_log_density(data, sampler_spec, state)
+                           - jacobian)
     return np.array(differences)
 
 

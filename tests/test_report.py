@@ -213,14 +213,15 @@ def test_a_report_can_show_the_posterior_model_selection(small_config, tmp_path)
     out = write_report(config, tmp_path / "selected")
     metrics = json.loads((out / "metrics.json").read_text())
     selection = metrics["model_selection"]
+    # the ordinal model with the job's thresholds (each user's own, the default)
     assert {row["model"] for row in selection["table"]} == {
-        f"{lik}, implicit {imp}, d=2" for lik in ("gaussian", "ordinal")
+        f"{lik}, implicit {imp}, d=2" for lik in ("gaussian", "ordinal (user thresholds)")
         for imp in ("none", "both")}
     assert selection["settings"] == {"draws": 30, "tune": 20, "chains": 2}  # the job's
-    assert selection["run_model"] == "ordinal, implicit both, d=2"
+    assert selection["run_model"] == "ordinal (user thresholds), implicit both, d=2"
     scores = [row["cv_rmse"] for row in selection["table"]]
     assert scores == sorted(scores) and selection["chosen"] == selection["table"][0]["model"]
     text = (out / "report.md").read_text()
     assert "## Model selection" in text and selection["chosen"] in text
-    assert "this report's model is ordinal, implicit both, d=2" in text
+    assert "this report's model is ordinal (user thresholds), implicit both, d=2" in text
     assert read_config(out / "config.toml").model_selection
