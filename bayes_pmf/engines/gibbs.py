@@ -106,6 +106,7 @@ from ..model.params import (
     item_tag_vocabulary,
     level_bounds,
     linear_predictor,
+    log_gap_offsets,
     log_interval_probability,
     ordinal_expected_rating,
     pair_bounds,
@@ -1098,7 +1099,7 @@ class _UserThresholds:
         # the prior's width in one step (the cut-point steps below move one cut point
         # between its neighbours: the top one, a sum of gaps, would crawl)
         beta = self.mixing
-        offsets = np.log(np.diff(cut, axis=1)) - np.log(gaps)
+        offsets = log_gap_offsets(cut, ordinal.cutpoints)
         proposal_cut = user_cutpoints(ordinal.cutpoints, np.sqrt(1 - beta**2)[:, None] * offsets
                                       + (beta * self.tau)[:, None]
                                       * rng.standard_normal(offsets.shape))
@@ -1190,7 +1191,7 @@ class _UserThresholds:
         to the Jacobian, so the ratio is the likelihood's, tau's prior and s^-2 (in
         1/tau^2's terms: -2a log s - b/tau^2 (s^-2 - 1))."""
         ordinal = self.ordinal
-        offsets = np.log(np.diff(self.cut, axis=1)) - np.log(np.diff(ordinal.cutpoints))
+        offsets = log_gap_offsets(self.cut, ordinal.cutpoints)
         shape, rate = self.hyperprior
         precision = rng.gamma(shape + 0.5 * offsets.size,
                               1.0 / (rate + 0.5 * float(np.sum(offsets**2))))
