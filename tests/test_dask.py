@@ -82,6 +82,66 @@ def test_gibbs_draws_on_the_cluster_are_bit_identical(cluster, data, spec):
     assert held <= alive
 
 
+class _CountingBar:
+    def __init__(self):
+        self.sweeps = 0
+
+    def advance(self, status=""):
+        self.sweeps += 1
+
+
+def test_chains_as_dask_tasks_give_the_in_process_draws(cluster):
+    """chain_tasks=True: each chain whole on a worker (the main job's model: ordinal with
+    per-user thresholds, implicit feedback); same random streams, so the same draws, bit
+    for bit; the progress bar hears every sweep; two chains run in two workers at
+    once."""
+    spec = bp.PMFSpec.hierarchical(likelihood="ordinal", thresholds="user", n_factors=3,
+                                   sigma=1.0, constrained=True, implicit_items=True,
+                                   mu_prior=(3.0, 1.0))
+    drawn = bp.draw_from_prior(spec.with_(prior="fixed"), 120, 80, 2500, rng=4).data
+    settings = dict(draws=12, tune=8, chains=2, rng=5, progress=False)
+    here = sample_gibbs(drawn, spec, **settings)
+    tasks = DaskExecutor(cluster.client, chain_tasks=True)
+    there = sample_gibbs(drawn, spec, executor=tasks, **settings)
+    assert _digest(there) == _digest(here)
+    assert "chain_tasks=True" in there.settings["executor"]
+    assert tasks.bytes_received > 0  # the draws came back from the workers
+    # power: another seed's chains differ
+    other = sample_gibbs(drawn, spec, executor=tasks, **{**settings, "rng": 6})
+    assert _digest(other) != _digest(here)
+    # the progress bar hears every sweep of every chain
+    bar = _CountingBar()
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(0).spawn(2)]
+    kept = {}
+
+    def run_alone(rng, task_bar, inner):
+        for _ in range(7):
+            task_bar.advance("x")
+            time.sleep(0.15)  # long enough that both chains are running at once
+        return {"draws": rng.random(3), "pid": np.array([os.getpid()])}
+
+    tasks.run_chain_tasks(run_alone, rngs, bar, kept.__setitem__)
+    assert bar.sweeps == 14
+    expected = [np.random.default_rng(s).random(3)
+                for s in np.random.SeedSequence(0).spawn(2)]
+    for chain in range(2):
+        np.testing.assert_array_equal(kept[chain]["draws"], expected[chain])
+    assert kept[0]["pid"][0] != kept[1]["pid"][0] != os.getpid()
+
+
+def test_a_failing_chain_task_stops_the_run_with_its_own_error(cluster):
+    def run_alone(rng, task_bar, inner):
+        if rng.random() < 2:  # every chain
+            raise ValueError("the chain's own error")
+
+    tasks = DaskExecutor(cluster.client, chain_tasks=True)
+    with pytest.raises(ValueError, match="the chain's own error"):
+        tasks.run_chain_tasks(run_alone, [np.random.default_rng(0)], _CountingBar(),
+                              lambda chain, drawn: None)
+    with pytest.raises(Exception, match="chain_tasks must be True or False"):
+        DaskExecutor(cluster.client, chain_tasks="yes")
+
+
 def test_the_ratings_go_to_the_workers_once(cluster, data):
     """Per half-step only factors, noise and results travel: a longer fit sends about
     as many more bytes per sweep, not the ratings again."""
@@ -122,6 +182,34 @@ def test_a_killed_worker_costs_time_not_numbers(data):
     assert _digest(there) == _digest(here)
 
 
+def test_a_killed_worker_reruns_its_chain_task_with_the_same_draws(data):
+    """chain_tasks=True, a worker process killed mid-chain: Dask reruns that chain on a
+    worker left from its start (same stream), and the draws are the in-process ones."""
+    spec = bp.PMFSpec.hierarchical().with_(n_factors=4)
+    settings = dict(draws=400, tune=10, chains=2, rng=1, progress=False)
+    here = sample_gibbs(data, spec, **settings)
+    with DaskExecutor.local(2, chain_tasks=True) as executor:
+        pids = executor.client.run(os.getpid)
+        victim = pids[sorted(pids)[0]]
+
+        killed = threading.Event()
+
+        def kill() -> None:  # once the victim runs a chain, half a second into it
+            address = sorted(pids)[0]
+            while not any(address == w for w, tasks in
+                          executor.client.processing().items() if tasks):
+                time.sleep(0.1)
+            time.sleep(0.5)
+            os.kill(victim, signal.SIGKILL)
+            killed.set()
+
+        threading.Thread(target=kill, daemon=True).start()
+        there = sample_gibbs(data, spec, executor=executor, **settings)
+        assert killed.is_set()  # the kill did land during the fit
+        assert victim not in executor.client.run(os.getpid).values()
+    assert _digest(there) == _digest(here)
+
+
 def test_a_lost_worker_without_retries_is_named(data):
     with DaskExecutor.local(2, retries=0) as executor:
         pids = executor.client.run(os.getpid)
@@ -159,7 +247,8 @@ def test_cli_dask_local_gives_the_in_process_run_and_records_the_cluster(tmp_pat
     drawn = bp.make_synthetic(120, 80, 2500, bp.PMFSpec(n_factors=2), rng=4)
     drawn.data.to_frame().to_csv(csv, index=False)
     runs = {}
-    for name, extra in (("here", []), ("dask", ["--dask-local", "2"])):
+    for name, extra in (("here", []), ("dask", ["--dask-local", "2"]),
+                        ("chains", ["--dask-local", "2", "--dask-chains"])):
         out = tmp_path / name
         subprocess.run([sys.executable, "-m", "bayes_pmf", "fit", "--data", str(csv),
                         "--draws", "20", "--tune", "10", "--chains", "2", "--factors", "2",
@@ -167,16 +256,18 @@ def test_cli_dask_local_gives_the_in_process_run_and_records_the_cluster(tmp_pat
                         "--out", str(out), *extra],
                        check=True, capture_output=True, text=True)
         runs[name] = json.loads((out / "metrics.json").read_text())
-    assert ([r["rmse"] for r in runs["dask"]["results"]] ==
-            [r["rmse"] for r in runs["here"]["results"]])
-    cluster = runs["dask"]["cluster"]
-    assert cluster["workers"] == 2 and cluster["bytes_sent"] > 0
+    for name in ("dask", "chains"):  # row blocks as tasks, or each chain as one
+        assert ([r["rmse"] for r in runs[name]["results"]] ==
+                [r["rmse"] for r in runs["here"]["results"]])
+        cluster = runs[name]["cluster"]
+        assert cluster["workers"] == 2 and cluster["bytes_sent"] > 0
+        assert runs[name]["settings"] == runs["here"]["settings"]
     assert "cluster" not in runs["here"]
-    assert runs["dask"]["settings"] == runs["here"]["settings"]
 
 
 def test_cli_dask_flags_are_checked_before_any_work(tmp_path):
     for flags, message in ((["--dask-local", "0"], "positive number of workers"),
+                           (["--dask-chains"], "give --dask tcp://HOST:PORT or --dask-local"),
                            (["--dask", "localhost:8786"], "tcp://HOST"),
                            # nothing listens on port 9: the connection is refused (10 s)
                            (["--dask", "tcp://127.0.0.1:9"], "no Dask scheduler answered")):

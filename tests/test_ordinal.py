@@ -320,17 +320,18 @@ def test_the_default_ordinal_model_names_the_way_out_for_continuous_ratings(tmp_
                  "--no-figures", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
 
 
-def test_pymc_map_of_the_ordinal_model_is_the_optimum_of_the_samplers_density(tiny):
-    """PyMC's MAP (L-BFGS on the twin) checked on the NumPy joint density
-    (gibbs.joint_log_density): its gradient there, by central differences, is below
-    0.02 in every coordinate (measured 0.004: PyMC stops at a small gradient of its own
-    density, whose log-cdf differs from ours by ~1e-6 per rating), while the cut points
-    moved by 0.01 give gradients above 1; no nearby point (N(0, 0.01) in every
-    coordinate, 50 of them) has a higher density; and the result predicts the level
-    probabilities of its own parameters."""
+@pytest.mark.parametrize("link", ["probit", "logit"])
+def test_pymc_map_of_the_ordinal_model_is_the_optimum_of_the_samplers_density(tiny, link):
+    """PyMC's MAP (L-BFGS on the twin: OrderedProbit, or OrderedLogistic for the ordered
+    logit) checked on the NumPy joint density (gibbs.joint_log_density): its gradient
+    there, by central differences, is below 0.02 in every coordinate (measured 0.004:
+    PyMC stops at a small gradient of its own density, whose log-cdf differs from ours by
+    ~1e-6 per rating), while the cut points moved by 0.05 give gradients above 1; no
+    nearby point (N(0, 0.01) in every coordinate, 50 of them) has a higher density; and
+    the result predicts the level probabilities of its own parameters (the link's cdf)."""
     from bayes_pmf.engines.pymc_fit import fit_map
 
-    spec = ordinal_spec(mu_prior=(3.0, 0.5))
+    spec = ordinal_spec(mu_prior=(3.0, 0.5), ordinal_link=link)
     pymc = fit_map(tiny, spec, rng=0, progress=False)
     n, m, d = tiny.n_users, tiny.n_items, spec.n_factors
     sizes = {"U": n * d, "V": m * d, "mu": 1, "user_bias": n, "item_bias": m, "free": 8}
@@ -354,7 +355,7 @@ def test_pymc_map_of_the_ordinal_model_is_the_optimum_of_the_samplers_density(ti
               draws["user_bias"][0], draws["item_bias"][0], draws["cutpoints"][0][1:]]
     assert np.abs(gradient(x)).max() < 0.02
     moved = x.copy()
-    moved[-8:] += 0.01
+    moved[-8:] += 0.05
     assert np.abs(gradient(moved)).max() > 1.0
     generator = np.random.default_rng(0)
     assert all(density(x + generator.normal(0.0, 0.01, len(x))) < density(x)
@@ -362,7 +363,8 @@ def test_pymc_map_of_the_ordinal_model_is_the_optimum_of_the_samplers_density(ti
     users, items = tiny.id_pairs()
     eta = pymc.eta_draws(users, items)[0]
     edges = np.r_[-np.inf, draws["cutpoints"][0], np.inf]
-    expected = np.diff(stats.norm.cdf((edges[None, :] - eta[:, None]) / spec.sigma), axis=1)
+    law = stats.norm if link == "probit" else stats.logistic
+    expected = np.diff(law.cdf((edges[None, :] - eta[:, None]) / spec.sigma), axis=1)
     np.testing.assert_allclose(pymc.level_probabilities(users, items), expected, atol=1e-12)
     # a point estimate's predictive is its own ordinal one: ratings on the grid
     predictive, table = held_out_predictions(pymc, tiny).held_out

@@ -30,12 +30,19 @@ import pandas as pd
 from scipy import sparse
 from scipy.special import ndtr
 
-from ..engines.linalg import gaussian_rows
+from ..engines.linalg import (
+    batched_cholesky,
+    cholesky_solve,
+    gaussian_rows,
+    solve_lower_transpose,
+)
 from ..errors import ConfigError, UnknownIdError, check_seed, plain_scalar
 from ..model.params import (
     all_items_predictor,
     item_offset,
+    latent_cdf,
     level_bounds,
+    log_interval_probability,
     normalised_indicator,
     rating_levels,
     truncated_normal,
@@ -173,7 +180,8 @@ def _block_scores(result, factors: np.ndarray, bias: np.ndarray, score: str,
             cut = result.draws["cutpoints"][:, level - 1, None, None]
         else:  # each user's own: (samples x users x 1)
             cut = result.cutpoint_draws(None, np.asarray(users)[:, None]).column(level - 1)
-        return ndtr((eta - cut) / result.sigma_draws[:, None, None]).mean(axis=0)
+        return latent_cdf((eta - cut) / result.sigma_draws[:, None, None],
+                          result.spec.ordinal_link).mean(axis=0)
     return _reduce_draws(result, _expected_rating_draws(result, factors, bias, users=users),
                          score, threshold, quantile)
 def score_matrix(result, users, *, score: str = "mean", threshold: float = 4.0,
@@ -350,8 +358,13 @@ def fold_in_user(result, items, ratings, *, feedback=(), rng=0) -> np.ndarray:
     if spec.ordinal:
         lower, upper = level_bounds(draws["cutpoints"][:, None, :],
                                     rating_levels(ratings, result.grid))
-        folded = fold_in_ordinal(design, offset, precision, sigma, lower[:, 0], upper[:, 0],
-                                 ratings, sample=n_samples > 1, rng=generator)
+        if spec.ordinal_link == "logit":
+            folded = fold_in_logit(design, offset, prior, sigma, lower[:, 0], upper[:, 0],
+                                   sample=n_samples > 1, rng=generator)
+        else:
+            folded = fold_in_ordinal(design, offset, precision, sigma, lower[:, 0],
+                                     upper[:, 0], ratings, sample=n_samples > 1,
+                                     rng=generator)
     else:
         shift = tau[:, None] * np.einsum("sjp,sj->sp", design, ratings[None] - offset)
         noise = None if n_samples == 1 else generator.standard_normal(shift.shape)
@@ -466,6 +479,88 @@ def fold_in_ordinal(design, offset, precision, sigma, lower, upper, start, *,
         else:
             z = truncated_normal_mean(eta, lower, upper, sigma[:, None])
     return w
+
+
+FOLD_IN_LOGIT_STEPS = 40  # independence Metropolis steps per posterior draw
+FOLD_IN_LOGIT_SPREAD = 1.2  # the proposal's sd over the Laplace approximation's
+_NEWTON_STEPS = 100
+
+
+def _logit_level_terms(eta, lower, upper, sigma):
+    """log P(lower < z <= upper) for z ~ Logistic(eta, sigma), and its first and second
+    derivatives in eta (the second is negative: the ordered logit is log-concave)."""
+    log_mass = log_interval_probability(lower, upper, eta, sigma, "logit")
+    a, b = (lower - eta) / sigma, (upper - eta) / sigma
+    with np.errstate(invalid="ignore"):
+        cdf_a, cdf_b = latent_cdf(a, "logit"), latent_cdf(b, "logit")
+    dens_a, dens_b = cdf_a * (1 - cdf_a), cdf_b * (1 - cdf_b)
+    mass = np.maximum(np.exp(log_mass), 1e-300)
+    first = (dens_a - dens_b) / (sigma * mass)
+    second = (dens_b * (1 - 2 * cdf_b) - dens_a * (1 - 2 * cdf_a)) / (sigma**2 * mass)
+    return log_mass, first, second - first**2
+
+
+def fold_in_logit(design, offset, prior, sigma, lower, upper, *, sample: bool,
+                  rng: np.random.Generator, steps: int = FOLD_IN_LOGIT_STEPS) -> np.ndarray:
+    """A new user's w under the ordered logit, for S parameter draws at once: the rating
+    j's latent z_j ~ Logistic(offset_j + x_j.w, sigma) falls in (lower_j, upper_j], and
+    w ~ N(0, prior^-1).
+
+    The posterior of w given a draw is log-concave: Newton's method (with step halving)
+    finds its mode, which a point result returns. ``sample``: ``steps`` independence
+    Metropolis steps from the mode, proposing from the Laplace approximation N(mode,
+    H^-1) widened FOLD_IN_LOGIT_SPREAD times (H the negative Hessian there), so that its
+    tails cover the target's; the last state is a draw from p(w | the ratings, draw s).
+    Shapes: design (S, J, p), offset/lower/upper (S, J), prior (S, p, p), sigma (S,)."""
+    sigma = np.asarray(sigma, dtype=float)[:, None]
+
+    def log_target(w):
+        eta = offset + np.einsum("sjp,sp->sj", design, w)
+        log_mass = log_interval_probability(lower, upper, eta, sigma, "logit")
+        return log_mass.sum(axis=1) - 0.5 * np.einsum("sp,spq,sq->s", w, prior, w)
+
+    w = np.zeros((design.shape[0], design.shape[2]))
+    value = log_target(w)
+    for _ in range(_NEWTON_STEPS):
+        eta = offset + np.einsum("sjp,sp->sj", design, w)
+        _, first, second = _logit_level_terms(eta, lower, upper, sigma)
+        gradient = np.einsum("sjp,sj->sp", design, first) - np.einsum("spq,sq->sp", prior, w)
+        hessian = prior - np.einsum("sjp,sjq,sj->spq", design, design, second)
+        step = cholesky_solve(batched_cholesky(hessian, "fold-in Hessian"), gradient)
+        length = np.ones(len(w))
+        for _halving in range(30):  # halve each draw's step until its target rises
+            moved = w + length[:, None] * step
+            new_value = log_target(moved)
+            worse = ~(new_value >= value - 1e-12)
+            if not worse.any():
+                break
+            length = np.where(worse, length / 2, length)
+        w, value = moved, new_value
+        if np.max(np.abs(length[:, None] * step)) < 1e-10:
+            break
+    if not sample:
+        return w
+    eta = offset + np.einsum("sjp,sp->sj", design, w)
+    second = _logit_level_terms(eta, lower, upper, sigma)[2]
+    hessian = prior - np.einsum("sjp,sjq,sj->spq", design, design, second)
+    chol = batched_cholesky(hessian, "fold-in Hessian")  # H = L L^T
+    mode, spread = w, FOLD_IN_LOGIT_SPREAD
+
+    def log_proposal(x):  # up to a constant: -|L^T (x - mode)|^2 / (2 spread^2)
+        scaled = np.einsum("spq,sp->sq", chol, x - mode)
+        return -0.5 * np.sum(scaled**2, axis=1) / spread**2
+
+    current, current_target = mode, value
+    for _ in range(steps):
+        # x = mode + spread L^-T e has covariance spread^2 H^-1
+        proposed = mode + spread * solve_lower_transpose(chol, rng.standard_normal(w.shape))
+        proposed_target = log_target(proposed)
+        log_ratio = (proposed_target - current_target
+                     + log_proposal(current) - log_proposal(proposed))
+        accept = np.log(rng.random(len(w))) < log_ratio
+        current = np.where(accept[:, None], proposed, current)
+        current_target = np.where(accept, proposed_target, current_target)
+    return current
 
 
 def _folded_draws(result, folded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -34,7 +34,7 @@ FLAGS = {"out": "--out", "n_factors": "--factors", "lambda": "--lambda",
          "data": "--data", "train": "--train", "test": "--test", "items": "--items",
          "link": "--link",
          "round_predictions": "--round", "likelihood": "--likelihood",
-         "thresholds": "--thresholds",
+         "thresholds": "--thresholds", "ordinal_link": "--ordinal-link",
          "implicit": "--implicit", "item_features": "--item-features", "k": "--folds",
          "by": "--by"}
 
@@ -98,6 +98,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "own, shrunk towards the global ones (how a user uses the "
                              "scale: half stars or not, the low end or not), or global, "
                              "one set for everyone")
+    parser.add_argument("--ordinal-link", choices=["probit", "logit"], default=None,
+                        dest="ordinal_link",
+                        help="the ordinal model's latent distribution: probit (default, "
+                             "every engine) or logit, the ordered logit (map, nuts, advi; "
+                             "without --method: als and map)")
     parser.add_argument("--implicit", choices=["auto", "none", "users", "items", "both"],
                         default=None,
                         help="implicit feedback in the posterior model (gibbs, nuts, advi): "
@@ -147,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
                             '(pip install "bayes_pmf[dask]"); same numbers as in-process')
     where.add_argument("--dask-local", type=int, metavar="N",
                        help="start a Dask LocalCluster of N worker processes for the run")
+    fit.add_argument("--dask-chains", action="store_true",
+                     help="with --dask or --dask-local: run each Gibbs chain whole as one "
+                          "Dask task (data that fits a worker, more chains than cores); "
+                          "by default every half-step's row blocks are the tasks")
     fit.add_argument("--cv-select", action="store_true",
                      help="choose --lambda and --factors by 5-fold cross-validation on the "
                           "training part first (grid of 'bayes-pmf select')")
@@ -290,8 +299,8 @@ def _job_config(args: argparse.Namespace, **overrides):
         given["n_factors"] = args.factors
     if getattr(args, "lambda_", None) is not None:
         given["lambda_"] = args.lambda_
-    for name in ("link", "round_predictions", "likelihood", "thresholds", "implicit",
-                 "item_features"):
+    for name in ("link", "round_predictions", "likelihood", "thresholds", "ordinal_link",
+                 "implicit", "item_features"):
         if getattr(args, name, None) is not None:
             given[name] = getattr(args, name)
     if getattr(args, "link", None) == "logistic" and args.likelihood is None:
@@ -307,7 +316,8 @@ def _job_config(args: argparse.Namespace, **overrides):
 
 
 def _fit_job_config(args: argparse.Namespace):
-    default = ("map",) if args.link == "logistic" else ("als", "gibbs")
+    default = (("map",) if args.link == "logistic" else ("als", "map")
+               if getattr(args, "ordinal_link", None) == "logit" else ("als", "gibbs"))
     # the sampling settings' defaults live in FitJobConfig alone: only given flags pass
     given = {name: getattr(args, name) for name in ("max_sweeps", "draws", "tune", "chains",
                                                     "thin") if getattr(args, name) is not None}
@@ -325,12 +335,19 @@ def _fit_job_config(args: argparse.Namespace):
             raise ConfigError(f"--dask takes a scheduler address like tcp://HOST:8786, got "
                               f"{args.dask!r}", setting="dask")
         given["dask"] = args.dask
+    if getattr(args, "dask_chains", False):
+        if "dask" not in given:
+            raise ConfigError("--dask-chains runs the chains on a Dask cluster: give "
+                              "--dask tcp://HOST:PORT or --dask-local N with it",
+                              setting="dask_chains")
+        given["dask_chains"] = True
     return _job_config(args, methods=tuple(args.method or default), **given)
 
 
 _JOB_FLAGS = ("data", "train", "test", "items", "test_fraction", "seed", "factors", "lambda_",
               "method", "draws", "tune", "chains", "thin", "max_sweeps", "title", "link",
-              "round_predictions", "likelihood", "thresholds", "implicit", "item_features")
+              "round_predictions", "likelihood", "thresholds", "ordinal_link", "implicit",
+              "item_features")
 
 
 def _report(args: argparse.Namespace) -> int:

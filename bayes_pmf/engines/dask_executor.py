@@ -21,6 +21,16 @@ What moves, and when:
 * Chains run in threads of the client, each submitting its own half-steps, so the
   cluster works on all chains at once.
 
+``DaskExecutor(client, chain_tasks=True)`` runs the Gibbs sampler's chains the other way:
+each chain whole, as one Dask task on one worker thread (its row blocks in that thread),
+for data that fits a worker and more chains than a machine has cores. The chains' shared
+inputs (the ratings, the model, the start) go to every worker once; each
+chain's own random stream goes with its task, so its draws are the in-process chain's,
+bit for bit; back come the chain's draws, and every half second its sweep count, for
+the progress bar (a Dask ``Variable`` per chain). A worker lost mid-chain makes Dask rerun
+the chain elsewhere from its start: same stream, same draws. Ctrl-C sets a Dask
+``Event`` that every chain checks between sweeps.
+
 A lost worker (its process killed, its machine gone) loses the blocks it held; the
 executor notices (the tasks fail, or a worker that holds blocks leaves the cluster),
 sends the lost blocks again to the workers still there and reruns the half-step, which
@@ -36,6 +46,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 import weakref
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -45,6 +56,7 @@ import scipy.sparse as sp
 
 from ..errors import ConfigError, DistributedError
 from .parallel import (
+    SERIAL,
     Prepared,
     RowBlocks,
     Targets,
@@ -93,6 +105,41 @@ def _worker_block(kernel, block, start, bundle, base, values, row_parts,
         return kernel(block, **bundle["shared"], **row_parts, **entry_parts)
 
 
+class _ChainStopped(Exception):
+    """A chain task saw the run's stop event (Ctrl-C, or another chain failed)."""
+
+
+class _TaskBar:
+    """A chain task's progress: its sweep count and last status, published to a Dask
+    Variable at most every POLL_SECONDS; between sweeps it checks the run's stop event."""
+
+    def __init__(self, variable, stop) -> None:
+        self._variable, self._stop = variable, stop
+        self._sweeps, self._status, self._last = 0, "", time.monotonic()
+
+    def advance(self, status: str = "") -> None:
+        self._sweeps += 1
+        self._status = status
+        if time.monotonic() - self._last >= POLL_SECONDS:
+            self.publish()
+            if self._stop.is_set():
+                raise _ChainStopped("stopped: Ctrl-C, or another chain failed")
+
+    def publish(self) -> None:
+        self._variable.set((self._sweeps, self._status))
+        self._last = time.monotonic()
+
+
+def _chain_task(run_alone, rng, variable_name: str, stop_name: str) -> dict:
+    """On a worker: one whole chain (its row blocks in this thread), its draws
+    returned."""
+    distributed = _require_distributed()
+    bar = _TaskBar(distributed.Variable(variable_name), distributed.Event(stop_name))
+    drawn = run_alone(rng, bar, SERIAL)
+    bar.publish()
+    return drawn
+
+
 @dataclass
 class _Placement:
     """Where one matrix's row blocks live: block k (rows starts[k]..) on workers[k]."""
@@ -113,20 +160,25 @@ class _Placement:
 
 class DaskExecutor:
     """Row blocks as tasks on the Dask cluster of ``client`` (a ``distributed.Client``);
-    chains in threads of this process. See the module docstring. ``retries``: how many
-    times a half-step is rerun after losing workers. Use as a context manager, or call
+    chains in threads of this process, or with ``chain_tasks=True`` the Gibbs sampler's
+    chains as whole Dask tasks. See the module docstring. ``retries``: how many times a
+    half-step is rerun after losing workers. Use as a context manager, or call
     :meth:`close`, to release the blocks held on the workers (and, for
     :meth:`local`, to stop the cluster)."""
 
     remote = True
 
-    def __init__(self, client, *, retries: int = 2) -> None:
+    def __init__(self, client, *, retries: int = 2, chain_tasks: bool = False) -> None:
         _require_distributed()
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigError(f"retries must be a non-negative integer, got {retries!r}",
                               setting="retries")
+        if not isinstance(chain_tasks, bool):
+            raise ConfigError(f"chain_tasks must be True or False, got {chain_tasks!r}",
+                              setting="chain_tasks")
         self.client = client
         self.retries = retries
+        self.chain_tasks = chain_tasks
         self._placements: dict[int, _Placement] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -196,7 +248,8 @@ class DaskExecutor:
     def __repr__(self) -> str:
         info = self.describe()
         return (f"DaskExecutor(scheduler={info['scheduler']!r}, workers={info['workers']}, "
-                f"threads={info['threads']})")
+                f"threads={info['threads']}"
+                + (", chain_tasks=True)" if self.chain_tasks else ")"))
 
     def _workers(self) -> dict[str, int]:
         """The cluster's workers now, and their threads."""
@@ -247,6 +300,75 @@ class DaskExecutor:
             except BaseException:  # Ctrl-C or a chain's error: stop the other chains
                 self._stop.set()
                 raise
+
+    def run_chain_tasks(self, run_alone, rngs: list, bar, keep) -> None:
+        """Every chain as one Dask task: ``run_alone(rng, bar, inner)`` on a worker with
+        the chain's random stream, ``keep(chain, draws)`` here as each chain ends (see
+        the module docstring)."""
+        distributed = _require_distributed()
+        if not self._workers():
+            raise DistributedError("the Dask cluster has no workers")
+        run = uuid.uuid4().hex
+        stop = distributed.Event(f"bayes-pmf-stop-{run}", client=self.client)
+        names = [f"bayes-pmf-chain-{run}-{chain}" for chain in range(len(rngs))]
+        variables = [distributed.Variable(name, client=self.client) for name in names]
+        for variable in variables:  # set before any read: a read never waits
+            variable.set((0, ""))
+        # the shared inputs once to every worker (scattered to one, the scheduler would
+        # keep every chain beside it), not once per chain
+        shared = self._scatter_everywhere(run_alone)
+        self.bytes_sent += _nbytes(getattr(run_alone, "__self__", None)) * len(
+            self._workers())
+        futures = {self.client.submit(_chain_task, shared, rng, name, stop.name, pure=False,
+                                      key=f"gibbs-chain-{chain}-{run}"): chain
+                   for chain, (rng, name) in enumerate(zip(rngs, names))}
+        shown = [0] * len(rngs)
+        pending = set(futures)
+        try:
+            while pending:
+                try:
+                    distributed.wait(list(pending), timeout=POLL_SECONDS,
+                                     return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    pass
+                for chain, variable in enumerate(variables):
+                    self._show(variable, chain, shown, bar)
+                for future in [f for f in pending if f.done()]:
+                    pending.discard(future)
+                    chain = futures[future]
+                    drawn = future.result()  # a chain's error is raised here
+                    self._show(variables[chain], chain, shown, bar)
+                    keep(chain, drawn)
+                    self.bytes_received += sum(a.nbytes for a in drawn.values())
+        except BaseException:  # Ctrl-C or a chain's error: stop the other chains
+            stop.set()
+            self.client.cancel(list(futures))
+            raise
+        finally:
+            for variable in variables:
+                variable.delete()
+
+    def _scatter_everywhere(self, value):
+        """``value`` scattered to every worker; a worker lost meanwhile is left out (up
+        to ``retries`` times)."""
+        for attempt in range(self.retries + 1):
+            if not self._workers():
+                raise DistributedError("the Dask cluster has no workers")
+            try:
+                return self.client.scatter([value], hash=False, broadcast=True)[0]
+            except Exception as exc:  # a worker went away during the transfer
+                if not (_is_lost(exc) or isinstance(exc, OSError)) or attempt == self.retries:
+                    raise DistributedError(f"sending the chains' inputs to the workers "
+                                           f"failed: {exc}") from exc
+                self.recoveries += 1
+                time.sleep(POLL_SECONDS)  # let the scheduler see the worker go
+
+    @staticmethod
+    def _show(variable, chain: int, shown: list, bar) -> None:
+        sweeps, status = variable.get()
+        for _ in range(max(0, sweeps - shown[chain])):
+            bar.advance(status)
+        shown[chain] = max(shown[chain], sweeps)
 
     def run_row_blocks(self, plan: RowBlocks) -> np.ndarray:
         lost: list[str] = []

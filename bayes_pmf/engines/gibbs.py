@@ -89,7 +89,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -421,7 +421,8 @@ def joint_log_density(train, spec, state: dict) -> float:
         else:
             lower, upper = level_bounds(cutpoints, levels)
             total = 0.0
-        total += float(np.sum(log_interval_probability(lower, upper, eta, sigma)))
+        total += float(np.sum(log_interval_probability(lower, upper, eta, sigma,
+                                                       spec.ordinal_link)))
         total -= 0.5 * float(np.sum((cutpoints[1:] - centres[1:]) ** 2)) / spec.cutpoint_sd**2
     else:
         resid = train.rating - eta
@@ -1351,6 +1352,38 @@ def _chain_start(train, spec, init: str, init_spec, shared_start, rng, executor
         if spec.biases else None)
 
 
+@dataclass
+class _ChainJob:
+    """What every chain of one run shares, in one picklable object: a chain run as a Dask
+    task (``DaskExecutor(chain_tasks=True)``) receives it, once per worker."""
+
+    train: object
+    spec: object
+    config: GibbsConfig
+    init: str
+    init_spec: object
+    shared_start: FactorParams | None
+    held: tuple | None
+    block_rows: int
+
+    def run(self, rng: np.random.Generator, bar, inner: Executor, out: dict) -> None:
+        """One chain, from its start (drawn with ``rng``, its own stream) into ``out``
+        (the chain's slice of the draws' arrays)."""
+        start = _chain_start(self.train, self.spec, self.init, self.init_spec,
+                             self.shared_start, rng, inner)
+        _run_chain(self.train, self.spec, self.config, start, rng, self.held, bar,
+                   self.block_rows, out, inner)
+
+    def run_alone(self, rng: np.random.Generator, bar, inner: Executor
+                  ) -> dict[str, np.ndarray]:
+        """:meth:`run` into arrays of its own, returned: a chain away from the caller's
+        memory. Same random stream, same arithmetic: the same draws."""
+        out = _chain_slice(_draws_output(self.train, self.spec,
+                                         replace(self.config, chains=1), self.held), 0)
+        self.run(rng, bar, inner, out)
+        return out
+
+
 def _run_chain(train, spec, config: GibbsConfig, start: FactorParams,
                rng: np.random.Generator, held_out, bar, block_rows,
                out: dict, executor: Executor) -> dict[str, np.ndarray]:
@@ -1798,6 +1831,12 @@ def sample_gibbs(
     if spec.link != "identity":
         raise ConfigError("the Gibbs sampler is conjugate only for the identity link; "
                           "use sample_nuts for the logistic link", setting="link")
+    if spec.ordinal_link != "probit":
+        raise ConfigError(
+            f"the Gibbs sampler's data augmentation (Albert & Chib) is the ordered "
+            f"probit's; this spec has ordinal_link={spec.ordinal_link!r}: sample it with "
+            "sample_nuts or fit_advi, fit it with fit_map, or sample "
+            "spec.with_(ordinal_link='probit') here", setting="ordinal_link")
     hyper = _HYPER_OF_PRIOR[spec.prior]
     config = GibbsConfig(draws, tune, chains, thin, hyper, spec.noise == "learned", init,
                          scale_move, shift_moves, overrelax, balance_moves, spec.noise_prior,
@@ -1829,23 +1868,27 @@ def sample_gibbs(
         held = (train.encode_users(users), train.encode_items(items), held_out.rating)
     start_seconds = time.perf_counter() - began
 
-    def chain_start(chain: int, inner: Executor) -> FactorParams:
-        return _chain_start(train, spec, init, init_spec, shared_start, chain_rngs[chain],
-                            inner)
-
+    job = _ChainJob(train, spec, config, init, init_spec, shared_start, held, block_rows)
     work_per_chain = train.n_ratings * (tune + draws * thin)
     stacked = _draws_output(train, spec, config, held, allocate=shared_empty)
     total = chains * (tune + draws * thin)
     processes = executor.chain_processes(chains, work_per_chain)
 
     def run_chain(chain: int, bar, inner: Executor) -> None:
-        _run_chain(train, spec, config, chain_start(chain, inner), chain_rngs[chain], held,
-                   bar, block_rows, _chain_slice(stacked, chain), inner)
+        job.run(chain_rngs[chain], bar, inner, _chain_slice(stacked, chain))
 
-    where = ("on the Dask cluster" if getattr(executor, "remote", False)
-             else f"{processes} processes")
+    def keep_chain(chain: int, drawn: dict[str, np.ndarray]) -> None:
+        for name, array in _chain_slice(stacked, chain).items():
+            array[...] = drawn[name]
+
+    chain_tasks = getattr(executor, "chain_tasks", False)
+    where = ("as Dask tasks" if chain_tasks else "on the Dask cluster"
+             if getattr(executor, "remote", False) else f"{processes} processes")
     with sweep_progress(total, f"Gibbs ({chains} chains, {where})", progress) as bar:
-        executor.run_chains(run_chain, chains, work_per_chain, bar)
+        if chain_tasks:  # each chain whole on a worker, its draws sent back
+            executor.run_chain_tasks(job.run_alone, chain_rngs, bar, keep_chain)
+        else:
+            executor.run_chains(run_chain, chains, work_per_chain, bar)
     seconds = time.perf_counter() - began
 
     sample_stats = {}

@@ -18,7 +18,10 @@ writes are compared by one function. Specs are read by their attributes only.
 The ordinal likelihood's arithmetic (``likelihood="ordinal"``, see
 :mod:`bayes_pmf.model.spec`) lives here too, for every engine and the result: the rating
 grid and its levels, the cut points' prior centres, level probabilities, expected ratings,
-the stable log-probability of an interval and truncated-normal draws.
+the stable log-probability of an interval and truncated-normal draws. Every function of
+the latent's distribution takes ``link``: "probit" (z ~ N(eta, sigma^2), the ordered
+probit) or "logit" (z ~ Logistic(eta, sigma), the ordered logit, whose sd is
+pi/sqrt(3) sigma).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import log_ndtr, ndtr, ndtri
+from scipy.special import expit, log_expit, log_ndtr, ndtr, ndtri
 
 from ..errors import ConfigError
 
@@ -399,20 +402,52 @@ def user_threshold_log_density(user_cut, cutpoints, tau: float) -> float:
     return float(np.sum(gap_log_density(user_cut[:, :-1], user_cut[:, 1:], gaps, tau)))
 
 
-def log_interval_probability(lower, upper, eta, sigma) -> np.ndarray:
-    """log P(lower < z <= upper) for z ~ N(eta, sigma^2), accurate in both tails
-    (bounds may be -inf / +inf)."""
+# spec.ORDINAL_LINKS, restated: the spec module stays free of the arithmetic and this one
+# of the spec (a deeper import graph otherwise)
+_LINKS = ("probit", "logit")
+
+
+def _check_link(link: str) -> None:
+    if link not in _LINKS:
+        raise ConfigError(f"ordinal_link must be one of {_LINKS}, got {link!r}",
+                          setting="ordinal_link")
+
+
+def latent_cdf(x, link: str = "probit") -> np.ndarray:
+    """The standardised latent's cdf: the normal's (probit) or the logistic's (logit)."""
+    _check_link(link)
+    return ndtr(x) if link == "probit" else expit(x)
+
+
+def _log_cdf(x, link: str) -> np.ndarray:
+    return log_ndtr(x) if link == "probit" else log_expit(x)
+
+
+def standard_latent(normal: np.ndarray, link: str = "probit") -> np.ndarray:
+    """Standard normal numbers turned into standardised latent noise by the probability
+    integral transform: unchanged for the probit, logit(Phi(x)) for the logit (computed
+    as log Phi(x) - log Phi(-x), exact in both tails)."""
+    _check_link(link)
+    normal = np.asarray(normal, dtype=float)
+    return normal if link == "probit" else log_ndtr(normal) - log_ndtr(-normal)
+
+
+def log_interval_probability(lower, upper, eta, sigma, link: str = "probit") -> np.ndarray:
+    """log P(lower < z <= upper) for z ~ N(eta, sigma^2) (``link="probit"``) or
+    z ~ Logistic(eta, sigma) (``"logit"``), accurate in both tails (bounds may be -inf /
+    +inf)."""
+    _check_link(link)
     a = (np.asarray(lower, dtype=float) - eta) / sigma
     b = (np.asarray(upper, dtype=float) - eta) / sigma
     flip = a > 0  # both bounds in the upper tail: use the mirror image, P(-b < x <= -a)
     a, b = np.where(flip, -b, a), np.where(flip, -a, b)
     with np.errstate(divide="ignore", invalid="ignore"):
-        # a <= 0 now, so Phi(a) <= 1/2 carries full relative precision: the plain
-        # difference is exact to rounding unless it underflows (b 37 sd out or a ~ b)
-        out = np.log(ndtr(b) - ndtr(a))
+        # a <= 0 now, so F(a) <= 1/2 carries full relative precision: the plain
+        # difference is exact to rounding unless it underflows (b far out or a ~ b)
+        out = np.log(latent_cdf(b, link) - latent_cdf(a, link))
         far = ~(out > -600.0)
         if np.any(far):
-            log_b, log_a = log_ndtr(b[far]), log_ndtr(a[far])
+            log_b, log_a = _log_cdf(b[far], link), _log_cdf(a[far], link)
             out = np.array(out, dtype=float, copy=True)
             out[far] = log_b + np.log1p(-np.exp(log_a - log_b))
     return out
@@ -447,17 +482,19 @@ def _piece(value, part: slice):
     return value if np.ndim(value) == 0 else value[part]
 
 
-def sum_log_interval_probability(lower, upper, eta, sigma) -> float:
-    """sum(log_interval_probability(lower, upper, eta, sigma)) for 1-D eta, in pieces."""
+def sum_log_interval_probability(lower, upper, eta, sigma, link: str = "probit") -> float:
+    """sum(log_interval_probability(lower, upper, eta, sigma, link)) for 1-D eta, in
+    pieces."""
     eta = np.asarray(eta, dtype=float)
     n = len(eta)
     if not _pieces(n, lower, upper, sigma):
-        return float(np.sum(log_interval_probability(lower, upper, eta, sigma)))
+        return float(np.sum(log_interval_probability(lower, upper, eta, sigma, link)))
     total = 0.0
     for start in range(0, n, _PIECE):
         part = slice(start, start + _PIECE)
         total += float(np.sum(log_interval_probability(
-            _piece(lower, part), _piece(upper, part), eta[part], _piece(sigma, part))))
+            _piece(lower, part), _piece(upper, part), eta[part], _piece(sigma, part),
+            link)))
     return total
 
 
@@ -564,9 +601,11 @@ def _per_sample(eta: np.ndarray, cutpoints, sigma) -> tuple[np.ndarray, np.ndarr
             sigma.reshape(sigma.shape + tail))
 
 
-def ordinal_expected_rating(eta, cutpoints, sigma, grid) -> np.ndarray:
+def ordinal_expected_rating(eta, cutpoints, sigma, grid, link: str = "probit"
+                            ) -> np.ndarray:
     """E[r | eta] = v_1 + sum_k (v_{k+1} - v_k) P(z > theta_k) for eta (samples x ...),
     cut points (samples x K-1) and sigma (samples), one cut point at a time."""
+    _check_link(link)
     eta = np.asarray(eta, dtype=float)
     per_pair = np.ndim(cutpoints) > 2
     cutpoints, sigma = _per_sample(eta, cutpoints, sigma)
@@ -574,7 +613,7 @@ def ordinal_expected_rating(eta, cutpoints, sigma, grid) -> np.ndarray:
     out = np.full(eta.shape, grid[0])
     if isinstance(cutpoints, UserCutpoints):  # one cut point of every pair at a time
         for k, gap in enumerate(np.diff(grid)):
-            out += gap * ndtr((eta - cutpoints.column(k)) / sigma)
+            out += gap * latent_cdf((eta - cutpoints.column(k)) / sigma, link)
         return out
     # in pieces along the pairs' last axis (see _PIECE): same arithmetic for every value
     # (1-D eta is one value per sample: no pairs axis to cut)
@@ -587,33 +626,37 @@ def ordinal_expected_rating(eta, cutpoints, sigma, grid) -> np.ndarray:
             cut = cutpoints[:, k]
             if per_pair:
                 cut = np.broadcast_to(cut, eta.shape)[part]
-            out[part] += gap * ndtr((piece - cut) / sigma)
+            out[part] += gap * latent_cdf((piece - cut) / sigma, link)
     return out
 
 
-def ordinal_draws(eta, cutpoints, sigma, grid, normal: np.ndarray) -> np.ndarray:
-    """Ratings drawn from the ordinal model: z = eta + sigma * normal, snapped to the level
-    whose interval holds it (eta, normal: samples x ...)."""
+def ordinal_draws(eta, cutpoints, sigma, grid, normal: np.ndarray, link: str = "probit"
+                  ) -> np.ndarray:
+    """Ratings drawn from the ordinal model: z = eta + sigma * e, snapped to the level
+    whose interval holds it (eta, normal: samples x ...); e is ``normal`` itself for the
+    probit, its logistic transform (:func:`standard_latent`) for the logit."""
     eta = np.asarray(eta, dtype=float)
     cutpoints, sigma = _per_sample(eta, cutpoints, sigma)
-    latent = eta + sigma * normal
+    latent = eta + sigma * standard_latent(normal, link)
     level = np.zeros(latent.shape, dtype=np.int64)
     for k in range(_cut_count(cutpoints)):
         level += latent > _cut(cutpoints, k)
     return np.asarray(grid, dtype=float)[level]
 
 
-def binned_probabilities(centre, edges, sigma) -> np.ndarray:
+def binned_probabilities(centre, edges, sigma, link: str = "probit") -> np.ndarray:
     """(pairs x K): the mean over samples of P(edges_{k-1} < z <= edges_k) for
-    z ~ N(centre_s, sigma_s^2): centre (samples x pairs), edges (samples x K-1) the
-    interior bin edges (the ordinal model's cut points; the grid's midpoints for the
-    Gaussian model's mass on each grid bin), sigma (samples)."""
+    z ~ N(centre_s, sigma_s^2) (or the logistic, ``link="logit"``): centre (samples x
+    pairs), edges (samples x K-1) the interior bin edges (the ordinal model's cut points;
+    the grid's midpoints for the Gaussian model's mass on each grid bin), sigma
+    (samples)."""
+    _check_link(link)
     centre = np.asarray(centre, dtype=float)
     edges, sigma = _per_sample(centre, edges, sigma)
     below = np.zeros(centre.shape)
     out = np.empty(centre.shape[1:] + (_cut_count(edges) + 1,))
     for k in range(_cut_count(edges)):
-        cdf = ndtr((_cut(edges, k) - centre) / sigma)
+        cdf = latent_cdf((_cut(edges, k) - centre) / sigma, link)
         out[..., k] = (cdf - below).mean(axis=0)
         below = cdf
     out[..., -1] = (1.0 - below).mean(axis=0)

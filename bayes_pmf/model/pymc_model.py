@@ -33,7 +33,9 @@ and the spec's priors, written as the Gibbs sampler has them:
     likelihood="ordinal"  level_k ~ OrderedProbit(eta_k, cutpoints, sigma) on the rating
                        grid's levels; cutpoints = [c_1 (fixed midpoint), free...], the
                        free ones N(midpoints, cutpoint_sd^2) under PyMC's ordered
-                       transform, with a potential keeping them above c_1
+                       transform, with a potential keeping them above c_1;
+                       ordinal_link="logit": OrderedLogistic(eta_k / sigma,
+                       cutpoints / sigma), the ordered logit of scale sigma
 
 The posterior keeps the learned scales as sigma_u, sigma_v (sigma_u_latent, sigma_v_latent
 for "diagonal"; sqrt(trace(Lambda^-1)/d) for the Wishart families), sigma_w and sigma_z
@@ -221,6 +223,10 @@ def _ordinal_rating(train, spec, eta, user_idx, parameterization: str = "centere
             "user_cutpoints", pt.concatenate([first, first + pt.cumsum(gaps, axis=1)], axis=1),
             dims=("user", "cutpoint"))
         seen = user_cut[user_idx]
+    if spec.ordinal_link == "logit":  # F((theta - eta) / sigma), F the logistic cdf
+        pm.OrderedLogistic("rating", eta=eta / spec.sigma, cutpoints=seen / spec.sigma,
+                           compute_p=False, observed=levels, dims="obs", shape=eta.shape)
+        return
     pm.OrderedProbit("rating", eta=eta, cutpoints=seen, sigma=spec.sigma,
                      compute_p=False, observed=levels, dims="obs", shape=eta.shape)
 

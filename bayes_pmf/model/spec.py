@@ -29,7 +29,11 @@ location, mu stays free), sigma is fixed (it fixes the scale), and the free cut 
 have the prior theta_k ~ N((v_k + v_{k+1})/2, ``cutpoint_sd``^2), restricted to
 theta_1 < theta_2 < ... < theta_{K-1}. With every cut point at its midpoint this is the
 Gaussian model's predictive mass on each grid bin; freeing them lets ratings heap on
-whole stars. (:mod:`bayes_pmf.model.params` holds the ordinal arithmetic.)
+whole stars. ``ordinal_link="logit"`` puts the logistic cdf F in the place of Phi (the
+ordered logit, z_ij ~ Logistic(eta_ij, sigma), whose sd is pi/sqrt(3) sigma = 1.81 sigma:
+:data:`LOGIT_SIGMA` gives it the probit's latent sd); PyMC's engines (map, nuts, advi)
+fit it, the Gibbs sampler's augmentation is the probit's. (:mod:`bayes_pmf.model.params`
+holds the ordinal arithmetic.)
 
 ``thresholds="user"`` gives every user u their own cut points (the Bayesian form of
 Koren & Sill's OrdRec): T_u1 = theta_1 (fixed), and each gap the global one stretched,
@@ -93,6 +97,7 @@ from ..errors import ConfigError
 
 Link = Literal["identity", "logistic"]
 Thresholds = Literal["global", "user"]
+OrdinalLink = Literal["probit", "logit"]
 Likelihood = Literal["gaussian", "ordinal"]
 ImplicitNorm = Literal["count", "sqrt"]
 Prior = Literal["fixed", "spherical", "diagonal", "wishart", "normal-wishart"]
@@ -103,6 +108,7 @@ LINKS: tuple[str, ...] = ("identity", "logistic")
 LIKELIHOODS: tuple[str, ...] = ("gaussian", "ordinal")
 IMPLICIT_NORMS: tuple[str, ...] = ("count", "sqrt")
 THRESHOLDS: tuple[str, ...] = ("global", "user")
+ORDINAL_LINKS: tuple[str, ...] = ("probit", "logit")
 
 # Defaults, set once (everything else reads them from here).
 DEFAULT_FACTORS = 10
@@ -122,6 +128,9 @@ THRESHOLD_SD = 0.3             # ordinal, per-user thresholds: sd of a user's lo
 # ... learned under hierarchical priors: Gamma(shape, rate) on 1/tau^2 (prior mean tau 0.3,
 # P(tau > 1) 1.4 %: a user's gaps mostly within a factor 2 of the global ones)
 THRESHOLD_PRIOR = (2.0, 0.18)
+# ordinal_link="logit": the logistic scale whose sd is the default probit's,
+# DEFAULT_SIGMA sqrt(3)/pi (the main job's ordered logit uses it)
+LOGIT_SIGMA = DEFAULT_SIGMA * math.sqrt(3.0) / math.pi
 
 
 def _positive(name: str, value: float) -> None:
@@ -178,6 +187,8 @@ class PMFSpec:
         user's log gap offset (default :data:`THRESHOLD_SD`; where a learned tau starts).
     threshold_prior : (shape, rate) of the Gamma prior on 1/tau^2 under the hierarchical
         families (default :data:`THRESHOLD_PRIOR`).
+    ordinal_link : "probit" (the ordered probit, default) or "logit" (the ordered logit:
+        the logistic cdf, scale sigma; fitted by map, nuts and advi).
     """
 
     n_factors: int = DEFAULT_FACTORS
@@ -205,6 +216,7 @@ class PMFSpec:
     thresholds: Thresholds = "global"
     threshold_sd: float = THRESHOLD_SD
     threshold_prior: tuple[float, float] = THRESHOLD_PRIOR
+    ordinal_link: OrdinalLink = "probit"
 
     def __post_init__(self) -> None:
         if isinstance(self.n_factors, bool) or not isinstance(self.n_factors, int) \
@@ -218,7 +230,8 @@ class PMFSpec:
         for name, allowed in (("link", LINKS), ("prior", PRIORS), ("noise", NOISES),
                               ("likelihood", LIKELIHOODS),
                               ("implicit_norm", IMPLICIT_NORMS),
-                              ("thresholds", THRESHOLDS)):
+                              ("thresholds", THRESHOLDS),
+                              ("ordinal_link", ORDINAL_LINKS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}, got "
                                   f"{getattr(self, name)!r}", setting=name)
@@ -260,6 +273,10 @@ class PMFSpec:
             raise ConfigError("thresholds='user' (each user's own cut points) belongs to "
                               "the ordinal likelihood: choose likelihood='ordinal'",
                               setting="thresholds")
+        if self.ordinal_link != "probit" and not self.ordinal:
+            raise ConfigError(f"ordinal_link={self.ordinal_link!r} is the ordinal "
+                              "likelihood's link to the rating grid: choose "
+                              "likelihood='ordinal'", setting="ordinal_link")
         if self.ordinal:
             for name, wanted, why in (
                     ("link", "identity", "the ordinal model has its own link to the grid"),
@@ -312,7 +329,7 @@ class PMFSpec:
 
     @property
     def ordinal(self) -> bool:
-        """The ordered-probit likelihood on the rating grid."""
+        """The ordinal likelihood on the rating grid (ordered probit or logit)."""
         return self.likelihood == "ordinal"
 
     @property

@@ -78,7 +78,8 @@ def _observed(eta, spec, sigma, grid, cutpoints, rng,
         return eta + sigma * noise, RatingScale.unbounded()
     grid, scale = _grid_scale(grid)
     cut = cutpoints if pair_cut is None else pair_cut[None]
-    return ordinal_draws(eta[None], cut, sigma, grid, noise[None])[0], scale
+    return (ordinal_draws(eta[None], cut, sigma, grid, noise[None], spec.ordinal_link)[0],
+            scale)
 
 
 @dataclass(frozen=True)

@@ -306,7 +306,8 @@ class PMFResult:
         if self.spec.ordinal:
             chosen = self._chosen(samples)
             return ordinal_expected_rating(eta, self.cutpoint_draws(samples, user_idx),
-                                           self.sigma_draws[chosen], self.grid)
+                                           self.sigma_draws[chosen], self.grid,
+                                           self.spec.ordinal_link)
         if self.spec.link == "logistic":
             return self.scale.from_unit(sigmoid(eta))
         return eta
@@ -353,14 +354,15 @@ class PMFResult:
                      unknown: UnknownPolicy = "prior", by_index: bool = False) -> np.ndarray:
         """Ratings drawn from the predictive of each draw (samples x pairs), given standard
         normal numbers ``normal`` of that shape: E[r | draw] plus noise (on the rating
-        scale) for the Gaussian model, the level of eta + noise for the ordinal one."""
+        scale) for the Gaussian model, the level of eta + noise for the ordinal one (the
+        logit's logistic noise made from the normal numbers)."""
         sigma = self.noise_sd_draws(samples)
         if self.spec.ordinal:
             eta = self.eta_draws(users, items, unknown=unknown, samples=samples,
                                  by_index=by_index)
             user_idx = self._encode(users, items, unknown, by_index)[0]
             ratings = ordinal_draws(eta, self.cutpoint_draws(samples, user_idx), sigma,
-                                    self.grid, normal)
+                                    self.grid, normal, self.spec.ordinal_link)
             return np.where(np.isnan(eta), np.nan, ratings)
         means = self.mean_draws(users, items, unknown=unknown, samples=samples,
                                 by_index=by_index)
@@ -384,7 +386,8 @@ class PMFResult:
                 lower, upper = pair_bounds(self.cutpoint_draws(samples, user_idx), levels)
             else:
                 lower, upper = level_bounds(self.draws["cutpoints"][chosen], levels)
-            return log_interval_probability(lower, upper, eta, sigma[:, None])
+            return log_interval_probability(lower, upper, eta, sigma[:, None],
+                                            self.spec.ordinal_link)
         means = self.mean_draws(users, items, unknown="prior", samples=samples,
                                 by_index=by_index)
         if self.spec.link == "logistic":
@@ -401,7 +404,8 @@ class PMFResult:
             eta = self.eta_draws(users, items, unknown="prior", samples=samples)
             user_idx = self._encode(users, items, "prior")[0]
             return binned_probabilities(eta, self.cutpoint_draws(samples, user_idx),
-                                        self.noise_sd_draws(samples))
+                                        self.noise_sd_draws(samples),
+                                        self.spec.ordinal_link)
         means = self.mean_draws(users, items, unknown="prior", samples=samples)
         sigma = self.rating_noise_sd_draws(samples)
         edges = np.broadcast_to(cutpoint_centres(self.grid), (len(means), len(self.grid) - 1))

@@ -37,6 +37,8 @@ from ..model.spec import (
     DEFAULT_POSTERIOR_PRIOR,
     LIKELIHOODS,
     LINKS,
+    LOGIT_SIGMA,
+    ORDINAL_LINKS,
     THRESHOLDS,
     PMFSpec,
 )
@@ -108,6 +110,11 @@ class FitJobConfig:
     # score; benchmarks/README.md, "Per-user thresholds"); the Gaussian likelihood has
     # no cut points and ignores it.
     thresholds: str = "user"
+    # The ordinal model's latent distribution: "probit" (default; every ordinal engine,
+    # the Gibbs sampler included) or "logit", the ordered logit, fitted by map, nuts and
+    # advi, at the logistic scale LOGIT_SIGMA whose sd is the probit's (the Gibbs
+    # sampler's data augmentation is the probit's: a run with it is refused).
+    ordinal_link: str = "probit"
     # Implicit feedback in the posterior model (gibbs, nuts, advi): "users" adds to each
     # user's factors the normalised sum of factors W of the items they rated (constrained
     # PMF / SVD++), "items" adds to each item's the normalised sum of factors Z of the
@@ -131,6 +138,9 @@ class FitJobConfig:
     # it): None in this process, "tcp://HOST:PORT" an existing Dask scheduler, "local:N"
     # a Dask LocalCluster of N worker processes started for the run.
     dask: str | None = field(default=None, compare=False)
+    # With dask: each Gibbs chain whole as one Dask task instead of its half-steps' row
+    # blocks (the same numbers either way: not a setting).
+    dask_chains: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if (self.train is None) != (self.test is None):
@@ -172,6 +182,19 @@ class FitJobConfig:
         if self.thresholds not in THRESHOLDS:
             raise ConfigError(f"thresholds must be one of {THRESHOLDS}, got "
                               f"{self.thresholds!r}", setting="thresholds")
+        if self.ordinal_link not in ORDINAL_LINKS:
+            raise ConfigError(f"ordinal_link must be one of {ORDINAL_LINKS}, got "
+                              f"{self.ordinal_link!r}", setting="ordinal_link")
+        if self.ordinal_link == "logit":
+            if self.likelihood != "ordinal":
+                raise ConfigError("the ordered logit (ordinal_link='logit') is a link of the "
+                                  "ordinal likelihood; this run has likelihood="
+                                  f"{self.likelihood!r}", setting="ordinal_link")
+            if "gibbs" in self.methods:
+                raise ConfigError(
+                    "the ordered logit (ordinal_link='logit') is fitted by map, nuts and "
+                    "advi; the Gibbs sampler's data augmentation is the ordered probit's: "
+                    "choose e.g. --method als map advi", setting="methods")
         if self.implicit not in IMPLICIT_CHOICES:
             raise ConfigError(f"implicit must be one of {IMPLICIT_CHOICES}, got "
                               f"{self.implicit!r}", setting="implicit")
@@ -195,15 +218,19 @@ class FitJobConfig:
         settings["methods"] = list(self.methods)
         settings.pop("progress")
         settings.pop("dask")
+        settings.pop("dask_chains")
         return settings
 
     @property
     def pmf_spec(self) -> PMFSpec:
         """The point model: PMF with biases and fixed priors at the run's penalties (ALS
         fits its Gaussian version, see :attr:`gaussian_spec`)."""
-        return self.gaussian_spec.with_(
-            likelihood=self.likelihood,
-            thresholds=self.thresholds if self.likelihood == "ordinal" else "global")
+        if self.likelihood != "ordinal":
+            return self.gaussian_spec
+        spec = self.gaussian_spec.with_(likelihood="ordinal", thresholds=self.thresholds,
+                                        ordinal_link=self.ordinal_link)
+        # the logit's scale gives the latent the probit's sd; the priors stay
+        return spec.with_(sigma=LOGIT_SIGMA) if self.ordinal_link == "logit" else spec
 
     @property
     def gaussian_spec(self) -> PMFSpec:
@@ -213,8 +240,11 @@ class FitJobConfig:
                                     lambda_item_bias=self.lambda_bias, link=self.link)
 
     def method_name(self, name: str) -> str:
-        """A model-based method's name in this run ("-ordinal" for the ordinal model)."""
-        return f"{name}-ordinal" if self.likelihood == "ordinal" else name
+        """A model-based method's name in this run ("-ordinal" for the ordinal model,
+        "-ordinal-logit" for the ordered logit)."""
+        if self.likelihood != "ordinal":
+            return name
+        return f"{name}-ordinal" + ("-logit" if self.ordinal_link == "logit" else "")
 
     @property
     def pmf_spec_no_bias(self) -> PMFSpec:

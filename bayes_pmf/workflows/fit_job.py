@@ -257,9 +257,10 @@ def _cluster(config: FitJobConfig, stages: Stages):
 
     with stages("start the Dask cluster"):
         if config.dask.startswith("local:"):
-            executor = DaskExecutor.local(int(config.dask.split(":", 1)[1]))
+            executor = DaskExecutor.local(int(config.dask.split(":", 1)[1]),
+                                          chain_tasks=config.dask_chains)
         else:
-            executor = DaskExecutor.connect(config.dask)
+            executor = DaskExecutor.connect(config.dask, chain_tasks=config.dask_chains)
     with executor:
         yield executor
 
