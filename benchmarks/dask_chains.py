@@ -1,7 +1,8 @@
 """Gibbs chains on Dask (#20): each chain whole as one task, against row blocks as tasks
 and against chain processes on this machine, side by side in one run.
 
-    python benchmarks/dask_chains.py [--chains 4] [--tune 50] [--draws 150] [--out FILE]
+    python benchmarks/dask_chains.py [--chains 4] [--tune 50] [--draws 150]
+                                     [--block-rows 256] [--out FILE]
 
 The main job's posterior model on the training part of its seed-0 split of the embedded
 MovieLens (ordinal likelihood with per-user thresholds, implicit feedback on both sides,
@@ -13,9 +14,12 @@ places:
 * ``dask chain tasks``: ``DaskExecutor.local(2, chain_tasks=True)``, each chain one task;
 * ``dask row blocks``: ``DaskExecutor.local(2)``, every half-step's row blocks as tasks.
 
-Prints the wall seconds of each ``sample_gibbs`` call (the cluster's start excluded),
-the ratio to in-process, the bytes the executor sent and received, and whether the
-draws equal the in-process ones bit for bit. Writes ``results/dask_chains.json``.
+Every place cuts the rows into blocks of ``--block-rows`` (the block layout decides the
+arithmetic's grouping: with the same layout the draws are the same bit for bit; left to
+itself each place would choose its own). Prints the wall seconds of each
+``sample_gibbs`` call (the cluster's start excluded), the ratio to in-process, the bytes
+the executor sent and received, and whether the draws equal the in-process ones bit for
+bit. Writes ``results/dask_chains.json``.
 """
 
 from __future__ import annotations
@@ -49,13 +53,14 @@ def main(argv=None) -> None:
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--tune", type=int, default=50)
     parser.add_argument("--draws", type=int, default=150)
+    parser.add_argument("--block-rows", type=int, default=256)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" /
                                              "dask_chains.json"))
     args = parser.parse_args(argv)
     split = bp.random_split(bp.load_movielens(), 0.1, rng=0)
     spec = FitJobConfig().posterior_spec_for(split.train)
     settings = dict(draws=args.draws, tune=args.tune, chains=args.chains, rng=0,
-                    progress=False)
+                    block_rows=args.block_rows, progress=False)
     rows, reference = [], None
     for place in ("in-process", "dask chain tasks", "dask row blocks"):
         executor = (None if place == "in-process" else

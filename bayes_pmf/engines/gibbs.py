@@ -1702,9 +1702,11 @@ def _tag_moves(side: _ImplicitSide, plan: _TagSteps, by_item, item_rows, U, V, m
     precision_c = side.hyper.factor_precision
     residual = by_item.data - linear_predictor(by_item.indices, item_rows, mu, b, c, U, V)
     for items, weights, positions, users, rating_weights, b_g in plan.steps:
-        factors = U[users] * rating_weights
+        # np.take: the same values as fancy indexing, faster for row gathers
+        factors = np.take(U, users, axis=0) * rating_weights
         precision = tau * factors.T @ factors + (b_g @ b_g) * precision_c
-        linear = tau * factors.T @ residual[positions] - precision_c @ (side.factors.T @ b_g)
+        linear = (tau * factors.T @ np.take(residual, positions)
+                  - precision_c @ (side.factors.T @ b_g))
         root = np.linalg.cholesky(precision)
         mean = scipy.linalg.cho_solve((root, True), linear)
         delta = mean + scipy.linalg.solve_triangular(root.T, rng.standard_normal(d),
