@@ -249,7 +249,7 @@ def test_a_new_user_folds_into_the_ordered_logit_by_exact_draws():
     eta = offset[0] + design[0] @ mode[0]
     from bayes_pmf.analysis.recommend import _logit_level_terms
 
-    second = _logit_level_terms(eta, lower[0], upper[0], 0.5)[2]
+    second = _logit_level_terms(eta, lower[0], upper[0], 0.5)[1]
     hessian = prior[0] - np.einsum("jp,jq,j->pq", design[0], design[0], second)
     proposal = np.random.default_rng(2).multivariate_normal(
         mode[0], 1.2**2 * np.linalg.inv(hessian), size=8000)

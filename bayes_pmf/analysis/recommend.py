@@ -487,8 +487,9 @@ _NEWTON_STEPS = 100
 
 
 def _logit_level_terms(eta, lower, upper, sigma):
-    """log P(lower < z <= upper) for z ~ Logistic(eta, sigma), and its first and second
-    derivatives in eta (the second is negative: the ordered logit is log-concave)."""
+    """The first and second derivatives in eta of log P(lower < z <= upper) for
+    z ~ Logistic(eta, sigma) (the second is negative: the ordered logit is
+    log-concave)."""
     log_mass = log_interval_probability(lower, upper, eta, sigma, "logit")
     a, b = (lower - eta) / sigma, (upper - eta) / sigma
     with np.errstate(invalid="ignore"):
@@ -497,7 +498,7 @@ def _logit_level_terms(eta, lower, upper, sigma):
     mass = np.maximum(np.exp(log_mass), 1e-300)
     first = (dens_a - dens_b) / (sigma * mass)
     second = (dens_b * (1 - 2 * cdf_b) - dens_a * (1 - 2 * cdf_a)) / (sigma**2 * mass)
-    return log_mass, first, second - first**2
+    return first, second - first**2
 
 
 def fold_in_logit(design, offset, prior, sigma, lower, upper, *, sample: bool,
@@ -514,19 +515,24 @@ def fold_in_logit(design, offset, prior, sigma, lower, upper, *, sample: bool,
     Shapes: design (S, J, p), offset/lower/upper (S, J), prior (S, p, p), sigma (S,)."""
     sigma = np.asarray(sigma, dtype=float)[:, None]
 
+    def eta_of(w):
+        return offset + np.einsum("sjp,sp->sj", design, w)
+
     def log_target(w):
-        eta = offset + np.einsum("sjp,sp->sj", design, w)
-        log_mass = log_interval_probability(lower, upper, eta, sigma, "logit")
+        log_mass = log_interval_probability(lower, upper, eta_of(w), sigma, "logit")
         return log_mass.sum(axis=1) - 0.5 * np.einsum("sp,spq,sq->s", w, prior, w)
+
+    def slope_and_curvature(w):  # the gradient and the negative Hessian's Cholesky factor
+        first, second = _logit_level_terms(eta_of(w), lower, upper, sigma)
+        gradient = np.einsum("sjp,sj->sp", design, first) - np.einsum("spq,sq->sp", prior, w)
+        hessian = prior - np.einsum("sjp,sjq,sj->spq", design, design, second)
+        return gradient, batched_cholesky(hessian, "fold-in Hessian")  # H = L L^T
 
     w = np.zeros((design.shape[0], design.shape[2]))
     value = log_target(w)
     for _ in range(_NEWTON_STEPS):
-        eta = offset + np.einsum("sjp,sp->sj", design, w)
-        _, first, second = _logit_level_terms(eta, lower, upper, sigma)
-        gradient = np.einsum("sjp,sj->sp", design, first) - np.einsum("spq,sq->sp", prior, w)
-        hessian = prior - np.einsum("sjp,sjq,sj->spq", design, design, second)
-        step = cholesky_solve(batched_cholesky(hessian, "fold-in Hessian"), gradient)
+        gradient, chol = slope_and_curvature(w)
+        step = cholesky_solve(chol, gradient)
         length = np.ones(len(w))
         for _halving in range(30):  # halve each draw's step until its target rises
             moved = w + length[:, None] * step
@@ -540,10 +546,7 @@ def fold_in_logit(design, offset, prior, sigma, lower, upper, *, sample: bool,
             break
     if not sample:
         return w
-    eta = offset + np.einsum("sjp,sp->sj", design, w)
-    second = _logit_level_terms(eta, lower, upper, sigma)[2]
-    hessian = prior - np.einsum("sjp,sjq,sj->spq", design, design, second)
-    chol = batched_cholesky(hessian, "fold-in Hessian")  # H = L L^T
+    chol = slope_and_curvature(w)[1]  # at the mode
     mode, spread = w, FOLD_IN_LOGIT_SPREAD
 
     def log_proposal(x):  # up to a constant: -|L^T (x - mode)|^2 / (2 spread^2)
