@@ -109,9 +109,9 @@ def _relation_blocks(train, implicit: bool, genres=None):
         item_parts.append(sp.diags(1 / np.sqrt(np.maximum(rated.sum(axis=0).A1, 1)))
                           @ rated.T)
     if genres is not None:
-        from bayes_pmf.model.params import item_tag_matrix
+        from bayes_pmf.model.params import tag_matrix
 
-        item_parts.append(item_tag_matrix(genres, sorted(set().union(*genres[:m])), "sqrt"))
+        item_parts.append(tag_matrix(genres, sorted(set().union(*genres[:m])), "sqrt"))
     groups = [p.shape[1] for p in user_parts] + [p.shape[1] for p in item_parts]
     return sp.hstack(user_parts).tocsr(), sp.hstack(item_parts).tocsr(), groups
 

@@ -284,6 +284,25 @@ CASES = [
          lambda t: bp.load_split(FIXTURES / "ratings.csv", items=_text(
              t / "items.csv", "item,genres\n99999,Comedy\n")),
          bp.RatingsFileError, ("none of the", "rated items has a row", "99999")),
+    Case("a users file with a user twice", "load_split users",
+         lambda t: bp.load_split(FIXTURES / "ratings.csv", users=_text(
+             t / "users.csv", "userId,gender\n1,F\n2,M\n1,M\n")),
+         bp.RatingsFileError, ("user 1", "lines 2 and 4", "one row per user")),
+    Case("a MovieLens u.user with a text id among numbers", "load_split users",
+         lambda t: bp.load_split(FIXTURES / "ratings.csv", users=_text(
+             t / "u.user", "1|24|M|technician|85711\nx7|53|F|other|94043\n")),
+         bp.RatingsFileError, ("line 2", "user id 'x7'", "integers")),
+    Case("a users file describing none of the users who rated", "load_split users",
+         lambda t: bp.load_split(FIXTURES / "ratings.csv", users=_text(
+             t / "users.csv", "user,gender\n99999,F\n")),
+         bp.RatingsFileError, ("none of the", "users who rated has a row", "99999")),
+    Case("user features naming a column the users lack", "sample_gibbs",
+         lambda t: bp.sample_gibbs(
+             bp.RatingsData.from_arrays([1, 1, 2], [1, 2, 1], [3.0, 4.0, 5.0],
+                                        user_info=pd.DataFrame({"gender": ["F", "M"]},
+                                                               index=[1, 2])),
+             bp.PMFSpec(n_factors=1, user_features="gender,income"), progress=False),
+         bp.ConfigError, ("user_features='gender,income'", "'income'", "['gender']")),
     Case("saving a result onto a folder", "save_result",
          lambda t: bp.save_result(_fitted(), _folder(t / "models")), bp.ResultFileError,
          ("directory", "model.nc")),

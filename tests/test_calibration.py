@@ -141,6 +141,42 @@ def test_sbc_catches_tags_the_sampler_weighs_wrongly(monkeypatch):
     assert table.loc["log_norm_Phi", "adjusted_p"] < 1e-3, table
 
 
+USER_FEATURES = IMPLICIT.with_(user_features="job,age")
+
+
+@pytest.mark.slow
+def test_sbc_of_the_user_features_model():
+    """60 replicates of U = Y + M W + H Psi (two user_info columns, the users' tags'
+    non-centred steps on): every quantity uniform, the users' tags' factors' size
+    log|Psi| among them."""
+    result = simulation_based_calibration(USER_FEATURES, n_reps=60, rng=1, processes=2,
+                                          **SETTINGS)
+    table = result.uniformity(bins=5, alpha=0.01)
+    assert table["passed"].all(), table[["quantity", "adjusted_p", "counts"]]
+    assert {"log_norm_Psi", "log_norm_W", "sigma_w"} <= set(table["quantity"])
+
+
+@pytest.mark.slow
+def test_sbc_catches_user_tags_the_sampler_weighs_wrongly(monkeypatch):
+    """The check has power: a sampler whose user tag columns are twice what the model
+    says puts Psi's size off (30 replicates)."""
+    import scipy.sparse as sp
+
+    original = gibbs.user_additive_matrix
+
+    def doubled(train, spec):
+        matrix = original(train, spec).tocsc()
+        scale = np.ones(matrix.shape[1])
+        scale[train.n_items:] = 2.0  # the tag columns, after the rated items'
+        return (matrix @ sp.diags(scale)).tocsr()
+
+    monkeypatch.setattr(gibbs, "user_additive_matrix", doubled)
+    result = simulation_based_calibration(USER_FEATURES, n_reps=30, rng=1, processes=2,
+                                          **SETTINGS)
+    table = result.uniformity(bins=5).set_index("quantity")
+    assert table.loc["log_norm_Psi", "adjusted_p"] < 1e-3, table
+
+
 def default_model_spec() -> bp.PMFSpec:
     """The model ``bayes-pmf fit`` samples with every default (ordinal likelihood, implicit
     feedback on both sides, zero-mean Wishart priors) at d = 2, with what the calibration

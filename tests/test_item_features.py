@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import bayes_pmf as bp
-from bayes_pmf.model.params import item_tag_matrix, item_tag_sets, item_tag_vocabulary
+from bayes_pmf.model.params import item_tag_sets, item_tag_vocabulary, tag_matrix
 from bayes_pmf.workflows.config import FitJobConfig
 
 
@@ -22,11 +22,11 @@ def test_tags_are_read_as_sets_and_normalised():
                         index=[10, 11, 12, 13, 14, 15])
     sets = item_tag_sets([10, 11, 12, 13, 14, 15, 99], info, "genres")
     assert sets == [("Comedy", "Drama"), ("Comedy", "Drama"), (), (), (), ("War",), ()]
-    G = item_tag_matrix(sets, np.array(["Comedy", "Drama"], dtype=object), "sqrt").toarray()
+    G = tag_matrix(sets, np.array(["Comedy", "Drama"], dtype=object), "sqrt").toarray()
     # two tags: 1/sqrt(2) each; War is not in the vocabulary (no factors), so ignored
     np.testing.assert_allclose(G[0], [2**-0.5, 2**-0.5])
     np.testing.assert_allclose(G[2:], 0.0)
-    counted = item_tag_matrix(sets, np.array(["Comedy", "Drama"], dtype=object), "count")
+    counted = tag_matrix(sets, np.array(["Comedy", "Drama"], dtype=object), "count")
     np.testing.assert_allclose(counted.toarray()[1], [0.5, 0.5])
     with pytest.raises(bp.ConfigError, match="'directors'.*columns \\['genres'\\]"):
         item_tag_sets([10], info, "directors")
@@ -97,7 +97,7 @@ def test_cold_items_are_predicted_from_their_tags(tag_driven):
     described = result.describing_items(test.item_info)
     eta = described.eta_draws(users, items, unknown="prior")
     draws = result.draws
-    G = item_tag_matrix(item_tag_sets(pd.Index(items), test.item_info, "genres"),
+    G = tag_matrix(item_tag_sets(pd.Index(items), test.item_info, "genres"),
                         result.idata.posterior["Phi"].coords["item_tag"].to_numpy(), "sqrt")
     u = result.user_ids.get_indexer(pd.Index(users))
     for s in (0, 77, 149):
@@ -205,7 +205,8 @@ def _tag_move_chain(broken: bool = False, n: int = 3000):
         side.own = X.copy()
         side.hyper = gibbs._SideHyper(np.zeros(d), Lam, 1.0)
         V = X + side.offsets
-        move(side, plan, by_item, item_rows, U, V, 0.0, None, None, tau, generator)
+        residual = by_item.data - np.einsum("pd,pd->p", U[by_item.indices], V[item_rows])
+        move(side, plan, by_item, residual, U, V, tau, generator)
         after[s] = side.factors.ravel()
         np.testing.assert_allclose(V - side.offsets, X, atol=1e-12)  # X held
     directions = generator.normal(size=(4, r * d))

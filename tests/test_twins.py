@@ -31,7 +31,8 @@ def tiny():
 
 def _state(values: dict, spec) -> tuple[dict, float]:
     """The sampler's state from PyMC's variables, and the Bartlett Jacobian term."""
-    names = (("Y", "W") if spec.constrained else ("U",)) + (
+    names = (("Y",) if spec.user_additive else ("U",)) + (("W",) if spec.constrained else ()) + (
+        ("Psi",) if spec.user_features else ()) + (
         ("X",) if spec.item_additive else ("V",)) + (("Z",) if spec.implicit_items else ()) + (
         ("Phi",) if spec.item_features else ())
     state = {name: values[name] for name in names + ("mu", "user_bias", "item_bias",
@@ -41,7 +42,7 @@ def _state(values: dict, spec) -> tuple[dict, float]:
     jacobian = 0.0
     d = spec.n_factors
     sides = ((("user", "u"), ("item", "v"))
-             + ((("implicit", "w"),) if spec.constrained else ())
+             + ((("implicit", "w"),) if spec.user_additive else ())
              + ((("implicit_item", "z"),) if spec.item_additive else ()))
     for side, short in sides:
         if spec.prior == "fixed":
@@ -89,8 +90,16 @@ def _raw_jacobian(values: dict, spec, data) -> float:
     """log |d factors / d raw| of the noncentered twin, up to a constant: each row is
     L^-T e (Wishart families: -1/2 log|Lambda| per row, and for the Normal-Wishart's mean
     too) or scale * e (d log scale per row, per dimension for "diagonal")."""
-    sides = ((("Y", "u", data.n_users), ("W", "w", data.n_items)) if spec.constrained
-             else (("U", "u", data.n_users),))
+    if spec.user_features:
+        from bayes_pmf.model.params import user_tag_vocabulary
+
+        rows = (data.n_items if spec.constrained else 0) + len(
+            user_tag_vocabulary(data, spec.user_feature_columns))
+        sides = (("Y", "u", data.n_users), ("user_additive", "w", rows))
+    elif spec.constrained:
+        sides = (("Y", "u", data.n_users), ("W", "w", data.n_items))
+    else:
+        sides = (("U", "u", data.n_users),)
     if spec.item_additive:
         rows = (data.n_users if spec.implicit_items else 0) + (
             len(item_tag_vocabulary(data, spec.item_features)) if spec.item_features else 0)
@@ -248,9 +257,9 @@ def test_item_features_twin_has_the_samplers_joint_density(family, implicit, lik
 
 
 def item_tag_matrix_of(data, spec):
-    from bayes_pmf.model.params import item_tag_matrix, item_tag_sets
+    from bayes_pmf.model.params import item_tag_sets, tag_matrix
 
-    return item_tag_matrix(item_tag_sets(data.item_ids, data.item_info, "genres"),
+    return tag_matrix(item_tag_sets(data.item_ids, data.item_info, "genres"),
                            item_tag_vocabulary(data, "genres"), spec.implicit_norm)
 
 

@@ -110,6 +110,7 @@ def _replicate_ranks(spec, seed, sizes, sampler: dict, pairs: int) -> dict[str, 
                 values[f"sigma_{side}_bias"] = posterior[f"sigma_{side}_bias"]
                 true[f"sigma_{side}_bias"] = 1.0 / np.sqrt(hyper[f"{side}_bias_precision"])
     for implicit, name, short in ((spec.constrained, "W", "w"),
+                                  (spec.user_features is not None, "Psi", "w"),
                                   (spec.implicit_items, "Z", "z"),
                                   (spec.item_features is not None, "Phi", "z")):
         if not implicit:
@@ -117,10 +118,10 @@ def _replicate_ranks(spec, seed, sizes, sampler: dict, pairs: int) -> dict[str, 
         # the implicit factors' size (the W / Z step and their moves set it)
         values[f"log_norm_{name}"] = np.log(np.linalg.norm(posterior[name], axis=(1, 2)))
         true[f"log_norm_{name}"] = float(np.log(np.linalg.norm(hyper[name])))
-        if name == "Phi" and spec.implicit_items:
-            continue  # Z's and Phi's prior is one: its scale is Z's row
+        if (name == "Phi" and spec.implicit_items) or (name == "Psi" and spec.constrained):
+            continue  # Z's and Phi's prior is one (W's and Psi's): its scale is Z's row
         if spec.prior != "fixed":
-            key = "implicit_precision" if name == "W" else "implicit_item_precision"
+            key = "implicit_precision" if name in ("W", "Psi") else "implicit_item_precision"
             values[f"sigma_{short}"], true[f"sigma_{short}"] = (posterior[f"sigma_{short}"],
                                                                 _scale(hyper[key]))
     if spec.n_factors:

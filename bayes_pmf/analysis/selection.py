@@ -167,12 +167,18 @@ def select_model(
     sampled on the same k-1 folds with the same seed (``chains`` x (``tune`` +
     ``draws``) Gibbs sweeps) and scored on the remaining fold by RMSE of the posterior
     mean (clipped to the scale; users or items absent from those folds get the model's
-    cold-start prediction) and by the log score. The table gives each score's mean and
-    standard error over folds, each fold's value and the sampling seconds; the choice is
-    the best mean of ``by`` ("rmse" or "log_score")."""
+    cold-start prediction) and by the log score (NaN for ratings off a grid). The table
+    gives each score's mean and standard error over folds, each fold's value and the
+    sampling seconds; the choice is the best mean of ``by`` ("rmse" or "log_score")."""
     if not variants:
         raise ConfigError("variants must name at least one model", setting="variants")
     check_model_selection(k, by)
+    on_grid = bool(train.scale.bounded and train.scale.step)
+    if by == "log_score" and not on_grid:
+        raise ConfigError("by='log_score' scores the predictive on the rating grid, and "
+                          f"these ratings have none (min={train.scale.min}, max="
+                          f"{train.scale.max}, step={train.scale.step}): choose by='rmse'",
+                          setting="by")
     folds = list(kfold(train, k, rng=rng))
     rows = []
     with sweep_progress(len(variants) * k, "cross-validation fits", progress) as bar:
@@ -186,8 +192,8 @@ def select_model(
                                       progress=False)
                 seconds += float(result.settings["sampling_seconds"])
                 scores = score(result, fold.train, fold.test)
-                for key in fold_scores:
-                    fold_scores[key].append(float(scores[key]))
+                for key in fold_scores:  # no log score off a rating grid: NaN
+                    fold_scores[key].append(float(scores.get(key, np.nan)))
                 bar.advance(f"{name} rmse={fold_scores['rmse'][-1]:.4f}")
             row = {"model": name}
             for key, values in fold_scores.items():

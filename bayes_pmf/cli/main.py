@@ -32,6 +32,7 @@ FLAGS = {"out": "--out", "n_factors": "--factors", "lambda": "--lambda",
          "max_sweeps": "--max-sweeps", "methods": "--method", "draws": "--draws",
          "tune": "--tune", "chains": "--chains", "thin": "--thin", "seed": "--seed",
          "data": "--data", "train": "--train", "test": "--test", "items": "--items",
+         "users": "--users", "user_features": "--user-features",
          "link": "--link",
          "round_predictions": "--round", "likelihood": "--likelihood",
          "thresholds": "--thresholds", "ordinal_link": "--ordinal-link",
@@ -49,6 +50,10 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--items", metavar="PATH",
                        help="an items file (CSV/TSV with a header, one row per item, e.g. "
                             "MovieLens' movies.csv): titles, and genres for --item-features")
+    group.add_argument("--users", metavar="PATH",
+                       help="a users file (CSV/TSV with a header, one row per user, or "
+                            "MovieLens' u.user / users.dat): demographics for "
+                            "--user-features")
     group.add_argument("--test-fraction", type=float, default=0.1,
                        help="held-out fraction of a random split (default 0.1)")
     group.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
@@ -119,6 +124,15 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "predicted from their tags; auto (default): the genres when "
                              "the data's items have them (the embedded MovieLens does); "
                              "none: no side information")
+    parser.add_argument("--user-features", dest="user_features", default=None,
+                        metavar="auto|none|COLUMNS",
+                        help="the users' side information (gibbs, nuts, advi): each value "
+                             "of the users file's columns named (comma-separated, e.g. "
+                             "gender,occupation) is a tag whose factors are added to the "
+                             "users', and users without training ratings are predicted "
+                             "from their tags; auto (default): the columns with fewer "
+                             "distinct values than a fifth of the users (u.user: age, "
+                             "gender, occupation), none without --users")
     parser.add_argument("--round", dest="round_predictions", action="store_true",
                         help="snap held-out predictions to the rating grid before scoring "
                              "(the paper's 'map back and round')")
@@ -209,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
                            default=None, metavar="auto|none|COLUMN",
                            help="item features to try (default auto alone: the genres when "
                                 "the data's items have them); e.g. --item-features none auto")
+    posterior.add_argument("--user-features", nargs="+", dest="user_feature_variants",
+                           default=None, metavar="auto|none|COLUMNS",
+                           help="user features to try (default auto alone: the users file's "
+                                "columns with few values, given --users); e.g. "
+                                "--user-features none auto gender,occupation")
     posterior.add_argument("--draws", type=int, default=None,
                            help="draws per chain on each fold (default 400)")
     posterior.add_argument("--tune", type=int, default=None,
@@ -294,13 +313,14 @@ def _job_config(args: argparse.Namespace, **overrides):
     from ..workflows.config import FitJobConfig
 
     given = {"data": args.data, "train": args.train, "test": args.test, "seed": args.seed,
-             "test_fraction": args.test_fraction, "items": args.items}
+             "test_fraction": args.test_fraction, "items": args.items,
+             "users": getattr(args, "users", None)}
     if getattr(args, "factors", None) is not None:
         given["n_factors"] = args.factors
     if getattr(args, "lambda_", None) is not None:
         given["lambda_"] = args.lambda_
     for name in ("link", "round_predictions", "likelihood", "thresholds", "ordinal_link",
-                 "implicit", "item_features"):
+                 "implicit", "item_features", "user_features"):
         if getattr(args, name, None) is not None:
             given[name] = getattr(args, name)
     if getattr(args, "link", None) == "logistic" and args.likelihood is None:
@@ -344,10 +364,10 @@ def _fit_job_config(args: argparse.Namespace):
     return _job_config(args, methods=tuple(args.method or default), **given)
 
 
-_JOB_FLAGS = ("data", "train", "test", "items", "test_fraction", "seed", "factors", "lambda_",
-              "method", "draws", "tune", "chains", "thin", "max_sweeps", "title", "link",
-              "round_predictions", "likelihood", "thresholds", "ordinal_link", "implicit",
-              "item_features")
+_JOB_FLAGS = ("data", "train", "test", "items", "users", "test_fraction", "seed", "factors",
+              "lambda_", "method", "draws", "tune", "chains", "thin", "max_sweeps", "title",
+              "link", "round_predictions", "likelihood", "thresholds", "ordinal_link",
+              "implicit", "item_features", "user_features")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -419,12 +439,14 @@ def _paper(args: argparse.Namespace) -> int:
 ALS_SELECT = {"lambdas": [1, 3, 10, 15, 30], "dims": [5, 10, 20], "folds": 5}
 # the library's defaults (bp.select_model), plus the grid the command tries
 POSTERIOR_SELECT = {"likelihoods": ["gaussian", "ordinal"], "implicit": ["none", "both"],
-                    "item_features": ["auto"], "thresholds": ["global"], "dims": [10],
+                    "item_features": ["auto"], "user_features": ["auto"],
+                    "thresholds": ["global"], "dims": [10],
                     "folds": 3, "draws": 400,
                     "tune": 200, "chains": 2, "by": "rmse"}
 # select's flags whose destination is not their name
 _SELECT_DESTS = {"implicit": "implicit_variants", "item_features": "item_feature_variants",
-                 "thresholds": "threshold_variants"}
+                 "thresholds": "threshold_variants",
+                 "user_features": "user_feature_variants"}
 
 
 def _select_settings(args: argparse.Namespace) -> dict:
@@ -472,7 +494,8 @@ def _select_posterior(args: argparse.Namespace, settings: dict, select_posterior
     selection = select_posterior(config, settings["likelihoods"], settings["implicit"],
                                  settings["dims"], settings["folds"], by=settings["by"],
                                  item_features=settings["item_features"],
-                                 thresholds=settings["thresholds"])
+                                 thresholds=settings["thresholds"],
+                                 user_features=settings["user_features"])
     if args.json:
         print(json.dumps(selection.as_dict(), indent=2))
         return 0
@@ -484,9 +507,10 @@ def _select_posterior(args: argparse.Namespace, settings: dict, select_posterior
     likelihood, implicit, d, *features = selection.chosen.split(", ")
     if likelihood.endswith(" (user thresholds)"):
         likelihood = likelihood.split()[0] + " --thresholds user"
+    flags = {"item features": "--item-features", "user features": "--user-features"}
     print(f"chosen: --likelihood {likelihood} --implicit {implicit.split()[1]} "
           f"--factors {d.split('=')[1]}"
-          + (f" --item-features {features[0].split()[-1]}" if features else ""))
+          + "".join(f" {flags[' '.join(f.split()[:2])]} {f.split()[-1]}" for f in features))
     return 0
 
 

@@ -8,6 +8,7 @@ from .files import (
     load_movielens,
     load_ratings,
     load_split,
+    load_user_info,
 )
 from .ratings import INTEGER_STARS, MOVIELENS_SCALE, IngestReport, RatingScale, RatingsData
 from .split import Split, kfold, per_user_split, random_split, temporal_split
@@ -15,6 +16,6 @@ from .split import Split, kfold, per_user_split, random_split, temporal_split
 __all__ = [
     "INTEGER_STARS", "MOVIELENS_SCALE", "MOVIELENS_SOURCE", "load_split", "IngestReport",
     "RatingScale", "RatingsData", "Split", "detect_layout", "kfold", "load_item_info",
-    "load_movielens",
+    "load_user_info", "load_movielens",
     "load_ratings", "per_user_split", "random_split", "temporal_split",
 ]

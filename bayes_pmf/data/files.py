@@ -374,6 +374,12 @@ def load_movielens() -> RatingsData:
 
 # Header names of the item id column of an items file (load_item_info).
 ITEM_ID_COLUMNS = ("item", "item_id", "itemId", "movieId", "movie_id")
+# Header names of the user id column of a users file (load_user_info).
+USER_ID_COLUMNS = ("user", "user_id", "userId")
+# The headerless MovieLens users files, recognised from their first line: 100k's u.user
+# ("1|24|M|technician|85711") and 1M's users.dat ("1::F::1::10::48067").
+MOVIELENS_USER_LAYOUTS = {"|": ("user", "age", "gender", "occupation", "zip_code"),
+                          "::": ("user", "gender", "age", "occupation", "zip_code")}
 
 
 def load_item_info(path: str | Path, *, integer: bool, item_col: str | None = None
@@ -384,69 +390,107 @@ def load_item_info(path: str | Path, *, integer: bool, item_col: str | None = No
     typed as the ratings' are: with ``integer`` (the ratings' item ids are integers)
     every id must be written as one, else they stay strings ("007" is not "7"). A
     byte-order mark is ignored; a repeated id is an error naming both lines."""
+    return _load_info(path, "item", integer, item_col, ITEM_ID_COLUMNS)
+
+
+def load_user_info(path: str | Path, *, integer: bool, user_col: str | None = None
+                   ) -> pd.DataFrame:
+    """User information (e.g. demographics for user features), indexed by user id, every
+    value as written (text): a CSV or TSV file with a header and one row per user (the id
+    column ``user_col`` or the first of :data:`USER_ID_COLUMNS`), or a MovieLens users
+    file without a header, recognised from its first line: 100k's ``u.user`` (user | age |
+    gender | occupation | zip_code) or 1M's ``users.dat`` (user :: gender :: age ::
+    occupation :: zip_code). Ids are typed as in :func:`load_item_info`."""
+    return _load_info(path, "user", integer, user_col, USER_ID_COLUMNS)
+
+
+def _read_info_table(path: Path, side: str) -> tuple[pd.DataFrame, int]:
+    """The file's rows as text and the line number of its first row."""
+    with open(path, encoding="utf-8-sig") as handle:
+        first = handle.readline().rstrip("\r\n")
+    if side == "user":
+        for sep, names in MOVIELENS_USER_LAYOUTS.items():
+            fields = first.split(sep)
+            if len(fields) == len(names) and fields[0].strip().isdigit():
+                frame = pd.read_csv(path, dtype=str, keep_default_na=False, header=None,
+                                    names=list(names), encoding="utf-8-sig",
+                                    sep=sep if sep == "|" else "::",
+                                    engine="c" if sep == "|" else "python")
+                return frame, 1
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                        sep="\t" if "\t" in first else ",")
+    return frame, 2
+
+
+def _load_info(path, side: str, integer: bool, id_col: str | None, id_names) -> pd.DataFrame:
+    """The rows of an items or users file, indexed by typed id (see load_item_info)."""
     path = Path(path)
     if not path.is_file():
-        raise RatingsFileError(f"items file not found: {path}")
+        raise RatingsFileError(f"{side}s file not found: {path}")
     try:
-        with open(path, encoding="utf-8-sig") as handle:
-            first = handle.readline()
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                            sep="\t" if "\t" in first else ",")
+        frame, first_line = _read_info_table(path, side)
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise RatingsFileError(f"{path}: not a readable CSV/TSV file of items with a header "
+        raise RatingsFileError(f"{path}: not a readable CSV/TSV file of {side}s with a header "
                                f"({type(exc).__name__}: {exc})") from None
-    column = item_col or next((c for c in frame.columns if c.strip() in ITEM_ID_COLUMNS), None)
+    column = id_col or next((c for c in frame.columns if c.strip() in id_names), None)
     if column is None or column not in frame:
-        raise RatingsFileError(f"{path}: no item id column; expected "
-                               f"{item_col or ' or '.join(ITEM_ID_COLUMNS)} in the header, "
+        raise RatingsFileError(f"{path}: no {side} id column; expected "
+                               f"{id_col or ' or '.join(id_names)} in the header, "
                                f"found {list(frame.columns)}")
     ids = frame[column].str.strip()
     if integer:
         written = ids.str.fullmatch(_INTEGER_ID).to_numpy()
         if not written.all():
             line = int(np.flatnonzero(~written)[0])
-            raise RatingsFileError(f"{path}: line {line + 2}: item id {ids.iloc[line]!r} is "
-                                   "not written as an integer, while the ratings' item ids "
-                                   "are integers; expected ids like 7")
+            raise RatingsFileError(f"{path}: line {line + first_line}: {side} id "
+                                   f"{ids.iloc[line]!r} is not written as an integer, while "
+                                   f"the ratings' {side} ids are integers; expected ids "
+                                   "like 7")
         beyond = _beyond_int64(ids)
         if beyond.any():
             line = int(np.flatnonzero(beyond)[0])
-            raise RatingsFileError(f"{path}: line {line + 2}: item id {ids.iloc[line]!r} does "
-                                   "not fit in a 64-bit integer, while the ratings' item ids "
-                                   "are integers; expected ids between -2**63 and 2**63 - 1")
+            raise RatingsFileError(f"{path}: line {line + first_line}: {side} id "
+                                   f"{ids.iloc[line]!r} does not fit in a 64-bit integer, "
+                                   f"while the ratings' {side} ids are integers; expected "
+                                   "ids between -2**63 and 2**63 - 1")
         ids = ids.astype(np.int64)
     repeated = ids.duplicated(keep=False).to_numpy()
     if repeated.any():
         lines = np.flatnonzero(repeated)
         same = lines[ids.iloc[lines].to_numpy() == ids.iloc[lines[0]]]
-        raise RatingsFileError(f"{path}: item {plain_scalar(ids.iloc[lines[0]])!r} has more "
-                               "than one row "
-                               f"(lines {same[0] + 2} and {same[1] + 2}); expected one row "
-                               "per item")
+        raise RatingsFileError(f"{path}: {side} {plain_scalar(ids.iloc[lines[0]])!r} has "
+                               "more than one row (lines "
+                               f"{same[0] + first_line} and {same[1] + first_line}); "
+                               f"expected one row per {side}")
     info = frame.drop(columns=[column])
-    info.index = pd.Index(ids.to_numpy(), name="item")
+    info.index = pd.Index(ids.to_numpy(), name=side)
     return info
 
 
-def _with_item_info(parts: list[RatingsData], items: str | Path) -> None:
-    """Attach the items file's rows to each part (its own items'), refusing a file that
-    describes none of the rated items."""
-    integer = all(pd.api.types.is_integer_dtype(part.item_ids) for part in parts)
-    info = load_item_info(items, integer=integer)
-    rated = pd.Index(np.concatenate([part.item_ids.to_numpy() for part in parts])).unique()
+def _with_info(parts: list[RatingsData], path: str | Path, side: str) -> None:
+    """Attach the items (users) file's rows to each part (its own items' or users'),
+    refusing a file that describes none of the rated items (raters)."""
+    integer = all(pd.api.types.is_integer_dtype(getattr(part, f"{side}_ids"))
+                  for part in parts)
+    info = (load_item_info if side == "item" else load_user_info)(path, integer=integer)
+    rated = pd.Index(np.concatenate([getattr(part, f"{side}_ids").to_numpy()
+                                     for part in parts])).unique()
     found = rated.isin(info.index)
     if not found.any():
-        raise RatingsFileError(f"{items}: none of the {len(rated):,} rated items has a row "
-                               f"(rated ids look like {plain_scalar(rated[0])!r}, the file's "
-                               f"like {plain_scalar(info.index[0]) if len(info) else None!r})")
+        whose = "rated items" if side == "item" else "users who rated"
+        raise RatingsFileError(f"{path}: none of the {len(rated):,} {whose} has a row "
+                               f"({side} ids look like {plain_scalar(rated[0])!r}, the "
+                               "file's like "
+                               f"{plain_scalar(info.index[0]) if len(info) else None!r})")
     for part in parts:
-        part.item_info = info[info.index.isin(part.item_ids)]
+        setattr(part, f"{side}_info",
+                info[info.index.isin(getattr(part, f"{side}_ids"))])
 
 
 def load_split(data: str | Path | None = None, train: str | Path | None = None,
                test: str | Path | None = None, *, test_fraction: float = 0.1,
-               seed: int = 0, items: str | Path | None = None
-               ) -> tuple[Split, RatingsData | None]:
+               seed: int = 0, items: str | Path | None = None,
+               users: str | Path | None = None) -> tuple[Split, RatingsData | None]:
     """The train/test split a run asks for, and the full data when it was split: the
     files ``train`` and ``test`` as given, else ``data`` (a ratings file; default the
     embedded MovieLens) split at random, holding out ``test_fraction`` of the ratings
@@ -457,7 +501,8 @@ def load_split(data: str | Path | None = None, train: str | Path | None = None,
     span of the ratings of both. Pairs rated in both parts are allowed but warned about
     (the test set then measures fit, not prediction). ``items``: an items file
     (:func:`load_item_info`) whose rows become the data's item information (titles,
-    genres for item features)."""
+    genres for item features); ``users``: a users file (:func:`load_user_info`) likewise,
+    for user features."""
     if train is not None:
         raw_train, raw_test = _read_any(train), _read_any(test)
         user_int = integer_ids(raw_train.frame[raw_train.user], raw_test.frame[raw_test.user])
@@ -471,12 +516,14 @@ def load_split(data: str | Path | None = None, train: str | Path | None = None,
         parts = [_ratings_from_raw(raw, user_int, item_int, scale, "error", "error")
                  for raw in (raw_train, raw_test)]
         _warn_overlap(*parts)
-        if items is not None:
-            _with_item_info(parts, items)
+        for side, path in (("item", items), ("user", users)):
+            if path is not None:
+                _with_info(parts, path, side)
         return Split(parts[0], parts[1], "given", {"train": str(train), "test": str(test)}), None
     full = load_ratings(data) if data else load_movielens()
-    if items is not None:
-        _with_item_info([full], items)
+    for side, path in (("item", items), ("user", users)):
+        if path is not None:
+            _with_info([full], path, side)
     return random_split(full, test_fraction, rng=seed), full
 
 

@@ -268,6 +268,7 @@ class RatingsData:
         item_info: pd.DataFrame | None = None,
         ingest: IngestReport | None = None,
         source: str = "in-memory",
+        user_info: pd.DataFrame | None = None,
     ) -> None:
         self.user_idx = np.asarray(user_idx, dtype=np.int64)
         self.item_idx = np.asarray(item_idx, dtype=np.int64)
@@ -277,6 +278,7 @@ class RatingsData:
         self.scale = scale
         self.timestamp = None if timestamp is None else np.asarray(timestamp)
         self.item_info = item_info
+        self.user_info = user_info
         self.source = source
         n = len(self.rating)
         if n == 0:
@@ -305,6 +307,7 @@ class RatingsData:
         invalid: InvalidPolicy = "error",
         item_info: pd.DataFrame | None = None,
         source: str = "DataFrame",
+        user_info: pd.DataFrame | None = None,
     ) -> "RatingsData":
         """Validate a long-format ratings table (one row per (user, item, rating)).
 
@@ -388,11 +391,13 @@ class RatingsData:
         user_ids.name, item_ids.name = "user", "item"
         if item_info is not None:
             item_info = item_info[item_info.index.isin(item_ids)]
+        if user_info is not None:
+            user_info = user_info[user_info.index.isin(user_ids)]
         ingest = IngestReport(n_read, len(table), rejected)
         return cls(
             user_idx, item_idx, table["rating"].to_numpy(), user_ids, item_ids, scale,
             timestamp=table["timestamp"].to_numpy() if timestamp_col else None,
-            item_info=item_info, ingest=ingest, source=source,
+            item_info=item_info, ingest=ingest, source=source, user_info=user_info,
         )
 
     @classmethod
@@ -484,13 +489,15 @@ class RatingsData:
         users, user_idx = np.unique(self.user_idx[rows], return_inverse=True)
         items, item_idx = np.unique(self.item_idx[rows], return_inverse=True)
         item_ids = self.item_ids[items]
-        info = None
+        info = user_info = None
         if self.item_info is not None:
             info = self.item_info[self.item_info.index.isin(item_ids)]
+        if self.user_info is not None:
+            user_info = self.user_info[self.user_info.index.isin(self.user_ids[users])]
         return RatingsData(
             user_idx, item_idx, self.rating[rows], self.user_ids[users], item_ids, self.scale,
             timestamp=None if self.timestamp is None else self.timestamp[rows],
-            item_info=info, source=self.source,
+            item_info=info, source=self.source, user_info=user_info,
         )
 
     def encode_users(self, ids) -> np.ndarray:

@@ -72,9 +72,10 @@ def fit_als(
     """
     spec = checked_spec(spec, "fit_als")
     spec.require_fixed("ALS")
-    if spec.constrained or spec.item_additive:
-        raise ConfigError("ALS fits plain PMF; this spec has implicit feedback or item "
-                          "features (constrained / implicit_items / item_features). Sample "
+    if spec.user_additive or spec.item_additive:
+        raise ConfigError("ALS fits plain PMF; this spec has implicit feedback or side "
+                          "features (constrained / implicit_items / item_features / "
+                          "user_features). Sample "
                           "it with sample_gibbs, or "
                           "fit the user side's MAP with fit_constrained",
                           setting="constrained")

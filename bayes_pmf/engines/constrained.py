@@ -129,10 +129,11 @@ def fit_constrained(train, spec, *, max_iter: int = 3000,
         raise ConfigError("fit_constrained fits constrained PMF; pass "
                           "spec.with_(constrained=True)", setting="constrained")
     spec.require_fixed("fit_constrained")
-    if spec.item_additive:
+    if spec.item_additive or spec.user_features is not None:
         raise ConfigError("fit_constrained fits the user side's implicit feedback only; "
-                          "sample implicit_items=True or item_features with sample_gibbs "
-                          "(or fit_map)", setting="implicit_items")
+                          "sample implicit_items=True, item_features or user_features with "
+                          "sample_gibbs (or fit_map)",
+                          setting="implicit_items" if spec.item_additive else "user_features")
     if spec.link != "identity":
         raise ConfigError("constrained PMF here needs the identity link", setting="link")
     if spec.mu_prior is not None:

@@ -77,7 +77,8 @@ normalised tags G) are more columns of the item side's M and more rows of its Z:
 additive block [M' | G] [Z; Phi] under one prior, drawn by the same step; non-centred
 steps for each tag's factors with X held (``_tag_moves``, ``tag_moves=False`` turns them
 off) interweave with it, since a tag's factors and its rarely rated items' factors pin
-each other under the centred step alone.
+each other under the centred step alone. User features (``spec.user_features``: U = Y +
+M W + H Psi) are the same on the user side: [M | H] [W; Psi], with the same tag steps.
 
 Chains are independent and seeded from one seed; the executor
 (:mod:`bayes_pmf.engines.parallel`) runs them in parallel processes when there are cores
@@ -110,12 +111,13 @@ from ..model.params import (
     log_interval_probability,
     ordinal_expected_rating,
     pair_bounds,
-    rated_items_matrix,
     rating_grid,
     rating_levels,
     sum_log_interval_probability,
     truncated_normal,
+    user_additive_matrix,
     user_cutpoints,
+    user_tag_vocabulary,
     user_threshold_log_density,
 )
 from ..model.synthetic import wishart_draw
@@ -381,9 +383,9 @@ def joint_log_density(train, spec, state: dict) -> float:
     the PyMC twin's ``logp`` at random points of every family)."""
     spec = checked_spec(spec, "joint_log_density")
     d = spec.n_factors
-    if spec.constrained:
-        user_factors = np.asarray(state["Y"]) + rated_items_matrix(
-            train, norm=spec.implicit_norm) @ np.asarray(state["W"])
+    if spec.user_additive:
+        user_factors = np.asarray(state["Y"]) + user_additive_matrix(train, spec) @ (
+            _user_additive_rows(spec, state))
     else:
         user_factors = np.asarray(state["U"]) if d else np.zeros((train.n_users, 0))
     if spec.item_additive:
@@ -433,13 +435,13 @@ def joint_log_density(train, spec, state: dict) -> float:
         m0, s0 = spec.mu_prior
         total += -0.5 * (params.mu - m0) ** 2 / s0**2
     a0, b0 = spec.gamma_prior
-    if spec.constrained:
-        total += _implicit_prior_log_density(spec, np.asarray(state["W"]),
+    if spec.user_additive:  # W's rows and the users' tags' Psi's, under one prior
+        total += _implicit_prior_log_density(spec, _user_additive_rows(spec, state),
                                              state.get("implicit_precision"))
     if spec.item_additive:  # Z's rows and the tags' Phi's, under one prior
         total += _implicit_prior_log_density(spec, _item_additive_rows(spec, state),
                                              state.get("implicit_item_precision"))
-    sides = (("user", np.asarray(state["Y"]) if spec.constrained else params.user_factors,
+    sides = (("user", np.asarray(state["Y"]) if spec.user_additive else params.user_factors,
               params.user_bias, spec.sigma_u, spec.sigma_user_bias),
              ("item", np.asarray(state["X"]) if spec.item_additive else params.item_factors,
               params.item_bias, spec.sigma_v,
@@ -463,6 +465,14 @@ def joint_log_density(train, spec, state: dict) -> float:
             total += 0.5 * len(bias) * np.log(bias_precision) - 0.5 * bias_precision * float(
                 bias @ bias)
     return float(total)
+
+
+def _user_additive_rows(spec, state: dict) -> np.ndarray:
+    """[W; Psi]: the rows of the user side's additive block, as
+    :func:`~bayes_pmf.model.params.user_additive_matrix` orders its columns."""
+    parts = [np.asarray(state[name], dtype=float) for name, on in (
+        ("W", spec.constrained), ("Psi", spec.user_features is not None)) if on]
+    return np.vstack(parts)
 
 
 def _item_additive_rows(spec, state: dict) -> np.ndarray:
@@ -1293,7 +1303,11 @@ def _draws_output(train, spec, config: GibbsConfig, held_out,
     if config.hyper == "diagonal":
         shapes.update(sigma_u_latent=(d,), sigma_v_latent=(d,))
     if spec.constrained:  # U holds the effective factors Y + M W, which predictions use
-        shapes.update(W=(m, d), sigma_w=())
+        shapes["W"] = (m, d)
+    if spec.user_features is not None:  # the users' tags' factors
+        shapes["Psi"] = (len(user_tag_vocabulary(train, spec.user_feature_columns)), d)
+    if spec.user_additive:
+        shapes["sigma_w"] = ()
     if spec.implicit_items:  # V likewise X + M' Z (+ G Phi)
         shapes["Z"] = (n, d)
     if spec.item_features is not None:  # the tags' factors
@@ -1410,14 +1424,16 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
                             1.0 / spec.sigma_item_bias**2)
     user_hyper, item_hyper = fixed_user, fixed_item
     # implicit feedback: U = Y + M W (constrained PMF), V = X + M' Z (implicit_items)
-    user_side = (_ImplicitSide(rated_items_matrix(train, norm=spec.implicit_norm), U,
-                               spec.sigma_u, spec.sigma_w, rng) if spec.constrained else None)
+    user_side = (_ImplicitSide(user_additive_matrix(train, spec), U, spec.sigma_u,
+                               spec.sigma_w, rng) if spec.user_additive else None)
     item_side = (_ImplicitSide(item_additive_matrix(train, spec), V, spec.sigma_v,
                                spec.sigma_w, rng) if spec.item_additive else None)
     # the items' normalised tags, by tag (item features' non-centred steps)
-    tag_steps = None
+    tag_steps = user_tag_steps = None
     if spec.item_features is not None and config.tag_moves and d:
         tag_steps = _TagSteps(item_side, by_item, train.n_users if spec.implicit_items else 0)
+    if spec.user_features is not None and config.tag_moves and d:
+        user_tag_steps = _TagSteps(user_side, by_user, train.n_items if spec.constrained else 0)
     draw_implicit_hyper = _HYPER_SAMPLERS.get(
         "wishart" if config.hyper == "bpmf" else config.hyper)  # zero-mean W and Z
 
@@ -1503,9 +1519,15 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
             if side:
                 side.draw(effective, hyper, rng, config.overrelax)
         if tag_steps is not None:  # the tags' factors, non-centred (X held)
-            V = _tag_moves(item_side, tag_steps, by_item, item_rows, U, V,
-                           mu if spec.global_mean else 0.0, b if biases else None,
-                           c if biases else None, tau, rng)
+            residual = by_item.data - linear_predictor(
+                by_item.indices, item_rows, mu if spec.global_mean else 0.0,
+                b if biases else None, c if biases else None, U, V)
+            V = _tag_moves(item_side, tag_steps, by_item, residual, U, V, tau, rng)
+        if user_tag_steps is not None:  # the users' tags' factors (Y held)
+            residual = by_user.data - linear_predictor(
+                user_rows, by_user.indices, mu if spec.global_mean else 0.0,
+                b if biases else None, c if biases else None, U, V)
+            U = _tag_moves(user_side, user_tag_steps, by_user, residual, V, U, tau, rng)
         # With balance moves the scale c I is one of the matrices they draw.
         if config.scale_move and d and config.hyper != "bpmf" and not balancing:
             scale = _sample_scale(_blocks_of_precision(user_side, U, user_hyper),
@@ -1588,7 +1610,11 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
             if "threshold_sd" in out:
                 out["threshold_sd"][kept] = ordinal.users.tau
         if user_side:
-            out["W"][kept] = user_side.full(rng)
+            rows = user_side.full(rng)  # [W; Psi]
+            if spec.constrained:
+                out["W"][kept] = rows[:train.n_items]
+            if spec.user_features is not None:
+                out["Psi"][kept] = rows[train.n_items if spec.constrained else 0:]
             out["sigma_w"][kept] = user_side.hyper.factor_scale
         if item_side:
             rows = item_side.full(rng)  # [Z; Phi]
@@ -1687,8 +1713,8 @@ class _TagSteps:
                                side.feedback._project(unit)))
 
 
-def _tag_moves(side: _ImplicitSide, plan: _TagSteps, by_item, item_rows, U, V, mu, b, c,
-               tau, rng) -> np.ndarray:
+def _tag_moves(side: _ImplicitSide, plan: _TagSteps, by_item, residual, U, V, tau,
+               rng) -> np.ndarray:
     """Non-centred Gibbs steps for the tags' factors (item features): for each tag g, its
     factors Phi_g move by Delta (d-vector) and every item j carrying it by G_jg Delta,
     the items' own factors X held: in the chain's coordinates C += b_g Delta^T with
@@ -1697,10 +1723,12 @@ def _tag_moves(side: _ImplicitSide, plan: _TagSteps, by_item, item_rows, U, V, m
     ratings') residuals of the tag's items, precision tau, and C's prior N(0, Lambda^-1)
     per row. The centred step (C given V) and this one interweave: a genre's factors and
     its rarely rated items' factors no longer pin each other. ``plan`` holds each tag's
-    fixed index sets (:class:`_TagSteps`). Returns V."""
+    fixed index sets (:class:`_TagSteps`); ``residual`` the ratings' residuals in
+    ``by_item``'s order. The users' tags (user features) take the same steps with the
+    roles swapped: ``by_item`` the user-major ratings, ``U`` the item factors and ``V``
+    the user factors. Returns V (updated in place, as ``residual``)."""
     d = V.shape[1]
     precision_c = side.hyper.factor_precision
-    residual = by_item.data - linear_predictor(by_item.indices, item_rows, mu, b, c, U, V)
     for items, weights, positions, users, rating_weights, b_g in plan.steps:
         # np.take: the same values as fancy indexing, faster for row gathers
         factors = np.take(U, users, axis=0) * rating_weights
@@ -1856,7 +1884,7 @@ def sample_gibbs(
         # chains start from the Gaussian model's optimum (the ordinal model's latent
         # ratings are on the rating scale, its cut points start at the midpoints)
         init_spec = spec.with_(likelihood="gaussian", thresholds="global", constrained=False,
-                               implicit_items=False, item_features=None)
+                               implicit_items=False, item_features=None, user_features=None)
         init_spec = init_spec if init_lambda is None else init_spec.with_(
             sigma_u=spec.sigma / np.sqrt(init_lambda), sigma_v=spec.sigma / np.sqrt(init_lambda))
     shared_start = None

@@ -222,10 +222,10 @@ def item_tag_vocabulary(train, column: str) -> np.ndarray:
     return np.asarray(tags, dtype=object)
 
 
-def item_tag_matrix(tag_sets, vocabulary, norm: str = "count"):
-    """(items x tags) normalised indicator G: row j holds k_j^-1 (``norm="count"``) or
-    k_j^-1/2 (``"sqrt"``) on item j's k_j tags in ``vocabulary`` (other tags are
-    ignored: a tag no training item carried has no factors)."""
+def tag_matrix(tag_sets, vocabulary, norm: str = "count"):
+    """(rows x tags) normalised indicator (G for items, H for users): row j holds k_j^-1
+    (``norm="count"``) or k_j^-1/2 (``"sqrt"``) on row j's k_j tags in ``vocabulary``
+    (other tags are ignored: a tag no training row carried has no factors)."""
     position = {tag: k for k, tag in enumerate(vocabulary)}
     rows, cols = [], []
     for j, tags in enumerate(tag_sets):
@@ -249,10 +249,60 @@ def item_additive_matrix(train, spec):
         parts.append(rated_items_matrix(train, norm=spec.implicit_norm, by_item=True))
     if spec.item_features is not None:
         vocabulary = item_tag_vocabulary(train, spec.item_features)
-        parts.append(item_tag_matrix(
+        parts.append(tag_matrix(
             item_tag_sets(train.item_ids, train.item_info, spec.item_features), vocabulary,
             spec.implicit_norm))
     return sp.hstack(parts).tocsr()
+
+
+def user_tag_sets(user_ids, user_info, columns) -> list[tuple[str, ...]]:
+    """The tags of each user id, "column=value" for each of ``columns`` of ``user_info``
+    (a value split at "|" as item tags are; every other value, numbers included, as
+    written), sorted; () for a user without a row or values."""
+    columns = tuple(columns)
+    missing = [c for c in columns if user_info is None or c not in user_info]
+    if missing:
+        raise ConfigError(
+            f"user_features={','.join(columns)!r} needs the users' {missing[0]!r} column, "
+            "and this data has " + ("no user information (give a users file, e.g. "
+                                    "MovieLens 100k's u.user)" if user_info is None else
+                                    f"the columns {list(user_info.columns)}"),
+            setting="user_features")
+    table = user_info.reindex(user_ids)
+    out: list[set] = [set() for _ in range(len(table))]
+    for column in columns:
+        for row, value in enumerate(table[column].to_numpy(dtype=object)):
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                continue
+            text = value if isinstance(value, str) else str(value)
+            out[row].update(f"{column}={tag.strip()}" for tag in text.split("|")
+                            if tag.strip() not in NO_TAGS)
+    return [tuple(sorted(tags)) for tags in out]
+
+
+def user_tag_vocabulary(train, columns) -> np.ndarray:
+    """The tags the training users carry, sorted: the rows of Psi."""
+    tags = sorted(set().union(*user_tag_sets(train.user_ids, getattr(train, "user_info", None),
+                                             columns)))
+    if not tags:
+        raise ConfigError(f"user_features={','.join(columns)!r}: no training user has a "
+                          "value in those columns", setting="user_features")
+    return np.asarray(tags, dtype=object)
+
+
+def user_additive_matrix(train, spec):
+    """The user side's additive design: U = Y + [M | H] [W; Psi], with M the normalised
+    items each user rated (``spec.constrained``) and H their normalised tags
+    (``spec.user_features``), side by side (users x (items + tags))."""
+    parts = []
+    if spec.constrained:
+        parts.append(rated_items_matrix(train, norm=spec.implicit_norm))
+    if spec.user_features is not None:
+        columns = spec.user_feature_columns
+        parts.append(tag_matrix(
+            user_tag_sets(train.user_ids, getattr(train, "user_info", None), columns),
+            user_tag_vocabulary(train, columns), spec.implicit_norm))
+    return parts[0] if len(parts) == 1 else sp.hstack(parts).tocsr()
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

@@ -23,6 +23,8 @@ and the spec's priors, written as the Gibbs sampler has them:
     item_features=col  V[j] = X[j] (+ the Z part) + sum_g G_jg Phi[g] / k_j^a over item j's
                        k_j tags; Z's and Phi's rows are one zero-mean block
                        ("item_additive", kept as Z and Phi) under Z's prior
+    user_features=cols U[i] = Y[i] (+ the W part) + sum_g H_ig Psi[g] / h_i^a over user i's
+                       tags; [W; Psi] likewise one block ("user_additive") under W's prior
 
     prior="wishart"    Lambda_U, Lambda_V ~ Wishart(I, d) by Bartlett's decomposition
                        (chi-square diagonal, normal lower triangle: NUTS samples it),
@@ -67,11 +69,14 @@ from .params import (
     rated_items_matrix,
     rating_grid,
     rating_levels,
+    user_additive_matrix,
+    user_tag_vocabulary,
 )
 
 # PyMC names of the random variables holding point-estimate parameters, and of the
 # other learned quantities a result keeps (scales; the ordinal model's cut points).
-PARAMETER_NAMES = ("U", "V", "mu", "user_bias", "item_bias", "Y", "W", "X", "Z", "Phi")
+PARAMETER_NAMES = ("U", "V", "mu", "user_bias", "item_bias", "Y", "W", "X", "Z", "Phi",
+                   "Psi")
 SCALE_NAMES = ("sigma", "sigma_u", "sigma_v", "sigma_user_bias", "sigma_item_bias",
                "sigma_u_latent", "sigma_v_latent", "sigma_w", "sigma_z", "cutpoints",
                "user_cutpoints", "threshold_sd")
@@ -160,16 +165,21 @@ def _implicit_factors(train, spec, side: str, parameterization: str):
     own_name, implicit_name, short, implicit_short = (
         ("Y", "W", "u", "w") if side == "user" else ("X", "Z", "v", "z"))
     own = _factor_matrix(spec, short, own_dims, own_name, parameterization=parameterization)
-    if side == "item" and spec.item_features is not None:
-        # [Z; Phi] under one zero-mean prior, against [M' | G] (item_additive_matrix)
-        implicit = _factor_matrix(spec, implicit_short, ("item_additive_row", "latent"),
-                                  "item_additive", zero_mean=True,
-                                  parameterization=parameterization)
-        users = train.n_users if spec.implicit_items else 0
-        if spec.implicit_items:
-            pm.Deterministic("Z", implicit[:users], dims=("user", "latent"))
-        pm.Deterministic("Phi", implicit[users:], dims=("item_tag", "latent"))
-        matrix = item_additive_matrix(train, spec)
+    features = spec.user_features if side == "user" else spec.item_features
+    if features is not None:
+        # [W; Psi] ([Z; Phi]) under one zero-mean prior, against [M | H] ([M' | G]):
+        # user_additive_matrix / item_additive_matrix
+        block = f"{side}_additive"
+        implicit = _factor_matrix(spec, implicit_short, (f"{block}_row", "latent"), block,
+                                  zero_mean=True, parameterization=parameterization)
+        feedback = spec.constrained if side == "user" else spec.implicit_items
+        first = (train.n_items if side == "user" else train.n_users) if feedback else 0
+        if feedback:
+            pm.Deterministic(implicit_name, implicit[:first], dims=other_dims)
+        pm.Deterministic("Psi" if side == "user" else "Phi", implicit[first:],
+                         dims=(f"{side}_tag", "latent"))
+        matrix = (user_additive_matrix if side == "user" else item_additive_matrix)(
+            train, spec)
     else:
         implicit = _factor_matrix(spec, implicit_short, other_dims, implicit_name,
                                   zero_mean=True, parameterization=parameterization)
@@ -258,6 +268,10 @@ def build_model(train, spec, *, parameterization: str = "centered") -> pm.Model:
         coords["item_tag"] = item_tag_vocabulary(train, spec.item_features)
         coords["item_additive_row"] = np.arange(
             (train.n_users if spec.implicit_items else 0) + len(coords["item_tag"]))
+    if spec.user_features is not None:
+        coords["user_tag"] = user_tag_vocabulary(train, spec.user_feature_columns)
+        coords["user_additive_row"] = np.arange(
+            (train.n_items if spec.constrained else 0) + len(coords["user_tag"]))
     target = train.scale.to_unit(train.rating) if spec.link == "logistic" else train.rating
     with pm.Model(coords=coords) as model:
         user_idx = pm.Data("user_idx", train.user_idx, dims="obs")
@@ -283,7 +297,7 @@ def build_model(train, spec, *, parameterization: str = "centered") -> pm.Model:
                                   dims="item")
             eta = eta + user_bias[user_idx] + item_bias[item_idx]
         if spec.n_factors > 0:
-            U = _implicit_factors(train, spec, "user", parameterization) if spec.constrained \
+            U = _implicit_factors(train, spec, "user", parameterization) if spec.user_additive \
                 else _factor_matrix(spec, "u", ("user", "latent"), "U",
                                     parameterization=parameterization)
             V = _implicit_factors(train, spec, "item", parameterization) \
@@ -311,11 +325,12 @@ def point_from_params(model: pm.Model, params: FactorParams, spec
             name = "U" if side == "user" else "V"
             if own in model.named_vars:
                 point[own] = np.asarray(effective, dtype=float)
-                if side == "item" and "item_additive" in model.named_vars:
-                    implicit = "item_additive"  # [Z; Phi]
+                block = f"{side}_additive"  # [W; Psi] or [Z; Phi]
+                if block in model.named_vars:
+                    implicit = block
                 point[implicit] = np.zeros(
-                    (len(model.coords["item_additive_row"]), spec.n_factors)
-                    if implicit == "item_additive" else
+                    (len(model.coords[f"{block}_row"]), spec.n_factors)
+                    if implicit == block else
                     (params.item_factors if side == "user" else params.user_factors).shape)
             else:
                 point[name] = np.asarray(effective, dtype=float)
@@ -330,7 +345,7 @@ def point_from_params(model: pm.Model, params: FactorParams, spec
 
 
 _FACTOR_SIDES = {"U": "u", "V": "v", "Y": "u", "W": "w", "X": "v", "Z": "z",
-                 "item_additive": "z"}
+                 "item_additive": "z", "user_additive": "w"}
 
 
 def _noncentered_point(model: pm.Model, point: dict, spec) -> dict:

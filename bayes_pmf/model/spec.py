@@ -72,6 +72,12 @@ is the normalised sum of its tags' factors. Phi has the prior of Z (and shares Z
 precision when both are on: the item side has one additive block, M' Z + G Phi, with
 rows iid under one zero-mean prior). An item with no training ratings still has its
 tags: its prediction is mu + b_i + U_i . (k^-a sum Phi_g) instead of mu + b_i.
+``user_features="gender,occupation,age"`` is the same on the user side, from user_info
+columns (e.g. MovieLens 100k's ``u.user``): each value of each column named is a tag
+"column=value" (a numeric column's every distinct value is its own tag; group values
+into a new column first for coarser tags), U_i = Y_i (+ the implicit part W) + h_i^-a
+sum_{g in T(i)} Psi_g, with Psi under W's prior (one additive block M W + H Psi). A new
+user with no ratings is predicted from their tags: mu + c_j + (h^-a sum Psi_g) . V_j.
 
 Fixed scales and ridge penalties are two views of one model: with fixed sigmas the
 negative log-posterior is E / sigma^2 + const, with the MAP objective
@@ -189,6 +195,9 @@ class PMFSpec:
         families (default :data:`THRESHOLD_PRIOR`).
     ordinal_link : "probit" (the ordered probit, default) or "logit" (the ordered logit:
         the logistic cdf, scale sigma; fitted by map, nuts and advi).
+    user_features : None, or user_info column names, comma-separated ("gender,occupation"):
+        each user's values (tags "column=value"; a value may hold "|"-separated tags)
+        enter the user factors (U = Y + ... + the normalised sum of the tags' factors Psi).
     """
 
     n_factors: int = DEFAULT_FACTORS
@@ -217,6 +226,7 @@ class PMFSpec:
     threshold_sd: float = THRESHOLD_SD
     threshold_prior: tuple[float, float] = THRESHOLD_PRIOR
     ordinal_link: OrdinalLink = "probit"
+    user_features: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.n_factors, bool) or not isinstance(self.n_factors, int) \
@@ -269,6 +279,20 @@ class PMFSpec:
                 raise ConfigError("item_features needs latent factors (n_factors >= 1): "
                                   "the tags enter through their factors",
                                   setting="item_features")
+        if self.user_features is not None:
+            columns = (self.user_features.split(",") if isinstance(self.user_features, str)
+                       else [])
+            if not columns or not all(c.strip() for c in columns) \
+                    or len({c.strip() for c in columns}) != len(columns):
+                raise ConfigError("user_features must be None or user_info column names, "
+                                  "comma-separated and each named once (e.g. "
+                                  f"'gender,occupation'), got {self.user_features!r}",
+                                  setting="user_features")
+            object.__setattr__(self, "user_features", ",".join(c.strip() for c in columns))
+            if self.n_factors == 0:
+                raise ConfigError("user_features needs latent factors (n_factors >= 1): "
+                                  "the users' tags enter through their factors",
+                                  setting="user_features")
         if self.thresholds == "user" and not self.ordinal:
             raise ConfigError("thresholds='user' (each user's own cut points) belongs to "
                               "the ordinal likelihood: choose likelihood='ordinal'",
@@ -347,6 +371,17 @@ class PMFSpec:
         """The item factors have an additive part: V = X + M' Z (implicit feedback) and/or
         + G Phi (the items' tags)."""
         return self.implicit_items or self.item_features is not None
+
+    @property
+    def user_additive(self) -> bool:
+        """The user factors have an additive part: U = Y + M W (constrained PMF, implicit
+        feedback) and/or + H Psi (the users' tags)."""
+        return self.constrained or self.user_features is not None
+
+    @property
+    def user_feature_columns(self) -> tuple[str, ...]:
+        """The user_info columns of :attr:`user_features`, in order (() without)."""
+        return tuple(self.user_features.split(",")) if self.user_features else ()
 
     @property
     def lambda_u(self) -> float:

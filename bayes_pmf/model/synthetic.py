@@ -25,15 +25,18 @@ from ..errors import ConfigError, RatingsDataError, check_seed
 from .params import (
     FactorParams,
     cutpoint_centres,
-    item_tag_matrix,
     item_tag_sets,
     normalised_indicator,
     ordinal_draws,
+    tag_matrix,
     user_cutpoints,
+    user_tag_sets,
 )
 
 # The tags of synthetic items with item_features (draw_from_prior).
 SYNTHETIC_TAGS = ("Comedy", "Drama", "Horror", "Noir", "War")
+# The values of each user_info column of synthetic users with user_features ("": none).
+SYNTHETIC_USER_VALUES = ("a", "b", "c", "d", "")
 
 # The rating grid of ordinal synthetic data unless one is given: half stars, 0.5 to 5.
 HALF_STARS = np.arange(1, 11) / 2.0
@@ -306,7 +309,13 @@ def draw_from_prior(spec, n_users: int, n_items: int, n_ratings: int, *,
             "|".join(generator.choice(SYNTHETIC_TAGS, generator.integers(0, 4),
                                       replace=False)) for _ in range(n_items)]},
             index=pd.Index(np.arange(n_items), name="item"))
-    for side, on, name, rows in (("user", spec.constrained, "W", n_items),
+    user_info = None
+    if spec.user_features is not None:  # one of SYNTHETIC_USER_VALUES per column, or none
+        user_info = pd.DataFrame({column: [
+            value if value else None for value in generator.choice(
+                SYNTHETIC_USER_VALUES, n_users)] for column in spec.user_feature_columns},
+            index=pd.Index(np.arange(n_users), name="user"))
+    for side, on, name, rows in (("user", spec.user_additive, "W", n_items),
                                  ("item", spec.item_additive, "Z", n_users)):
         if not on:
             continue
@@ -323,18 +332,27 @@ def draw_from_prior(spec, n_users: int, n_items: int, n_ratings: int, *,
             hyper[key] = precision
         matrix = normalised_indicator(users, items, (n_users, n_items), spec.implicit_norm,
                                       by_item=side == "item")
+        if side == "user" and user_info is not None:  # [M | H] against [W; Psi]
+            parts = [matrix] if spec.constrained else []
+            tag_sets = user_tag_sets(user_info.index, user_info, spec.user_feature_columns)
+            vocabulary = np.asarray(sorted(set().union(*tag_sets)), dtype=object)
+            parts.append(tag_matrix(tag_sets, vocabulary, spec.implicit_norm))
+            matrix = sp.hstack(parts).tocsr()
+            rows = matrix.shape[1]
         if side == "item":  # [M' | G] against [Z; Phi] (item_additive_matrix)
             parts = [matrix] if spec.implicit_items else []
             if item_info is not None:
                 tag_sets = item_tag_sets(item_info.index, item_info, spec.item_features)
                 vocabulary = np.asarray(sorted(set().union(*tag_sets)), dtype=object)
-                parts.append(item_tag_matrix(tag_sets, vocabulary, spec.implicit_norm))
+                parts.append(tag_matrix(tag_sets, vocabulary, spec.implicit_norm))
             matrix = sp.hstack(parts).tocsr()
             rows = matrix.shape[1]
         additive = generator.standard_normal((rows, d)) @ _precision_root_inverse(
             precision, d).T
-        if side == "user" or spec.implicit_items:
-            hyper[name] = additive[:n_users] if side == "item" else additive
+        if (side == "user" and spec.constrained) or (side == "item" and spec.implicit_items):
+            hyper[name] = additive[:n_users] if side == "item" else additive[:n_items]
+        if side == "user" and user_info is not None:
+            hyper["Psi"] = additive[n_items if spec.constrained else 0:]
         if side == "item" and item_info is not None:
             hyper["Phi"] = additive[n_users if spec.implicit_items else 0:]
         hyper["Y" if side == "user" else "X"] = factors[side]
@@ -359,7 +377,7 @@ def draw_from_prior(spec, n_users: int, n_items: int, n_ratings: int, *,
     data = RatingsData(
         users, items, ratings, pd.Index(np.arange(n_users), name="user"),
         pd.Index(np.arange(n_items), name="item"), scale,
-        item_info=item_info,
+        item_info=item_info, user_info=user_info,
         source=f"prior draw(n_users={n_users}, n_items={n_items}, n_ratings={n_ratings}, "
                f"seed={seed})")
     return SyntheticRatings(data=data, truth=truth, spec=spec, seed=seed, hyper=hyper)

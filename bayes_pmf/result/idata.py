@@ -76,6 +76,8 @@ _PARAM_DIMS = {
     "sigma_z": (),
     # the items' tags (item_features): V = X (+ M' Z) + G Phi, one row per tag
     "Phi": ("item_tag", "latent"),
+    # the users' tags (user_features): U = Y (+ M W) + H Psi, one row per tag
+    "Psi": ("user_tag", "latent"),
 }
 # Derived quantities kept beside the parameters (not parameters: never stacked as such).
 _DERIVED_DIMS = {"predicted_rating": ("pair",)}
@@ -83,14 +85,14 @@ _DERIVED_DIMS = {"predicted_rating": ("pair",)}
 InferenceData = az.InferenceData
 
 
-def _coords(train, spec, item_tags=None) -> dict:
+def _coords(train, spec, tags=None) -> dict:
     coords = {
         "user": train.user_ids.to_numpy(),
         "item": train.item_ids.to_numpy(),
         "latent": np.arange(spec.n_factors),
     }
-    if item_tags is not None:  # the rows of Phi (item features)
-        coords["item_tag"] = np.asarray(item_tags).astype(str)
+    for name, vocabulary in (tags or {}).items():  # the rows of Phi / Psi (features)
+        coords[name] = np.asarray(vocabulary).astype(str)
     return coords
 
 
@@ -134,15 +136,15 @@ def build_idata(
     sample_stats: dict[str, np.ndarray] | None = None,
     extra_groups: dict[str, xr.Dataset] | None = None,
     point: bool = False,
-    item_tags=None,
+    tags: dict | None = None,
 ) -> az.InferenceData:
     """Assemble a result from posterior arrays with leading (chain, draw) axes (none when
     ``point=True``: they are then given chain=1, draw=1), the training ratings ``train``
-    (a RatingsData) and the model ``spec`` (a PMFSpec); ``item_tags`` names the rows of
-    Phi (item features)."""
+    (a RatingsData) and the model ``spec`` (a PMFSpec); ``tags`` names the rows of Phi
+    and Psi (``{"item_tag": ..., "user_tag": ...}``, side features)."""
     if point:
         posterior = {k: np.asarray(v)[None, None] for k, v in posterior.items()}
-    posterior_ds = _dataset(posterior, _PARAM_DIMS, _coords(train, spec, item_tags))
+    posterior_ds = _dataset(posterior, _PARAM_DIMS, _coords(train, spec, tags))
     posterior_ds.attrs.update(
         {
             _PREFIX + "format": FORMAT_VERSION,

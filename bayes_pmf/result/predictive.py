@@ -266,8 +266,10 @@ def held_out_predictions(result, test, *, rng=0,
     """The result with its predictions for the held-out ratings ``test`` (a RatingsData)
     stored (see the module docstring): the one place they are computed. A model with
     item features predicts the test's cold items from their tags in ``test.item_info``
-    (:meth:`~bayes_pmf.result.result.PMFResult.describing_items`)."""
-    result = result.describing_items(getattr(test, "item_info", None))
+    (:meth:`~bayes_pmf.result.result.PMFResult.describing_items`), one with user
+    features the cold users from ``test.user_info`` likewise."""
+    result = result.describing_items(getattr(test, "item_info", None)).describing_users(
+        getattr(test, "user_info", None))
     users, items = test.id_pairs()
     actual = test.rating
     per_pair = {

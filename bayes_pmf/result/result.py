@@ -29,7 +29,6 @@ from ..model.params import (
     UserCutpoints,
     binned_probabilities,
     cutpoint_centres,
-    item_tag_matrix,
     item_tag_sets,
     item_tag_vocabulary,
     level_bounds,
@@ -42,6 +41,9 @@ from ..model.params import (
     rating_grid,
     rating_levels,
     sigmoid,
+    tag_matrix,
+    user_tag_sets,
+    user_tag_vocabulary,
 )
 from ..model.spec import PMFSpec
 from . import idata as idata_io
@@ -99,6 +101,10 @@ def _decode_spec(attrs: dict) -> PMFSpec:
         raise ResultFileError(f"the saved model spec is not valid: {exc}") from None
 
 
+# The tags' factors of each side's features (Phi: item features, Psi: user features).
+_TAG_FACTORS = {"item": "Phi", "user": "Psi"}
+
+
 class PMFResult:
     """A fitted model, from any method; immutable. Wraps the ArviZ InferenceData
     ``idata`` (see :mod:`bayes_pmf.result.idata` for its groups); ``method``, ``spec``,
@@ -118,7 +124,7 @@ class PMFResult:
         self.seed = attrs["seed"]
         self.attrs = attrs
         self.user_ids, self.item_ids = idata_io.vocabularies(idata)
-        self._described_items: pd.DataFrame | None = None
+        self._described_info: dict[str, pd.DataFrame] = {}
 
     def describing_items(self, item_info: pd.DataFrame | None) -> "PMFResult":
         """This result, told the side information of items it has no ratings for
@@ -128,40 +134,76 @@ class PMFResult:
         without item features (or ``item_info=None``) is returned as it is. The held-out
         predictions (:func:`~bayes_pmf.result.predictive.held_out_predictions`) pass
         the test data's own item information."""
-        if self.spec.item_features is None or item_info is None or "Phi" not in self.draws:
+        return self._described("item", item_info)
+
+    def describing_users(self, user_info: pd.DataFrame | None) -> "PMFResult":
+        """This result, told the side information of users it has no ratings for
+        (``user_info`` indexed by user id, with the spec's ``user_features`` columns): a
+        model with user features then predicts such a user from their tags, mu + c_j +
+        (h^-a sum of the tags' Psi) . V_j, instead of the prior mean's mu + c_j. As
+        :meth:`describing_items` otherwise (both can be told)."""
+        return self._described("user", user_info)
+
+    def _described(self, side: str, info: pd.DataFrame | None) -> "PMFResult":
+        features = self.spec.item_features if side == "item" else self.spec.user_features
+        if features is None or info is None or _TAG_FACTORS[side] not in self.draws:
             return self
         described = PMFResult(self.idata)
         described.__dict__["draws"] = self.draws  # the cached draws, not a second copy
-        described._described_items = item_info
+        described._described_info = dict(self._described_info, **{side: info})
         return described
 
-    def _cold_item_terms(self, items, user_idx, item_idx, samples, by_index: bool):
-        """(samples x pairs) U_i . (G_j Phi) for the pairs of a known user and an item
-        known only from :meth:`describing_items` (zero elsewhere), or None."""
-        if self._described_items is None or by_index:
+    def _cold_tags(self, side: str, ids, idx, cold):
+        """(rows of the cold pairs whose ``side`` the result knows, the positions of those
+        it knows only from :meth:`describing_items` / :meth:`describing_users` with their
+        normalised tags as a sparse matrix, or None)."""
+        rows = np.asarray(idx)[cold]
+        info = self._described_info.get(side)
+        unknown = np.flatnonzero(rows < 0)
+        if info is None or not len(unknown):
+            return rows, unknown, None
+        ids = pd.Index(np.asarray(ids, dtype=object)[cold][unknown])
+        vocabulary = self.idata.posterior[_TAG_FACTORS[side]].coords[f"{side}_tag"].to_numpy()
+        sets = (item_tag_sets(ids, info, self.spec.item_features) if side == "item"
+                else user_tag_sets(ids, info, self.spec.user_feature_columns))
+        return rows, unknown, tag_matrix(sets, vocabulary, self.spec.implicit_norm)
+
+    def _cold_side(self, side: str, tags, sample: int) -> np.ndarray:
+        """(cold pairs x d) one draw's factors of the cold pairs' ``side``: the result's own
+        for known rows, the tags' (normalised sum of Phi / Psi) for described ones, zero
+        otherwise."""
+        rows, unknown, matrix = tags
+        factors = np.asarray(self.draws["U" if side == "user" else "V"][sample][
+            np.maximum(rows, 0)], dtype=np.float64)
+        factors[rows < 0] = 0.0
+        if matrix is not None:
+            factors[unknown] = np.asarray(matrix @ self.draws[_TAG_FACTORS[side]][sample])
+        return factors
+
+    def _cold_terms(self, users, items, user_idx, item_idx, samples, by_index: bool):
+        """(samples x pairs) the factor term of pairs with a user or an item known only
+        from :meth:`describing_items` / :meth:`describing_users` (zero elsewhere), or
+        None: U_i . (G_j Phi), (H_i Psi) . V_j, or (H_i Psi) . (G_j Phi)."""
+        if not self._described_info or by_index:
             return None
-        cold = np.flatnonzero((np.asarray(item_idx) < 0) & (np.asarray(user_idx) >= 0))
+        user_idx, item_idx = np.asarray(user_idx), np.asarray(item_idx)
+        cold = np.flatnonzero((user_idx < 0) | (item_idx < 0))
         if not len(cold):
             return None
-        ids = pd.Index(np.asarray(items, dtype=object)[cold])
-        vocabulary = self.idata.posterior["Phi"].coords["item_tag"].to_numpy()
-        tags = item_tag_matrix(item_tag_sets(ids, self._described_items,
-                                             self.spec.item_features),
-                               vocabulary, self.spec.implicit_norm)
-        chosen = self._chosen(samples)
-        phi, factors = self.draws["Phi"][chosen], self.draws["U"][chosen]
-        users = np.asarray(user_idx)[cold]
-        terms = np.zeros((len(phi), len(user_idx)))
-        for row in range(len(phi)):
-            terms[row, cold] = np.einsum("pd,pd->p", factors[row][users],
-                                         np.asarray(tags @ phi[row]))
+        chosen = np.arange(self.n_samples) if samples is None else np.asarray(samples)
+        user_tags = self._cold_tags("user", users, user_idx, cold)
+        item_tags = self._cold_tags("item", items, item_idx, cold)
+        terms = np.zeros((len(chosen), len(user_idx)))
+        for row, sample in enumerate(chosen):  # one draw at a time: memory of one draw
+            terms[row, cold] = np.einsum("pd,pd->p", self._cold_side("user", user_tags, sample),
+                                         self._cold_side("item", item_tags, sample))
         return terms
 
-    def _eta(self, items, user_idx, item_idx, samples, by_index: bool) -> np.ndarray:
+    def _eta(self, users, items, user_idx, item_idx, samples, by_index: bool) -> np.ndarray:
         """(samples x pairs) linear predictor of encoded pairs, with the tags' terms of
-        described cold items (:meth:`describing_items`)."""
+        described cold users and items (:meth:`describing_items`)."""
         eta = predictor_draws(self.draws, user_idx, item_idx, samples)
-        cold = self._cold_item_terms(items, user_idx, item_idx, samples, by_index)
+        cold = self._cold_terms(users, items, user_idx, item_idx, samples, by_index)
         if cold is not None:
             eta += cold
         return eta
@@ -325,7 +367,7 @@ class PMFResult:
         ``user_ids`` / ``item_ids`` (as in ``training_pairs()``), not ids; every method
         below that takes pairs passes it on."""
         user_idx, item_idx, unknown_pairs = self._encode(users, items, unknown, by_index)
-        eta = self._eta(items, user_idx, item_idx, samples, by_index)
+        eta = self._eta(users, items, user_idx, item_idx, samples, by_index)
         if unknown == "nan":
             eta[:, unknown_pairs] = np.nan
         return eta
@@ -440,7 +482,7 @@ class PMFResult:
         draws, in memory of a few values per pair (the mean of :meth:`mean_draws`)."""
         user_idx, item_idx, unknown_pairs = self._encode(users, items, unknown)
         if self.spec.link == "identity" and not self.spec.ordinal \
-                and self._described_items is None:
+                and not self._described_info:
             means = predictor_mean(self.draws, user_idx, item_idx)
         else:  # the mean of the mapped draws (with any tags' terms), a block at a time
             block = max(1, _BLOCK_VALUES // max(1, len(user_idx)))
@@ -448,7 +490,8 @@ class PMFResult:
             for start in range(0, self.n_samples, block):
                 chosen = np.arange(start, min(start + block, self.n_samples))
                 total += self.to_rating_scale(self._eta(
-                    items, user_idx, item_idx, chosen, False), chosen, user_idx).sum(axis=0)
+                    users, items, user_idx, item_idx, chosen, False), chosen,
+                    user_idx).sum(axis=0)
             means = total / self.n_samples
         if unknown == "nan":
             means[unknown_pairs] = np.nan
@@ -505,14 +548,18 @@ def point_result(params: FactorParams, spec: PMFSpec, train, *, method: str,
         posterior["user_bias"] = params.user_bias
         posterior["item_bias"] = params.item_bias
     idata = idata_io.build_idata(posterior, train, spec, method=method, seed=seed,
-                                 settings=settings, point=True, item_tags=_item_tags(train, spec))
+                                 settings=settings, point=True, tags=_tags(train, spec))
     return PMFResult(idata)
 
 
-def _item_tags(train, spec):
-    """The rows of Phi: the training items' tags (item features), else None."""
-    return None if spec.item_features is None else item_tag_vocabulary(train,
-                                                                          spec.item_features)
+def _tags(train, spec) -> dict:
+    """The rows of Phi and Psi: the training items' and users' tags (side features)."""
+    tags = {}
+    if spec.item_features is not None:
+        tags["item_tag"] = item_tag_vocabulary(train, spec.item_features)
+    if spec.user_features is not None:
+        tags["user_tag"] = user_tag_vocabulary(train, spec.user_feature_columns)
+    return tags
 
 
 def posterior_result(arrays: dict[str, np.ndarray], spec: PMFSpec, train, *, method: str,
@@ -525,7 +572,7 @@ def posterior_result(arrays: dict[str, np.ndarray], spec: PMFSpec, train, *, met
     return with_training_predictive(PMFResult(idata_io.build_idata(
         arrays, train, spec, method=method, seed=seed, settings=settings,
         sample_stats=sample_stats, extra_groups=extra_groups,
-        item_tags=_item_tags(train, spec))))
+        tags=_tags(train, spec))))
 
 
 # The training ratings' posterior predictive and log-likelihood hold at most this many

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, check_count, check_seed
-from ..model.params import item_tag_sets, item_tag_vocabulary
+from ..model.params import item_tag_sets, item_tag_vocabulary, user_tag_vocabulary
 from ..model.spec import (
     DEFAULT_FACTORS,
     DEFAULT_LAMBDA,
@@ -47,6 +47,9 @@ METHOD_NAMES = ("als", "map", "gibbs", "nuts", "advi", "constrained")
 IMPLICIT_CHOICES = ("auto", "none", "users", "items", "both")
 # item_features="auto": the item column used when the data has it
 AUTO_ITEM_FEATURES = "genres"
+# user_features="auto": the users' columns with fewer distinct values than the training
+# users over this (an id-like column such as a zip code is left out)
+AUTO_USER_FEATURE_SHARE = 5
 # implicit="auto": feedback on both sides when min(users, items) is at most this, none
 # above it. The Gibbs sampler's exact implicit-feedback step eigendecomposes an r x r
 # matrix per side and chain (r = min(users, items)): at r = 4,000 that is seconds and
@@ -66,6 +69,9 @@ class FitJobConfig:
     # an items file (CSV/TSV with a header, one row per item: e.g. MovieLens' movies.csv)
     # whose columns describe the items: titles, and genres for item features
     items: str | None = None
+    # a users file (a CSV/TSV with a header, or MovieLens' u.user / users.dat) whose
+    # columns describe the users: demographics for user features
+    users: str | None = None
     n_factors: int = DEFAULT_FACTORS
     seed: int = 0
     test_fraction: float = 0.1
@@ -133,6 +139,12 @@ class FitJobConfig:
     # part, benchmarks/README.md "Item features"), "none" nothing, any other value that
     # column (an error before any fit if the data lacks it).
     item_features: str = "auto"
+    # The same for users, from the users file's columns ("gender,occupation": each value
+    # a tag "column=value"): "auto" (default) every column of the users' information with
+    # fewer distinct values than a fifth of the training users (MovieLens 100k's u.user:
+    # age, gender, occupation; not the zip code) and nothing without a users file, "none"
+    # nothing, else the columns named, comma-separated.
+    user_features: str = "auto"
     progress: bool = field(default=True, compare=False)  # display only, not a setting
     # Where ALS and the Gibbs sampler run (not a setting: the numbers do not depend on
     # it): None in this process, "tcp://HOST:PORT" an existing Dask scheduler, "local:N"
@@ -202,6 +214,12 @@ class FitJobConfig:
             raise ConfigError("item_features must be 'auto', 'none' or the name of an item "
                               f"column of tags, got {self.item_features!r}",
                               setting="item_features")
+        if not isinstance(self.user_features, str) or not self.user_features.strip():
+            raise ConfigError("user_features must be 'auto', 'none' or user column names, "
+                              f"comma-separated, got {self.user_features!r}",
+                              setting="user_features")
+        if self.user_features not in ("auto", "none"):
+            PMFSpec(user_features=self.user_features)  # the names' form, checked here
         if self.likelihood == "ordinal" and self.link != "identity":
             raise ConfigError("the logistic link belongs to the Gaussian model (the ordinal "
                               "likelihood has its own link to the rating grid): choose "
@@ -263,13 +281,37 @@ class FitJobConfig:
 
     def posterior_spec_for(self, train) -> PMFSpec:
         """:attr:`posterior_spec` for the training ratings ``train``, "auto" resolved by
-        :meth:`implicit_for` and :meth:`item_features_for` (a ConfigError if the items'
-        column named is missing or carries no tag)."""
+        :meth:`implicit_for`, :meth:`item_features_for` and :meth:`user_features_for` (a
+        ConfigError if a column named is missing or carries no tag)."""
         spec = self._posterior_spec(self.implicit_for(train.n_users, train.n_items))
         column = self.item_features_for(train)
         if column is not None:
             item_tag_vocabulary(train, column)  # the data has the tags: checked here
-        return spec.with_(item_features=column)
+        columns = self.user_features_for(train)
+        if columns is not None:
+            user_tag_vocabulary(train, columns.split(","))
+        return spec.with_(item_features=column, user_features=columns)
+
+    def user_features_for(self, train) -> str | None:
+        """The user columns (comma-separated) whose values a run on ``train`` adds to the
+        users' factors: the setting, None for "none", and for "auto" every column of
+        ``train.user_info`` with at least one value and fewer distinct values than a fifth
+        of the training users (None without user information)."""
+        if self.user_features == "none":
+            return None
+        if self.user_features != "auto":
+            return PMFSpec(user_features=self.user_features).user_features
+        info = getattr(train, "user_info", None)
+        if info is None:
+            return None
+        known = info.reindex(train.user_ids)
+        columns = []
+        for column in known.columns:
+            values = known[column].dropna().astype(str).str.strip()
+            distinct = values[values != ""].nunique()
+            if 0 < distinct < max(2, train.n_users / AUTO_USER_FEATURE_SHARE):
+                columns.append(str(column))
+        return ",".join(columns) or None
 
     def item_features_for(self, train) -> str | None:
         """The item column whose tags a run on ``train`` adds to the items' factors: the

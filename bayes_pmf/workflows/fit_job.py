@@ -48,7 +48,7 @@ def load_split(config: FitJobConfig):
     """The train/test split the config asks for (and the full data when it was split)."""
     return load_split_of(config.data, config.train, config.test,
                          test_fraction=config.test_fraction, seed=config.seed,
-                         items=config.items)
+                         items=config.items, users=config.users)
 
 
 def _timed(fit: Callable[[], object]) -> tuple[object, float]:
@@ -103,7 +103,7 @@ def _nuts_methods(config: FitJobConfig, split) -> list[tuple[str, Callable]]:
     spec = config.posterior_spec_for(train)
     # implicit feedback's funnel (own factors against their prior scale) biases NUTS on
     # the centred twin; the noncentered one is the same model (benchmarks/README.md)
-    implicit = spec.constrained or spec.implicit_items
+    implicit = spec.user_additive or spec.item_additive
     return [(name, lambda: sample_nuts(
         train, spec, draws=config.draws, tune=config.tune,
         chains=min(config.chains, 2), rng=config.seed, method=name,
@@ -234,6 +234,7 @@ def _run_fit_job(config: FitJobConfig, stages: Stages, executor) -> FitJobOutcom
     if set(config.methods) & {"gibbs", "nuts", "advi"}:
         metrics["implicit"] = config.implicit_for(train.n_users, train.n_items)
         metrics["item_features"] = config.item_features_for(train)
+        metrics["user_features"] = config.user_features_for(train)
     if "gibbs" in config.methods:
         metrics["sampling"] = sampling_plan(config, train.n_ratings, train.n_users,
                                             train.n_items,

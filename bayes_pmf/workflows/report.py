@@ -129,40 +129,44 @@ def select(config: FitJobConfig, lambdas, dims, folds: int):
 
 
 def posterior_variants(config: FitJobConfig, likelihoods, implicit, dims,
-                       item_features=None, thresholds=None) -> dict:
+                       item_features=None, thresholds=None, user_features=None) -> dict:
     """The posterior models (the run's :meth:`FitJobConfig.posterior_spec_for`) for every
     likelihood x implicit feedback x d (x item features, when ``item_features`` lists
     more than one setting; else each has that one, or the run's; x the ordinal model's
     ``thresholds``, default the run's), by name; "auto" settings are resolved on each
     fold. The ordinal model with per-user thresholds is named "ordinal (user
-    thresholds)"; the Gaussian model has no thresholds and is tried once."""
+    thresholds)"; the Gaussian model has no thresholds and is tried once.
+    ``user_features`` likewise for the users' side information."""
     features = list(item_features) if item_features else [config.item_features]
+    user_sets = list(user_features) if user_features else [config.user_features]
     cuts = list(thresholds) if thresholds else [config.thresholds]
     variants: dict = {}
-    for likelihood, cut, feedback, d, tags in product(likelihoods, cuts, implicit, dims,
-                                                      features):
+    for likelihood, cut, feedback, d, tags, user_tags in product(
+            likelihoods, cuts, implicit, dims, features, user_sets):
         if likelihood != "ordinal":
             if cut != cuts[0]:
                 continue
             cut = "global"
         variant = replace(config, likelihood=likelihood, thresholds=cut, implicit=feedback,
-                          n_factors=d, item_features=tags)
+                          n_factors=d, item_features=tags, user_features=user_tags)
         model = f"{likelihood} (user thresholds)" if cut == "user" else likelihood
         name = f"{model}, implicit {feedback}, d={d}" + (
-            f", item features {tags}" if len(features) > 1 else "")
+            f", item features {tags}" if len(features) > 1 else "") + (
+            f", user features {user_tags}" if len(user_sets) > 1 else "")
         variants[name] = variant.posterior_spec_for
     return variants
 
 
 def select_posterior(config: FitJobConfig, likelihoods, implicit, dims, folds: int, *,
-                     by: str = "rmse", train=None, item_features=None, thresholds=None):
+                     by: str = "rmse", train=None, item_features=None, thresholds=None,
+                     user_features=None):
     """:func:`select_model` of the posterior variants (:func:`posterior_variants`; with
     ``item_features``, those settings compared too) on the config's training part
     (``train`` when the caller has it already, else read and split here), the config's
     chains, burn-in and draws."""
     check_model_selection(folds, by)
     variants = posterior_variants(config, likelihoods, implicit, dims,
-                                  item_features, thresholds)  # checks them
+                                  item_features, thresholds, user_features)  # checks them
     if train is None:
         train = load_split(config)[0].train
     return select_model(train, variants, k=folds, by=by, draws=config.draws,
@@ -248,8 +252,11 @@ def _data_blocks(metrics: dict) -> list[tuple]:
         ("p", "Ratings in the test part whose user or item has no training rating are "
               "scored with the cold-start (prior-mean) prediction and counted below"
               + (f"; the posterior model predicts an item without training ratings from "
-                 f"its {metrics['item_features']} instead (item features)."
-                 if metrics.get("item_features") else ".")),
+                 f"its {metrics['item_features']} instead (item features)"
+                 if metrics.get("item_features") else "")
+              + (f"; a user without training ratings from their "
+                 f"{metrics['user_features'].replace(',', ', ')} (user features)"
+                 if metrics.get("user_features") else "") + "."),
         ("table", pd.DataFrame(split_rows, columns=["", "value"], dtype=object)),
     ]
 
@@ -295,6 +302,13 @@ def _sampling_blocks(metrics: dict) -> list[tuple]:
                             "the 1/sqrt(count)-scaled sum of its tags' factors (under Z's "
                             "prior); an item without training ratings is predicted from its "
                             f"{features}."))
+    columns = metrics.get("user_features")
+    if columns:
+        blocks.append(("p", "The posterior model has user features: each value of the "
+                            f"users' {columns.replace(',', ', ')} gets factors, and each "
+                            "user's factors add the 1/sqrt(count)-scaled sum of their "
+                            "values' factors (under W's prior); a user without training "
+                            "ratings is predicted from them."))
     return blocks
 
 
