@@ -241,3 +241,69 @@ def test_select_compares_user_features_by_cross_validation(tag_driven, capsys):
         select_posterior(config, ["gaussian"], ["none"], [2], 3, train=train,
                          by="log_score", user_features=["none", "auto"])
     assert caught.value.setting == "by"
+
+
+def test_a_new_user_is_folded_in_with_their_tags(tag_driven):
+    """fold_in_user(..., user_info={...}): a cold user's tags join the prior mean of their
+    factors, so two ratings and their job predict their other ratings better than two
+    ratings alone; a column the model does not use is refused by name. The saved result
+    keeps the training users' tags (H), which the Wishart prior of a new user and the
+    known user's feedback fold-in need."""
+    from bayes_pmf.analysis.recommend import fold_in_user, predict_folded
+
+    spec, train, test = tag_driven
+    result = bp.sample_gibbs(train, spec.with_(prior="wishart"), draws=100, tune=100,
+                             chains=1, rng=0, progress=False)
+    H = result.user_tag_matrix()
+    expected = tag_matrix(user_tag_sets(train.user_ids, train.user_info, ("job",)),
+                          result.idata.posterior["Psi"].coords["user_tag"].to_numpy(), "sqrt")
+    assert (H != expected).nnz == 0
+    errors = {"tags": [], "none": []}
+    for user in test.user_ids:
+        mine = test.user_ids[test.user_idx] == user
+        items, ratings = test.item_ids[test.item_idx[mine]], test.rating[mine]
+        job = test.user_info.loc[user, "job"]
+        if len(items) < 6 or not isinstance(job, str):
+            continue
+        for key, info in (("tags", {"job": job}), ("none", None)):
+            folded = fold_in_user(result, items[:2], ratings[:2], user_info=info, rng=0)
+            errors[key].append(predict_folded(result, folded, items[2:]) - ratings[2:])
+    rmse = {key: np.sqrt(np.mean(np.concatenate(e) ** 2)) for key, e in errors.items()}
+    assert len(errors["tags"]) >= 5
+    assert rmse["tags"] < 0.8 * rmse["none"], rmse  # the tags carry most of the factors
+    with pytest.raises(ConfigError, match="'income' is not one of the model's user"):
+        fold_in_user(result, items[:2], ratings[:2], user_info={"income": "high"})
+
+
+def test_recommend_a_new_user_with_their_values_from_the_command_line(tmp_path, capsys):
+    """bayes-pmf recommend --new-user CSV --user-info job=a: the new user's tags move the
+    list (another job, another list); a malformed value or --user-info without
+    --new-user is refused with exit 2."""
+    import json
+
+    from bayes_pmf.cli.main import main
+
+    spec = bp.PMFSpec(n_factors=2, sigma=0.3, sigma_u=0.15, sigma_v=1.0, sigma_w=2.0,
+                      prior="fixed", user_features="job", implicit_norm="sqrt",
+                      mu_prior=(3.0, 0.5))
+    data = draw_from_prior(spec, n_users=80, n_items=30, n_ratings=1500, rng=6).data
+    data.to_frame().to_csv(tmp_path / "ratings.csv", index=False)
+    data.user_info.reindex(data.user_ids).fillna("").rename_axis("user").to_csv(
+        tmp_path / "users.csv")
+    run = tmp_path / "run"
+    assert main(["fit", "--data", str(tmp_path / "ratings.csv"), "--users",
+                 str(tmp_path / "users.csv"), "--likelihood", "gaussian", "--implicit", "none",
+                 "--method", "gibbs", "--factors", "2", "--draws", "40", "--tune", "20",
+                 "--chains", "1", "--no-figures", "--out", str(run), "--no-progress"]) == 0
+    (tmp_path / "new.csv").write_text("item,rating\n0,3.5\n1,2.0\n")
+    lists = {}
+    for job in ("a", "b"):
+        capsys.readouterr()
+        assert main(["recommend", "--run", str(run), "--new-user", str(tmp_path / "new.csv"),
+                     "--user-info", f"job={job}", "--json"]) == 0
+        lists[job] = [row["item"] for row in json.loads(capsys.readouterr().out)]
+    assert lists["a"] != lists["b"]
+    assert main(["recommend", "--run", str(run), "--new-user", str(tmp_path / "new.csv"),
+                 "--user-info", "job"]) == 2
+    assert "COLUMN=VALUE" in capsys.readouterr().err
+    assert main(["recommend", "--run", str(run), "--user", "0", "--user-info", "job=a"]) == 2

@@ -45,8 +45,10 @@ from ..model.params import (
     log_interval_probability,
     normalised_indicator,
     rating_levels,
+    tag_matrix,
     truncated_normal,
     truncated_normal_mean,
+    user_tag_sets,
 )
 
 SCORES = ("mean", "prob", "quantile", "thompson")
@@ -298,7 +300,8 @@ def similar_users(result, user, *, n: int = 10) -> pd.DataFrame:
     return _similar(result, "U", result.user_ids, user, n, "user", None)
 
 
-def fold_in_user(result, items, ratings, *, feedback=(), rng=0) -> np.ndarray:
+def fold_in_user(result, items, ratings, *, feedback=(), user_info=None,
+                 rng=0) -> np.ndarray:
     """Factors (and bias) of a NEW user from a handful of ratings, without refitting:
     (samples x d[+1]) draws of w = [U_new, b_new] given each posterior draw of the items.
 
@@ -314,7 +317,43 @@ def fold_in_user(result, items, ratings, *, feedback=(), rng=0) -> np.ndarray:
     user's factors have the prior mean n^-a sum of W over the items given (per draw), so
     which items they rated moves them before the ratings do; ``feedback`` adds items the
     user rated without giving the values (they join that sum, not the likelihood).
+
+    With user features (``spec.user_features``: U = Y + ... + H Psi) ``user_info`` gives
+    the new user's values of those columns (a mapping, e.g. ``{"gender": "F",
+    "occupation": "writer"}``): their tags' normalised sum of Psi joins the prior mean.
+    Without it the user has no tags (no offset), as a user without values in the data.
     """
+    tags = None
+    if user_info is not None:
+        if result.spec.user_features is None or "Psi" not in result.draws:
+            raise ConfigError("user_info describes a new user for a model with user "
+                              "features; this model has none", setting="user_info")
+        tags = _new_user_tags(result, user_info)
+    return _fold_in(result, items, ratings, feedback, tags, rng)
+
+
+def _new_user_tags(result, user_info):
+    """The 1 x tags row of H of a new user from their values (a mapping of column to
+    value; a column the model does not use is an error naming it)."""
+    try:
+        row = pd.DataFrame([dict(user_info)], index=pd.Index(["new"]))
+    except (TypeError, ValueError):
+        raise ConfigError("user_info must map the model's user columns to the new user's "
+                          f"values, e.g. {{'gender': 'F'}}, got {user_info!r}",
+                          setting="user_info") from None
+    columns = result.spec.user_feature_columns
+    unknown = [c for c in row.columns if c not in columns]
+    if unknown:
+        raise ConfigError(f"user_info column {unknown[0]!r} is not one of the model's user "
+                          f"features {list(columns)}", setting="user_info")
+    row = row.reindex(columns=list(columns))
+    vocabulary = result.idata.posterior["Psi"].coords["user_tag"].to_numpy()
+    return tag_matrix(user_tag_sets(row.index, row, columns), vocabulary,
+                      result.spec.implicit_norm)
+
+
+def _fold_in(result, items, ratings, feedback, tags, rng) -> np.ndarray:
+    """:func:`fold_in_user` with ``tags``, the user's 1 x tags row of H (or None)."""
     if result.spec.link != "identity":
         raise ConfigError("fold-in solves the Gaussian (identity-link) conditional; this "
                           f"result uses the {result.spec.link} link")
@@ -350,6 +389,9 @@ def fold_in_user(result, items, ratings, *, feedback=(), rng=0) -> np.ndarray:
         rated = np.union1d(item_idx, _known_items(result, feedback))
         prior_mean = prior_mean + draws["W"][:, rated].sum(axis=1) / (
             np.sqrt(len(rated)) if spec.implicit_norm == "sqrt" else len(rated))
+    if tags is not None and tags.nnz:  # the user's tags: + h^-a sum of their Psi
+        prior_mean = prior_mean + np.einsum("t,std->sd", tags.toarray()[0],
+                                            draws["Psi"].astype(float))
     # solve for w - [prior mean, 0], then add it back
     offset = offset + np.einsum("sjd,sd->sj", V, prior_mean)
     sigma = result.sigma_draws
@@ -394,10 +436,13 @@ def _new_user_prior(result, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
         if spec.constrained and "W" in draws:  # M: U = Y + M W
             implicit = normalised_indicator(*result.training_pairs(), (
                 len(result.user_ids), len(result.item_ids)), spec.implicit_norm)
+        tags = result.user_tag_matrix()  # H: U = Y + ... + H Psi
         for s in range(n_samples):
             own = draws["U"][s].astype(float)
             if implicit is not None:
                 own = own - implicit @ draws["W"][s].astype(float)
+            if tags is not None:
+                own = own - tags @ draws["Psi"][s].astype(float)
             mean[s], precision[s, :d, :d] = draw_factor_prior(own, spec, rng)
     elif "sigma_u_latent" in draws:
         precision[:, np.arange(d), np.arange(d)] = 1 / draws["sigma_u_latent"] ** 2
@@ -443,8 +488,9 @@ def fold_in_feedback(result, user, items, *, rng=0) -> np.ndarray:
     users, rated = result.training_pairs()
     mine = users == position
     ratings = result.idata.observed_data["rating"].to_numpy()[mine]
-    return fold_in_user(result, result.item_ids[rated[mine]], ratings, feedback=items,
-                        rng=rng)
+    tags = result.user_tag_matrix()  # the user's own tags stay theirs
+    return _fold_in(result, result.item_ids[rated[mine]], ratings, items,
+                    None if tags is None else tags[position], rng)
 
 
 FOLD_IN_ORDINAL_SWEEPS = 40  # per posterior draw; the chains start at the Gaussian answer
@@ -594,13 +640,15 @@ def predict_folded(result, folded: np.ndarray, items) -> np.ndarray:
 
 def recommend_new_user(result, items, ratings, *, n: int = 10,
                        score: str = "mean", threshold: float = 4.0, quantile: float = 0.1,
-                       item_info: pd.DataFrame | None = None, rng=0) -> pd.DataFrame:
+                       item_info: pd.DataFrame | None = None, user_info=None,
+                       rng=0) -> pd.DataFrame:
     """Top-``n`` items for a user who is not in the model, from a handful of ratings:
-    the user is folded in (:func:`fold_in_user`) and the rated items are excluded."""
+    the user is folded in (:func:`fold_in_user`, with their ``user_info`` values for a
+    model with user features) and the rated items are excluded."""
     _check_n(n)
     _check_score(score, quantile, threshold, rng)
     generator = np.random.default_rng(rng)
-    folded = fold_in_user(result, items, ratings, rng=generator)
+    folded = fold_in_user(result, items, ratings, user_info=user_info, rng=generator)
     rated = result.item_ids.get_indexer(pd.Index(items))
     return _folded_top_n(result, folded, rated, "(new user)", n=n, score=score,
                          threshold=threshold, quantile=quantile, item_info=item_info,

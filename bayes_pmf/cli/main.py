@@ -37,7 +37,7 @@ FLAGS = {"out": "--out", "n_factors": "--factors", "lambda": "--lambda",
          "round_predictions": "--round", "likelihood": "--likelihood",
          "thresholds": "--thresholds", "ordinal_link": "--ordinal-link",
          "implicit": "--implicit", "item_features": "--item-features", "k": "--folds",
-         "by": "--by"}
+         "by": "--by", "user_info": "--user-info"}
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -287,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="user id as in the ratings data; repeat for several users")
     who.add_argument("--new-user", metavar="CSV",
                      help="a new user's ratings (columns item,rating), folded in without refitting")
+    rec.add_argument("--user-info", metavar="COLUMN=VALUE", action="append",
+                     help="with --new-user, for a model with user features: the new user's "
+                          "value of one of its user columns (repeat, e.g. --user-info "
+                          "gender=F --user-info occupation=writer)")
     rec.add_argument("--rated-since", metavar="CSV",
                      help="with one --user: items they rated since the fit (a CSV with an "
                           "item column; values, if any, unused), folded in as implicit "

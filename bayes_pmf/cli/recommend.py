@@ -99,11 +99,21 @@ def run_recommend(args: argparse.Namespace) -> int:
 
     if args.rated_since and (args.new_user or len(args.user) != 1):
         raise ConfigError("--rated-since goes with one --user, the one who rated them")
+    user_info = None
+    if getattr(args, "user_info", None):
+        if not args.new_user:
+            raise ConfigError("--user-info describes the --new-user", setting="user_info")
+        pairs = [value.partition("=") for value in args.user_info]
+        bad = [f"{a}{b}{c}" for a, b, c in pairs if not (a.strip() and b)]
+        if bad:
+            raise ConfigError(f"--user-info takes COLUMN=VALUE, got {bad[0]!r}",
+                              setting="user_info")
+        user_info = {a.strip(): c.strip() for a, _, c in pairs}
     result, path = load_run_model(args.run, args.model)
     options = dict(n=args.n, score=args.score, threshold=args.threshold, rng=args.seed)
     if args.new_user:
         items, ratings = read_new_user_ratings(args.new_user, result.item_ids)
-        table = recommend_new_user(result, items, ratings, **options)
+        table = recommend_new_user(result, items, ratings, user_info=user_info, **options)
         header = (f"model: {path.name}; a new user folded in from {len(items)} ratings "
                   f"in {args.new_user}; score: {args.score}")
         print_table(table.drop(columns=["user"]), args.json, header)

@@ -42,6 +42,7 @@ with warnings.catch_warnings():
 
 from ..errors import ResultFileError
 from ..fileio import atomic_path
+from ..model.params import user_tag_sets
 from ..provenance import package_versions
 from . import psis
 
@@ -107,6 +108,25 @@ def _item_titles(train) -> xr.Dataset | None:
                       coords={"item": train.item_ids.to_numpy()})
 
 
+def _user_tags(train, spec) -> xr.Dataset | None:
+    """The training users' tags ("|"-joined, user features), kept in constant_data so a
+    saved result knows H, whose rows the users' factors add Psi through."""
+    if getattr(spec, "user_features", None) is None:
+        return None
+    sets = user_tag_sets(train.user_ids, getattr(train, "user_info", None),
+                         spec.user_feature_columns)
+    return xr.Dataset({"user_tags": ("user", np.array(["|".join(s) for s in sets], dtype=str))},
+                      coords={"user": train.user_ids.to_numpy()})
+
+
+def user_tags(idata: az.InferenceData) -> list[tuple[str, ...]] | None:
+    """The training users' tags (user features) in the result's user order, or None."""
+    constant = idata.constant_data
+    if "user_tags" not in constant:
+        return None
+    return [tuple(t for t in str(v).split("|") if t) for v in constant["user_tags"].to_numpy()]
+
+
 def _dataset(arrays: dict[str, np.ndarray], dims: dict[str, tuple], coords: dict) -> xr.Dataset:
     variables = {}
     for name, values in arrays.items():
@@ -169,9 +189,9 @@ def build_idata(
             coords=obs,
         ),
     }
-    titles = _item_titles(train)
-    if titles is not None:
-        groups["constant_data"] = groups["constant_data"].merge(titles)
+    for extra in (_item_titles(train), _user_tags(train, spec)):
+        if extra is not None:
+            groups["constant_data"] = groups["constant_data"].merge(extra)
     if sample_stats:
         groups["sample_stats"] = _dataset(sample_stats, {k: () for k in sample_stats}, {})
     if extra_groups:

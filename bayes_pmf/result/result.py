@@ -153,6 +153,16 @@ class PMFResult:
         described._described_info = dict(self._described_info, **{side: info})
         return described
 
+    def user_tag_matrix(self):
+        """H (training users x the result's user tags, normalised as the model has it):
+        the rows through which the users' factors add Psi, or None without user
+        features."""
+        sets = idata_io.user_tags(self.idata)
+        if sets is None or "Psi" not in self.draws:
+            return None
+        vocabulary = self.idata.posterior["Psi"].coords["user_tag"].to_numpy()
+        return tag_matrix(sets, vocabulary, self.spec.implicit_norm)
+
     def _cold_tags(self, side: str, ids, idx, cold):
         """(rows of the cold pairs whose ``side`` the result knows, the positions of those
         it knows only from :meth:`describing_items` / :meth:`describing_users` with their
