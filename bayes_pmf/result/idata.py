@@ -42,7 +42,6 @@ with warnings.catch_warnings():
 
 from ..errors import ResultFileError
 from ..fileio import atomic_path
-from ..model.params import user_tag_sets
 from ..provenance import package_versions
 from . import psis
 
@@ -108,13 +107,12 @@ def _item_titles(train) -> xr.Dataset | None:
                       coords={"item": train.item_ids.to_numpy()})
 
 
-def _user_tags(train, spec) -> xr.Dataset | None:
-    """The training users' tags ("|"-joined, user features), kept in constant_data so a
-    saved result knows H, whose rows the users' factors add Psi through."""
-    if getattr(spec, "user_features", None) is None:
+def _user_tags(train, sets) -> xr.Dataset | None:
+    """The training users' tags ``sets`` ("|"-joined, user features), kept in
+    constant_data so a saved result knows H, whose rows the users' factors add Psi
+    through."""
+    if sets is None:
         return None
-    sets = user_tag_sets(train.user_ids, getattr(train, "user_info", None),
-                         spec.user_feature_columns)
     return xr.Dataset({"user_tags": ("user", np.array(["|".join(s) for s in sets], dtype=str))},
                       coords={"user": train.user_ids.to_numpy()})
 
@@ -157,11 +155,13 @@ def build_idata(
     extra_groups: dict[str, xr.Dataset] | None = None,
     point: bool = False,
     tags: dict | None = None,
+    user_tag_sets: list | None = None,
 ) -> az.InferenceData:
     """Assemble a result from posterior arrays with leading (chain, draw) axes (none when
     ``point=True``: they are then given chain=1, draw=1), the training ratings ``train``
     (a RatingsData) and the model ``spec`` (a PMFSpec); ``tags`` names the rows of Phi
-    and Psi (``{"item_tag": ..., "user_tag": ...}``, side features)."""
+    and Psi (``{"item_tag": ..., "user_tag": ...}``, side features); ``user_tag_sets``
+    the training users' tags (user features), kept in constant_data."""
     if point:
         posterior = {k: np.asarray(v)[None, None] for k, v in posterior.items()}
     posterior_ds = _dataset(posterior, _PARAM_DIMS, _coords(train, spec, tags))
@@ -189,7 +189,7 @@ def build_idata(
             coords=obs,
         ),
     }
-    for extra in (_item_titles(train), _user_tags(train, spec)):
+    for extra in (_item_titles(train), _user_tags(train, user_tag_sets)):
         if extra is not None:
             groups["constant_data"] = groups["constant_data"].merge(extra)
     if sample_stats:

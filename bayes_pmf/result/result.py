@@ -558,8 +558,17 @@ def point_result(params: FactorParams, spec: PMFSpec, train, *, method: str,
         posterior["user_bias"] = params.user_bias
         posterior["item_bias"] = params.item_bias
     idata = idata_io.build_idata(posterior, train, spec, method=method, seed=seed,
-                                 settings=settings, point=True, tags=_tags(train, spec))
+                                 settings=settings, point=True, tags=_tags(train, spec),
+                                 user_tag_sets=_user_tag_sets(train, spec))
     return PMFResult(idata)
+
+
+def _user_tag_sets(train, spec) -> list | None:
+    """The training users' tags (user features: the rows of H), else None."""
+    if spec.user_features is None:
+        return None
+    return user_tag_sets(train.user_ids, getattr(train, "user_info", None),
+                         spec.user_feature_columns)
 
 
 def _tags(train, spec) -> dict:
@@ -582,7 +591,7 @@ def posterior_result(arrays: dict[str, np.ndarray], spec: PMFSpec, train, *, met
     return with_training_predictive(PMFResult(idata_io.build_idata(
         arrays, train, spec, method=method, seed=seed, settings=settings,
         sample_stats=sample_stats, extra_groups=extra_groups,
-        tags=_tags(train, spec))))
+        tags=_tags(train, spec), user_tag_sets=_user_tag_sets(train, spec))))
 
 
 # The training ratings' posterior predictive and log-likelihood hold at most this many
