@@ -19,6 +19,10 @@ and place:
   sweeps, divided by their number (the executor's own count of the arrays it hands
   to Dask: the factors, noise, offsets and, once, the rating blocks); received: the
   rows coming back.
+* Loopback bytes per sweep: the operating system's count of the bytes that crossed the
+  loopback interface (every message between the client, the scheduler and the workers,
+  which all run on this machine: task specifications, data, heartbeats) during the same
+  timed sweeps; a check of the executor's own count that does not rely on it.
 * Worker memory: the largest worker's resident memory after the fits, from Dask's own
   monitor (a forked worker's ru_maxrss would count its parent's pages).
 
@@ -56,12 +60,22 @@ def make_data(n_ratings: int, seed: int = 0):
     return bp.make_synthetic(n_users, n_items, n_ratings, spec, rng=seed).data
 
 
+def _loopback_bytes() -> int:
+    """Bytes sent over the loopback interface so far, as the operating system counts them
+    (0 where there is no such interface)."""
+    import psutil  # a dependency of distributed
+
+    counters = psutil.net_io_counters(pernic=True)
+    return int(counters["lo"].bytes_sent) if "lo" in counters else 0
+
+
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _als_sweeps(data, d: int, sweeps: int, executor) -> tuple[float, float, float]:
-    """Median seconds per timed sweep, bytes sent and received per timed sweep."""
+def _als_sweeps(data, d: int, sweeps: int, executor) -> tuple[float, float, float, float]:
+    """Median seconds per timed sweep, bytes sent and received per timed sweep (the
+    executor's count), loopback bytes per timed sweep (the operating system's)."""
     import bayes_pmf as bp
     from bayes_pmf.engines.ridge import initial_params, sweep
 
@@ -70,6 +84,7 @@ def _als_sweeps(data, d: int, sweeps: int, executor) -> tuple[float, float, floa
     params = sweep(data, params, spec, executor=executor)  # warm-up: blocks placed
     sent0 = getattr(executor, "bytes_sent", 0)
     received0 = getattr(executor, "bytes_received", 0)
+    loopback = _loopback_bytes()
     times = []
     for _ in range(sweeps):
         start = time.perf_counter()
@@ -77,22 +92,26 @@ def _als_sweeps(data, d: int, sweeps: int, executor) -> tuple[float, float, floa
         times.append(time.perf_counter() - start)
     return (float(np.median(times)),
             (getattr(executor, "bytes_sent", 0) - sent0) / sweeps,
-            (getattr(executor, "bytes_received", 0) - received0) / sweeps)
+            (getattr(executor, "bytes_received", 0) - received0) / sweeps,
+            (_loopback_bytes() - loopback) / sweeps)
 
 
-def _gibbs_seconds_per_sweep(data, d: int, sweeps: int, executor) -> tuple[float, float]:
+def _gibbs_seconds_per_sweep(data, d: int, sweeps: int, executor
+                             ) -> tuple[float, float, float]:
     """Seconds per sweep as the sampler counts them (its sweeps alone: no start, no
-    result assembly), over 2 x ``sweeps`` sweeps of one chain; bytes sent per sweep."""
+    result assembly), over 2 x ``sweeps`` sweeps of one chain; bytes sent per sweep (the
+    executor's count) and loopback bytes per sweep (start and assembly included)."""
     import bayes_pmf as bp
     from bayes_pmf.engines.gibbs import sample_gibbs
 
     spec = bp.PMFSpec.hierarchical().with_(n_factors=d, likelihood="gaussian")
-    sent = getattr(executor, "bytes_sent", 0)
+    sent, loopback = getattr(executor, "bytes_sent", 0), _loopback_bytes()
     result = sample_gibbs(data, spec, draws=2 * sweeps, tune=1, chains=1, init="random",
                           rng=0, progress=False, executor=executor)
     total = 2 * sweeps + 1
     return (1.0 / result.settings["draws_per_second"],
-            (getattr(executor, "bytes_sent", 0) - sent) / total)
+            (getattr(executor, "bytes_sent", 0) - sent) / total,
+            (_loopback_bytes() - loopback) / total)
 
 
 def _worker_memory_mb(executor) -> float:
@@ -112,11 +131,14 @@ def measure_place(data, d: int, sweeps: int, place: str) -> dict:
         workers = int(place.split("-")[1])
         executor = closer = DaskExecutor.local(workers, threads_per_worker=2 // workers)
     try:
-        als, sent, received = _als_sweeps(data, d, sweeps, executor)
-        gibbs, gibbs_sent = _gibbs_seconds_per_sweep(data, d, sweeps, executor)
+        als, sent, received, als_loopback = _als_sweeps(data, d, sweeps, executor)
+        gibbs, gibbs_sent, gibbs_loopback = _gibbs_seconds_per_sweep(data, d, sweeps,
+                                                                     executor)
         row = {"place": place, "als_seconds_per_sweep": als,
                "gibbs_seconds_per_sweep": gibbs, "bytes_sent_per_gibbs_sweep": gibbs_sent,
                "bytes_sent_per_als_sweep": sent, "bytes_received_per_als_sweep": received,
+               "loopback_bytes_per_als_sweep": als_loopback,
+               "loopback_bytes_per_gibbs_sweep": gibbs_loopback,
                "client_peak_mb": _peak_mb()}
         if closer is not None:
             row["worker_memory_mb"] = _worker_memory_mb(executor)
@@ -239,11 +261,12 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print()
     print(f"{'ratings':>11} {'place':>11} {'ALS s/sweep':>12} {'Gibbs s/sweep':>14} "
-          f"{'MB sent/sweep':>14} {'worker MB':>10}")
+          f"{'MB sent/sweep':>14} {'MB loopback':>12} {'worker MB':>10}")
     for r in rows:
         print(f"{r['n_ratings']:>11,} {r['place']:>11} {r['als_seconds_per_sweep']:>12.3f} "
               f"{r['gibbs_seconds_per_sweep']:>14.3f} "
               f"{r['bytes_sent_per_als_sweep'] / 1e6:>14.1f} "
+              f"{r['loopback_bytes_per_als_sweep'] / 1e6:>12.1f} "
               f"{r.get('worker_memory_mb', float('nan')):>10.0f}")
     for r in spark_rows:
         print(f"{r['library']}: lambda {r['lambda']}, {r['seconds_per_iteration']:.2f} "

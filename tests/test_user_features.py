@@ -175,6 +175,12 @@ def test_a_users_file_in_movielens_100k_layout(tmp_path):
     bad.write_text("1|24|M|technician|85711\nx7|53|F|other|94043\n")
     with pytest.raises(RatingsFileError, match="line 2: user id 'x7'"):
         bp.load_split(ratings, users=bad)
+    bad.write_text("x1|24|M|technician|85711\n2|53|F|other|94043\n")  # a text id first
+    with pytest.raises(RatingsFileError, match="line 1: user id 'x1'"):
+        bp.load_split(ratings, users=bad)
+    piped = tmp_path / "piped.user"  # "|" and a header: not MovieLens' layout
+    piped.write_text("user|age|gender|occupation|zip\n1|24|M|technician|85711\n")
+    assert bp.load_user_info(piped, integer=True).loc[1, "occupation"] == "technician"
     header = tmp_path / "users.csv"
     header.write_text("\ufeffuserId,gender\n1,M\n1,F\n")
     with pytest.raises(RatingsFileError, match=r"user 1 has more than one row \(lines 2 and 3"):
@@ -246,7 +252,8 @@ def test_select_compares_user_features_by_cross_validation(tag_driven, capsys):
 def test_a_new_user_is_folded_in_with_their_tags(tag_driven):
     """fold_in_user(..., user_info={...}): a cold user's tags join the prior mean of their
     factors, so two ratings and their job predict their other ratings better than two
-    ratings alone; a column the model does not use is refused by name. The saved result
+    ratings alone; a column the model does not use, or a value no training user had, is refused
+    by name. The saved result
     keeps the training users' tags (H), which the Wishart prior of a new user and the
     known user's feedback fold-in need."""
     from bayes_pmf.analysis.recommend import fold_in_user, predict_folded
@@ -273,6 +280,10 @@ def test_a_new_user_is_folded_in_with_their_tags(tag_driven):
     assert rmse["tags"] < 0.8 * rmse["none"], rmse  # the tags carry most of the factors
     with pytest.raises(ConfigError, match="'income' is not one of the model's user"):
         fold_in_user(result, items[:2], ratings[:2], user_info={"income": "high"})
+    # a value no training user had has no factors: named, with the known ones, not dropped
+    with pytest.raises(ConfigError, match=r"job='astronaut': no training user has this "
+                                          r"value.*expected one of 'a', 'b'"):
+        fold_in_user(result, items[:2], ratings[:2], user_info={"job": "astronaut"})
 
 
 def test_recommend_a_new_user_with_their_values_from_the_command_line(tmp_path, capsys):

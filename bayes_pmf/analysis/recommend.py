@@ -348,8 +348,17 @@ def _new_user_tags(result, user_info):
                           f"features {list(columns)}", setting="user_info")
     row = row.reindex(columns=list(columns))
     vocabulary = result.idata.posterior["Psi"].coords["user_tag"].to_numpy()
-    return tag_matrix(user_tag_sets(row.index, row, columns), vocabulary,
-                      result.spec.implicit_norm)
+    sets = user_tag_sets(row.index, row, columns)
+    unseen = [tag for tag in sets[0] if tag not in set(vocabulary)]
+    if unseen:
+        column = unseen[0].split("=", 1)[0]
+        known = [t.split("=", 1)[1] for t in vocabulary if t.split("=", 1)[0] == column]
+        shown = ", ".join(repr(v) for v in known[:12]) + (", ..." if len(known) > 12 else "")
+        raise ConfigError(f"user_info {column}={unseen[0].split('=', 1)[1]!r}: no training "
+                          f"user has this value, so the model has no factors for it; "
+                          f"expected one of {shown} (or leave {column!r} out)",
+                          setting="user_info")
+    return tag_matrix(sets, vocabulary, result.spec.implicit_norm)
 
 
 def _fold_in(result, items, ratings, feedback, tags, rng) -> np.ndarray:

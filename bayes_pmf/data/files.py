@@ -384,9 +384,9 @@ MOVIELENS_USER_LAYOUTS = {"|": ("user", "age", "gender", "occupation", "zip_code
 
 def load_item_info(path: str | Path, *, integer: bool, item_col: str | None = None
                    ) -> pd.DataFrame:
-    """Item information from a CSV or TSV file with a header and one row per item (e.g.
-    MovieLens' ``movies.csv``: movieId, title, genres), indexed by item id. The id
-    column is ``item_col`` or the first of :data:`ITEM_ID_COLUMNS` in the header; ids are
+    """Item information from a file with a header and one row per item (e.g. MovieLens'
+    ``movies.csv``: movieId, title, genres), its fields separated by the first of tab,
+    comma or "|" the header holds, indexed by item id. The id column is ``item_col`` or the first of :data:`ITEM_ID_COLUMNS` in the header; ids are
     typed as the ratings' are: with ``integer`` (the ratings' item ids are integers)
     every id must be written as one, else they stay strings ("007" is not "7"). A
     byte-order mark is ignored; a repeated id is an error naming both lines."""
@@ -396,12 +396,24 @@ def load_item_info(path: str | Path, *, integer: bool, item_col: str | None = No
 def load_user_info(path: str | Path, *, integer: bool, user_col: str | None = None
                    ) -> pd.DataFrame:
     """User information (e.g. demographics for user features), indexed by user id, every
-    value as written (text): a CSV or TSV file with a header and one row per user (the id
-    column ``user_col`` or the first of :data:`USER_ID_COLUMNS`), or a MovieLens users
+    value as written (text): a file with a header and one row per user, separated as in
+    :func:`load_item_info` (the id column ``user_col`` or the first of
+    :data:`USER_ID_COLUMNS`), or a MovieLens users
     file without a header, recognised from its first line: 100k's ``u.user`` (user | age |
     gender | occupation | zip_code) or 1M's ``users.dat`` (user :: gender :: age ::
     occupation :: zip_code). Ids are typed as in :func:`load_item_info`."""
     return _load_info(path, "user", integer, user_col, USER_ID_COLUMNS)
+
+
+def _movielens_user_row(fields: list[str], names: tuple[str, ...]) -> bool:
+    """Whether a users file's first line is a row of a headerless MovieLens layout
+    (:data:`MOVIELENS_USER_LAYOUTS`), not a header: as many fields, an age written in
+    digits and a gender M or F (whatever the id looks like: a bad id is then named with
+    its line)."""
+    if len(fields) != len(names):
+        return False
+    value = dict(zip(names, (f.strip() for f in fields)))
+    return value["age"].isdigit() and value["gender"] in ("M", "F")
 
 
 def _read_info_table(path: Path, side: str) -> tuple[pd.DataFrame, int]:
@@ -410,15 +422,13 @@ def _read_info_table(path: Path, side: str) -> tuple[pd.DataFrame, int]:
         first = handle.readline().rstrip("\r\n")
     if side == "user":
         for sep, names in MOVIELENS_USER_LAYOUTS.items():
-            fields = first.split(sep)
-            if len(fields) == len(names) and fields[0].strip().isdigit():
+            if _movielens_user_row(first.split(sep), names):
                 frame = pd.read_csv(path, dtype=str, keep_default_na=False, header=None,
-                                    names=list(names), encoding="utf-8-sig",
-                                    sep=sep if sep == "|" else "::",
+                                    names=list(names), encoding="utf-8-sig", sep=sep,
                                     engine="c" if sep == "|" else "python")
                 return frame, 1
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                        sep="\t" if "\t" in first else ",")
+    sep = next((s for s in ("\t", ",", "|") if s in first), ",")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", sep=sep)
     return frame, 2
 
 

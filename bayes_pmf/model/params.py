@@ -280,10 +280,12 @@ def user_tag_sets(user_ids, user_info, columns) -> list[tuple[str, ...]]:
     return [tuple(sorted(tags)) for tags in out]
 
 
-def user_tag_vocabulary(train, columns) -> np.ndarray:
-    """The tags the training users carry, sorted: the rows of Psi."""
-    tags = sorted(set().union(*user_tag_sets(train.user_ids, getattr(train, "user_info", None),
-                                             columns)))
+def user_tag_vocabulary(train, columns, sets=None) -> np.ndarray:
+    """The tags the training users carry, sorted: the rows of Psi (``sets``: the training
+    users' :func:`user_tag_sets`, if already computed)."""
+    if sets is None:
+        sets = user_tag_sets(train.user_ids, getattr(train, "user_info", None), columns)
+    tags = sorted(set().union(*sets))
     if not tags:
         raise ConfigError(f"user_features={','.join(columns)!r}: no training user has a "
                           "value in those columns", setting="user_features")
@@ -299,9 +301,9 @@ def user_additive_matrix(train, spec):
         parts.append(rated_items_matrix(train, norm=spec.implicit_norm))
     if spec.user_features is not None:
         columns = spec.user_feature_columns
-        parts.append(tag_matrix(
-            user_tag_sets(train.user_ids, getattr(train, "user_info", None), columns),
-            user_tag_vocabulary(train, columns), spec.implicit_norm))
+        sets = user_tag_sets(train.user_ids, getattr(train, "user_info", None), columns)
+        parts.append(tag_matrix(sets, user_tag_vocabulary(train, columns, sets),
+                                spec.implicit_norm))
     return parts[0] if len(parts) == 1 else sp.hstack(parts).tocsr()
 
 

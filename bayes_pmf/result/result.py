@@ -557,9 +557,10 @@ def point_result(params: FactorParams, spec: PMFSpec, train, *, method: str,
     if spec.biases:
         posterior["user_bias"] = params.user_bias
         posterior["item_bias"] = params.item_bias
+    user_sets = _user_tag_sets(train, spec)
     idata = idata_io.build_idata(posterior, train, spec, method=method, seed=seed,
-                                 settings=settings, point=True, tags=_tags(train, spec),
-                                 user_tag_sets=_user_tag_sets(train, spec))
+                                 settings=settings, point=True,
+                                 tags=_tags(train, spec, user_sets), user_tag_sets=user_sets)
     return PMFResult(idata)
 
 
@@ -571,13 +572,14 @@ def _user_tag_sets(train, spec) -> list | None:
                          spec.user_feature_columns)
 
 
-def _tags(train, spec) -> dict:
-    """The rows of Phi and Psi: the training items' and users' tags (side features)."""
+def _tags(train, spec, user_sets=None) -> dict:
+    """The rows of Phi and Psi: the training items' and users' tags (side features;
+    ``user_sets``: the training users' tag sets, if already computed)."""
     tags = {}
     if spec.item_features is not None:
         tags["item_tag"] = item_tag_vocabulary(train, spec.item_features)
     if spec.user_features is not None:
-        tags["user_tag"] = user_tag_vocabulary(train, spec.user_feature_columns)
+        tags["user_tag"] = user_tag_vocabulary(train, spec.user_feature_columns, user_sets)
     return tags
 
 
@@ -588,10 +590,11 @@ def posterior_result(arrays: dict[str, np.ndarray], spec: PMFSpec, train, *, met
     """Wrap posterior draws (arrays with leading chain, draw axes) as a result, with the
     posterior predictive and pointwise log-likelihood of the training ratings
     (:func:`with_training_predictive`)."""
+    user_sets = _user_tag_sets(train, spec)
     return with_training_predictive(PMFResult(idata_io.build_idata(
         arrays, train, spec, method=method, seed=seed, settings=settings,
         sample_stats=sample_stats, extra_groups=extra_groups,
-        tags=_tags(train, spec), user_tag_sets=_user_tag_sets(train, spec))))
+        tags=_tags(train, spec, user_sets), user_tag_sets=user_sets)))
 
 
 # The training ratings' posterior predictive and log-likelihood hold at most this many
