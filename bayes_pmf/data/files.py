@@ -386,10 +386,11 @@ def load_item_info(path: str | Path, *, integer: bool, item_col: str | None = No
                    ) -> pd.DataFrame:
     """Item information from a file with a header and one row per item (e.g. MovieLens'
     ``movies.csv``: movieId, title, genres), its fields separated by the first of tab,
-    comma or "|" the header holds, indexed by item id. The id column is ``item_col`` or the first of :data:`ITEM_ID_COLUMNS` in the header; ids are
-    typed as the ratings' are: with ``integer`` (the ratings' item ids are integers)
-    every id must be written as one, else they stay strings ("007" is not "7"). A
-    byte-order mark is ignored; a repeated id is an error naming both lines."""
+    comma or "|" the header holds, indexed by item id. The id column is ``item_col`` or
+    the first of :data:`ITEM_ID_COLUMNS` in the header; ids are typed as the ratings'
+    are: with ``integer`` (the ratings' item ids are integers) every id must be written
+    as one, else they stay strings ("007" is not "7"). A byte-order mark is ignored; a
+    repeated id is an error naming both lines."""
     return _load_info(path, "item", integer, item_col, ITEM_ID_COLUMNS)
 
 
