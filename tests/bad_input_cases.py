@@ -72,6 +72,13 @@ def _diagonal(tmp: Path, n: int) -> Path:
     return _write(tmp, "diagonal.csv", "user,item,rating\n" + lines)
 
 
+def _user_featured() -> bp.PMFResult:
+    """A short Gibbs fit with a user feature ("job", values a-d)."""
+    spec = bp.PMFSpec(n_factors=1, user_features="job", mu_prior=(3.0, 0.5))
+    data = bp.draw_from_prior(spec, n_users=20, n_items=8, n_ratings=80, rng=0).data
+    return bp.sample_gibbs(data, spec, draws=5, tune=5, chains=1, rng=0, progress=False)
+
+
 def _fitted() -> bp.PMFResult:
     data = bp.RatingsData.from_frame(frame(), scale=(1, 5, 1))
     return bp.als_result(bp.fit_als(data, bp.PMFSpec(n_factors=1), progress=False), data)
@@ -262,6 +269,16 @@ CASES = [
                               "--item-features", "genres", "--no-progress",
                               "--out", str(t / "g")]),
          bp.ConfigError, ("item_features='genres'", "no item information")),
+    Case("tag biases asked for on data without item or user features (before any fit)",
+         "fit --tag-biases",
+         lambda t: _job_main(["fit", "--data", str(FIXTURES / "ratings.csv"), "--tag-biases",
+                              "--no-progress", "--out", str(t / "tb")]),
+         bp.ConfigError, ("tag_biases", "no item or user features", "--tag-biases")),
+    Case("a new user's value no training user had", "fold_in_user user_info",
+         lambda t: bp.fold_in_user(_user_featured(), [0], [4.0],
+                                   user_info={"job": "astronaut"}),
+         bp.ConfigError, ("job='astronaut'", "no training user has this value",
+                          "expected one of")),
     Case("item features of a column without a tag", "PMFSpec item_features",
          lambda t: bp.sample_gibbs(bp.RatingsData.from_frame(
              frame(), item_info=pd.DataFrame({"genres": ["", "(no genres listed)", None]},

@@ -36,7 +36,8 @@ def _state(values: dict, spec) -> tuple[dict, float]:
         ("X",) if spec.item_additive else ("V",)) + (("Z",) if spec.implicit_items else ()) + (
         ("Phi",) if spec.item_features else ())
     state = {name: values[name] for name in names + ("mu", "user_bias", "item_bias",
-                                                     "cutpoints") if name in values}
+                                                     "cutpoints", "user_tag_bias",
+                                                     "item_tag_bias") if name in values}
     if spec.noise == "learned":
         state["sigma"] = values["sigma"]
     jacobian = 0.0

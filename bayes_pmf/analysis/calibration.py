@@ -124,6 +124,15 @@ def _replicate_ranks(spec, seed, sizes, sampler: dict, pairs: int) -> dict[str, 
             key = "implicit_precision" if name in ("W", "Psi") else "implicit_item_precision"
             values[f"sigma_{short}"], true[f"sigma_{short}"] = (posterior[f"sigma_{short}"],
                                                                 _scale(hyper[key]))
+    for side, on in (("user", spec.user_tag_biases), ("item", spec.item_tag_biases)):
+        if not on:
+            continue  # the tags' bias regressors: two tags' and the first row's bias
+        beta = hyper[f"{side}_tag_bias"]
+        for k in range(min(2, len(beta))):
+            values[f"{side}_tag_bias_{k}"] = posterior[f"{side}_tag_bias"][:, k]
+            true[f"{side}_tag_bias_{k}"] = beta[k]
+        values[f"{side}_bias_0"] = posterior[f"{side}_bias"][:, 0]
+        true[f"{side}_bias_0"] = (truth.user_bias if side == "user" else truth.item_bias)[0]
     if spec.n_factors:
         values["balance"] = np.log(np.linalg.norm(posterior["U"], axis=(1, 2))
                                    / np.linalg.norm(posterior["V"], axis=(1, 2)))

@@ -398,11 +398,14 @@ def _fold_in(result, items, ratings, feedback, tags, rng) -> np.ndarray:
         rated = np.union1d(item_idx, _known_items(result, feedback))
         prior_mean = prior_mean + draws["W"][:, rated].sum(axis=1) / (
             np.sqrt(len(rated)) if spec.implicit_norm == "sqrt" else len(rated))
+    bias_mean = np.zeros(n_samples)
     if tags is not None and tags.nnz:  # the user's tags: + h^-a sum of their Psi
         prior_mean = prior_mean + np.einsum("t,std->sd", tags.toarray()[0],
                                             draws["Psi"].astype(float))
-    # solve for w - [prior mean, 0], then add it back
-    offset = offset + np.einsum("sjd,sd->sj", V, prior_mean)
+        if "user_tag_bias" in draws:  # and their bias's prior mean h^-a sum of beta
+            bias_mean = draws["user_tag_bias"].astype(float) @ tags.toarray()[0]
+    # solve for w - [prior mean, bias prior mean], then add it back
+    offset = offset + np.einsum("sjd,sd->sj", V, prior_mean) + bias_mean[:, None]
     sigma = result.sigma_draws
     tau = 1 / sigma**2
     precision = tau[:, None, None] * np.einsum("sjp,sjq->spq", design, design) + prior
@@ -421,6 +424,8 @@ def _fold_in(result, items, ratings, feedback, tags, rng) -> np.ndarray:
         noise = None if n_samples == 1 else generator.standard_normal(shift.shape)
         folded = gaussian_rows(precision, shift, noise, what="fold-in precision")[0]
     folded[:, :d] += prior_mean
+    if spec.biases:
+        folded[:, d] += bias_mean
     return folded
 
 

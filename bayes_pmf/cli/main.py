@@ -37,6 +37,7 @@ FLAGS = {"out": "--out", "n_factors": "--factors", "lambda": "--lambda",
          "round_predictions": "--round", "likelihood": "--likelihood",
          "thresholds": "--thresholds", "ordinal_link": "--ordinal-link",
          "implicit": "--implicit", "item_features": "--item-features", "k": "--folds",
+         "tag_biases": "--tag-biases",
          "by": "--by", "user_info": "--user-info"}
 
 
@@ -124,6 +125,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "predicted from their tags; auto (default): the genres when "
                              "the data's items have them (the embedded MovieLens does); "
                              "none: no side information")
+    parser.add_argument("--tag-biases", dest="tag_biases", action="store_const",
+                        const=True, default=None,
+                        help="the item and user features' tags also give the biases their "
+                             "prior means (each tag's own shift, learned): a cold item or "
+                             "user is then predicted with its tags' shift too (the "
+                             "posterior model: gibbs, nuts, advi)")
     parser.add_argument("--user-features", dest="user_features", default=None,
                         metavar="auto|none|COLUMNS",
                         help="the users' side information (gibbs, nuts, advi): each value "
@@ -228,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="user features to try (default auto alone: the users file's "
                                 "columns with few values, given --users); e.g. "
                                 "--user-features none auto gender,occupation")
+    posterior.add_argument("--tag-biases", nargs="+", dest="tag_bias_variants",
+                           choices=["off", "on"], default=None,
+                           help="the features' tags as bias regressors, to try (default "
+                                "off alone); e.g. --tag-biases off on")
     posterior.add_argument("--draws", type=int, default=None,
                            help="draws per chain on each fold (default 400)")
     posterior.add_argument("--tune", type=int, default=None,
@@ -324,7 +335,7 @@ def _job_config(args: argparse.Namespace, **overrides):
     if getattr(args, "lambda_", None) is not None:
         given["lambda_"] = args.lambda_
     for name in ("link", "round_predictions", "likelihood", "thresholds", "ordinal_link",
-                 "implicit", "item_features", "user_features"):
+                 "implicit", "item_features", "user_features", "tag_biases"):
         if getattr(args, name, None) is not None:
             given[name] = getattr(args, name)
     if getattr(args, "link", None) == "logistic" and args.likelihood is None:
@@ -371,7 +382,7 @@ def _fit_job_config(args: argparse.Namespace):
 _JOB_FLAGS = ("data", "train", "test", "items", "users", "test_fraction", "seed", "factors",
               "lambda_", "method", "draws", "tune", "chains", "thin", "max_sweeps", "title",
               "link", "round_predictions", "likelihood", "thresholds", "ordinal_link",
-              "implicit", "item_features", "user_features")
+              "implicit", "item_features", "user_features", "tag_biases")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -444,13 +455,15 @@ ALS_SELECT = {"lambdas": [1, 3, 10, 15, 30], "dims": [5, 10, 20], "folds": 5}
 # the library's defaults (bp.select_model), plus the grid the command tries
 POSTERIOR_SELECT = {"likelihoods": ["gaussian", "ordinal"], "implicit": ["none", "both"],
                     "item_features": ["auto"], "user_features": ["auto"],
+                    "tag_biases": ["off"],
                     "thresholds": ["global"], "dims": [10],
                     "folds": 3, "draws": 400,
                     "tune": 200, "chains": 2, "by": "rmse"}
 # select's flags whose destination is not their name
 _SELECT_DESTS = {"implicit": "implicit_variants", "item_features": "item_feature_variants",
                  "thresholds": "threshold_variants",
-                 "user_features": "user_feature_variants"}
+                 "user_features": "user_feature_variants",
+                 "tag_biases": "tag_bias_variants"}
 
 
 def _select_settings(args: argparse.Namespace) -> dict:
@@ -499,7 +512,8 @@ def _select_posterior(args: argparse.Namespace, settings: dict, select_posterior
                                  settings["dims"], settings["folds"], by=settings["by"],
                                  item_features=settings["item_features"],
                                  thresholds=settings["thresholds"],
-                                 user_features=settings["user_features"])
+                                 user_features=settings["user_features"],
+                                 tag_biases=settings["tag_biases"])
     if args.json:
         print(json.dumps(selection.as_dict(), indent=2))
         return 0
@@ -514,7 +528,9 @@ def _select_posterior(args: argparse.Namespace, settings: dict, select_posterior
     flags = {"item features": "--item-features", "user features": "--user-features"}
     print(f"chosen: --likelihood {likelihood} --implicit {implicit.split()[1]} "
           f"--factors {d.split('=')[1]}"
-          + "".join(f" {flags[' '.join(f.split()[:2])]} {f.split()[-1]}" for f in features))
+          + "".join(f" {flags[' '.join(f.split()[:2])]} {f.split()[-1]}" for f in features
+                    if not f.startswith("tag biases"))
+          + (" --tag-biases" if "tag biases on" in features else ""))
     return 0
 
 

@@ -114,6 +114,7 @@ from ..model.params import (
     rating_grid,
     rating_levels,
     sum_log_interval_probability,
+    tag_bias_matrix,
     truncated_normal,
     user_additive_matrix,
     user_cutpoints,
@@ -377,7 +378,9 @@ def joint_log_density(train, spec, state: dict) -> float:
     (1/tau^2). Constrained PMF takes
     ``Y`` and ``W`` in place of ``U`` (U = Y + M W) and, for hierarchical priors,
     ``implicit_precision`` (W's, in the family's form); implicit item feedback ``X`` and
-    ``Z`` in place of ``V`` (V = X + M' Z) and ``implicit_item_precision``.
+    ``Z`` in place of ``V`` (V = X + M' Z) and ``implicit_item_precision``. With tag
+    biases, ``user_tag_bias`` / ``item_tag_bias`` (beta; the biases are the effective
+    ones, their prior mean H beta / G beta).
 
     The conditionals the sampler draws from are this density's (tests compare it with
     the PyMC twin's ``logp`` at random points of every family)."""
@@ -447,6 +450,11 @@ def joint_log_density(train, spec, state: dict) -> float:
               params.item_bias, spec.sigma_v,
               spec.sigma_item_bias))
     for side, factors, bias, fixed_scale, fixed_bias_scale in sides:
+        tags = tag_bias_matrix(train, spec, side)
+        if tags is not None:  # b ~ N(T beta, .), beta ~ N(0, sigma_tag_bias^2 I)
+            beta = np.asarray(state[f"{side}_tag_bias"], dtype=float)
+            bias = bias - tags @ beta
+            total -= 0.5 * float(beta @ beta) / spec.sigma_tag_bias**2
         if spec.prior == "fixed":
             precision, mean, bias_precision = 1.0 / fixed_scale**2, None, 1.0 / fixed_bias_scale**2
         else:
@@ -880,13 +888,15 @@ class _OrdinalLatent:
         return step * np.exp((float(accepted) - 0.44) / np.sqrt(iteration + 1.0))
 
     def update(self, state: tuple, hypers: tuple, mu_prior: tuple[float, float], rng,
-               iteration: int, user_blocks=None, item_blocks=None) -> tuple:
+               iteration: int, user_blocks=None, item_blocks=None,
+               regressors: tuple = (None, None)) -> tuple:
         """Move the cut points, mu and the scale, draw z; ``state`` is (U, V, b, c, mu)
         and ``hypers`` the two sides' _SideHyper. ``user_blocks``: the user side's factor
         matrices with their priors, [(matrix, _SideHyper)], when U is not itself the
         parameter (constrained PMF: [(Y, user prior), (W, W's prior)]), ``item_blocks``
         likewise; the scale move then stretches each of them, and ``self.stretch`` says
-        by how much (1.0: not).
+        by how much (1.0: not). ``regressors``: the two sides' tag bias regressors
+        (_TagBias or None), whose beta the caller stretches by ``self.stretch`` too.
         Returns the new state and the sum of z."""
         U, V, b, c, mu = state
         eta = self.eta(U, V, mu, b, c)
@@ -944,7 +954,7 @@ class _OrdinalLatent:
         self.cutpoints = theta
         (U, V, b, c, mu), factor = self._scale_move((U, V, b, c, mu), hypers, eta_of,
                                                     sum(current), mu_prior, rng, iteration,
-                                                    user_blocks, item_blocks)
+                                                    user_blocks, item_blocks, regressors)
         self.stretch = factor
         if factor != 1.0:
             eta = theta[0] + factor * (eta - theta[0])
@@ -958,7 +968,8 @@ class _OrdinalLatent:
         return (U, V, b, c, mu), float(z.sum())
 
     def _scale_move(self, state, hypers, eta_of, log_likelihood: float, mu_prior, rng,
-                    iteration: int, user_blocks=None, item_blocks=None):
+                    iteration: int, user_blocks=None, item_blocks=None,
+                    regressors: tuple = (None, None)):
         """The Metropolis move x -> T_s(x) that stretches every rating's latent mean and
         every free cut point away from the fixed first cut point a by one factor s:
         theta_k -> a + s (theta_k - a), mu -> a + s (mu - a), biases -> s b, factors ->
@@ -967,6 +978,7 @@ class _OrdinalLatent:
         so this direction, which plain updates cross in steps as small as the cut
         points' conditionals, is otherwise the slowest. The acceptance ratio carries the
         Jacobian s^D, D the number of coordinates stretched by s (half for the factors).
+        With tag biases their regressors beta stretch by s too (so the own biases do).
         Returns the state and s (1.0 when rejected)."""
         U, V, b, c, mu = state
         user_hyper, item_hyper = hypers
@@ -991,9 +1003,15 @@ class _OrdinalLatent:
         if user_cut is not None:  # and every user's free cut points
             dimension += user_cut[:, 1:].size
         root = np.sqrt(factor)
-        for bias, hyper in ((b, user_hyper), (c, item_hyper)):
+        for bias, hyper, regress in ((b, user_hyper, regressors[0]),
+                                     (c, item_hyper, regressors[1])):
             dimension += bias.size if self.biases else 0
-            ratio -= 0.5 * hyper.bias_precision * (factor**2 - 1.0) * float(bias @ bias)
+            own = _own_bias(regress, bias)
+            ratio -= 0.5 * hyper.bias_precision * (factor**2 - 1.0) * float(own @ own)
+            if regress:
+                dimension += regress.beta.size
+                ratio -= 0.5 * regress.prior_precision * (factor**2 - 1.0) * float(
+                    regress.beta @ regress.beta)
         blocks = (user_blocks or [(U, user_hyper)]) + (item_blocks or [(V, item_hyper)])
         for factors, hyper in blocks:
             dimension += 0.5 * factors.size
@@ -1314,6 +1332,10 @@ def _draws_output(train, spec, config: GibbsConfig, held_out,
         shapes["Phi"] = (len(item_tag_vocabulary(train, spec.item_features)), d)
     if spec.item_additive:
         shapes["sigma_z"] = ()
+    if spec.user_tag_biases:  # the tags' bias regressors, one per Psi row
+        shapes["user_tag_bias"] = (shapes["Psi"][0],)
+    if spec.item_tag_biases:
+        shapes["item_tag_bias"] = (shapes["Phi"][0],)
     if spec.ordinal:  # sigma is the fixed latent scale: not a draw
         shapes["cutpoints"] = (len(rating_grid(train.scale)) - 1,)
         shapes.pop("sigma")
@@ -1436,6 +1458,12 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
         user_tag_steps = _TagSteps(user_side, by_user, train.n_items if spec.constrained else 0)
     draw_implicit_hyper = _HYPER_SAMPLERS.get(
         "wishart" if config.hyper == "bpmf" else config.hyper)  # zero-mean W and Z
+    # the tags' bias regressors (tag_biases): b = own + H beta_user, c = own + G beta_item
+    user_regress, item_regress = (
+        _TagBias(tag_bias_matrix(train, spec, side), np.diff(matrix.indptr),
+                 spec.sigma_tag_bias) if on else None
+        for side, matrix, on in (("user", by_user, spec.user_tag_biases),
+                                 ("item", by_item, spec.item_tag_biases)))
 
     if held_out is not None:
         running_sum = np.zeros(len(held_out[2]))
@@ -1479,41 +1507,50 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
             else:
                 u_mean = v_mean = np.zeros(0)
                 u_prec = v_prec = np.zeros((0, 0))
-            user_hyper = _SideHyper(u_mean, u_prec,
-                                    _sample_gamma_precision(b, rng, config) if biases else 1.0)
-            item_hyper = _SideHyper(v_mean, v_prec,
-                                    _sample_gamma_precision(c, rng, config) if biases else 1.0)
+            user_hyper = _SideHyper(u_mean, u_prec, _sample_gamma_precision(
+                _own_bias(user_regress, b), rng, config) if biases else 1.0)
+            item_hyper = _SideHyper(v_mean, v_prec, _sample_gamma_precision(
+                _own_bias(item_regress, c), rng, config) if biases else 1.0)
 
         if ordinal:
             (U, V, b, c, mu), rating_sum = ordinal.update(
                 (U, V, b, c, mu), (user_hyper, item_hyper), _mu_prior_terms(spec), rng,
-                iteration, _blocks(user_side, U, user_hyper), _blocks(item_side, V, item_hyper))
+                iteration, _blocks(user_side, U, user_hyper), _blocks(item_side, V, item_hyper),
+                (user_regress, item_regress))
             if ordinal.stretch != 1.0:
                 for side in (user_side, item_side):
                     if side:
                         side.scale(np.sqrt(ordinal.stretch))
+                for regress in (user_regress, item_regress):
+                    if regress:  # the biases' prior means stretch with them
+                        regress.beta = ordinal.stretch * regress.beta
         # what the half-steps fit: the latent ratings (new every sweep), or the ratings
         # themselves (None: the matrices' own data, which a distributed executor keeps)
         base, item_base = (by_user.data, by_item.data) if ordinal else (None, None)
         # the user step draws Y: the ratings see U = Y + M W
+        # (with tag biases the own biases are drawn, their prior means taken off the data)
         targets = Targets(base, mu, c, *((user_side.offsets, V, user_rows) if user_side
-                                         else (None, None, None)))
+                                         else (None, None, None)),
+                          row_shift=user_regress.mean() if user_regress else None)
         w, _ = _sample_side(by_user, targets, V, user_hyper, d, biases, tau, rng, block_rows,
-                            executor, _stacked(_own(user_side, U), b, biases)
+                            executor, _stacked(_own(user_side, U), _own_bias(user_regress, b),
+                                               biases)
                             if config.overrelax else None, config.overrelax,
                             squared_error=False)
         U = w[:, :d] if not user_side else user_side.set_own(w[:, :d])
         if biases:
-            b = w[:, d]
+            b = w[:, d] if not user_regress else w[:, d] + user_regress.mean()
         targets = Targets(item_base, mu, b, *((item_side.offsets, U, item_rows) if item_side
-                                              else (None, None, None)))
+                                              else (None, None, None)),
+                          row_shift=item_regress.mean() if item_regress else None)
         z, squared_error = _sample_side(by_item, targets, U, item_hyper, d, biases, tau, rng,
                                         block_rows, executor,
-                                        _stacked(_own(item_side, V), c, biases)
+                                        _stacked(_own(item_side, V),
+                                                 _own_bias(item_regress, c), biases)
                                         if config.overrelax else None, config.overrelax)
         V = z[:, :d] if not item_side else item_side.set_own(z[:, :d])
         if biases:
-            c = z[:, d]
+            c = z[:, d] if not item_regress else z[:, d] + item_regress.mean()
         # W given U (Y = U - M W moves with it); Z given V likewise
         for side, effective, hyper in ((user_side, U, user_hyper), (item_side, V, item_hyper)):
             if side:
@@ -1523,42 +1560,67 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
                 by_item.indices, item_rows, mu if spec.global_mean else 0.0,
                 b if biases else None, c if biases else None, U, V)
             V = _tag_moves(item_side, tag_steps, by_item, residual, U, V, tau, rng)
+            squared_error = float(residual @ residual)  # V moved
         if user_tag_steps is not None:  # the users' tags' factors (Y held)
             residual = by_user.data - linear_predictor(
                 user_rows, by_user.indices, mu if spec.global_mean else 0.0,
                 b if biases else None, c if biases else None, U, V)
             U = _tag_moves(user_side, user_tag_steps, by_user, residual, V, U, tau, rng)
+            squared_error = float(residual @ residual)  # U moved
+        if user_regress or item_regress:  # the tags' bias regressors, both ways
+            residual = by_user.data - linear_predictor(
+                user_rows, by_user.indices, mu if spec.global_mean else 0.0, b, c, U, V)
+            for regress, hyper, index in ((item_regress, item_hyper, by_user.indices),
+                                          (user_regress, user_hyper, user_rows)):
+                if not regress:
+                    continue
+                bias = c if regress is item_regress else b
+                regress.centred(bias, hyper.bias_precision, rng)
+                sums = np.bincount(index, weights=residual, minlength=len(bias))
+                delta = regress.noncentred(sums, tau, rng)
+                squared_error += float(regress.counts @ delta**2) - 2.0 * float(delta @ sums)
+                residual -= delta[index]
+                if regress is item_regress:
+                    c = c + delta
+                else:
+                    b = b + delta
         # With balance moves the scale c I is one of the matrices they draw.
         if config.scale_move and d and config.hyper != "bpmf" and not balancing:
             scale = _sample_scale(_blocks_of_precision(user_side, U, user_hyper),
                                   _blocks_of_precision(item_side, V, item_hyper), rng)
             U = U * scale if not user_side else user_side.scale(scale)
             V = V / scale if not item_side else item_side.scale(1.0 / scale)
-        if config.shift_moves and biases:
-            own_u, own_v, b, c, mu = _shift_moves(
-                _own(user_side, U), _own(item_side, V), b, c, mu, user_hyper, item_hyper,
+        if config.shift_moves and biases:  # on the own biases (their prior's)
+            own_u, own_v, own_b, own_c, mu = _shift_moves(
+                _own(user_side, U), _own(item_side, V), _own_bias(user_regress, b),
+                _own_bias(item_regress, c), mu, user_hyper, item_hyper,
                 spec.global_mean, rng, config.overrelax, _mu_prior_terms(spec),
                 user_side and user_side.offsets, item_side and item_side.offsets)
             U = own_u if not user_side else user_side.set_own(own_u)
             V = own_v if not item_side else item_side.set_own(own_v)
+            b = own_b if not user_regress else own_b + user_regress.mean()
+            c = own_c if not item_regress else own_c + item_regress.mean()
         if bias_scaling:
             residual = by_user.data - linear_predictor(
                 user_rows, by_user.indices, mu if spec.global_mean else 0.0, b, c, U, V)
-            for side, (bias, hyper, index) in enumerate(
-                    ((b, user_hyper, user_rows), (c, item_hyper, by_user.indices))):
+            for side, (bias, hyper, index, regress) in enumerate(
+                    ((b, user_hyper, user_rows, user_regress),
+                     (c, item_hyper, by_user.indices, item_regress))):
+                own = _own_bias(regress, bias)
                 scaled, precision, change, accepted = _bias_scale_move(
-                    bias, hyper.bias_precision, residual, index, tau, config.gamma_prior,
+                    own, hyper.bias_precision, residual, index, tau, config.gamma_prior,
                     bias_steps[side], rng)
                 if iteration < config.tune:  # towards ~44 % accepted, then hold
                     bias_steps[side] *= np.exp((accepted - 0.44) / np.sqrt(iteration + 1.0))
                 if accepted:
-                    residual -= (scaled - bias)[index]
+                    residual -= (scaled - own)[index]
                     squared_error += change
                     hyper.bias_precision = precision
+                    moved = scaled if not regress else scaled + regress.mean()
                     if side:
-                        c = scaled
+                        c = moved
                     else:
-                        b = scaled
+                        b = moved
 
         # squared_error: the residuals r - mu - b - c - U.V at the current mu, summed from
         # the item half-step (the scale and shift moves leave every prediction unchanged,
@@ -1625,6 +1687,10 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
             out["sigma_z"][kept] = item_side.hyper.factor_scale
         if biases:
             out["user_bias"][kept], out["item_bias"][kept] = b, c
+            for name, regress in (("user_tag_bias", user_regress),
+                                  ("item_tag_bias", item_regress)):
+                if regress:
+                    out[name][kept] = regress.beta
             out["sigma_user_bias"][kept] = 1.0 / np.sqrt(user_hyper.bias_precision)
             out["sigma_item_bias"][kept] = 1.0 / np.sqrt(item_hyper.bias_precision)
         if held_out is not None:
@@ -1745,6 +1811,55 @@ def _tag_moves(side: _ImplicitSide, plan: _TagSteps, by_item, residual, U, V, ta
         V[items] += shift
         residual[positions] -= factors @ delta
     return V
+
+
+class _TagBias:
+    """One side's bias regressors (``tag_biases``): the biases b have the prior mean
+    T beta (T: the rows' normalised tags, G or H), beta_g ~ N(0, sigma^2). The chain keeps
+    the effective biases b (what the ratings see); own = b - T beta has the zero-mean
+    prior of biases without tags. Two exact Gibbs steps per sweep interweave: beta given
+    the biases (:meth:`centred`: a regression of the biases on the tags, which moves
+    freely where items have few ratings) and beta given the own biases and the ratings
+    (:meth:`noncentred`: the biases move with it, free where items have many)."""
+
+    def __init__(self, tags, counts: np.ndarray, sigma: float) -> None:
+        self.tags = tags.tocsr()
+        self.tags_t = self.tags.T.tocsr()
+        self.counts = np.asarray(counts, dtype=float)  # ratings per row
+        self.prior_precision = 1.0 / sigma**2
+        self.gram = np.asarray((self.tags_t @ self.tags).todense())
+        self.weighted_gram = np.asarray((self.tags_t @ sp.diags(self.counts)
+                                         @ self.tags).todense())
+        self.beta = np.zeros(self.tags.shape[1])
+
+    def mean(self) -> np.ndarray:
+        """T beta: each row's bias prior mean."""
+        return self.tags @ self.beta
+
+    def centred(self, bias: np.ndarray, bias_precision: float, rng) -> None:
+        """beta ~ p(beta | b, tau_b): precision tau_b T^T T + I / sigma^2, linear
+        tau_b T^T b (the biases held)."""
+        eye = np.eye(len(self.beta))
+        self.beta = self.beta + _shift_draw(
+            bias_precision * self.gram + self.prior_precision * eye,
+            bias_precision * (self.tags_t @ bias)
+            - (bias_precision * self.gram + self.prior_precision * eye) @ self.beta, rng)
+
+    def noncentred(self, sums: np.ndarray, tau: float, rng) -> np.ndarray:
+        """beta ~ p(beta | own biases, ratings), the own biases held, so that b moves by
+        T (beta' - beta): each row's ratings' residuals (``sums``: their sum per row at
+        the current b) regress on its tags, precision tau T^T N T + I / sigma^2 (N: the
+        rows' rating counts). Returns the biases' change T (beta' - beta)."""
+        precision = tau * self.weighted_gram + self.prior_precision * np.eye(len(self.beta))
+        step = _shift_draw(precision, tau * (self.tags_t @ sums)
+                           - self.prior_precision * self.beta, rng)
+        self.beta = self.beta + step
+        return self.tags @ step
+
+
+def _own_bias(regress: _TagBias | None, bias):
+    """The biases under their zero-mean prior: b - T beta with tag biases, else b."""
+    return bias if regress is None or bias is None else bias - regress.mean()
 
 
 def _own(side: _ImplicitSide | None, effective: np.ndarray) -> np.ndarray:
@@ -1884,7 +1999,8 @@ def sample_gibbs(
         # chains start from the Gaussian model's optimum (the ordinal model's latent
         # ratings are on the rating scale, its cut points start at the midpoints)
         init_spec = spec.with_(likelihood="gaussian", thresholds="global", constrained=False,
-                               implicit_items=False, item_features=None, user_features=None)
+                               implicit_items=False, item_features=None, user_features=None,
+                               tag_biases=False)
         init_spec = init_spec if init_lambda is None else init_spec.with_(
             sigma_u=spec.sigma / np.sqrt(init_lambda), sigma_v=spec.sigma / np.sqrt(init_lambda))
     shared_start = None

@@ -281,7 +281,8 @@ class Prepared:
 @dataclass(frozen=True)
 class Targets:
     """A half-step's data, rating by rating, as a recipe: ``base - mu - column_shift[j] -
-    row_offsets[i] . column_factors[j]`` for the rating in row i, column j. ``base`` None
+    row_offsets[i] . column_factors[j] - row_shift[i]`` for the rating in row i, column j
+    (``row_shift``: the rows' own biases' prior means, drawn as offsets). ``base`` None
     means the matrix's own stored data (the ratings, which must not change between
     half-steps: a distributed executor keeps them where the blocks run). Each term is
     optional. ``rows`` (optional) is the row of every stored rating, precomputed.
@@ -295,6 +296,7 @@ class Targets:
     row_offsets: np.ndarray | None = None
     column_factors: np.ndarray | None = None
     rows: np.ndarray | None = None
+    row_shift: np.ndarray | None = None
 
     def _values(self, base, indices, rows) -> np.ndarray:
         values = base - self.mu
@@ -303,6 +305,8 @@ class Targets:
         if self.row_offsets is not None:
             values = values - np.einsum("kl,kl->k", self.row_offsets[rows()],
                                         np.take(self.column_factors, indices, axis=0))
+        if self.row_shift is not None:
+            values = values - np.take(self.row_shift, rows())
         return values
 
     def full(self, matrix: sp.csr_matrix) -> np.ndarray:

@@ -95,7 +95,8 @@ def fit_map(
     params = params_from_point(point, spec, train.n_users, train.n_items)
     learned = {name: np.asarray(point[name]) for name in SCALE_NAMES if name in point}
     constrained_arrays = {name: np.asarray(point[name])
-                          for name in ("Y", "W", "X", "Z", "Phi", "Psi") if name in point}
+                          for name in ("Y", "W", "X", "Z", "Phi", "Psi", "user_tag_bias",
+                                       "item_tag_bias") if name in point}
     log.info("MAP from %s start: %.2fs (+%.2fs for the start)", start_name, map_seconds,
              start_seconds)
     return point_result(

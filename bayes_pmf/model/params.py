@@ -307,6 +307,20 @@ def user_additive_matrix(train, spec):
     return parts[0] if len(parts) == 1 else sp.hstack(parts).tocsr()
 
 
+def tag_bias_matrix(train, spec, side: str):
+    """The normalised tags (G for ``side="item"``, H for ``"user"``: rows x tags, as in
+    the additive designs) whose products with the tags' bias regressors are the biases'
+    prior means (``spec.tag_biases``); None where that side has none."""
+    if side == "item" and spec.item_tag_biases:
+        return tag_matrix(item_tag_sets(train.item_ids, train.item_info, spec.item_features),
+                          item_tag_vocabulary(train, spec.item_features), spec.implicit_norm)
+    if side == "user" and spec.user_tag_biases:
+        columns = spec.user_feature_columns
+        sets = user_tag_sets(train.user_ids, getattr(train, "user_info", None), columns)
+        return tag_matrix(sets, user_tag_vocabulary(train, columns, sets), spec.implicit_norm)
+    return None
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x)))
 

@@ -69,6 +69,7 @@ from .params import (
     rated_items_matrix,
     rating_grid,
     rating_levels,
+    tag_bias_matrix,
     user_additive_matrix,
     user_tag_vocabulary,
 )
@@ -76,10 +77,20 @@ from .params import (
 # PyMC names of the random variables holding point-estimate parameters, and of the
 # other learned quantities a result keeps (scales; the ordinal model's cut points).
 PARAMETER_NAMES = ("U", "V", "mu", "user_bias", "item_bias", "Y", "W", "X", "Z", "Phi",
-                   "Psi")
+                   "Psi", "user_tag_bias", "item_tag_bias")
 SCALE_NAMES = ("sigma", "sigma_u", "sigma_v", "sigma_user_bias", "sigma_item_bias",
                "sigma_u_latent", "sigma_v_latent", "sigma_w", "sigma_z", "cutpoints",
                "user_cutpoints", "threshold_sd")
+
+
+def _bias_mean(train, spec, side: str):
+    """A side's bias prior mean: 0, or with tag biases T beta, beta ~ N(0,
+    sigma_tag_bias^2) per tag (kept as ``user_tag_bias`` / ``item_tag_bias``)."""
+    tags = tag_bias_matrix(train, spec, side)
+    if tags is None:
+        return 0.0
+    beta = pm.Normal(f"{side}_tag_bias", 0.0, spec.sigma_tag_bias, dims=f"{side}_tag")
+    return pt.dot(tags.toarray(), beta)
 
 
 def _precision_scale(spec, name: str, dims: str | None = None):
@@ -289,11 +300,11 @@ def build_model(train, spec, *, parameterization: str = "centered") -> pm.Model:
             eta = eta + (pm.Flat("mu") if spec.mu_prior is None
                          else pm.Normal("mu", *spec.mu_prior))
         if spec.biases:
-            user_bias = pm.Normal("user_bias", 0.0, _bias_scale(spec, "sigma_user_bias",
-                                                                spec.sigma_user_bias),
+            user_bias = pm.Normal("user_bias", _bias_mean(train, spec, "user"),
+                                  _bias_scale(spec, "sigma_user_bias", spec.sigma_user_bias),
                                   dims="user")
-            item_bias = pm.Normal("item_bias", 0.0, _bias_scale(spec, "sigma_item_bias",
-                                                                spec.sigma_item_bias),
+            item_bias = pm.Normal("item_bias", _bias_mean(train, spec, "item"),
+                                  _bias_scale(spec, "sigma_item_bias", spec.sigma_item_bias),
                                   dims="item")
             eta = eta + user_bias[user_idx] + item_bias[item_idx]
         if spec.n_factors > 0:

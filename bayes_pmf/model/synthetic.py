@@ -357,8 +357,17 @@ def draw_from_prior(spec, n_users: int, n_items: int, n_ratings: int, *,
             hyper["Phi"] = additive[n_users if spec.implicit_items else 0:]
         hyper["Y" if side == "user" else "X"] = factors[side]
         factors[side] = factors[side] + matrix @ additive
-    truth = FactorParams(factors["user"], factors["item"], mu, sides["user"][1],
-                         sides["item"][1])
+    biases = {"user": sides["user"][1], "item": sides["item"][1]}
+    for side, info in (("user", user_info), ("item", item_info)):
+        if not spec.tag_biases or info is None:
+            continue  # the biases' prior means from the tags: b = own + T beta
+        tag_sets = (user_tag_sets(info.index, info, spec.user_feature_columns) if side == "user"
+                    else item_tag_sets(info.index, info, spec.item_features))
+        vocabulary = np.asarray(sorted(set().union(*tag_sets)), dtype=object)
+        beta = spec.sigma_tag_bias * generator.standard_normal(len(vocabulary))
+        hyper[f"{side}_tag_bias"] = beta
+        biases[side] = biases[side] + tag_matrix(tag_sets, vocabulary, spec.implicit_norm) @ beta
+    truth = FactorParams(factors["user"], factors["item"], mu, biases["user"], biases["item"])
     pair_cut = None
     if spec.ordinal:
         hyper["cutpoints"] = draw_cutpoints(spec, _grid_scale(grid)[0], generator)

@@ -78,6 +78,9 @@ _PARAM_DIMS = {
     "Phi": ("item_tag", "latent"),
     # the users' tags (user_features): U = Y (+ M W) + H Psi, one row per tag
     "Psi": ("user_tag", "latent"),
+    # tag_biases: the tags' bias regressors (c ~ N(G beta_item, .), b ~ N(H beta_user, .))
+    "item_tag_bias": ("item_tag",),
+    "user_tag_bias": ("user_tag",),
 }
 # Derived quantities kept beside the parameters (not parameters: never stacked as such).
 _DERIVED_DIMS = {"predicted_rating": ("pair",)}

@@ -193,7 +193,8 @@ class PMFResult:
     def _cold_terms(self, users, items, user_idx, item_idx, samples, by_index: bool):
         """(samples x pairs) the factor term of pairs with a user or an item known only
         from :meth:`describing_items` / :meth:`describing_users` (zero elsewhere), or
-        None: U_i . (G_j Phi), (H_i Psi) . V_j, or (H_i Psi) . (G_j Phi)."""
+        None: U_i . (G_j Phi), (H_i Psi) . V_j, or (H_i Psi) . (G_j Phi); with tag biases
+        plus G_j beta_item and H_i beta_user for those rows."""
         if not self._described_info or by_index:
             return None
         user_idx, item_idx = np.asarray(user_idx), np.asarray(item_idx)
@@ -207,7 +208,19 @@ class PMFResult:
         for row, sample in enumerate(chosen):  # one draw at a time: memory of one draw
             terms[row, cold] = np.einsum("pd,pd->p", self._cold_side("user", user_tags, sample),
                                          self._cold_side("item", item_tags, sample))
+            for side, tags in (("user", user_tags), ("item", item_tags)):
+                self._add_cold_bias(side, tags, sample, terms[row], cold)
         return terms
+
+    def _add_cold_bias(self, side: str, tags, sample: int, out: np.ndarray, cold) -> None:
+        """With tag biases, add the described cold rows' bias prior mean (their tags'
+        normalised sum of beta: G_j beta_item or H_i beta_user) to their pairs in ``out``."""
+        rows, unknown, matrix = tags
+        name = f"{side}_tag_bias"
+        if matrix is None or name not in self.draws:
+            return
+        out[np.asarray(cold)[unknown]] += np.asarray(
+            matrix @ np.asarray(self.draws[name][sample], dtype=np.float64))
 
     def _eta(self, users, items, user_idx, item_idx, samples, by_index: bool) -> np.ndarray:
         """(samples x pairs) linear predictor of encoded pairs, with the tags' terms of

@@ -145,6 +145,11 @@ class FitJobConfig:
     # age, gender, occupation; not the zip code) and nothing without a users file, "none"
     # nothing, else the columns named, comma-separated.
     user_features: str = "auto"
+    # The features' tags also give the biases their prior means (PMFSpec.tag_biases: a
+    # genre's own shift of its items' biases, learned; a cold item's prediction moves
+    # with it). Off by default; `bayes-pmf select --posterior --tag-biases off on`
+    # compares it by cross-validation on the training part.
+    tag_biases: bool = False
     progress: bool = field(default=True, compare=False)  # display only, not a setting
     # Where ALS and the Gibbs sampler run (not a setting: the numbers do not depend on
     # it): None in this process, "tcp://HOST:PORT" an existing Dask scheduler, "local:N"
@@ -220,6 +225,9 @@ class FitJobConfig:
                               setting="user_features")
         if self.user_features not in ("auto", "none"):
             PMFSpec(user_features=self.user_features)  # the names' form, checked here
+        if not isinstance(self.tag_biases, bool):
+            raise ConfigError(f"tag_biases must be true or false, got {self.tag_biases!r}",
+                              setting="tag_biases")
         if self.likelihood == "ordinal" and self.link != "identity":
             raise ConfigError("the logistic link belongs to the Gaussian model (the ordinal "
                               "likelihood has its own link to the rating grid): choose "
@@ -290,7 +298,15 @@ class FitJobConfig:
         columns = self.user_features_for(train)
         if columns is not None:
             user_tag_vocabulary(train, columns.split(","))
-        return spec.with_(item_features=column, user_features=columns)
+        if self.tag_biases and column is None and columns is None:
+            raise ConfigError("tag_biases gives the biases their tags' prior means, and this "
+                              "run has no item or user features (the items have no "
+                              f"{self.item_features if self.item_features != 'auto' else 'genres'}"
+                              " column, and no users file names user columns): give "
+                              "--item-features COLUMN or --users FILE, or drop --tag-biases",
+                              setting="tag_biases")
+        return spec.with_(item_features=column, user_features=columns,
+                          tag_biases=self.tag_biases)
 
     def user_features_for(self, train) -> str | None:
         """The user columns (comma-separated) whose values a run on ``train`` adds to the

@@ -28,6 +28,7 @@ from ..analysis.selection import (
     select_hyperparameters,
     select_model,
 )
+from ..errors import ConfigError
 from .config import FitJobConfig, ReportConfig
 from .fit_job import FitJobOutcome, Stages, load_split, run_figures, run_fit_job
 from .render import to_html, to_markdown
@@ -129,44 +130,53 @@ def select(config: FitJobConfig, lambdas, dims, folds: int):
 
 
 def posterior_variants(config: FitJobConfig, likelihoods, implicit, dims,
-                       item_features=None, thresholds=None, user_features=None) -> dict:
+                       item_features=None, thresholds=None, user_features=None,
+                       tag_biases=None) -> dict:
     """The posterior models (the run's :meth:`FitJobConfig.posterior_spec_for`) for every
     likelihood x implicit feedback x d (x item features, when ``item_features`` lists
     more than one setting; else each has that one, or the run's; x the ordinal model's
     ``thresholds``, default the run's), by name; "auto" settings are resolved on each
     fold. The ordinal model with per-user thresholds is named "ordinal (user
     thresholds)"; the Gaussian model has no thresholds and is tried once.
-    ``user_features`` likewise for the users' side information."""
+    ``user_features`` likewise for the users' side information, ``tag_biases`` ("off",
+    "on") for the tags' bias regressors."""
     features = list(item_features) if item_features else [config.item_features]
     user_sets = list(user_features) if user_features else [config.user_features]
     cuts = list(thresholds) if thresholds else [config.thresholds]
+    shifts = list(tag_biases) if tag_biases else ["on" if config.tag_biases else "off"]
+    unknown = [v for v in shifts if v not in ("off", "on")]
+    if unknown:
+        raise ConfigError(f"tag_biases variants are 'off' and 'on', got {unknown[0]!r}",
+                          setting="tag_biases")
     variants: dict = {}
-    for likelihood, cut, feedback, d, tags, user_tags in product(
-            likelihoods, cuts, implicit, dims, features, user_sets):
+    for likelihood, cut, feedback, d, tags, user_tags, shift in product(
+            likelihoods, cuts, implicit, dims, features, user_sets, shifts):
         if likelihood != "ordinal":
             if cut != cuts[0]:
                 continue
             cut = "global"
         variant = replace(config, likelihood=likelihood, thresholds=cut, implicit=feedback,
-                          n_factors=d, item_features=tags, user_features=user_tags)
+                          n_factors=d, item_features=tags, user_features=user_tags,
+                          tag_biases=shift == "on")
         model = f"{likelihood} (user thresholds)" if cut == "user" else likelihood
         name = f"{model}, implicit {feedback}, d={d}" + (
             f", item features {tags}" if len(features) > 1 else "") + (
-            f", user features {user_tags}" if len(user_sets) > 1 else "")
+            f", user features {user_tags}" if len(user_sets) > 1 else "") + (
+            f", tag biases {shift}" if len(shifts) > 1 else "")
         variants[name] = variant.posterior_spec_for
     return variants
 
 
 def select_posterior(config: FitJobConfig, likelihoods, implicit, dims, folds: int, *,
                      by: str = "rmse", train=None, item_features=None, thresholds=None,
-                     user_features=None):
+                     user_features=None, tag_biases=None):
     """:func:`select_model` of the posterior variants (:func:`posterior_variants`; with
     ``item_features``, those settings compared too) on the config's training part
     (``train`` when the caller has it already, else read and split here), the config's
     chains, burn-in and draws."""
     check_model_selection(folds, by)
-    variants = posterior_variants(config, likelihoods, implicit, dims,
-                                  item_features, thresholds, user_features)  # checks them
+    variants = posterior_variants(config, likelihoods, implicit, dims, item_features,
+                                  thresholds, user_features, tag_biases)  # checks them
     if train is None:
         train = load_split(config)[0].train
     return select_model(train, variants, k=folds, by=by, draws=config.draws,
@@ -309,6 +319,11 @@ def _sampling_blocks(metrics: dict) -> list[tuple]:
                             "user's factors add the 1/sqrt(count)-scaled sum of their "
                             "values' factors (under W's prior); a user without training "
                             "ratings is predicted from them."))
+    if metrics["settings"].get("tag_biases") and (features or columns):
+        blocks.append(("p", "The tags also give the biases their prior means (tag biases): "
+                            "each tag has its own shift beta, and an item's (user's) bias is "
+                            "drawn around the 1/sqrt(count)-scaled sum of its tags' shifts, "
+                            "which a cold item (user) is predicted with."))
     return blocks
 
 
