@@ -242,10 +242,111 @@ def test_the_core_never_imports_distributed():
     assert out.stdout.strip() == "[]"
 
 
+def _partitions(folder, parts: dict):
+    folder.mkdir()
+    for name, rows in parts.items():
+        (folder / name).write_text("user,item,rating,timestamp\n" + "".join(
+            f"{row}\n" for row in rows))
+    return folder
+
+
+def _same_data(here, there) -> None:
+    for name in ("user_idx", "item_idx", "rating", "timestamp"):
+        np.testing.assert_array_equal(getattr(there, name), getattr(here, name))
+        assert getattr(there, name).dtype == getattr(here, name).dtype, name
+    for name in ("user_ids", "item_ids"):
+        assert getattr(there, name).equals(getattr(here, name)), name
+        assert getattr(there, name).dtype == getattr(here, name).dtype, name
+    assert there.scale == here.scale and there.source == here.source
+    assert there.ingest.as_dict() == here.ingest.as_dict()
+    assert there.fingerprint == here.fingerprint
+
+
+def test_partitions_read_on_the_workers_equal_the_in_process_read(cluster, tmp_path,
+                                                                  monkeypatch):
+    """Every partition is read, typed and checked on a worker; the client only merges
+    encoded rows, and the result is in-process's to the byte: ids typed on all files at
+    once ("007" in one file keeps every id a string), the scale inferred over all files
+    after merging pairs repeated across files, rows dropped and counted per reason (one
+    file has no valid row at all)."""
+    folder = _partitions(tmp_path / "parts", {
+        "part-0.csv": ["7,10,4,100", "8,10,3,101", "7,11,5,102", "9,12,oops,103"],
+        "part-1.csv": ["8,11,2,104", "7,10,3,105", "10,12,inf,106", "9,13,1,107"],
+        "part-2.csv": ["11,10,nan,108", "12,12,,109"],
+        "part-3.csv": ["007,13,4,110", "9,10,2,111"],
+    })
+    from bayes_pmf.data import files
+
+    for kwargs in ({"duplicates": "mean", "invalid": "drop"},
+                   {"duplicates": "last", "invalid": "drop"},
+                   {"duplicates": "mean", "invalid": "drop", "scale": (1, 5)}):
+        here = bp.load_ratings(folder, **kwargs)
+        with monkeypatch.context() as patched:  # the client reads no file itself
+            patched.setattr(files, "_read_raw", lambda *a, **k: pytest.fail("client read"))
+            there = bp.load_ratings(folder, client=cluster.client, **kwargs)
+        _same_data(here, there)
+        # what the case exercised: string ids, and the reasons counted over every file
+        assert "007" in list(there.user_ids) and "7" in list(there.user_ids)
+        assert there.ingest.n_read == 12 and {
+            "non-numeric ratings", "missing (NaN) ratings",
+            "infinite ratings"} < set(there.ingest.rejected)
+        if kwargs["duplicates"] == "mean" and "scale" not in kwargs:
+            # user 7 rated item 10 in two files (4, 3): merged to 3.5, off the whole
+            # stars, so the inferred grid is half stars
+            assert there.scale.step == 0.5
+    # integer ids in every file: integers on both sides, and a glob reads the same
+    whole = _partitions(tmp_path / "ints", {"a.csv": ["1,2,3,5", "2,2,4,6"],
+                                            "b.csv": ["3,1,5,7", "1,1,2,8"]})
+    pattern = str(whole / "*.csv")
+    there = bp.load_ratings(pattern, client=cluster.client)
+    _same_data(bp.load_ratings(pattern), there)
+    assert there.user_ids.dtype == np.int64 and there.n_ratings == 4
+    # Parquet partitions, read by the workers
+    parquet = tmp_path / "parquet"
+    parquet.mkdir()
+    for k, name in enumerate(("a", "b")):
+        there.to_frame().iloc[k::2].to_parquet(parquet / f"{name}.parquet")
+    _same_data(bp.load_ratings(parquet), bp.load_ratings(parquet, client=cluster.client))
+
+
+def test_bad_partitions_read_on_the_workers_are_named_as_in_process(cluster, tmp_path):
+    """A bad row is named by file and line, a pair rated in two files by both lines (the
+    labels fetched from the workers), other layouts and unseen files are refused: the
+    same errors as in-process, nothing half-read."""
+    from bayes_pmf.errors import RatingsDataError, RatingsFileError
+
+    bad = _partitions(tmp_path / "bad", {"a.csv": ["1,10,4,1"],
+                                         "b.csv": ["2,10,4,2", "3,11,oops,3"]})
+    twice = _partitions(tmp_path / "twice", {"a.csv": ["1,10,4,1", "2,11,3,2"],
+                                             "b.csv": ["3,10,4,3", "1,10,3,4"]})
+    for folder, error in ((bad, RatingsDataError), (twice, RatingsDataError)):
+        with pytest.raises(error) as here:
+            bp.load_ratings(folder)
+        with pytest.raises(error) as there:
+            bp.load_ratings(folder, client=cluster.client)
+        assert str(there.value) == str(here.value)
+    assert "b.csv:3" in str(there.value) or "a.csv:2" in str(there.value)
+    with pytest.raises(RatingsDataError, match=r"rows \['a.csv:2', 'b.csv:3'\]"):
+        bp.load_ratings(twice, client=cluster.client)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "a.csv").write_text("userId,movieId,rating\n1,10,4\n")
+    (mixed / "b.csv").write_text("1\t10\t4\t881250949\n")
+    with pytest.raises(RatingsFileError, match="same layout"):
+        bp.load_ratings(mixed, client=cluster.client)
+    # a file the client lists but a worker cannot see (no shared file system)
+    from bayes_pmf.data import files
+
+    with pytest.raises(RatingsFileError, match="cannot see .*same path"):
+        cluster.client.submit(files._read_on_worker, str(tmp_path / "elsewhere.csv")).result()
+
+
 def test_cli_dask_local_gives_the_in_process_run_and_records_the_cluster(tmp_path):
-    csv = tmp_path / "ratings.csv"
-    drawn = bp.make_synthetic(120, 80, 2500, bp.PMFSpec(n_factors=2), rng=4)
-    drawn.data.to_frame().to_csv(csv, index=False)
+    csv = tmp_path / "ratings"  # partitions: read on the workers with --dask-local
+    csv.mkdir()
+    frame = bp.make_synthetic(120, 80, 2500, bp.PMFSpec(n_factors=2), rng=4).data.to_frame()
+    for k in range(3):
+        frame.iloc[k::3].to_csv(csv / f"part-{k}.csv", index=False)
     runs = {}
     for name, extra in (("here", []), ("dask", ["--dask-local", "2"]),
                         ("chains", ["--dask-local", "2", "--dask-chains"])):
@@ -262,6 +363,7 @@ def test_cli_dask_local_gives_the_in_process_run_and_records_the_cluster(tmp_pat
         cluster = runs[name]["cluster"]
         assert cluster["workers"] == 2 and cluster["bytes_sent"] > 0
         assert runs[name]["settings"] == runs["here"]["settings"]
+        assert runs[name]["dataset"] == runs["here"]["dataset"]  # hash, counts, scale
     assert "cluster" not in runs["here"]
 
 

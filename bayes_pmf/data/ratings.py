@@ -238,7 +238,58 @@ def _reject(
     keep &= ~bad
 
 
-def _factorize(ids: pd.Series) -> tuple[np.ndarray, pd.Index]:
+def valid_rows(frame: pd.DataFrame, user_col, item_col, rating_col, timestamp_col,
+               scale: RatingScale | tuple | None, invalid: InvalidPolicy, *,
+               allow_empty: bool = False
+               ) -> tuple[pd.DataFrame, RatingScale | None, dict[str, int]]:
+    """A ratings table's rows checked as :meth:`RatingsData.from_frame` checks them
+    (ids present and of one type; ratings numbers, finite and on the declared ``scale``):
+    the rows kept as a table (user, item, rating[, timestamp]; the frame's row labels), the
+    scale (a RatingScale, or None to infer) and the count of rows rejected per reason.
+    Raises :class:`RatingsDataError` naming a bad row, unless ``invalid="drop"`` (and
+    when no row is left, unless ``allow_empty``: one partition of several may be all
+    bad)."""
+    n_read = len(frame)
+    _check_id_column(frame, user_col)
+    _check_id_column(frame, item_col)
+
+    ratings, not_numeric = _numeric_ratings(frame, rating_col)
+    rejected: dict[str, int] = {}
+    keep = np.ones(n_read, dtype=bool)
+    _reject(frame, keep, not_numeric, rating_col, "non-numeric ratings", "numbers",
+            invalid, rejected)
+    _reject(frame, keep, np.isnan(ratings) & ~not_numeric, rating_col, "missing (NaN) ratings",
+            "a finite rating in every row", invalid, rejected)
+    _reject(frame, keep, np.isinf(ratings), rating_col, "infinite ratings",
+            "finite ratings", invalid, rejected)
+    if scale is not None:
+        scale = scale if isinstance(scale, RatingScale) else RatingScale(*scale)
+        span = f"ratings in [{scale.min}, {scale.max}]"
+        _reject(frame, keep, scale.out_of_range(ratings), rating_col,
+                "ratings outside the declared scale", span, invalid, rejected)
+        _reject(frame, keep, scale.off_grid(ratings) & ~scale.out_of_range(ratings),
+                rating_col, "ratings off the scale's grid",
+                f"multiples of {scale.step} from {scale.min}", invalid, rejected)
+    if not keep.any() and not allow_empty:
+        raise RatingsDataError(
+            f"no valid ratings left: all {n_read} rows were rejected ({rejected})"
+        )
+
+    table = pd.DataFrame(
+        {
+            "user": frame[user_col].to_numpy()[keep],
+            "item": frame[item_col].to_numpy()[keep],
+            "rating": ratings[keep],
+        },
+        index=frame.index[keep],
+    )
+    if timestamp_col:
+        table["timestamp"] = frame[timestamp_col].to_numpy()[keep]
+    return table, scale, rejected
+
+
+def factorize_ids(ids: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Codes 0..n-1 of ``ids`` and the n distinct ids, sorted where they can be."""
     try:
         codes, uniques = pd.factorize(ids, sort=True)
     except TypeError:  # unorderable ids: keep order of first appearance
@@ -347,47 +398,14 @@ class RatingsData:
         if len(frame) == 0:
             raise RatingsDataError("ratings table is empty: 0 rows")
         n_read = len(frame)
-        _check_id_column(frame, user_col)
-        _check_id_column(frame, item_col)
-
-        ratings, not_numeric = _numeric_ratings(frame, rating_col)
-        rejected: dict[str, int] = {}
-        keep = np.ones(n_read, dtype=bool)
-        _reject(frame, keep, not_numeric, rating_col, "non-numeric ratings", "numbers",
-                invalid, rejected)
-        _reject(frame, keep, np.isnan(ratings) & ~not_numeric, rating_col, "missing (NaN) ratings",
-                "a finite rating in every row", invalid, rejected)
-        _reject(frame, keep, np.isinf(ratings), rating_col, "infinite ratings",
-                "finite ratings", invalid, rejected)
-        if scale is not None:
-            scale = scale if isinstance(scale, RatingScale) else RatingScale(*scale)
-            span = f"ratings in [{scale.min}, {scale.max}]"
-            _reject(frame, keep, scale.out_of_range(ratings), rating_col,
-                    "ratings outside the declared scale", span, invalid, rejected)
-            _reject(frame, keep, scale.off_grid(ratings) & ~scale.out_of_range(ratings),
-                    rating_col, "ratings off the scale's grid",
-                    f"multiples of {scale.step} from {scale.min}", invalid, rejected)
-        if not keep.any():
-            raise RatingsDataError(
-                f"no valid ratings left: all {n_read} rows were rejected ({rejected})"
-            )
-
-        table = pd.DataFrame(
-            {
-                "user": frame[user_col].to_numpy()[keep],
-                "item": frame[item_col].to_numpy()[keep],
-                "rating": ratings[keep],
-            },
-            index=frame.index[keep],
-        )
-        if timestamp_col:
-            table["timestamp"] = frame[timestamp_col].to_numpy()[keep]
-        table = _resolve_duplicates(table, duplicates, rejected, user_col, item_col)
+        table, scale, rejected = valid_rows(frame, user_col, item_col, rating_col,
+                                            timestamp_col, scale, invalid)
+        table = resolve_duplicates(table, duplicates, rejected, user_col, item_col)
 
         if scale is None:
             scale = RatingScale.infer(table["rating"].to_numpy())
-        user_idx, user_ids = _factorize(table["user"])
-        item_idx, item_ids = _factorize(table["item"])
+        user_idx, user_ids = factorize_ids(table["user"])
+        item_idx, item_ids = factorize_ids(table["item"])
         user_ids.name, item_ids.name = "user", "item"
         if item_info is not None:
             item_info = item_info[item_info.index.isin(item_ids)]
@@ -533,13 +551,15 @@ class RatingsData:
         }
 
 
-def _resolve_duplicates(
+def resolve_duplicates(
     table: pd.DataFrame,
     policy: DuplicatePolicy,
     rejected: dict[str, int],
     user_col: str,
     item_col: str,
 ) -> pd.DataFrame:
+    """The table with each repeated (user, item) pair resolved by ``policy`` ("error":
+    raise, naming the rows; "last"; "mean"), the merged rows counted in ``rejected``."""
     repeated = table.duplicated(["user", "item"], keep=False).to_numpy()
     if not repeated.any():
         return table

@@ -1831,19 +1831,21 @@ class _TagBias:
         self.weighted_gram = np.asarray((self.tags_t @ sp.diags(self.counts)
                                          @ self.tags).todense())
         self.beta = np.zeros(self.tags.shape[1])
+        self._mean: tuple[np.ndarray, np.ndarray] | None = None  # (beta, T beta)
 
     def mean(self) -> np.ndarray:
-        """T beta: each row's bias prior mean."""
-        return self.tags @ self.beta
+        """T beta: each row's bias prior mean (computed once per value of beta: every
+        step that moves beta assigns a new array)."""
+        if self._mean is None or self._mean[0] is not self.beta:
+            self._mean = (self.beta, self.tags @ self.beta)
+        return self._mean[1]
 
     def centred(self, bias: np.ndarray, bias_precision: float, rng) -> None:
         """beta ~ p(beta | b, tau_b): precision tau_b T^T T + I / sigma^2, linear
         tau_b T^T b (the biases held)."""
-        eye = np.eye(len(self.beta))
+        precision = bias_precision * self.gram + self.prior_precision * np.eye(len(self.beta))
         self.beta = self.beta + _shift_draw(
-            bias_precision * self.gram + self.prior_precision * eye,
-            bias_precision * (self.tags_t @ bias)
-            - (bias_precision * self.gram + self.prior_precision * eye) @ self.beta, rng)
+            precision, bias_precision * (self.tags_t @ bias) - precision @ self.beta, rng)
 
     def noncentred(self, sums: np.ndarray, tau: float, rng) -> np.ndarray:
         """beta ~ p(beta | own biases, ratings), the own biases held, so that b moves by

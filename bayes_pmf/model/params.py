@@ -248,10 +248,7 @@ def item_additive_matrix(train, spec):
     if spec.implicit_items:
         parts.append(rated_items_matrix(train, norm=spec.implicit_norm, by_item=True))
     if spec.item_features is not None:
-        vocabulary = item_tag_vocabulary(train, spec.item_features)
-        parts.append(tag_matrix(
-            item_tag_sets(train.item_ids, train.item_info, spec.item_features), vocabulary,
-            spec.implicit_norm))
+        parts.append(feature_tag_matrix(train, spec, "item"))
     return sp.hstack(parts).tocsr()
 
 
@@ -300,10 +297,7 @@ def user_additive_matrix(train, spec):
     if spec.constrained:
         parts.append(rated_items_matrix(train, norm=spec.implicit_norm))
     if spec.user_features is not None:
-        columns = spec.user_feature_columns
-        sets = user_tag_sets(train.user_ids, getattr(train, "user_info", None), columns)
-        parts.append(tag_matrix(sets, user_tag_vocabulary(train, columns, sets),
-                                spec.implicit_norm))
+        parts.append(feature_tag_matrix(train, spec, "user"))
     return parts[0] if len(parts) == 1 else sp.hstack(parts).tocsr()
 
 
@@ -311,14 +305,20 @@ def tag_bias_matrix(train, spec, side: str):
     """The normalised tags (G for ``side="item"``, H for ``"user"``: rows x tags, as in
     the additive designs) whose products with the tags' bias regressors are the biases'
     prior means (``spec.tag_biases``); None where that side has none."""
-    if side == "item" and spec.item_tag_biases:
+    wanted = spec.item_tag_biases if side == "item" else spec.user_tag_biases
+    return feature_tag_matrix(train, spec, side) if wanted else None
+
+
+def feature_tag_matrix(train, spec, side: str):
+    """One side's normalised tag matrix (rows x the training rows' tags, sorted): G from
+    ``spec.item_features`` for ``side="item"``, H from ``spec.user_features`` for
+    ``"user"``. The additive designs' tag part and the tag biases' design alike."""
+    if side == "item":
         return tag_matrix(item_tag_sets(train.item_ids, train.item_info, spec.item_features),
                           item_tag_vocabulary(train, spec.item_features), spec.implicit_norm)
-    if side == "user" and spec.user_tag_biases:
-        columns = spec.user_feature_columns
-        sets = user_tag_sets(train.user_ids, getattr(train, "user_info", None), columns)
-        return tag_matrix(sets, user_tag_vocabulary(train, columns, sets), spec.implicit_norm)
-    return None
+    columns = spec.user_feature_columns
+    sets = user_tag_sets(train.user_ids, getattr(train, "user_info", None), columns)
+    return tag_matrix(sets, user_tag_vocabulary(train, columns, sets), spec.implicit_norm)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

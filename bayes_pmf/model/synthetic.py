@@ -245,6 +245,15 @@ def _precision_root_inverse(precision, d: int) -> np.ndarray:
     return np.linalg.inv(np.linalg.cholesky(precision)).T
 
 
+def _info_tags(spec, side: str, info):
+    """The normalised tag matrix of every row of ``info`` (users or items: their tags from
+    ``spec``'s feature columns) and the number of distinct tags."""
+    tag_sets = (user_tag_sets(info.index, info, spec.user_feature_columns) if side == "user"
+                else item_tag_sets(info.index, info, spec.item_features))
+    vocabulary = np.asarray(sorted(set().union(*tag_sets)), dtype=object)
+    return tag_matrix(tag_sets, vocabulary, spec.implicit_norm), len(vocabulary)
+
+
 def draw_from_prior(spec, n_users: int, n_items: int, n_ratings: int, *,
                     activity_exponent: float = 0.8,
                     rng: int | np.random.Generator | None = 0, grid=None) -> SyntheticRatings:
@@ -334,17 +343,13 @@ def draw_from_prior(spec, n_users: int, n_items: int, n_ratings: int, *,
                                       by_item=side == "item")
         if side == "user" and user_info is not None:  # [M | H] against [W; Psi]
             parts = [matrix] if spec.constrained else []
-            tag_sets = user_tag_sets(user_info.index, user_info, spec.user_feature_columns)
-            vocabulary = np.asarray(sorted(set().union(*tag_sets)), dtype=object)
-            parts.append(tag_matrix(tag_sets, vocabulary, spec.implicit_norm))
+            parts.append(_info_tags(spec, "user", user_info)[0])
             matrix = sp.hstack(parts).tocsr()
             rows = matrix.shape[1]
         if side == "item":  # [M' | G] against [Z; Phi] (item_additive_matrix)
             parts = [matrix] if spec.implicit_items else []
             if item_info is not None:
-                tag_sets = item_tag_sets(item_info.index, item_info, spec.item_features)
-                vocabulary = np.asarray(sorted(set().union(*tag_sets)), dtype=object)
-                parts.append(tag_matrix(tag_sets, vocabulary, spec.implicit_norm))
+                parts.append(_info_tags(spec, "item", item_info)[0])
             matrix = sp.hstack(parts).tocsr()
             rows = matrix.shape[1]
         additive = generator.standard_normal((rows, d)) @ _precision_root_inverse(
@@ -361,12 +366,10 @@ def draw_from_prior(spec, n_users: int, n_items: int, n_ratings: int, *,
     for side, info in (("user", user_info), ("item", item_info)):
         if not spec.tag_biases or info is None:
             continue  # the biases' prior means from the tags: b = own + T beta
-        tag_sets = (user_tag_sets(info.index, info, spec.user_feature_columns) if side == "user"
-                    else item_tag_sets(info.index, info, spec.item_features))
-        vocabulary = np.asarray(sorted(set().union(*tag_sets)), dtype=object)
-        beta = spec.sigma_tag_bias * generator.standard_normal(len(vocabulary))
+        tags, n_tags = _info_tags(spec, side, info)
+        beta = spec.sigma_tag_bias * generator.standard_normal(n_tags)
         hyper[f"{side}_tag_bias"] = beta
-        biases[side] = biases[side] + tag_matrix(tag_sets, vocabulary, spec.implicit_norm) @ beta
+        biases[side] = biases[side] + tags @ beta
     truth = FactorParams(factors["user"], factors["item"], mu, biases["user"], biases["item"])
     pair_cut = None
     if spec.ordinal:

@@ -44,11 +44,13 @@ class FitJobOutcome:
     split: object | None = None  # a Split
 
 
-def load_split(config: FitJobConfig):
-    """The train/test split the config asks for (and the full data when it was split)."""
+def load_split(config: FitJobConfig, executor=None):
+    """The train/test split the config asks for (and the full data when it was split);
+    partitions of ``config.data`` are read on the workers of a Dask ``executor``."""
     return load_split_of(config.data, config.train, config.test,
                          test_fraction=config.test_fraction, seed=config.seed,
-                         items=config.items, users=config.users)
+                         items=config.items, users=config.users,
+                         client=getattr(executor, "client", None))
 
 
 def _timed(fit: Callable[[], object]) -> tuple[object, float]:
@@ -186,7 +188,7 @@ def run_fit_job(config: FitJobConfig, stages: Stages | None = None) -> FitJobOut
 
 def _run_fit_job(config: FitJobConfig, stages: Stages, executor) -> FitJobOutcome:
     with stages("read and split"):
-        split, full = load_split(config)
+        split, full = load_split(config, executor)
     check_memory(config, split)
     train, test = split.train, split.test
     if set(config.methods) & {"gibbs", "nuts", "advi"}:
