@@ -1,8 +1,11 @@
 """What a user runs, at scale: ``bayes-pmf fit`` on a CSV of 10^6 and 10^7 ratings, with
 the default methods and figures, stage by stage.
 
-    python benchmarks/scale_memory.py [--sizes 1e6 1e7] [--extra ARG ...]
+    python benchmarks/scale_memory.py [--sizes 1e6 1e7] [--extra ARG ...] [--parts K]
                                       [--out benchmarks/results/scale_memory.json]
+
+``--parts K`` cuts each CSV into K files and fits the folder (with ``--extra
+--dask-local 2``: read on the Dask workers).
 
 For each size, synthetic ratings from the PMF model (n_users = N/150, n_items = N/1000,
 d = 10, biases, rounded to half stars in 0.5-5) are written to a CSV (cached under
@@ -59,6 +62,23 @@ def ratings_csv(n_ratings: int, folder: Path) -> Path:
     return path
 
 
+def ratings_parts(csv: Path, parts: int) -> Path:
+    """The cached CSV cut into ``parts`` files of consecutive lines, each with the
+    header, in a folder beside it (what ``--data FOLDER`` reads as one table)."""
+    folder = csv.with_name(f"{csv.stem}-{parts}-parts")
+    if folder.exists():
+        return folder
+    lines = csv.read_text().splitlines(keepends=True)
+    header, body = lines[0], lines[1:]
+    tmp = folder.with_name(folder.name + ".tmp")
+    tmp.mkdir(exist_ok=True)
+    size = -(-len(body) // parts)
+    for k in range(parts):
+        (tmp / f"part-{k:03d}.csv").write_text(header + "".join(body[k * size:(k + 1) * size]))
+    os.replace(tmp, folder)
+    return folder
+
+
 def run_cli(path: Path, extra: list[str]) -> dict:
     out = Path(tempfile.mkdtemp(prefix="bayes-pmf-scale-")) / "run"
     command = [sys.executable, "-m", "bayes_pmf", "fit", "--data", str(path), "--out",
@@ -89,12 +109,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", nargs="+", type=float, default=[1e6, 1e7])
     parser.add_argument("--extra", nargs="*", default=[], help="more arguments for fit")
     parser.add_argument("--data-dir", default=tempfile.gettempdir())
+    parser.add_argument("--parts", type=int, default=0,
+                        help="cut the CSV into this many files and fit the folder")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"
                                              / "scale_memory.json"))
     args = parser.parse_args(argv)
     rows = []
     for size in args.sizes:
         path = ratings_csv(int(size), Path(args.data_dir))
+        if args.parts:
+            path = ratings_parts(path, args.parts)
         # each size in a fresh child of a fresh process, so peaks do not carry over
         proc = subprocess.run([sys.executable, __file__, "--child", str(path), *args.extra],
                               capture_output=True, text=True)

@@ -313,7 +313,7 @@ def test_bad_partitions_read_on_the_workers_are_named_as_in_process(cluster, tmp
     """A bad row is named by file and line, a pair rated in two files by both lines (the
     labels fetched from the workers), other layouts and unseen files are refused: the
     same errors as in-process, nothing half-read."""
-    from bayes_pmf.errors import RatingsDataError, RatingsFileError
+    from bayes_pmf.errors import ConfigError, RatingsDataError, RatingsFileError
 
     bad = _partitions(tmp_path / "bad", {"a.csv": ["1,10,4,1"],
                                          "b.csv": ["2,10,4,2", "3,11,oops,3"]})
@@ -334,6 +334,11 @@ def test_bad_partitions_read_on_the_workers_are_named_as_in_process(cluster, tmp
     (mixed / "b.csv").write_text("1\t10\t4\t881250949\n")
     with pytest.raises(RatingsFileError, match="same layout"):
         bp.load_ratings(mixed, client=cluster.client)
+    # the executor stands for its client; anything else is refused by name
+    _same_data(bp.load_ratings(twice, duplicates="last"),
+               bp.load_ratings(twice, client=cluster, duplicates="last"))
+    with pytest.raises(ConfigError, match="client must be a Dask client.*got str"):
+        bp.load_ratings(twice, client="tcp://127.0.0.1:8786")
     # a file the client lists but a worker cannot see (no shared file system)
     from bayes_pmf.data import files
 

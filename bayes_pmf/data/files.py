@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import RatingsDataError, RatingsFileError, plain_scalar
+from ..errors import ConfigError, RatingsDataError, RatingsFileError, plain_scalar
 from .ratings import (
     INTEGER_STARS,
     MOVIELENS_SCALE,
@@ -519,10 +519,16 @@ def _load_on_workers(client, path, columns: dict, scale, duplicates: str,
             f"duplicates must be 'error', 'mean' or 'last', got {duplicates!r}")
     if invalid not in ("error", "drop"):
         raise RatingsDataError(f"invalid must be 'error' or 'drop', got {invalid!r}")
+    client = getattr(client, "client", client)  # a DaskExecutor's client
+    if not all(callable(getattr(client, name, None)) for name in ("map", "submit")):
+        raise ConfigError(f"client must be a Dask client (distributed.Client) or a "
+                          f"DaskExecutor, got {type(client).__name__}", setting="client")
     paths = partition_paths(path)
     several = paths is not None
     paths = paths if several else [Path(path)]
-    raws = client.map(_read_on_worker, [str(p) for p in paths], pure=False, **columns)
+    # absolute paths: a worker started in another directory finds the same files
+    raws = client.map(_read_on_worker, [str(p.absolute()) for p in paths], pure=False,
+                      **columns)
     shapes = _in_order(client.map(_part_shape, raws, pure=False))
     first = shapes[0]
     for other in shapes[1:]:
