@@ -101,7 +101,8 @@ def run_cli(path: Path, extra: list[str]) -> dict:
             "diagnostics": [{key: row[key] for key in ("method", "converged", "max_rhat",
                                                        "min_ess_bulk", "min_ess_tail")}
                             for row in metrics.get("diagnostics", [])],
-            "settings": metrics["settings"]}
+            "settings": metrics["settings"],
+            **({"cluster": metrics["cluster"]} if "cluster" in metrics else {})}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -82,6 +82,39 @@ def test_gibbs_draws_on_the_cluster_are_bit_identical(cluster, data, spec):
     assert held <= alive
 
 
+def test_large_shared_inputs_scattered_ahead_give_the_same_numbers(cluster, data,
+                                                                    monkeypatch):
+    """Above SCATTER_ABOVE bytes a half-step's shared inputs are scattered to the
+    workers before its tasks (not inside them): the same predictions and draws. Here
+    every half-step takes that path (the threshold at 0 bytes)."""
+    from bayes_pmf.engines import dask_executor
+
+    sent = []
+    broadcast = DaskExecutor._broadcast
+
+    def counted(self, value, workers, placement):
+        sent.append(sorted(workers))
+        return broadcast(self, value, workers, placement)
+
+    monkeypatch.setattr(dask_executor, "SCATTER_ABOVE", 0)
+    monkeypatch.setattr(DaskExecutor, "_broadcast", counted)
+    spec = bp.PMFSpec(n_factors=4)
+    here = fit_als(data, spec, rng=0, progress=False, block_rows=BLOCK_ROWS, max_sweeps=3,
+                   tol=0.0)
+    there = fit_als(data, spec, rng=0, progress=False, block_rows=BLOCK_ROWS, max_sweeps=3,
+                    tol=0.0, executor=cluster)
+    users, items = data.user_ids[data.user_idx], data.item_ids[data.item_idx]
+    np.testing.assert_allclose(there.predict(users, items), here.predict(users, items),
+                               rtol=0, atol=1e-12)
+    assert len(sent) == 6 and all(len(w) == 2 for w in sent)  # 3 sweeps x 2 half-steps
+    spec = bp.PMFSpec.hierarchical().with_(n_factors=3, implicit_items=True)
+    settings = dict(draws=5, tune=5, chains=2, rng=1, progress=False,
+                    block_rows=BLOCK_ROWS)
+    assert (_digest(sample_gibbs(data, spec, executor=cluster, **settings))
+            == _digest(sample_gibbs(data, spec, **settings)))
+    assert len(sent) > 6
+
+
 class _CountingBar:
     def __init__(self):
         self.sweeps = 0
@@ -353,15 +386,20 @@ def test_cli_dask_local_gives_the_in_process_run_and_records_the_cluster(tmp_pat
     for k in range(3):
         frame.iloc[k::3].to_csv(csv / f"part-{k}.csv", index=False)
     runs = {}
-    for name, extra in (("here", []), ("dask", ["--dask-local", "2"]),
-                        ("chains", ["--dask-local", "2", "--dask-chains"])):
+    # 2 chains for 2 worker threads, each chain far below a worker's memory: chosen as
+    # tasks unless --dask-row-blocks says otherwise
+    for name, extra in (("here", []), ("dask", ["--dask-local", "2", "--dask-row-blocks"]),
+                        ("chains", ["--dask-local", "2"])):
         out = tmp_path / name
-        subprocess.run([sys.executable, "-m", "bayes_pmf", "fit", "--data", str(csv),
-                        "--draws", "20", "--tune", "10", "--chains", "2", "--factors", "2",
-                        "--likelihood", "gaussian", "--no-figures", "--no-progress",
-                        "--out", str(out), *extra],
-                       check=True, capture_output=True, text=True)
+        printed = subprocess.run(
+            [sys.executable, "-m", "bayes_pmf", "fit", "--data", str(csv), "--draws", "20",
+             "--tune", "10", "--chains", "2", "--factors", "2", "--likelihood", "gaussian",
+             "--no-figures", "--no-progress", "--out", str(out), *extra],
+            check=True, capture_output=True, text=True).stdout
         runs[name] = json.loads((out / "metrics.json").read_text())
+        assert ("cluster: tcp://" in printed) == (name != "here")
+        assert ("Gibbs chains: each chain one task on a worker (2 chains for 2 worker "
+                "threads" in printed) == (name == "chains")
     for name in ("dask", "chains"):  # row blocks as tasks, or each chain as one
         assert ([r["rmse"] for r in runs[name]["results"]] ==
                 [r["rmse"] for r in runs["here"]["results"]])
@@ -369,12 +407,51 @@ def test_cli_dask_local_gives_the_in_process_run_and_records_the_cluster(tmp_pat
         assert cluster["workers"] == 2 and cluster["bytes_sent"] > 0
         assert runs[name]["settings"] == runs["here"]["settings"]
         assert runs[name]["dataset"] == runs["here"]["dataset"]  # hash, counts, scale
+    assert runs["dask"]["cluster"]["chains"] == {"run_as": "row blocks",
+                                                 "why": "chosen by --dask-row-blocks"}
+    assert runs["chains"]["cluster"]["chains"]["run_as"] == "tasks"
+    assert "2 chains for 2 worker threads" in runs["chains"]["cluster"]["chains"]["why"]
     assert "cluster" not in runs["here"]
+
+
+def test_the_chains_run_as_tasks_only_when_they_fill_the_threads_and_fit_a_worker():
+    from bayes_pmf.workflows.config import (
+        CHAIN_BYTES_PER_RATING,
+        FitJobConfig,
+        chain_memory,
+        chain_placement,
+    )
+
+    split = bp.random_split(bp.make_synthetic(300, 200, 6000, bp.PMFSpec(n_factors=4),
+                                              rng=2).data, 0.1, rng=0)
+    config = FitJobConfig(chains=4)
+    need = chain_memory(config, split)
+    # the working state per training rating, plus the draws (and bases) on top
+    assert need > CHAIN_BYTES_PER_RATING * split.train.n_ratings
+    tasks, why = chain_placement(config, split, threads=4, thread_memory=None)
+    assert tasks and "4 chains for 4 worker threads" in why and "no memory limit" in why
+    # more threads than chains: row blocks use them all
+    tasks, why = chain_placement(config, split, threads=8, thread_memory=None)
+    assert not tasks and "some threads would idle" in why
+    # a chain just above, then just below, a thread's usable share (MEMORY_SHARE = 90%)
+    tasks, why = chain_placement(config, split, threads=2, thread_memory=need / 0.91)
+    assert not tasks and "one chain needs about" in why
+    assert chain_placement(config, split, threads=2, thread_memory=need / 0.89)[0]
+    # the user's word wins either way
+    assert chain_placement(FitJobConfig(chains=4, dask_chains=True), split, threads=8,
+                           thread_memory=1.0) == (True, "chosen by --dask-chains")
+    assert chain_placement(FitJobConfig(chains=4, dask_chains=False), split, threads=2,
+                           thread_memory=None) == (False, "chosen by --dask-row-blocks")
+    with pytest.raises(bp.ConfigError, match="dask_chains must be true, false or unset"):
+        FitJobConfig(dask_chains=1)
 
 
 def test_cli_dask_flags_are_checked_before_any_work(tmp_path):
     for flags, message in ((["--dask-local", "0"], "positive number of workers"),
                            (["--dask-chains"], "give --dask tcp://HOST:PORT or --dask-local"),
+                           (["--dask-row-blocks"], "--dask-row-blocks says where the chains"),
+                           (["--dask-local", "2", "--dask-chains", "--dask-row-blocks"],
+                            "not allowed with argument"),
                            (["--dask", "localhost:8786"], "tcp://HOST"),
                            # nothing listens on port 9: the connection is refused (10 s)
                            (["--dask", "tcp://127.0.0.1:9"], "no Dask scheduler answered")):

@@ -173,10 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
                             '(pip install "bayes_pmf[dask]"); same numbers as in-process')
     where.add_argument("--dask-local", type=int, metavar="N",
                        help="start a Dask LocalCluster of N worker processes for the run")
-    fit.add_argument("--dask-chains", action="store_true",
-                     help="with --dask or --dask-local: run each Gibbs chain whole as one "
-                          "Dask task (data that fits a worker, more chains than cores); "
-                          "by default every half-step's row blocks are the tasks")
+    placement = fit.add_mutually_exclusive_group()
+    placement.add_argument("--dask-chains", action="store_true",
+                           help="with --dask or --dask-local: run each Gibbs chain whole as "
+                                "one Dask task (by default when there are at least as many "
+                                "chains as worker threads and one chain fits a thread's "
+                                "share of its worker's memory)")
+    placement.add_argument("--dask-row-blocks", action="store_true",
+                           help="with --dask or --dask-local: run every half-step's row "
+                                "blocks as Dask tasks, the chains in this process")
     fit.add_argument("--cv-select", action="store_true",
                      help="choose --lambda and --factors by 5-fold cross-validation on the "
                           "training part first (grid of 'bayes-pmf select')")
@@ -370,12 +375,13 @@ def _fit_job_config(args: argparse.Namespace):
             raise ConfigError(f"--dask takes a scheduler address like tcp://HOST:8786, got "
                               f"{args.dask!r}", setting="dask")
         given["dask"] = args.dask
-    if getattr(args, "dask_chains", False):
-        if "dask" not in given:
-            raise ConfigError("--dask-chains runs the chains on a Dask cluster: give "
-                              "--dask tcp://HOST:PORT or --dask-local N with it",
-                              setting="dask_chains")
-        given["dask_chains"] = True
+    for flag, tasks in (("dask_chains", True), ("dask_row_blocks", False)):
+        if getattr(args, flag, False):
+            if "dask" not in given:
+                raise ConfigError(f"--{flag.replace('_', '-')} says where the chains run "
+                                  "on a Dask cluster: give --dask tcp://HOST:PORT or "
+                                  "--dask-local N with it", setting=flag)
+            given["dask_chains"] = tasks
     return _job_config(args, methods=tuple(args.method or default), **given)
 
 
@@ -561,6 +567,18 @@ def _fit(args: argparse.Namespace) -> int:
         print(f"{row['method']}: {verdict} ({why}); max R-hat {row['max_rhat']:.3f}, "
               f"min bulk ESS {row['min_ess_bulk']:.0f} on identifiable quantities; "
               f"held-out lpd/rating {row['lpd_per_rating']:.4f}")
+    cluster = metrics.get("cluster")
+    if cluster:
+        print(f"cluster: {cluster['scheduler']}, {cluster['workers']} workers, "
+              f"{cluster['threads']} threads; {cluster['bytes_sent'] / 1e6:,.1f} MB sent, "
+              f"{cluster['bytes_received'] / 1e6:,.1f} MB received"
+              + (f", {cluster['recoveries']} lost workers recovered"
+                 if cluster["recoveries"] else ""))
+        if "chains" in cluster:
+            chains = cluster["chains"]
+            where = ("each chain one task on a worker" if chains["run_as"] == "tasks" else
+                     "in this process, their half-steps' row blocks as tasks")
+            print(f"Gibbs chains: {where} ({chains['why']})")
     if run.figures:
         print(f"figures: {', '.join(run.figures)}")
     if selection is not None:

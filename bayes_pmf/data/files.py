@@ -30,6 +30,7 @@ from .ratings import (
     IngestReport,
     RatingScale,
     RatingsData,
+    check_policies,
     factorize_ids,
     resolve_duplicates,
     valid_rows,
@@ -308,10 +309,12 @@ def _check_same_layout(first: Path, shape: tuple, path: Path, other: tuple) -> N
             "same layout")
 
 
-def _labelled(raw: _RawRatings) -> pd.DataFrame:
-    """A partition's columns with its rows labelled "file:line"."""
+def _labelled(raw: _RawRatings, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """A partition's columns (of ``frame`` if given, else of the file's text table) with
+    its rows labelled "file:line"."""
+    frame = raw.frame if frame is None else frame
     columns = [c for c in (raw.user, raw.item, raw.rating, raw.timestamp) if c]
-    frame = raw.frame[columns].copy()
+    frame = frame[columns].copy()
     frame.index = pd.Index([f"{raw.path.name}:{line}" for line in frame.index], name="line")
     return frame
 
@@ -476,8 +479,7 @@ def _encode_part(raw: _RawRatings, user_int: bool, item_int: bool, numeric_time:
     "file:line"), its ids encoded."""
     frame = _typed_frame(raw, user_int, item_int, numeric_time)
     if several:
-        frame = _labelled(_RawRatings(raw.path, raw.layout, frame, raw.user, raw.item,
-                                      raw.rating, raw.timestamp))
+        frame = _labelled(raw, frame)
     table, _, rejected = valid_rows(frame, raw.user, raw.item, raw.rating, raw.timestamp,
                                     scale, invalid, allow_empty=True)
     users, user_ids = factorize_ids(table["user"])
@@ -514,11 +516,7 @@ def _load_on_workers(client, path, columns: dict, scale, duplicates: str,
     distinct ids. The client merges the distinct ids (sorted, as in-process), renumbers
     the codes, resolves pairs repeated across files, infers the scale if none is given,
     and adds up the counts: counts in = used + rejected, over every file."""
-    if duplicates not in ("error", "mean", "last"):
-        raise RatingsDataError(
-            f"duplicates must be 'error', 'mean' or 'last', got {duplicates!r}")
-    if invalid not in ("error", "drop"):
-        raise RatingsDataError(f"invalid must be 'error' or 'drop', got {invalid!r}")
+    check_policies(duplicates, invalid)
     client = getattr(client, "client", client)  # a DaskExecutor's client
     if not all(callable(getattr(client, name, None)) for name in ("map", "submit")):
         raise ConfigError(f"client must be a Dask client (distributed.Client) or a "

@@ -238,6 +238,16 @@ def _reject(
     keep &= ~bad
 
 
+def check_policies(duplicates: str, invalid: str) -> None:
+    """Refuse a ``duplicates=`` or ``invalid=`` policy that is not one of the known ones,
+    before any row is read."""
+    if duplicates not in ("error", "mean", "last"):
+        raise RatingsDataError(
+            f"duplicates must be 'error', 'mean' or 'last', got {duplicates!r}")
+    if invalid not in ("error", "drop"):
+        raise RatingsDataError(f"invalid must be 'error' or 'drop', got {invalid!r}")
+
+
 def valid_rows(frame: pd.DataFrame, user_col, item_col, rating_col, timestamp_col,
                scale: RatingScale | tuple | None, invalid: InvalidPolicy, *,
                allow_empty: bool = False
@@ -369,12 +379,7 @@ class RatingsData:
         non-numeric or off-scale ratings instead of raising, and counts them by reason.
         The caller's frame is never modified.
         """
-        if duplicates not in ("error", "mean", "last"):
-            raise RatingsDataError(
-                f"duplicates must be 'error', 'mean' or 'last', got {duplicates!r}"
-            )
-        if invalid not in ("error", "drop"):
-            raise RatingsDataError(f"invalid must be 'error' or 'drop', got {invalid!r}")
+        check_policies(duplicates, invalid)
         if not isinstance(frame, pd.DataFrame):
             raise RatingsDataError(
                 f"expected a pandas DataFrame of ratings, got {type(frame).__name__}"

@@ -13,8 +13,10 @@ What moves, and when:
   (its column indices and ratings), which stay there for the whole fit.
 * **Per half-step**, to every worker: the other side's factors (the design, with the
   bias column), the prior's blocks and, for the ratings' offsets, the other side's biases
-  (and, with implicit feedback, the offsets of this side's rows); each worker prepares
-  the design's outer products itself. To each block: its rows' noise (and, with
+  (and, with implicit feedback, the offsets of this side's rows), inside the worker's
+  task or, above ``SCATTER_ABOVE`` bytes, scattered ahead of the tasks (once to one
+  worker, copied on between workers); each worker prepares the design's outer products
+  itself. To each block: its rows' noise (and, with
   overrelaxation, their current values; with the ordinal likelihood, the latent ratings
   of its entries). Back from each block: its rows' new values, plus, for the Gibbs
   sampler, one number per row towards the sum of squared residuals.
@@ -70,6 +72,11 @@ from .parallel import (
 POLL_SECONDS = 0.5
 # How long sending a worker its rating blocks may take before the fit gives up.
 SCATTER_SECONDS = 600
+# A half-step's shared inputs (the other side's factors, ...) above this many bytes are
+# scattered ahead of its tasks: sent once, to one worker, and copied on between workers,
+# instead of inside every worker's task (Dask warns of task graphs above 10 MB, which the
+# scheduler unpacks). Smaller ones ride in the tasks: one round trip fewer per half-step.
+SCATTER_ABOVE = 8 * 2**20
 
 
 def _require_distributed():
@@ -88,8 +95,10 @@ def _forget(executor_ref: weakref.ref, key) -> None:
         executor._placements.pop(key, None)
 
 
-def _bundle(shared: dict, recipe) -> dict:
-    """On a worker: the half-step's shared inputs, the prepared ones computed."""
+def _bundle(inputs: tuple) -> dict:
+    """On a worker: the half-step's shared inputs (``(shared, recipe)``), the prepared
+    ones computed."""
+    shared, recipe = inputs
     with single_threaded_blas():
         return {"shared": ready(shared), "recipe": recipe}
 
@@ -263,6 +272,14 @@ class DaskExecutor:
                 "threads": int(sum(w.get("nthreads", 1) for w in workers.values())),
                 "memory_bytes": int(sum(w.get("memory_limit", 0) or 0
                                         for w in workers.values()))}
+
+    def thread_memory(self) -> float | None:
+        """The smallest share of a worker's memory limit per worker thread (bytes), or
+        None when no worker has a limit."""
+        workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
+        shares = [w["memory_limit"] / max(w.get("nthreads", 1), 1) for w in workers
+                  if w.get("memory_limit")]
+        return min(shares) if shares else None
 
     # -- the Executor protocol -----------------------------------------------------------
 
@@ -449,12 +466,16 @@ class DaskExecutor:
         bundle_size = _nbytes(recipe) + sum(
             sum(_nbytes(a) for a in v.args) if isinstance(v, Prepared) else _nbytes(v)
             for v in plan.shared.values())
-        bundles = {}
-        for worker in sorted(set(placement.workers)):
+        workers = sorted(set(placement.workers))
+        inputs = (plan.shared, recipe)
+        if bundle_size > SCATTER_ABOVE:
+            inputs = self._broadcast(inputs, workers, placement)
             self.bytes_sent += bundle_size
-            bundles[worker] = self.client.submit(
-                _bundle, plan.shared, recipe, workers=[worker], allow_other_workers=False,
-                pure=False)
+        else:
+            self.bytes_sent += bundle_size * len(workers)
+        bundles = {worker: self.client.submit(_bundle, inputs, workers=[worker],
+                                              allow_other_workers=False, pure=False)
+                   for worker in workers}
         futures = []
         for k, start in enumerate(placement.starts):
             stop = min(start + placement.size, n_rows)
@@ -475,6 +496,17 @@ class DaskExecutor:
             out[start:start + len(result)] = result
             self.bytes_received += result.nbytes
         return out
+
+    def _broadcast(self, value, workers: list[str], placement: _Placement):
+        """``value`` scattered to ``workers`` (to one, then copied on between them)."""
+        try:
+            return self.client.scatter([value], workers=workers, broadcast=True,
+                                       hash=False, timeout=SCATTER_SECONDS)[0]
+        except Exception as exc:  # a worker went away during the transfer
+            gone = sorted(set(workers) - set(self._workers()))
+            if not gone and not _is_lost(exc):
+                raise
+            raise _WorkersLost(gone or workers, placement) from exc
 
     def _gather(self, futures: list, placement: _Placement) -> list:
         """The blocks' results, watching that the workers holding them stay."""

@@ -1831,14 +1831,24 @@ class _TagBias:
         self.weighted_gram = np.asarray((self.tags_t @ sp.diags(self.counts)
                                          @ self.tags).todense())
         self.beta = np.zeros(self.tags.shape[1])
-        self._mean: tuple[np.ndarray, np.ndarray] | None = None  # (beta, T beta)
+
+    @property
+    def beta(self) -> np.ndarray:
+        """The tags' coefficients, read-only: a step moves them by assigning new values,
+        which resets the cached :meth:`mean` (an in-place change would raise)."""
+        return self._beta
+
+    @beta.setter
+    def beta(self, value) -> None:
+        self._beta = np.array(value, dtype=float)
+        self._beta.flags.writeable = False
+        self._mean: np.ndarray | None = None
 
     def mean(self) -> np.ndarray:
-        """T beta: each row's bias prior mean (computed once per value of beta: every
-        step that moves beta assigns a new array)."""
-        if self._mean is None or self._mean[0] is not self.beta:
-            self._mean = (self.beta, self.tags @ self.beta)
-        return self._mean[1]
+        """T beta: each row's bias prior mean, computed once per value of beta."""
+        if self._mean is None:
+            self._mean = self.tags @ self._beta
+        return self._mean
 
     def centred(self, bias: np.ndarray, bias_precision: float, rng) -> None:
         """beta ~ p(beta | b, tau_b): precision tau_b T^T T + I / sigma^2, linear

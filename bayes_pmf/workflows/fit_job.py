@@ -29,7 +29,13 @@ from ..analysis.metrics import rmse_by_activity_table, score
 from ..data.files import load_split as load_split_of
 from ..engines.als import fit_als, fit_bias_baseline, fit_global_mean, fit_item_mean, fit_user_mean
 from ..result.predictive import CALIBRATION_LEVELS, held_out_predictions, interval_column_names
-from .config import FitJobConfig, check_memory, grid_levels, sampling_plan
+from .config import (
+    FitJobConfig,
+    chain_placement,
+    check_memory,
+    grid_levels,
+    sampling_plan,
+)
 from .reproducibility import environment
 
 
@@ -190,6 +196,11 @@ def _run_fit_job(config: FitJobConfig, stages: Stages, executor) -> FitJobOutcom
     with stages("read and split"):
         split, full = load_split(config, executor)
     check_memory(config, split)
+    chains = None  # where a Dask run's Gibbs chains run, and why
+    if executor is not None and "gibbs" in config.methods:
+        executor.chain_tasks, why = chain_placement(
+            config, split, executor.threads_for(0), executor.thread_memory())
+        chains = {"run_as": "tasks" if executor.chain_tasks else "row blocks", "why": why}
     train, test = split.train, split.test
     if set(config.methods) & {"gibbs", "nuts", "advi"}:
         config.posterior_spec_for(train)  # an item column the data lacks: before any fit
@@ -232,7 +243,7 @@ def _run_fit_job(config: FitJobConfig, stages: Stages, executor) -> FitJobOutcom
         "results": results,
     }
     if cluster:
-        metrics["cluster"] = cluster
+        metrics["cluster"] = cluster | ({"chains": chains} if chains else {})
     if set(config.methods) & {"gibbs", "nuts", "advi"}:
         metrics["implicit"] = config.implicit_for(train.n_users, train.n_items)
         metrics["item_features"] = config.item_features_for(train)
@@ -261,9 +272,10 @@ def _cluster(config: FitJobConfig, stages: Stages):
     with stages("start the Dask cluster"):
         if config.dask.startswith("local:"):
             executor = DaskExecutor.local(int(config.dask.split(":", 1)[1]),
-                                          chain_tasks=config.dask_chains)
+                                          chain_tasks=bool(config.dask_chains))
         else:
-            executor = DaskExecutor.connect(config.dask, chain_tasks=config.dask_chains)
+            executor = DaskExecutor.connect(config.dask,
+                                            chain_tasks=bool(config.dask_chains))
     with executor:
         yield executor
 
