@@ -12,7 +12,8 @@ places:
 * ``in-process``: ``sample_gibbs``'s default executor (one process per chain, up to the
   machine's cores);
 * ``dask chain tasks``: ``DaskExecutor.local(2, chain_tasks=True)``, each chain one task;
-* ``dask row blocks``: ``DaskExecutor.local(2)``, every half-step's row blocks as tasks.
+* ``dask row blocks``: ``DaskExecutor.local(2, chain_tasks=False)``, every half-step's
+  row blocks as tasks.
 
 Every place cuts the rows into blocks of ``--block-rows`` (the block layout decides the
 arithmetic's grouping: with the same layout the draws are the same bit for bit; left to

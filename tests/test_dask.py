@@ -20,6 +20,7 @@ import bayes_pmf as bp
 from bayes_pmf.engines.als import fit_als
 from bayes_pmf.engines.gibbs import sample_gibbs
 from bayes_pmf.errors import DistributedError
+from bayes_pmf.workflows.config import FitJobConfig
 
 distributed = pytest.importorskip("distributed")
 from bayes_pmf.engines.dask_executor import DaskExecutor  # noqa: E402
@@ -31,7 +32,8 @@ BLOCK_ROWS = 64
 
 @pytest.fixture(scope="module")
 def cluster():
-    with DaskExecutor.local(2) as executor:
+    # row blocks as tasks (the chains' placement is chosen per fit by default)
+    with DaskExecutor.local(2, chain_tasks=False) as executor:
         yield executor
 
 
@@ -171,7 +173,7 @@ def test_a_failing_chain_task_stops_the_run_with_its_own_error(cluster):
     with pytest.raises(ValueError, match="the chain's own error"):
         tasks.run_chain_tasks(run_alone, [np.random.default_rng(0)], _CountingBar(),
                               lambda chain, drawn: None)
-    with pytest.raises(Exception, match="chain_tasks must be True or False"):
+    with pytest.raises(Exception, match="chain_tasks must be True, False or 'auto'"):
         DaskExecutor(cluster.client, chain_tasks="yes")
 
 
@@ -191,14 +193,21 @@ def test_the_ratings_go_to_the_workers_once(cluster, data):
     assert per_sweep < ratings  # later sweeps did not
 
 
-def test_a_killed_worker_costs_time_not_numbers(data):
+@pytest.mark.parametrize("inputs", ["in the tasks", "scattered ahead"])
+def test_a_killed_worker_costs_time_not_numbers(data, inputs, monkeypatch):
     """A worker process killed mid-fit: its blocks are sent again to the workers left
-    (the nanny restarts one), the half-step is rerun, the draws are unchanged."""
+    (the nanny restarts one), the half-step is rerun, the draws are unchanged; also when
+    every half-step's shared inputs are scattered ahead (a kill may land in the
+    scatter)."""
+    from bayes_pmf.engines import dask_executor
+
+    if inputs == "scattered ahead":
+        monkeypatch.setattr(dask_executor, "SCATTER_ABOVE", 0)
     spec = bp.PMFSpec.hierarchical().with_(n_factors=4)
     settings = dict(draws=60, tune=10, chains=2, rng=1, progress=False,
                     block_rows=BLOCK_ROWS)
     here = sample_gibbs(data, spec, **settings)
-    with DaskExecutor.local(2) as executor:
+    with DaskExecutor.local(2, chain_tasks=False) as executor:
         pids = executor.client.run(os.getpid)
         victim = pids[sorted(pids)[0]]
         started = threading.Event()
@@ -244,7 +253,7 @@ def test_a_killed_worker_reruns_its_chain_task_with_the_same_draws(data):
 
 
 def test_a_lost_worker_without_retries_is_named(data):
-    with DaskExecutor.local(2, retries=0) as executor:
+    with DaskExecutor.local(2, retries=0, chain_tasks=False) as executor:
         pids = executor.client.run(os.getpid)
         victim_address = sorted(pids)[0]
 
@@ -407,41 +416,54 @@ def test_cli_dask_local_gives_the_in_process_run_and_records_the_cluster(tmp_pat
         assert cluster["workers"] == 2 and cluster["bytes_sent"] > 0
         assert runs[name]["settings"] == runs["here"]["settings"]
         assert runs[name]["dataset"] == runs["here"]["dataset"]  # hash, counts, scale
-    assert runs["dask"]["cluster"]["chains"] == {"run_as": "row blocks",
-                                                 "why": "chosen by --dask-row-blocks"}
+    assert runs["dask"]["cluster"]["chains"] == {
+        "run_as": "row blocks", "why": "chosen by --dask-row-blocks (chain_tasks=False)"}
     assert runs["chains"]["cluster"]["chains"]["run_as"] == "tasks"
     assert "2 chains for 2 worker threads" in runs["chains"]["cluster"]["chains"]["why"]
     assert "cluster" not in runs["here"]
 
 
 def test_the_chains_run_as_tasks_only_when_they_fill_the_threads_and_fit_a_worker():
-    from bayes_pmf.workflows.config import (
-        CHAIN_BYTES_PER_RATING,
-        FitJobConfig,
-        chain_memory,
-        chain_placement,
-    )
+    from bayes_pmf.engines.dask_executor import CHAIN_MEMORY_SHARE, chain_placement
 
-    split = bp.random_split(bp.make_synthetic(300, 200, 6000, bp.PMFSpec(n_factors=4),
-                                              rng=2).data, 0.1, rng=0)
-    config = FitJobConfig(chains=4)
-    need = chain_memory(config, split)
-    # the working state per training rating, plus the draws (and bases) on top
-    assert need > CHAIN_BYTES_PER_RATING * split.train.n_ratings
-    tasks, why = chain_placement(config, split, threads=4, thread_memory=None)
+    need = 3 * 2**30
+    tasks, why = chain_placement(4, need, threads=4, thread_memory=None)
     assert tasks and "4 chains for 4 worker threads" in why and "no memory limit" in why
     # more threads than chains: row blocks use them all
-    tasks, why = chain_placement(config, split, threads=8, thread_memory=None)
+    tasks, why = chain_placement(4, need, threads=8, thread_memory=None)
     assert not tasks and "some threads would idle" in why
-    # a chain just above, then just below, a thread's usable share (MEMORY_SHARE = 90%)
-    tasks, why = chain_placement(config, split, threads=2, thread_memory=need / 0.91)
-    assert not tasks and "one chain needs about" in why
-    assert chain_placement(config, split, threads=2, thread_memory=need / 0.89)[0]
-    # the user's word wins either way
-    assert chain_placement(FitJobConfig(chains=4, dask_chains=True), split, threads=8,
-                           thread_memory=1.0) == (True, "chosen by --dask-chains")
-    assert chain_placement(FitJobConfig(chains=4, dask_chains=False), split, threads=2,
-                           thread_memory=None) == (False, "chosen by --dask-row-blocks")
+    # a chain just above, then just below, a thread's usable share
+    share = need / CHAIN_MEMORY_SHARE
+    tasks, why = chain_placement(4, need, threads=2, thread_memory=0.99 * share)
+    assert not tasks and "one chain needs about 3.0 GB" in why
+    assert chain_placement(4, need, threads=2, thread_memory=1.01 * share)[0]
+
+
+def test_a_fit_chooses_where_its_chains_run_and_says_why(cluster, data):
+    """chain_tasks="auto" (the default): 2 chains for the 2 worker threads, each far
+    below a worker's memory, run as tasks, with the in-process draws; 1 chain spreads
+    its row blocks over both workers; the caller's True or False is obeyed."""
+    from bayes_pmf.engines.gibbs import CHAIN_BYTES_PER_RATING, chain_bytes
+
+    spec = bp.PMFSpec.hierarchical().with_(n_factors=3)
+    settings = dict(draws=8, tune=4, rng=1, progress=False, block_rows=BLOCK_ROWS)
+    auto = DaskExecutor(cluster.client)
+    assert auto.chain_tasks == "auto" and repr(auto).endswith("threads=2)")
+    there = sample_gibbs(data, spec, chains=2, executor=auto, **settings)
+    assert auto.placed_chains["run_as"] == "tasks"
+    assert "2 chains for 2 worker threads" in there.settings["chain_placement"]
+    assert _digest(there) == _digest(sample_gibbs(data, spec, chains=2, **settings))
+    sample_gibbs(data, spec, chains=1, executor=auto, **settings)
+    assert auto.placed_chains["run_as"] == "row blocks"
+    assert "1 chain for 2 worker threads" in auto.placed_chains["why"]
+    sample_gibbs(data, spec, chains=2, executor=cluster, **settings)
+    assert cluster.placed_chains == {"run_as": "row blocks", "why":
+                                     "chosen by --dask-row-blocks (chain_tasks=False)"}
+    # the estimate: the working state per training rating, the draws, and with implicit
+    # feedback the exact step's bases (5 r^2 doubles, r = min(users, items) = 200)
+    assert chain_bytes(data, spec, 1000) == CHAIN_BYTES_PER_RATING * data.n_ratings + 1000
+    assert (chain_bytes(data, spec.with_(implicit_items=True), 0)
+            == CHAIN_BYTES_PER_RATING * data.n_ratings + 5 * 200**2 * 8)
     with pytest.raises(bp.ConfigError, match="dask_chains must be true, false or unset"):
         FitJobConfig(dask_chains=1)
 

@@ -20,12 +20,15 @@ What moves, and when:
   overrelaxation, their current values; with the ordinal likelihood, the latent ratings
   of its entries). Back from each block: its rows' new values, plus, for the Gibbs
   sampler, one number per row towards the sum of squared residuals.
-* Chains run in threads of the client, each submitting its own half-steps, so the
-  cluster works on all chains at once.
+* With ``chain_tasks=False``, chains run in threads of the client, each submitting its
+  own half-steps, so the cluster works on all chains at once.
 
 ``DaskExecutor(client, chain_tasks=True)`` runs the Gibbs sampler's chains the other way:
 each chain whole, as one Dask task on one worker thread (its row blocks in that thread),
-for data that fits a worker and more chains than a machine has cores. The chains' shared
+for data that fits a worker and at least as many chains as worker threads. The default,
+``chain_tasks="auto"``, chooses one way or the other for each fit
+(:func:`chain_placement`: tasks when the chains fill the threads and one chain fits a
+thread's share of its worker's memory). The chains' shared
 inputs (the ratings, the model, the start) go to every worker once; each
 chain's own random stream goes with its task, so its draws are the in-process chain's,
 bit for bit; back come the chain's draws, and every half second its sweep count, for
@@ -70,6 +73,9 @@ from .parallel import (
 # How long a half-step's wait lasts between checks that every worker holding its blocks
 # is still in the cluster.
 POLL_SECONDS = 0.5
+# The share of a worker thread's memory a chain may be expected to use when the chains
+# run as tasks (chain_placement): the rest is slack for the estimate's error.
+CHAIN_MEMORY_SHARE = 0.9
 # How long sending a worker its rating blocks may take before the fit gives up.
 SCATTER_SECONDS = 600
 # A half-step's shared inputs (the other side's factors, ...) above this many bytes are
@@ -167,27 +173,61 @@ class _Placement:
                 if w == worker]
 
 
+def _amount(size: float) -> str:
+    """Bytes as a reader says them: GB from 1 GB on, else MB."""
+    return f"{size / 2**30:.1f} GB" if size >= 2**30 else f"{size / 2**20:.0f} MB"
+
+
+def chain_placement(chains: int, chain_bytes: float, threads: int,
+                    thread_memory: float | None) -> tuple[bool, str]:
+    """Where the Gibbs sampler's chains run on a cluster of ``threads`` worker threads
+    with ``thread_memory`` bytes each (the smallest share of a worker's memory limit;
+    None: no limit): ``(True, why)`` each chain whole as one task, ``(False, why)`` the
+    chains in the client, every half-step's row blocks as tasks. Tasks when there are at
+    least as many chains as threads (none idles) and one chain (``chain_bytes``) fits a
+    thread's share with 10% to spare: the chains then run at in-process speed and the
+    client holds only their draws. Otherwise row blocks: a single chain spreads over the
+    whole cluster, and no chain has to fit one worker."""
+    if chains < threads:
+        return False, (f"{chains} chain{'s' if chains > 1 else ''} for {threads} worker "
+                       "threads: as tasks some threads would idle, so every half-step's "
+                       "row blocks are spread over all of them")
+    if thread_memory is not None and chain_bytes > CHAIN_MEMORY_SHARE * thread_memory:
+        return False, (f"one chain needs about {_amount(chain_bytes)} and a worker thread "
+                       f"has {_amount(thread_memory)}: the chains stay in the client, their "
+                       "row blocks on the workers")
+    room = "no memory limit" if thread_memory is None else _amount(thread_memory)
+    return True, (f"{chains} chains for {threads} worker threads, and one chain (about "
+                  f"{_amount(chain_bytes)}) fits a thread's share of its worker ({room}): "
+                  "each chain runs whole as one task; the client keeps only the draws")
+
+
 class DaskExecutor:
-    """Row blocks as tasks on the Dask cluster of ``client`` (a ``distributed.Client``);
-    chains in threads of this process, or with ``chain_tasks=True`` the Gibbs sampler's
-    chains as whole Dask tasks. See the module docstring. ``retries``: how many times a
-    half-step is rerun after losing workers. Use as a context manager, or call
-    :meth:`close`, to release the blocks held on the workers (and, for
-    :meth:`local`, to stop the cluster)."""
+    """Row blocks as tasks on the Dask cluster of ``client`` (a ``distributed.Client``).
+    The Gibbs sampler's chains run in threads of this process, each submitting its
+    half-steps' row blocks (``chain_tasks=False``), or each whole as one Dask task
+    (``chain_tasks=True``); ``"auto"`` (the default) chooses per fit by
+    :func:`chain_placement`, and :attr:`placed_chains` says what was chosen and why. See
+    the module docstring. ``retries``: how many times a half-step is rerun after losing
+    workers. Use as a context manager, or call :meth:`close`, to release the blocks held
+    on the workers (and, for :meth:`local`, to stop the cluster)."""
 
     remote = True
 
-    def __init__(self, client, *, retries: int = 2, chain_tasks: bool = False) -> None:
+    def __init__(self, client, *, retries: int = 2,
+                 chain_tasks: bool | str = "auto") -> None:
         _require_distributed()
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigError(f"retries must be a non-negative integer, got {retries!r}",
                               setting="retries")
-        if not isinstance(chain_tasks, bool):
-            raise ConfigError(f"chain_tasks must be True or False, got {chain_tasks!r}",
-                              setting="chain_tasks")
+        if not (isinstance(chain_tasks, bool) or chain_tasks == "auto"):
+            raise ConfigError(f"chain_tasks must be True, False or 'auto', got "
+                              f"{chain_tasks!r}", setting="chain_tasks")
         self.client = client
         self.retries = retries
         self.chain_tasks = chain_tasks
+        # the last Gibbs fit's chains: {"run_as": "tasks" or "row blocks", "why": ...}
+        self.placed_chains: dict | None = None
         self._placements: dict[int, _Placement] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -258,7 +298,8 @@ class DaskExecutor:
         info = self.describe()
         return (f"DaskExecutor(scheduler={info['scheduler']!r}, workers={info['workers']}, "
                 f"threads={info['threads']}"
-                + (", chain_tasks=True)" if self.chain_tasks else ")"))
+                + (")" if self.chain_tasks == "auto" else
+                   f", chain_tasks={self.chain_tasks})"))
 
     def _workers(self) -> dict[str, int]:
         """The cluster's workers now, and their threads."""
@@ -272,6 +313,20 @@ class DaskExecutor:
                 "threads": int(sum(w.get("nthreads", 1) for w in workers.values())),
                 "memory_bytes": int(sum(w.get("memory_limit", 0) or 0
                                         for w in workers.values()))}
+
+    def place_chains(self, chains: int, chain_bytes: float) -> bool:
+        """Whether a Gibbs fit's ``chains`` (``chain_bytes`` each, estimated) run as
+        tasks: ``chain_tasks`` if it is True or False, else :func:`chain_placement` on
+        this cluster. The choice and its reason are kept in :attr:`placed_chains`."""
+        if self.chain_tasks == "auto":
+            tasks, why = chain_placement(chains, chain_bytes, self.threads_for(0),
+                                         self.thread_memory())
+        else:
+            tasks = self.chain_tasks
+            why = ("chosen by --dask-chains (chain_tasks=True)" if tasks
+                   else "chosen by --dask-row-blocks (chain_tasks=False)")
+        self.placed_chains = {"run_as": "tasks" if tasks else "row blocks", "why": why}
+        return tasks
 
     def thread_memory(self) -> float | None:
         """The smallest share of a worker's memory limit per worker thread (bytes), or

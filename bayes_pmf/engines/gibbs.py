@@ -1917,6 +1917,25 @@ def balanced(params: FactorParams) -> FactorParams:
                         params.user_bias, params.item_bias)
 
 
+# One chain's working memory per training rating, beyond its draws: the ratings by user
+# and by item, the latent ratings, residuals and the row blocks' temporaries. The main
+# job's model, one chain in one process, its peak over what the process held before it:
+# 376 B at 9*10^5 training ratings (implicit feedback on both sides, its bases included),
+# 152 B at 9*10^6 (no implicit feedback); benchmarks/README.md, "Where the chains run".
+# 450 B errs on the side of keeping a chain off a worker it might not fit.
+CHAIN_BYTES_PER_RATING = 450
+
+
+def chain_bytes(train, spec, draws_bytes: int) -> int:
+    """About how many bytes one chain holds where it runs: its working state
+    (:data:`CHAIN_BYTES_PER_RATING` per training rating), its kept draws
+    (``draws_bytes``) and, with implicit feedback, the exact step's bases (about 5 r^2
+    values, r = min(users, items))."""
+    implicit = spec.constrained or spec.implicit_items
+    bases = 5 * min(train.n_users, train.n_items) ** 2 * 8 if implicit else 0
+    return CHAIN_BYTES_PER_RATING * train.n_ratings + draws_bytes + bases
+
+
 def sample_gibbs(
     train,
     spec,
@@ -2039,7 +2058,9 @@ def sample_gibbs(
         for name, array in _chain_slice(stacked, chain).items():
             array[...] = drawn[name]
 
-    chain_tasks = getattr(executor, "chain_tasks", False)
+    place = getattr(executor, "place_chains", None)  # a cluster chooses where chains run
+    chain_tasks = bool(place and place(chains, chain_bytes(
+        train, spec, sum(a.nbytes for a in stacked.values()) // chains)))
     where = ("as Dask tasks" if chain_tasks else "on the Dask cluster"
              if getattr(executor, "remote", False) else f"{processes} processes")
     with sweep_progress(total, f"Gibbs ({chains} chains, {where})", progress) as bar:
@@ -2060,6 +2081,7 @@ def sample_gibbs(
                 "balance_moves": balance_moves, "bias_scale_moves": bias_scale_moves,
                 "tag_moves": tag_moves,
                 "executor": repr(executor),
+                **({"chain_placement": executor.placed_chains["why"]} if place else {}),
                 "cores": processes, "sampling_seconds": seconds,
                 "start_seconds": start_seconds,
                 # sweeps per second of the chains alone (the ALS start excluded)

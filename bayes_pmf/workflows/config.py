@@ -157,7 +157,7 @@ class FitJobConfig:
     dask: str | None = field(default=None, compare=False)
     # With dask: True runs each Gibbs chain whole as one Dask task, False every
     # half-step's row blocks as tasks, None chooses from the data and the cluster
-    # (chain_placement). The same numbers either way: not a setting.
+    # (engines.dask_executor.chain_placement). The same numbers either way: not a setting.
     dask_chains: bool | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -520,63 +520,6 @@ def memory_estimate(config: FitJobConfig, split) -> list[tuple[str, int]]:
             parts.append((f"implicit-feedback bases ({processes} chain processes x 5 x "
                           f"{rank:,}^2)", processes * 5 * rank**2 * _FLOAT))
     return parts
-
-
-# One Gibbs chain's working memory per training rating, beyond its draws: the ratings by
-# user and by item, the latent ratings, residuals and the row blocks' temporaries. The
-# main job's model, one chain in one process, its peak over what the process held before
-# it: 376 B at 9*10^5 training ratings (implicit feedback on both sides, its bases
-# included), 152 B at 9*10^6 (no implicit feedback); benchmarks/README.md, "Where the
-# chains run". 450 B errs on the side of keeping a chain off a worker it might not fit.
-CHAIN_BYTES_PER_RATING = 450
-
-
-def chain_memory(config: FitJobConfig, split) -> int:
-    """About how many bytes one Gibbs chain of this run holds where it runs: its working
-    state (:data:`CHAIN_BYTES_PER_RATING` per training rating), its draws and, with
-    implicit feedback, its bases."""
-    train = split.train
-    levels = grid_levels(train.scale)
-    plan = sampling_plan(config, train.n_ratings, train.n_users, train.n_items,
-                         levels=levels)
-    implicit = plan.implicit
-    draws = plan.draws * stored_values(config, implicit, train.n_users, train.n_items,
-                                       levels) * _STORED_FLOAT
-    bases = 5 * min(train.n_users, train.n_items) ** 2 * _FLOAT if implicit != "none" else 0
-    return CHAIN_BYTES_PER_RATING * train.n_ratings + draws + bases
-
-
-def _amount(size: float) -> str:
-    """Bytes as a reader says them: GB from 1 GB on, else MB."""
-    return f"{size / 2**30:.1f} GB" if size >= 2**30 else f"{size / 2**20:.0f} MB"
-
-
-def chain_placement(config: FitJobConfig, split, threads: int,
-                    thread_memory: float | None) -> tuple[bool, str]:
-    """Where a Dask run's Gibbs chains run: ``(True, why)`` each chain whole as one task
-    on a worker thread, ``(False, why)`` every half-step's row blocks as tasks, the chains
-    in the client. Chains as tasks when there are at least as many chains as the
-    cluster's ``threads`` (none idles) and one chain fits in a thread's share of its
-    worker's memory (``thread_memory`` bytes, None: no limit): they then run at the
-    in-process speed and the client holds only their draws. ``config.dask_chains`` True
-    or False decides instead."""
-    if config.dask_chains is not None:
-        return config.dask_chains, ("chosen by --dask-chains" if config.dask_chains
-                                    else "chosen by --dask-row-blocks")
-    chains = config.chains
-    if chains < threads:
-        return False, (f"{chains} chain{'s' if chains > 1 else ''} for {threads} worker "
-                       "threads: as tasks some threads would idle, so every half-step's "
-                       "row blocks are spread over all of them")
-    need = chain_memory(config, split)
-    if thread_memory is not None and need > MEMORY_SHARE * thread_memory:
-        return False, (f"one chain needs about {_amount(need)} and a worker thread has "
-                       f"{_amount(thread_memory)}: the chains stay in the client, their row "
-                       "blocks on the workers")
-    room = "no memory limit" if thread_memory is None else _amount(thread_memory)
-    return True, (f"{chains} chains for {threads} worker threads, and one chain (about "
-                  f"{_amount(need)}) fits a thread's share of its worker ({room}): "
-                  "each chain runs whole as one task; the client keeps only the draws")
 
 
 def available_memory() -> int | None:

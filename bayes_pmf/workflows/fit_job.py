@@ -29,13 +29,7 @@ from ..analysis.metrics import rmse_by_activity_table, score
 from ..data.files import load_split as load_split_of
 from ..engines.als import fit_als, fit_bias_baseline, fit_global_mean, fit_item_mean, fit_user_mean
 from ..result.predictive import CALIBRATION_LEVELS, held_out_predictions, interval_column_names
-from .config import (
-    FitJobConfig,
-    chain_placement,
-    check_memory,
-    grid_levels,
-    sampling_plan,
-)
+from .config import FitJobConfig, check_memory, grid_levels, sampling_plan
 from .reproducibility import environment
 
 
@@ -196,11 +190,6 @@ def _run_fit_job(config: FitJobConfig, stages: Stages, executor) -> FitJobOutcom
     with stages("read and split"):
         split, full = load_split(config, executor)
     check_memory(config, split)
-    chains = None  # where a Dask run's Gibbs chains run, and why
-    if executor is not None and "gibbs" in config.methods:
-        executor.chain_tasks, why = chain_placement(
-            config, split, executor.threads_for(0), executor.thread_memory())
-        chains = {"run_as": "tasks" if executor.chain_tasks else "row blocks", "why": why}
     train, test = split.train, split.test
     if set(config.methods) & {"gibbs", "nuts", "advi"}:
         config.posterior_spec_for(train)  # an item column the data lacks: before any fit
@@ -243,7 +232,7 @@ def _run_fit_job(config: FitJobConfig, stages: Stages, executor) -> FitJobOutcom
         "results": results,
     }
     if cluster:
-        metrics["cluster"] = cluster | ({"chains": chains} if chains else {})
+        metrics["cluster"] = cluster
     if set(config.methods) & {"gibbs", "nuts", "advi"}:
         metrics["implicit"] = config.implicit_for(train.n_users, train.n_items)
         metrics["item_features"] = config.item_features_for(train)
@@ -269,13 +258,14 @@ def _cluster(config: FitJobConfig, stages: Stages):
         return
     from ..engines.dask_executor import DaskExecutor
 
+    # where the Gibbs chains run: as the user said, or chosen per fit (chain_placement)
+    chain_tasks = "auto" if config.dask_chains is None else config.dask_chains
     with stages("start the Dask cluster"):
         if config.dask.startswith("local:"):
             executor = DaskExecutor.local(int(config.dask.split(":", 1)[1]),
-                                          chain_tasks=bool(config.dask_chains))
+                                          chain_tasks=chain_tasks)
         else:
-            executor = DaskExecutor.connect(config.dask,
-                                            chain_tasks=bool(config.dask_chains))
+            executor = DaskExecutor.connect(config.dask, chain_tasks=chain_tasks)
     with executor:
         yield executor
 
@@ -285,7 +275,8 @@ def _cluster_record(executor) -> dict | None:
     if executor is None:
         return None
     return {**executor.describe(), "bytes_sent": executor.bytes_sent,
-            "bytes_received": executor.bytes_received, "recoveries": executor.recoveries}
+            "bytes_received": executor.bytes_received, "recoveries": executor.recoveries,
+            **({"chains": executor.placed_chains} if executor.placed_chains else {})}
 
 
 def diagnostics_table(models: dict, split) -> pd.DataFrame:
