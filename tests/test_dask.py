@@ -409,6 +409,8 @@ def test_cli_dask_local_gives_the_in_process_run_and_records_the_cluster(tmp_pat
         assert ("cluster: tcp://" in printed) == (name != "here")
         assert ("Gibbs chains: each chain one task on a worker (2 chains for 2 worker "
                 "threads" in printed) == (name == "chains")
+        assert ("Gibbs chains: in this process, their half-steps' row blocks as tasks "
+                "(asked for by --dask-row-blocks)" in printed) == (name == "dask")
     for name in ("dask", "chains"):  # row blocks as tasks, or each chain as one
         assert ([r["rmse"] for r in runs[name]["results"]] ==
                 [r["rmse"] for r in runs["here"]["results"]])
@@ -417,14 +419,15 @@ def test_cli_dask_local_gives_the_in_process_run_and_records_the_cluster(tmp_pat
         assert runs[name]["settings"] == runs["here"]["settings"]
         assert runs[name]["dataset"] == runs["here"]["dataset"]  # hash, counts, scale
     assert runs["dask"]["cluster"]["chains"] == {
-        "run_as": "row blocks", "why": "chosen by --dask-row-blocks (chain_tasks=False)"}
+        "run_as": "row blocks", "why": "asked for (chain_tasks=False)"}
     assert runs["chains"]["cluster"]["chains"]["run_as"] == "tasks"
     assert "2 chains for 2 worker threads" in runs["chains"]["cluster"]["chains"]["why"]
     assert "cluster" not in runs["here"]
 
 
 def test_the_chains_run_as_tasks_only_when_they_fill_the_threads_and_fit_a_worker():
-    from bayes_pmf.engines.dask_executor import CHAIN_MEMORY_SHARE, chain_placement
+    from bayes_pmf.engines.dask_executor import chain_placement
+    from bayes_pmf.engines.parallel import MEMORY_SHARE
 
     need = 3 * 2**30
     tasks, why = chain_placement(4, need, threads=4, thread_memory=None)
@@ -433,7 +436,7 @@ def test_the_chains_run_as_tasks_only_when_they_fill_the_threads_and_fit_a_worke
     tasks, why = chain_placement(4, need, threads=8, thread_memory=None)
     assert not tasks and "some threads would idle" in why
     # a chain just above, then just below, a thread's usable share
-    share = need / CHAIN_MEMORY_SHARE
+    share = need / MEMORY_SHARE
     tasks, why = chain_placement(4, need, threads=2, thread_memory=0.99 * share)
     assert not tasks and "one chain needs about 3.0 GB" in why
     assert chain_placement(4, need, threads=2, thread_memory=1.01 * share)[0]
@@ -458,7 +461,7 @@ def test_a_fit_chooses_where_its_chains_run_and_says_why(cluster, data):
     assert "1 chain for 2 worker threads" in auto.placed_chains["why"]
     sample_gibbs(data, spec, chains=2, executor=cluster, **settings)
     assert cluster.placed_chains == {"run_as": "row blocks", "why":
-                                     "chosen by --dask-row-blocks (chain_tasks=False)"}
+                                     "asked for (chain_tasks=False)"}
     # the estimate: the working state per training rating, the draws, and with implicit
     # feedback the exact step's bases (5 r^2 doubles, r = min(users, items) = 200)
     assert chain_bytes(data, spec, 1000) == CHAIN_BYTES_PER_RATING * data.n_ratings + 1000

@@ -578,7 +578,10 @@ def _fit(args: argparse.Namespace) -> int:
             chains = cluster["chains"]
             where = ("each chain one task on a worker" if chains["run_as"] == "tasks" else
                      "in this process, their half-steps' row blocks as tasks")
-            print(f"Gibbs chains: {where} ({chains['why']})")
+            why = {"asked for (chain_tasks=True)": "asked for by --dask-chains",
+                   "asked for (chain_tasks=False)": "asked for by --dask-row-blocks"}.get(
+                       chains["why"], chains["why"])
+            print(f"Gibbs chains: {where} ({why})")
     if run.figures:
         print(f"figures: {', '.join(run.figures)}")
     if selection is not None:

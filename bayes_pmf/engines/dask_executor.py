@@ -61,6 +61,7 @@ import scipy.sparse as sp
 
 from ..errors import ConfigError, DistributedError
 from .parallel import (
+    MEMORY_SHARE,
     SERIAL,
     Prepared,
     RowBlocks,
@@ -73,9 +74,6 @@ from .parallel import (
 # How long a half-step's wait lasts between checks that every worker holding its blocks
 # is still in the cluster.
 POLL_SECONDS = 0.5
-# The share of a worker thread's memory a chain may be expected to use when the chains
-# run as tasks (chain_placement): the rest is slack for the estimate's error.
-CHAIN_MEMORY_SHARE = 0.9
 # How long sending a worker its rating blocks may take before the fit gives up.
 SCATTER_SECONDS = 600
 # A half-step's shared inputs (the other side's factors, ...) above this many bytes are
@@ -192,7 +190,7 @@ def chain_placement(chains: int, chain_bytes: float, threads: int,
         return False, (f"{chains} chain{'s' if chains > 1 else ''} for {threads} worker "
                        "threads: as tasks some threads would idle, so every half-step's "
                        "row blocks are spread over all of them")
-    if thread_memory is not None and chain_bytes > CHAIN_MEMORY_SHARE * thread_memory:
+    if thread_memory is not None and chain_bytes > MEMORY_SHARE * thread_memory:
         return False, (f"one chain needs about {_amount(chain_bytes)} and a worker thread "
                        f"has {_amount(thread_memory)}: the chains stay in the client, their "
                        "row blocks on the workers")
@@ -305,9 +303,15 @@ class DaskExecutor:
         """The cluster's workers now, and their threads."""
         return dict(self.client.nthreads())
 
-    def describe(self) -> dict:
-        """The cluster, for a run's records: scheduler, workers, threads, memory."""
-        workers = self.client.scheduler_info(n_workers=-1)["workers"]
+    def _worker_info(self) -> dict:
+        """What the scheduler knows of each worker now (threads, memory limit, ...): one
+        round trip."""
+        return self.client.scheduler_info(n_workers=-1)["workers"]
+
+    def describe(self, workers: dict | None = None) -> dict:
+        """The cluster, for a run's records: scheduler, workers, threads, memory
+        (``workers``: the scheduler's worker records, asked for when not given)."""
+        workers = self._worker_info() if workers is None else workers
         return {"scheduler": self.client.scheduler.address,
                 "workers": len(workers),
                 "threads": int(sum(w.get("nthreads", 1) for w in workers.values())),
@@ -319,20 +323,23 @@ class DaskExecutor:
         tasks: ``chain_tasks`` if it is True or False, else :func:`chain_placement` on
         this cluster. The choice and its reason are kept in :attr:`placed_chains`."""
         if self.chain_tasks == "auto":
-            tasks, why = chain_placement(chains, chain_bytes, self.threads_for(0),
-                                         self.thread_memory())
+            workers = self._worker_info()
+            if not workers:
+                raise DistributedError("the Dask cluster has no workers")
+            tasks, why = chain_placement(chains, chain_bytes,
+                                         self.describe(workers)["threads"],
+                                         self.thread_memory(workers))
         else:
             tasks = self.chain_tasks
-            why = ("chosen by --dask-chains (chain_tasks=True)" if tasks
-                   else "chosen by --dask-row-blocks (chain_tasks=False)")
+            why = f"asked for (chain_tasks={tasks})"
         self.placed_chains = {"run_as": "tasks" if tasks else "row blocks", "why": why}
         return tasks
 
-    def thread_memory(self) -> float | None:
+    def thread_memory(self, workers: dict | None = None) -> float | None:
         """The smallest share of a worker's memory limit per worker thread (bytes), or
-        None when no worker has a limit."""
-        workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
-        shares = [w["memory_limit"] / max(w.get("nthreads", 1), 1) for w in workers
+        None when no worker has a limit (``workers``: as for :meth:`describe`)."""
+        workers = self._worker_info() if workers is None else workers
+        shares = [w["memory_limit"] / max(w.get("nthreads", 1), 1) for w in workers.values()
                   if w.get("memory_limit")]
         return min(shares) if shares else None
 

@@ -123,7 +123,7 @@ from ..model.params import (
 )
 from ..model.synthetic import wishart_draw
 from ..result.result import PMFResult, posterior_result
-from .implicit import ImplicitFeedback
+from .implicit import ImplicitFeedback, implicit_bases_bytes
 from .linalg import (
     BATCH_LAST_MAX_WIDTH,
     batched_cholesky,
@@ -1929,10 +1929,10 @@ CHAIN_BYTES_PER_RATING = 450
 def chain_bytes(train, spec, draws_bytes: int) -> int:
     """About how many bytes one chain holds where it runs: its working state
     (:data:`CHAIN_BYTES_PER_RATING` per training rating), its kept draws
-    (``draws_bytes``) and, with implicit feedback, the exact step's bases (about 5 r^2
-    values, r = min(users, items))."""
+    (``draws_bytes``) and, with implicit feedback, the exact step's bases
+    (:func:`~bayes_pmf.engines.implicit.implicit_bases_bytes`)."""
     implicit = spec.constrained or spec.implicit_items
-    bases = 5 * min(train.n_users, train.n_items) ** 2 * 8 if implicit else 0
+    bases = implicit_bases_bytes(train.n_users, train.n_items) if implicit else 0
     return CHAIN_BYTES_PER_RATING * train.n_ratings + draws_bytes + bases
 
 

@@ -44,6 +44,13 @@ from ..errors import ConfigError
 MAX_RANK = 10_000
 
 
+def implicit_bases_bytes(n_users: int, n_items: int) -> int:
+    """About how many bytes one chain's implicit-feedback step holds for its bases: per
+    side a dense r x r Gram matrix, its eigenvectors and the basis kept, about 5 r^2
+    doubles for both sides (r = min(users, items))."""
+    return 5 * min(n_users, n_items) ** 2 * 8
+
+
 class ImplicitFeedback:
     """M (``matrix``, rows x columns CSR: users x items for W, items x users for Z), the
     orthonormal basis B of its row space (through ``_lift``) and the loadings M B."""

@@ -68,6 +68,10 @@ THREADING_MIN_WORK = 50_000_000
 # Below this many (ratings x sweeps) per chain, starting processes costs more than it
 # saves (measured: 4,000 ratings x 70 sweeps ran 0.58 s in one process, 0.75 s in two).
 PROCESS_MIN_WORK = 2_000_000
+# The share of the memory at hand a run may plan to use (the fit job's check against the
+# machine's available memory; a chain against a Dask worker thread's share): the rest is
+# slack for the estimates' error.
+MEMORY_SHARE = 0.9
 
 
 class Executor(Protocol):

@@ -27,6 +27,8 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..engines.implicit import MAX_RANK, implicit_bases_bytes
+from ..engines.parallel import MEMORY_SHARE
 from ..errors import ConfigError, check_count, check_seed
 from ..model.params import item_tag_sets, item_tag_vocabulary, user_tag_vocabulary
 from ..model.spec import (
@@ -362,10 +364,9 @@ class FitJobConfig:
                                    implicit_norm="sqrt")
 
 
-# Bytes per value and the share of the available memory a run may plan to use.
+# Bytes per value.
 _FLOAT = 8
 _STORED_FLOAT = 4  # the Gibbs sampler stores per-user and per-item draws in float32
-MEMORY_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -433,8 +434,6 @@ def sampling_plan(config: FitJobConfig, n_train: int, n_users: int,
       ``levels`` - 1 of them): then every k-th sweep is kept, the smallest k that fits,
       with the same number of sweeps (draws / k kept per chain).
     """
-    from ..engines.implicit import MAX_RANK
-
     draws, tune, thin, notes = config.draws, config.tune, config.thin, []
     implicit = config.implicit_for(n_users, n_items)
     rank = min(n_users, n_items)
@@ -513,12 +512,12 @@ def memory_estimate(config: FitJobConfig, split) -> list[tuple[str, int]]:
                          else "") + ")",
                       chains * draws * values * size))
         if "gibbs" in sampled and implicit != "none":
-            # engines.implicit: per side a dense r x r Gram matrix, its eigenvectors and
-            # the basis kept (about 5 r^2 values for both sides), in every chain process
+            # in every chain process
             rank, processes = min(train.n_users, train.n_items), min(config.chains,
                                                                      os.cpu_count() or 1)
             parts.append((f"implicit-feedback bases ({processes} chain processes x 5 x "
-                          f"{rank:,}^2)", processes * 5 * rank**2 * _FLOAT))
+                          f"{rank:,}^2)",
+                          processes * implicit_bases_bytes(train.n_users, train.n_items)))
     return parts
 
 
