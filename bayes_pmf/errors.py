@@ -77,8 +77,9 @@ def check_seed(value, name: str = "rng") -> None:
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
             or not 0 <= value < 2**63:
-        raise ConfigError(f"{name} must be a seed: an integer from 0 to 2**63 - 1 (or a "
-                          f"numpy Generator), got {value!r}", setting=name)
+        raise ConfigError(f"{name} must be an integer from 0 to 2**63 - 1 (or a numpy "
+                          f"Generator), got {value!r}",
+                          setting=name)
 
 
 def plain_scalar(value):
@@ -87,3 +88,18 @@ def plain_scalar(value):
     import numpy as np
 
     return value.item() if isinstance(value, np.generic) else value
+
+
+def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside this package (the
+    user's line in a script or notebook), however deep inside it the warning arose."""
+    import sys
+    import warnings
+    from pathlib import Path
+
+    package = str(Path(__file__).parent)
+    # stacklevel 1 is this function's own line; 2 its caller's, and so on outwards
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)

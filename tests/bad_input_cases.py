@@ -104,6 +104,8 @@ def _memory_hungry(tmp: Path):
 def _run_folder(tmp: Path, state: str):
     from bayes_pmf.workflows.runfolder import RunFolder
 
+    if state == "proc":  # a folder root may "write" (os.access) that takes no files
+        return RunFolder(Path("/proc") / "bayes-pmf-run")
     home = tmp / state.replace(" ", "-")
     home.mkdir()
     out = home / "run"
@@ -158,6 +160,9 @@ CASES = [
      ("'user'", "mixes id types", "(value 1)")),
     Case("missing id", "RatingsData.from_frame", lambda t: bp.RatingsData.from_frame(
         frame(item=[1, None, 1, 3, 2])), bp.RatingsDataError, ("'item'", "missing")),
+    Case("ratings with a decimal comma", "load_ratings",
+         lambda t: bp.load_ratings(_write(t, "r.csv", "user;item;rating\n1;2;4,5\n2;2;3\n")),
+         bp.RatingsDataError, ("line 2", "'4,5'", "decimal point (4.5, not 4,5)")),
     Case("empty file", "load_ratings", lambda t: bp.load_ratings(_write(t, "e.csv", "")),
          bp.RatingsFileError, ("empty", "e.csv")),
     Case("bad row in one partition of a directory", "load_ratings",
@@ -343,6 +348,9 @@ CASES = [
          _memory_hungry, bp.ConfigError, ("GB", "available", "n_factors")),
     Case("output folder that is a file", "RunFolder (fit --out)",
          lambda t: _run_folder(t, "file"), bp.ConfigError, ("run", "is a file")),
+    Case("output folder in a folder that takes no files (/proc)", "RunFolder (fit --out)",
+         lambda t: _run_folder(t, "proc"), bp.ConfigError,
+         ("cannot write into /proc", "/proc/bayes-pmf-run")),
     Case("output folder holding an earlier run", "RunFolder (fit --out)",
          lambda t: _run_folder(t, "earlier run"), bp.ConfigError,
          ("already holds", "--overwrite")),

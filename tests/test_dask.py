@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -336,6 +337,32 @@ def test_partitions_read_on_the_workers_equal_the_in_process_read(cluster, tmp_p
             # user 7 rated item 10 in two files (4, 3): merged to 3.5, off the whole
             # stars, so the inferred grid is half stars
             assert there.scale.step == 0.5
+    # what each read says of the ids and the scale: the same words, files and lines
+    said = []
+    for client in (None, cluster.client):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            bp.load_ratings(folder, duplicates="mean", invalid="drop", client=client)
+        said.append([str(w.message) for w in caught])
+    assert said[0] == said[1] and len(said[0]) == 1, said
+    assert "(e.g. line part-3.csv:2: '007')" in said[0][0]  # line 1: the header
+    # MovieLens' layout on a 1-10 scale: the scale inferred over every file, and said
+    ten = tmp_path / "ten"
+    ten.mkdir()
+    for k in range(2):
+        (ten / f"part-{k}.csv").write_text("userId,movieId,rating,timestamp\n" + "".join(
+            f"{u},{i},{(u * i + k) % 10 + 1},100\n" for u in range(1, 6) for i in range(k, 9, 2)))
+    said = []
+    for client in (None, cluster.client):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            read = bp.load_ratings(ten, client=client)
+        said.append(([str(w.message) for w in caught], read))
+    assert said[0][0] == said[1][0] and len(said[0][0]) == 1, said
+    assert "laid out as movielens (ratings.csv)" in said[0][0][0]
+    assert "(e.g. line part-0.csv:5: '7')" in said[0][0][0]
+    _same_data(said[0][1], said[1][1])
+    assert said[1][1].scale == bp.RatingScale(1, 10, 1)
     # integer ids in every file: integers on both sides, and a glob reads the same
     whole = _partitions(tmp_path / "ints", {"a.csv": ["1,2,3,5", "2,2,4,6"],
                                             "b.csv": ["3,1,5,7", "1,1,2,8"]})

@@ -112,6 +112,15 @@ def test_recommend_cli_many_users_new_user_and_similar(fixtures, run_folder, tmp
     bad.write_text("item,rating\n1,five\n")
     assert main(["recommend", "--run", str(run_folder), "--new-user", str(bad)]) == 2
     assert "line 2 holds 'five'" in capsys.readouterr().err
+    # an empty file, a folder, an id of the wrong kind: one line each, no traceback
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    for argv, words in ((["--new-user", str(empty)], "cannot read " + str(empty)),
+                        (["--new-user", str(tmp_path)], "cannot read the new-user ratings"),
+                        (["--user", "abc"], "this model's ids are integers (e.g. ")):
+        assert main(["recommend", "--run", str(run_folder), *argv]) == 2
+        err = capsys.readouterr().err
+        assert words in err and "np." not in err and "Traceback" not in err, argv
 
     assert main(["similar", "--run", str(run_folder), "--item", "1", "--n", "3",
                  "--json"]) == 0

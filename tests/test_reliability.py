@@ -36,6 +36,124 @@ def test_ids_that_look_alike_stay_apart(tmp_path):
     assert data.n_ratings == 5
 
 
+def test_a_text_id_among_integers_is_kept_and_said(tmp_path):
+    """One 'abc' (or one '007') among integer ids keeps every id of that column text,
+    as before, and now says so, naming the line: a stray row is the usual cause. Text
+    ids throughout, or integers throughout, say nothing."""
+    rows = "".join(f"{u},{i},{(u + i) % 5 + 1}\n" for u in range(1, 9) for i in range(1, 6))
+    stray = _write(tmp_path, "stray.csv", "user,item,rating\n" + rows + "abc,1,3\n")
+    with pytest.warns(UserWarning, match=r"user ids are kept as text: 1 of 41 rows has a "
+                      r"user id not written as a plain integer \(e.g. line 42: 'abc'\)"):
+        data = bp.load_ratings(stray)
+    assert "abc" in list(data.user_ids) and "7" in list(data.user_ids)
+    padded = _write(tmp_path, "padded.csv", "user,item,rating\n007,2,4\n" + rows)
+    with pytest.warns(UserWarning, match=r"line 2: '007'\).*'007' and '7' are two users"):
+        assert {"007", "7"} <= set(bp.load_ratings(padded).user_ids)
+    # item ids are typed on their own: the items here are integers, and not named
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bp.load_ratings(stray)
+    assert [str(w.message).split(":")[0] for w in caught] == ["user ids are kept as text"]
+    text = _write(tmp_path, "text.csv", "user,item,rating\nu1,a,4\nu2,b,3\nu1,b,5\n")
+    whole = _write(tmp_path, "whole.csv", "user,item,rating\n" + rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bp.load_ratings(text)
+        bp.load_ratings(whole)
+    # given train and test files: the line is named with its file
+    test = _write(tmp_path, "test.csv", "user,item,rating\n1,1,4\nguest,2,3\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bp.load_split(train=whole, test=test)
+    assert any("(e.g. line test.csv:3: 'guest')" in str(w.message) for w in caught)
+
+
+def test_a_stray_rating_that_stretches_the_inferred_scale_is_said(tmp_path):
+    """A 7 among 1-5 stars, or one half star among whole stars, stretches the scale the
+    data imply; the levels no rating uses are named, and the rarest rating. A scale whose
+    every level is used, a given scale, or a toy table (under 10 ratings per level, where
+    levels stay empty by chance) says nothing."""
+    rows = "".join(f"{u},{i},{(u + i) % 5 + 1}\n" for u in range(1, 21) for i in range(1, 6))
+    seven = _write(tmp_path, "seven.csv", "user,item,rating\n" + rows + "99,1,7\n")
+    with pytest.warns(UserWarning, match=r"1 to 7 in steps of 1, has 1 level no rating uses "
+                      r"\(6\); the rarest rating, 7, appears once"):
+        assert bp.load_ratings(seven).scale == bp.RatingScale(1, 7, 1)
+    half = _write(tmp_path, "half.csv", "user,item,rating\n" + rows + "99,1,3.5\n")
+    with pytest.warns(UserWarning, match=r"has 3 levels no rating uses \(1.5, 2.5, 4.5\)"):
+        bp.load_ratings(half)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bp.load_ratings(_write(tmp_path, "whole.csv", "user,item,rating\n" + rows))
+        bp.load_ratings(seven, scale=(1, 7, 1))
+        toy = "user,item,rating\n" + "".join(f"{u},1,{u}\n" for u in (1, 2, 4, 5)) + "5,2,7\n"
+        assert bp.load_ratings(_write(tmp_path, "toy.csv", toy)).scale.max == 7
+
+
+def test_the_command_line_shows_the_librarys_warnings_as_one_line_each(tmp_path):
+    """`bayes-pmf fit` prints a warning of the library as it prints an error, one line
+    naming the command, not Python's "file:line: UserWarning" with a source line; ids
+    are quoted as written (user 1, not np.int64(1))."""
+    rows = "".join(f"{u},{i},{(u + i) % 5 + 1}\n" for u in range(1, 9) for i in range(1, 6))
+    train = _write(tmp_path, "train.csv", "user,item,rating\n" + rows)
+    test = _write(tmp_path, "test.csv", "user,item,rating\n1,1,3\nguest,2,4\n")
+    proc = subprocess.run([sys.executable, "-m", "bayes_pmf", "fit", "--train", str(train),
+                           "--test", str(test), "--method", "als", "--no-figures",
+                           "--no-progress", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stderr.splitlines()
+    assert "bayes-pmf fit: warning: user ids are kept as text: 1 of 42 rows has a user " \
+        "id not written as a plain integer (e.g. line test.csv:3: 'guest')" in proc.stderr
+    assert "bayes-pmf fit: warning: 1 of the 2 test ratings (50%) are of (user, item) " \
+        "pairs also rated in the training file, e.g. user '1', item 1:" in proc.stderr
+    assert len(lines) == 2 and "UserWarning" not in proc.stderr, lines
+
+
+def test_a_file_in_movielens_layout_on_another_scale_is_read_on_its_own_scale(tmp_path):
+    """A file laid out as MovieLens' (its ratings.csv header, or u.data's four tab-separated
+    numbers) takes MovieLens' scale while every rating fits it: whole stars only still
+    mean the 0.5-5 grid. Ratings off it (1-10) used to be refused row by row, with the
+    advice to drop them; now the scale is inferred from the data, and the file named."""
+    ratings = [(u, i, (3 * u + i) % 10 + 1) for u in range(1, 21) for i in range(1, 6)]
+    csv_ten = _write(tmp_path, "ten.csv", "userId,movieId,rating,timestamp\n" + "".join(
+        f"{u},{i},{r},100\n" for u, i, r in ratings))
+    with pytest.warns(UserWarning, match=r"laid out as movielens \(ratings.csv\), whose "
+                      r"scale is 0.5 to 5 in steps of 0.5, but 50 of them are off it \(e.g. "
+                      r"line 3: '6'\): the scale is inferred from the data instead"):
+        data = bp.load_ratings(csv_ten)
+    assert data.scale == bp.RatingScale(1, 10, 1) and data.n_ratings == 100
+    tsv_ten = _write(tmp_path, "u.data", "".join(f"{u}\t{i}\t{r}\t100\n"
+                                                 for u, i, r in ratings))
+    with pytest.warns(UserWarning, match=r"laid out as movielens-100k \(u.data\)"):
+        assert bp.load_ratings(tsv_ten).scale == bp.RatingScale(1, 10, 1)
+    whole = _write(tmp_path, "whole.csv", "userId,movieId,rating,timestamp\n" + "".join(
+        f"{u},{i},{r % 5 + 1},100\n" for u, i, r in ratings))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert bp.load_ratings(whole).scale == bp.RatingScale(0.5, 5, 0.5)
+        # a given scale is the scale: off it, a row is refused by name, as before
+        with pytest.raises(bp.RatingsDataError, match="outside the declared scale"):
+            bp.load_ratings(csv_ten, scale=(0.5, 5, 0.5))
+    # given train and test files: the line is named with its file
+    test = _write(tmp_path, "test.csv", "userId,movieId,rating,timestamp\n1,1,4,100\n"
+                                        "2,2,4.5,100\n")
+    with pytest.warns(UserWarning, match=r"off it \(e.g. line ten.csv:3: '6'\)"):
+        split, _ = bp.load_split(train=csv_ten, test=test)
+    assert split.train.scale == bp.RatingScale(1, 10, 0.5)
+
+
+def test_a_bad_seed_on_the_command_line_is_named_by_its_flag_once(tmp_path, capsys):
+    """The library's "seed must be ..." reads "--seed must be ..." on the command line;
+    the flag's name replaces the setting's, not every word "seed" of the message."""
+    from bayes_pmf.cli import main
+
+    assert main(["fit", "--seed", "-1", "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "bayes-pmf fit: error: --seed must be an integer from 0 to 2**63 - 1 (or a numpy "
+        "Generator), got -1")
+    assert not (tmp_path / "run").exists()
+
+
 def test_ids_written_as_integers_are_integers(tmp_path):
     data = bp.load_ratings(_write(tmp_path, "r.csv", "user,item,rating\n1,10,4\n2,10,3\n"))
     assert data.user_ids.dtype.kind == "i" and list(data.item_ids) == [10]

@@ -115,7 +115,9 @@ def convergence_summary(result, test=None, *,
     chains = result.idata.posterior.sizes["chain"]
     ess_min = ess_min_per_chain * chains
     reasons = []
-    worst_rhat = float(np.nanmax(summary["r_hat"]))
+    rhat = summary["r_hat"].to_numpy(dtype=float)
+    # every R-hat undefined (draws constant in some chain): no worst one, and no warning
+    worst_rhat = float("nan") if np.isnan(rhat).all() else float(np.nanmax(rhat))
     if not np.isfinite(worst_rhat) or worst_rhat > rhat_max:
         bad = summary.index[~(summary["r_hat"] <= rhat_max)]
         worst = summary["r_hat"].fillna(np.inf).idxmax()

@@ -610,10 +610,32 @@ def _quiet_dask(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.WARNING or not record.name.startswith("distributed")
 
 
+def _warning_printer(command: str):
+    """How this command shows a warning: the library's own (UserWarning and its kinds)
+    as one line, "bayes-pmf fit: warning: ...", like its errors; others (from numpy,
+    PyMC, ...) as Python shows them."""
+    import warnings
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if not issubclass(category, UserWarning):
+            default(message, category, filename, lineno, file, line)
+            return
+        print(f"bayes-pmf {command}: warning: {message}", file=sys.stderr if file is None
+              else file)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command is not None:
+        warnings.showwarning = _warning_printer(args.command)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_quiet_dask)
     if args.command is None:

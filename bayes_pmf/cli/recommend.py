@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import ConfigError
+from ..errors import ConfigError, plain_scalar
 from ..result.result import PMFResult, load_result
 
 DEFAULT_MODELS = ("bpmf-gibbs-ordinal", "bpmf-gibbs", "pmf-als", "pmf-map-ordinal", "pmf-map")
@@ -43,20 +43,27 @@ def typed_id(value: str, ids: pd.Index, flag: str):
     if ids.dtype.kind in "iuf":
         if not re.fullmatch(r"-?(?:0|[1-9][0-9]*)", value.strip()):
             raise ConfigError(f"{flag} {value!r}: this model's ids are integers (e.g. "
-                              f"{ids[0]!r}); write the id as one")
+                              f"{plain_scalar(ids[0])!r}); write the id as one")
         return int(value)
     return value
 
 
 def _read_item_csv(path: str, what: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    import csv
+
     try:
         frame = pd.read_csv(path, sep=None, engine="python", dtype=str,
                             encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"{what} file not found: {path}") from None
-    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, csv.Error,
+            UnicodeDecodeError) as exc:
+        # csv.Error: the delimiter sniffer found nothing to go by (an empty file)
         raise ConfigError(f"cannot read {path} as a CSV of {','.join(columns)} rows: "
                           f"{exc}") from None
+    except OSError as exc:  # a directory, a file this user may not read
+        raise ConfigError(f"cannot read the {what} file {path}: {exc.strerror or exc}"
+                          ) from None
     return frame
 
 

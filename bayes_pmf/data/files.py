@@ -16,14 +16,19 @@ import csv
 import glob
 import io
 import socket
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, RatingsDataError, RatingsFileError, plain_scalar
+from ..errors import (
+    ConfigError,
+    RatingsDataError,
+    RatingsFileError,
+    plain_scalar,
+    warn_caller,
+)
 from .ratings import (
     INTEGER_STARS,
     MOVIELENS_SCALE,
@@ -341,6 +346,43 @@ def integer_ids(*columns: pd.Series) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class _IdKinds:
+    """How one id column is written: how many ids look like integers ("7"), how many do
+    not ("007", "x7", "7.0"), and the first of those, with its row label."""
+
+    integer_like: int
+    other: int
+    example: tuple | None  # (row label, id as written)
+
+    @classmethod
+    def of(cls, column: pd.Series, file: str | None = None) -> "_IdKinds":
+        text = column.dropna()
+        plain = text.str.fullmatch(_INTEGER_ID).to_numpy(dtype=bool)
+        others = np.flatnonzero(~plain)
+        example = None
+        if len(others):
+            label = text.index[others[0]]
+            example = (f"{file}:{label}" if file else label, text.iloc[others[0]])
+        return cls(int(plain.sum()), len(others), example)
+
+
+def _say_text_ids(side: str, kinds: list[_IdKinds]) -> None:
+    """Say so when a column's ids stay text because some, not all, of them are written
+    as integers ("abc" or "007" among "7"s): then no id is read as a number, and "007"
+    and "7" are two different ids; a stray row is the usual cause."""
+    integer_like, other = sum(k.integer_like for k in kinds), sum(k.other for k in kinds)
+    if not (integer_like and other):
+        return
+    label, value = next(k.example for k in kinds if k.example is not None)
+    warn_caller(
+        f"{side} ids are kept as text: {other:,} of {integer_like + other:,} rows "
+        f"{'has' if other == 1 else 'have'} {'an' if side == 'item' else 'a'} {side} id "
+        "not written as a plain integer "
+        f"(e.g. line {label}: {value!r}), so no {side} id is read as a number and ids "
+        f"such as '007' and '7' are two {side}s; correct those rows if the ids are numbers")
+
+
 def _beyond_int64(text: pd.Series) -> np.ndarray:
     """Which of these integer-written ids do not fit in 64 bits (a mask)."""
     beyond = np.zeros(len(text), dtype=bool)
@@ -375,12 +417,45 @@ def _typed_frame(raw: _RawRatings, user_int: bool, item_int: bool,
 
 def _ratings_from_raw(raw: _RawRatings, user_int: bool, item_int: bool, scale, duplicates,
                       invalid) -> RatingsData:
+    """The file's ratings on ``scale`` (None: inferred from them)."""
     return RatingsData.from_frame(
         _typed_frame(raw, user_int, item_int), user_col=raw.user, item_col=raw.item,
-        rating_col=raw.rating, timestamp_col=raw.timestamp,
-        scale=scale if scale is not None else raw.layout.scale,
+        rating_col=raw.rating, timestamp_col=raw.timestamp, scale=scale,
         duplicates=duplicates, invalid=invalid,
         source=f"file:{raw.path.name} [{raw.layout.name}]")
+
+
+def _layout_misfit(raw: _RawRatings, file: str | None = None) -> tuple | None:
+    """The ratings of ``raw`` that are numbers off the scale its layout declares
+    (MovieLens' files): (how many, the first one's line, its text), or None."""
+    scale = raw.layout.scale
+    if scale is None:
+        return None
+    text = raw.frame[raw.rating]
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        off = np.isfinite(values) & (scale.out_of_range(values) | scale.off_grid(values))
+    if not off.any():
+        return None
+    first = int(np.flatnonzero(off)[0])
+    label = text.index[first]
+    return int(off.sum()), (f"{file}:{label}" if file else label), text.iloc[first]
+
+
+def _layout_scale(layout: FileLayout, misfits: list) -> RatingScale | None:
+    """The scale the files' layout declares (MovieLens' 0.5-5 or 1-5 stars), when every
+    rating fits it; else None, the scale then inferred from the data, and a warning: a
+    file in MovieLens' format may hold ratings on another scale (1-10), which a declared
+    scale would refuse row by row."""
+    found = [m for m in misfits if m is not None]
+    if layout.scale is None or not found:
+        return layout.scale
+    scale, count = layout.scale, sum(m[0] for m in found)
+    warn_caller(
+        f"the ratings are laid out as {layout.name}, whose scale is {scale.min:g} to "
+        f"{scale.max:g} in steps of {scale.step:g}, but {count:,} of them are off it (e.g. "
+        f"line {found[0][1]}: {found[0][2]!r}): the scale is inferred from the data instead")
+    return None
 
 
 def load_ratings(
@@ -410,9 +485,11 @@ def load_ratings(
     :func:`detect_layout` for headers); columns are found by name (user/userId,
     item/movieId, rating, timestamp) unless given. Ids keep their identity: they are the
     strings in the file ("007" and "7" are two items) unless every id of the column is
-    written as an integer (:func:`integer_ids`). The rating scale is the layout's
-    (MovieLens) or given, else inferred from the data. Rows are labelled by their line
-    number in the file, so errors point at the offending line.
+    written as an integer (:func:`integer_ids`); a column mixing both warns, naming a
+    line. The rating scale is ``scale`` if given, else the layout's (MovieLens') when
+    every rating fits it, else inferred from the data (with a warning when a rating is
+    off the layout's scale, or when levels of the inferred grid go unused). Rows are
+    labelled by their line number in the file, so errors point at the offending line.
     """
     if client is not None:
         return _load_on_workers(client, path, dict(user_col=user_col, item_col=item_col,
@@ -420,8 +497,23 @@ def load_ratings(
                                                    timestamp_col=timestamp_col),
                                 scale, duplicates, invalid)
     raw = _read_any(path, user_col, item_col, rating_col, timestamp_col)
-    return _ratings_from_raw(raw, integer_ids(raw.frame[raw.user]),
-                             integer_ids(raw.frame[raw.item]), scale, duplicates, invalid)
+    user_int, item_int = integer_ids(raw.frame[raw.user]), integer_ids(raw.frame[raw.item])
+    _warn_text_ids([raw], user_int, item_int)
+    if scale is None:
+        scale = _layout_scale(raw.layout, [_layout_misfit(raw)])
+    return _ratings_from_raw(raw, user_int, item_int, scale, duplicates, invalid)
+
+
+def _warn_text_ids(raws: list, user_int: bool, item_int: bool) -> None:
+    """:func:`_say_text_ids` for the id columns of ``raws`` (files read here) that stay
+    text."""
+    for side, as_int in (("user", user_int), ("item", item_int)):
+        if not as_int:
+            # rows are labelled by line, or "file:line" where a folder was read as one
+            _say_text_ids(side, [_IdKinds.of(raw.frame[getattr(raw, side)],
+                                            raw.path.name if len(raws) > 1 and
+                                            not isinstance(raw.frame.index[0], str) else None)
+                                 for raw in raws])
 
 
 # -- partitions read on a Dask cluster's workers ------------------------------------
@@ -439,12 +531,19 @@ class _PartShape:
     user_int: bool
     item_int: bool
     numeric_time: bool
+    user_kinds: _IdKinds
+    item_kinds: _IdKinds
+    misfit: tuple | None  # ratings off the layout's scale (_layout_misfit)
+    layout: FileLayout
 
 
 def _part_shape(raw: _RawRatings) -> _PartShape:
     return _PartShape(raw.path, _shape(raw), raw.layout.scale,
                       integer_ids(raw.frame[raw.user]), integer_ids(raw.frame[raw.item]),
-                      raw.timestamp is None or _numeric_time(raw.frame, raw.timestamp))
+                      raw.timestamp is None or _numeric_time(raw.frame, raw.timestamp),
+                      _IdKinds.of(raw.frame[raw.user], raw.path.name),
+                      _IdKinds.of(raw.frame[raw.item], raw.path.name),
+                      _layout_misfit(raw, raw.path.name), raw.layout)
 
 
 @dataclass
@@ -535,10 +634,12 @@ def _load_on_workers(client, path, columns: dict, scale, duplicates: str,
     if scale is not None:
         scale = scale if isinstance(scale, RatingScale) else RatingScale(*scale)
     else:
-        scale = first.scale
-    parts = client.map(_encode_part, raws, pure=False,
-                       user_int=all(s.user_int for s in shapes),
-                       item_int=all(s.item_int for s in shapes),
+        scale = _layout_scale(first.layout, [shape.misfit for shape in shapes])
+    user_int, item_int = (all(s.user_int for s in shapes), all(s.item_int for s in shapes))
+    for side, as_int in (("user", user_int), ("item", item_int)):
+        if not as_int:
+            _say_text_ids(side, [getattr(s, f"{side}_kinds") for s in shapes])
+    parts = client.map(_encode_part, raws, pure=False, user_int=user_int, item_int=item_int,
                        numeric_time=all(s.numeric_time for s in shapes), scale=scale,
                        invalid=invalid, several=several)
     del raws  # the text tables leave the workers once encoded
@@ -773,8 +874,10 @@ def load_split(data: str | Path | None = None, train: str | Path | None = None,
         raw_train, raw_test = _read_any(train), _read_any(test)
         user_int = integer_ids(raw_train.frame[raw_train.user], raw_test.frame[raw_test.user])
         item_int = integer_ids(raw_train.frame[raw_train.item], raw_test.frame[raw_test.item])
-        scale = raw_train.layout.scale if raw_train.layout.scale == raw_test.layout.scale \
-            else None
+        _warn_text_ids([raw_train, raw_test], user_int, item_int)
+        scale = (_layout_scale(raw_train.layout, [_layout_misfit(raw, raw.path.name)
+                                                  for raw in (raw_train, raw_test)])
+                 if raw_train.layout.scale == raw_test.layout.scale else None)
         if scale is None:
             ratings = pd.concat([pd.to_numeric(raw.frame[raw.rating], errors="coerce")
                                  for raw in (raw_train, raw_test)]).dropna().to_numpy()
@@ -806,7 +909,8 @@ def _warn_overlap(train: RatingsData, test: RatingsData) -> None:
     if shared.any():
         count = int(shared.sum())
         share = count / test.n_ratings
-        warnings.warn(f"{count} of the {test.n_ratings} test ratings ({share:.0%}) are of "
+        warn_caller(f"{count} of the {test.n_ratings} test ratings ({share:.0%}) are of "
                       f"(user, item) pairs also rated in the training file, e.g. user "
-                      f"{users[known][shared][0]!r}, item {items[known][shared][0]!r}: the test "
-                      "score then measures fit, not prediction", UserWarning, stacklevel=3)
+                      f"{plain_scalar(users[known][shared][0])!r}, item "
+                      f"{plain_scalar(items[known][shared][0])!r}: the test "
+                      "score then measures fit, not prediction")

@@ -24,10 +24,36 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..errors import RatingsDataError, plain_scalar
+from ..errors import RatingsDataError, plain_scalar, warn_caller
 
 _STEP_CANDIDATES = (1.0, 0.5, 0.25, 0.2, 0.1, 0.05, 0.01)
 _GRID_TOL = 1e-9
+# An inferred grid of more levels than this is not checked for unused ones (a fine grid,
+# 0.01 apart, is a continuous scale in practice), nor one with fewer ratings than
+# _CHECKED_PER_LEVEL per level (a toy table leaves levels empty by chance).
+_MAX_CHECKED_LEVELS = 100
+_CHECKED_PER_LEVEL = 10
+
+
+def _warn_unused_levels(scale: "RatingScale", levels: np.ndarray) -> None:
+    """Warn when some levels of an inferred scale's grid hold no rating (``levels``:
+    each rating's level, 0 at the scale's min)."""
+    counts = np.bincount(levels, minlength=int(round(scale.width / scale.step)) + 1)
+    unused = np.flatnonzero(counts == 0)
+    if not len(unused):
+        return
+    values = scale.values()
+    shown = ", ".join(f"{v:g}" for v in values[unused[:8]]) + (", ..." if len(unused) > 8
+                                                                else "")
+    rarest = int(np.argmin(counts[counts > 0]))
+    rarest_value, rarest_count = values[counts > 0][rarest], counts[counts > 0][rarest]
+    warn_caller(
+        f"the rating scale inferred from the data, {scale.min:g} to {scale.max:g} in steps "
+        f"of {scale.step:g}, has {len(unused)} level{'s' if len(unused) > 1 else ''} no "
+        f"rating uses ({shown}); the rarest rating, {rarest_value:g}, appears "
+        + (f"{rarest_count:,} times" if rarest_count > 1 else "once")
+        + ". A stray rating may have stretched the scale: correct it (or, in Python, give "
+        "the scale: scale=(min, max, step) in load_ratings or RatingsData.from_frame)")
 
 
 @dataclass(frozen=True)
@@ -56,7 +82,10 @@ class RatingScale:
 
     @classmethod
     def infer(cls, ratings: np.ndarray) -> "RatingScale":
-        """The observed min and max, and the coarsest common grid step (or None)."""
+        """The observed min and max, and the coarsest common grid step (or None). Warns
+        when levels of that grid between min and max hold no rating, in data of at least
+        10 ratings per level: a stray rating (a 7 among 1-5 stars, one half star among
+        whole ones) then stretched the scale."""
         ratings = np.asarray(ratings, dtype=float)
         lo, hi = float(ratings.min()), float(ratings.max())
         if lo == hi:  # constant ratings: keep a unit-wide scale around them
@@ -67,7 +96,11 @@ class RatingScale:
             if np.all(np.abs(steps - np.round(steps)) < 1e-6):
                 step = candidate
                 break
-        return cls(lo, hi, step)
+        scale = cls(lo, hi, step)
+        levels = round((hi - lo) / step) + 1 if step is not None else 0
+        if 0 < levels <= _MAX_CHECKED_LEVELS and len(ratings) >= _CHECKED_PER_LEVEL * levels:
+            _warn_unused_levels(scale, np.round((ratings - lo) / step).astype(np.int64))
+        return scale
 
     @property
     def bounded(self) -> bool:
@@ -266,7 +299,10 @@ def valid_rows(frame: pd.DataFrame, user_col, item_col, rating_col, timestamp_co
     ratings, not_numeric = _numeric_ratings(frame, rating_col)
     rejected: dict[str, int] = {}
     keep = np.ones(n_read, dtype=bool)
-    _reject(frame, keep, not_numeric, rating_col, "non-numeric ratings", "numbers",
+    comma = not_numeric & frame[rating_col].astype(str).str.fullmatch(r"-?\d+,\d+").to_numpy(
+        dtype=bool) if not_numeric.any() else not_numeric
+    _reject(frame, keep, not_numeric, rating_col, "non-numeric ratings",
+            "numbers" + (" with a decimal point (4.5, not 4,5)" if comma.any() else ""),
             invalid, rejected)
     _reject(frame, keep, np.isnan(ratings) & ~not_numeric, rating_col, "missing (NaN) ratings",
             "a finite rating in every row", invalid, rejected)

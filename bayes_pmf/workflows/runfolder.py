@@ -152,6 +152,9 @@ class RunFolder:
         except PermissionError:
             raise ConfigError(f"cannot create output folder {self.path}: permission denied",
                               setting="out") from None
+        except OSError as exc:  # a read-only file system, /proc, ...
+            raise ConfigError(f"cannot create output folder {self.path}: "
+                              f"{exc.strerror or exc}", setting="out") from None
         if not os.access(parent, os.W_OK | os.X_OK):
             raise ConfigError(f"cannot write into {parent} (permission denied) for output "
                               f"folder {self.path}", setting="out")
@@ -165,7 +168,11 @@ class RunFolder:
                     "folder", setting="out")
             self._clean_stale_staging(parent)
             self.staging = parent / f".{self.path.name}.staging-{os.getpid()}-{self.run_id[:8]}"
-            self.staging.mkdir()
+            try:
+                self.staging.mkdir()
+            except OSError as exc:
+                raise ConfigError(f"cannot write into {parent} ({exc.strerror or exc}) for "
+                                  f"output folder {self.path}", setting="out") from None
         except BaseException:
             self._release()
             raise
@@ -186,6 +193,10 @@ class RunFolder:
                                       "folder", setting="out") from None
                 self._lock.unlink(missing_ok=True)  # a killed run's lock
                 continue
+            except OSError as exc:  # root passes os.access, and still cannot write /proc
+                raise ConfigError(f"cannot write into {self._lock.parent} "
+                                  f"({exc.strerror or exc}) for output folder {self.path}",
+                                  setting="out") from None
             with os.fdopen(fd, "w") as handle:
                 handle.write(str(os.getpid()))
             return
