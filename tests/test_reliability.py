@@ -154,6 +154,23 @@ def test_a_bad_seed_on_the_command_line_is_named_by_its_flag_once(tmp_path, caps
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--folds", "1"], "--folds must be an integer >= 2, got 1"),
+    (["--folds", "1000"], "--folds must be at most the number of ratings to fold (36), got "
+                          "1000"),
+    (["--lambdas", "-1"], "--lambdas must be positive numbers, got -1.0"),
+    (["--dims", "0"], "--dims must be positive integers, got 0"),
+])
+def test_select_names_its_own_flags(tmp_path, capsys, argv, message):
+    """`bayes-pmf select` names the flag the user typed (--folds, not the library's k)."""
+    from bayes_pmf.cli import main
+
+    rows = "".join(f"{u},{i},{(u + i) % 5 + 1}\n" for u in range(1, 9) for i in range(1, 6))
+    data = _write(tmp_path, "r.csv", "user,item,rating\n" + rows)
+    assert main(["select", "--data", str(data), *argv]) == 2
+    assert capsys.readouterr().err.strip() == f"bayes-pmf select: error: {message}"
+
+
 def test_ids_written_as_integers_are_integers(tmp_path):
     data = bp.load_ratings(_write(tmp_path, "r.csv", "user,item,rating\n1,10,4\n2,10,3\n"))
     assert data.user_ids.dtype.kind == "i" and list(data.item_ids) == [10]

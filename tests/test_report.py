@@ -42,6 +42,22 @@ def test_config_round_trips_through_toml(small_config, tmp_path):
     assert read_config(path) == custom
 
 
+def test_a_config_file_with_a_byte_order_mark_reads_and_its_errors_name_its_keys(
+        small_config, tmp_path, capsys):
+    """Windows Notepad starts a UTF-8 file with a byte-order mark: the config still reads.
+    `bayes-pmf report` names a bad setting by its key in the file (n_factors), not by
+    `bayes-pmf fit`'s flag (--factors)."""
+    from bayes_pmf.cli import main
+
+    path = tmp_path / "config.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + small_config.as_toml().encode())
+    assert read_config(path) == small_config
+    path.write_bytes(b"\xef\xbb\xbf[job]\nn_factors = 'ten'\n")
+    assert main(["report", "--config", str(path), "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "bayes-pmf report: error: n_factors must be a positive integer, got 'ten'")
+
+
 @pytest.mark.parametrize("text, message", [
     ("[job]\nfactors = 3\n", r"unknown setting\(s\) \['factors'\]"),
     ("[job]\nn_factors = 0\n", "n_factors must be a positive integer"),

@@ -55,13 +55,13 @@ class Selection:
 def _check_grid(name: str, values, positive_int: bool = False) -> tuple:
     values = tuple(values)
     if not values:
-        raise ConfigError(f"{name} must list at least one value")
+        raise ConfigError(f"{name} must list at least one value", setting=name)
     for value in values:
         ok = (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
               and value >= 1) if positive_int else (np.isfinite(value) and value > 0)
         if not ok:
             kind = "positive integers" if positive_int else "positive numbers"
-            raise ConfigError(f"{name} must be {kind}, got {value!r}")
+            raise ConfigError(f"{name} must be {kind}, got {value!r}", setting=name)
     return values
 
 

@@ -38,7 +38,7 @@ FLAGS = {"out": "--out", "n_factors": "--factors", "lambda": "--lambda",
          "thresholds": "--thresholds", "ordinal_link": "--ordinal-link",
          "implicit": "--implicit", "item_features": "--item-features", "k": "--folds",
          "tag_biases": "--tag-biases",
-         "by": "--by", "user_info": "--user-info"}
+         "by": "--by", "user_info": "--user-info", "lambdas": "--lambdas", "dims": "--dims"}
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -591,15 +591,17 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _in_flags(exc: BayesPMFError) -> str:
+def _in_flags(exc: BayesPMFError, command: str) -> str:
     """The library's message with the settings it names written as this command's flags
-    (n_factors -> --factors)."""
+    (n_factors -> --factors); ``report`` takes its settings from a TOML file, whose keys
+    the message keeps (only --out is a flag there)."""
     import re
 
     message = str(exc)
     names = getattr(exc, "setting", None) if isinstance(exc, ConfigError) else None
+    flags = {"out": FLAGS["out"]} if command == "report" else FLAGS
     for name in (names,) if isinstance(names, str) else (names or ()):
-        if name in FLAGS:
+        if name in flags:
             message = re.sub(rf"(?<![\w-]){re.escape(name)}\b", FLAGS[name], message)
     return message
 
@@ -647,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
                     "similar": run_similar}
         return commands[args.command](args)
     except BayesPMFError as exc:
-        print(f"bayes-pmf {args.command}: error: {_in_flags(exc)}", file=sys.stderr)
+        print(f"bayes-pmf {args.command}: error: {_in_flags(exc, args.command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

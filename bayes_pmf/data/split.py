@@ -168,9 +168,10 @@ def temporal_split(data: RatingsData, test_fraction: float = 0.1, *,
 def kfold(data: RatingsData, k: int = 5, rng=0, *, cold_users: str = "keep") -> Iterator[Split]:
     """k random folds; fold f is the test set of the f-th split. Folds partition the data."""
     if not isinstance(k, int) or k < 2:
-        raise ConfigError(f"k must be an integer >= 2, got {k!r}")
+        raise ConfigError(f"k must be an integer >= 2, got {k!r}", setting="k")
     if k > data.n_ratings:
-        raise ConfigError(f"k={k} folds need at least {k} ratings, got {data.n_ratings}")
+        raise ConfigError(f"k must be at most the number of ratings to fold "
+                          f"({data.n_ratings}), got {k}", setting="k")
     check_seed(rng)
     generator = np.random.default_rng(rng)
     fold_of = np.empty(data.n_ratings, dtype=np.int64)

@@ -623,7 +623,8 @@ def read_config(path: str | Path) -> ReportConfig:
     (or by hand); unknown keys are errors, missing keys take the defaults."""
     path = Path(path)
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: a byte-order mark (Windows Notepad) is not a TOML statement
+        document = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
