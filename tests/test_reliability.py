@@ -12,6 +12,8 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 import bayes_pmf as bp
@@ -169,6 +171,25 @@ def test_select_names_its_own_flags(tmp_path, capsys, argv, message):
     data = _write(tmp_path, "r.csv", "user,item,rating\n" + rows)
     assert main(["select", "--data", str(data), *argv]) == 2
     assert capsys.readouterr().err.strip() == f"bayes-pmf select: error: {message}"
+
+
+def test_category_and_object_id_columns_read_as_their_values():
+    """A pandas category column of ids (as `astype("category")` leaves it) used to be
+    refused as "ids of type str ... expected strings"; integers held as Python objects
+    stayed objects, so `recommend --user 1` ("1" typed for an object index) missed user 1."""
+    ratings = [3.0, 4.0, 5.0, 4.0]
+    named = bp.RatingsData.from_frame(pd.DataFrame({
+        "user": pd.Categorical(["a", "b", "a", "c"]), "item": [1, 2, 3, 1],
+        "rating": ratings}))
+    plain = bp.RatingsData.from_frame(pd.DataFrame({
+        "user": ["a", "b", "a", "c"], "item": [1, 2, 3, 1], "rating": ratings}))
+    assert named.user_ids.equals(plain.user_ids) and named.fingerprint == plain.fingerprint
+    numbered = bp.RatingsData.from_frame(pd.DataFrame({
+        "user": pd.Categorical([7, 8, 7, 9]), "item": np.array([1, 2, 3, 1], dtype=object),
+        "rating": ratings}))
+    for ids in (numbered.user_ids, numbered.item_ids):
+        assert ids.dtype == np.int64, ids
+    assert list(numbered.user_ids) == [7, 8, 9] and numbered.n_ratings == 4
 
 
 def test_ids_written_as_integers_are_integers(tmp_path):

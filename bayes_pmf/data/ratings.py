@@ -293,6 +293,12 @@ def valid_rows(frame: pd.DataFrame, user_col, item_col, rating_col, timestamp_co
     when no row is left, unless ``allow_empty``: one partition of several may be all
     bad)."""
     n_read = len(frame)
+    categorical = [c for c in (user_col, item_col)
+                   if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    if categorical:  # a pandas category column: its values, checked as any other column's
+        frame = frame.copy(deep=False)
+        for column in categorical:
+            frame[column] = frame[column].astype(object)
     _check_id_column(frame, user_col)
     _check_id_column(frame, item_col)
 
@@ -323,8 +329,8 @@ def valid_rows(frame: pd.DataFrame, user_col, item_col, rating_col, timestamp_co
 
     table = pd.DataFrame(
         {
-            "user": frame[user_col].to_numpy()[keep],
-            "item": frame[item_col].to_numpy()[keep],
+            "user": _id_values(frame[user_col])[keep],
+            "item": _id_values(frame[item_col])[keep],
             "rating": ratings[keep],
         },
         index=frame.index[keep],
@@ -332,6 +338,16 @@ def valid_rows(frame: pd.DataFrame, user_col, item_col, rating_col, timestamp_co
     if timestamp_col:
         table["timestamp"] = frame[timestamp_col].to_numpy()[keep]
     return table, scale, rejected
+
+
+def _id_values(ids: pd.Series) -> np.ndarray:
+    """A checked id column's values; Python ints held as objects (a column built from a
+    list of mixed objects, a category column) become int64, as ids read from a file
+    are, so that ``recommend(result, 7)`` finds user 7 either way."""
+    values = ids.to_numpy()
+    if values.dtype == object and pd.api.types.infer_dtype(ids, skipna=False) == "integer":
+        return values.astype(np.int64)  # within 64 bits: _check_id_column
+    return values
 
 
 def factorize_ids(ids: pd.Series) -> tuple[np.ndarray, pd.Index]:
