@@ -7,6 +7,7 @@ section (``python tests/bad_input_cases.py`` prints it), so the two cannot drift
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -35,6 +36,12 @@ def _job_config(**settings):
 def _write(tmp: Path, name: str, text: str) -> Path:
     path = tmp / name
     path.write_text(text)
+    return path
+
+
+def _bytes(tmp: Path, name: str, content: bytes) -> Path:
+    path = tmp / name
+    path.write_bytes(content)
     return path
 
 
@@ -163,6 +170,19 @@ CASES = [
     Case("ratings with a decimal comma", "load_ratings",
          lambda t: bp.load_ratings(_write(t, "r.csv", "user;item;rating\n1;2;4,5\n2;2;3\n")),
          bp.RatingsDataError, ("line 2", "'4,5'", "decimal point (4.5, not 4,5)")),
+    Case("a gzip-compressed ratings file", "load_ratings",
+         lambda t: bp.load_ratings(_bytes(t, "r.csv.gz", gzip.compress(b"user,item,rating\n"
+                                                                     b"1,2,4\n"))),
+         bp.RatingsFileError, ("r.csv.gz", "gzip-compressed", "gunzip r.csv.gz")),
+    Case("a gzip-compressed items file", "load_split items",
+         lambda t: bp.load_split(data=_write(t, "ri.csv", "user,item,rating\n1,2,4\n2,2,3\n"),
+                                 items=_bytes(t, "movies.csv.gz",
+                                              gzip.compress(b"movieId,genres\n2,Drama\n"))),
+         bp.RatingsFileError, ("movies.csv.gz", "expected items as plain UTF-8 text")),
+    Case("a UTF-16 ratings file (Excel's 'Unicode text')", "load_ratings",
+         lambda t: bp.load_ratings(_bytes(t, "r16.csv",
+                                          "user,item,rating\n1,2,4\n".encode("utf-16"))),
+         bp.RatingsFileError, ("r16.csv", "UTF-16", "save it as UTF-8")),
     Case("empty file", "load_ratings", lambda t: bp.load_ratings(_write(t, "e.csv", "")),
          bp.RatingsFileError, ("empty", "e.csv")),
     Case("bad row in one partition of a directory", "load_ratings",

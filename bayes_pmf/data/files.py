@@ -73,7 +73,36 @@ _LAYOUTS = {
 }
 
 
+# What a ratings file that is not text usually is, by its first bytes, and what to do.
+_NOT_TEXT = ((b"\x1f\x8b", "gzip-compressed", "decompress it first (gunzip {name})"),
+             (b"PK\x03\x04", "a zip archive", "unzip it and give the ratings file inside"),
+             (b"\xfd7zXZ\x00", "xz-compressed", "decompress it first (unxz {name})"),
+             (b"\xff\xfe", "UTF-16 text", "save it as UTF-8"),
+             (b"\xfe\xff", "UTF-16 text", "save it as UTF-8"))
+
+
+def _check_text(path: Path, what: str = "ratings") -> None:
+    """Refuse, by name, a file of ``what`` that is compressed, UTF-16 or binary: its
+    first 'line' would otherwise be quoted as bytes in the layout error."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return  # the text read below names the problem
+    for magic, kind, advice in _NOT_TEXT:
+        if head.startswith(magic):
+            raise RatingsFileError(f"{path} is {kind}; expected {what} as plain UTF-8 "
+                                   f"text: {advice.format(name=path.name)}")
+    if head[:3] == b"BZh" and head[3:4].isdigit():
+        raise RatingsFileError(f"{path} is bzip2-compressed; expected {what} as plain UTF-8 "
+                               f"text: decompress it first (bunzip2 {path.name})")
+    if b"\x00" in head:
+        raise RatingsFileError(f"{path} holds binary data (NUL bytes); expected {what} as "
+                               "plain UTF-8 text (CSV/TSV or a MovieLens file)")
+
+
 def _first_lines(path: Path, count: int = 20) -> list[str]:
+    _check_text(path)
     try:
         # utf-8-sig: a byte-order mark is not part of the first column's name or id
         with path.open("r", encoding="utf-8-sig", errors="replace") as handle:
@@ -773,6 +802,7 @@ def _movielens_user_row(fields: list[str], names: tuple[str, ...]) -> bool:
 
 def _read_info_table(path: Path, side: str) -> tuple[pd.DataFrame, int]:
     """The file's rows as text and the line number of its first row."""
+    _check_text(path, f"{side}s")
     with open(path, encoding="utf-8-sig") as handle:
         first = handle.readline().rstrip("\r\n")
     if side == "user":
