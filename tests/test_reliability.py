@@ -109,6 +109,9 @@ def test_the_command_line_shows_the_librarys_warnings_as_one_line_each(tmp_path)
     assert "bayes-pmf fit: warning: 1 of the 2 test ratings (50%) are of (user, item) " \
         "pairs also rated in the training file, e.g. user '1', item 1:" in proc.stderr
     assert len(lines) == 2 and "UserWarning" not in proc.stderr, lines
+    # the run keeps what its data said (metrics.json, and the report's Data table)
+    said = json.loads((tmp_path / "run" / "metrics.json").read_text())["dataset"]["warnings"]
+    assert [line.removeprefix("bayes-pmf fit: warning: ") for line in lines] == said
 
 
 def test_a_file_in_movielens_layout_on_another_scale_is_read_on_its_own_scale(tmp_path):

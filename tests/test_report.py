@@ -117,6 +117,20 @@ def test_report_folder_holds_every_part(small_report):
     assert 'src="figures/' not in html
 
 
+def test_the_reports_data_table_shows_what_reading_the_data_said(small_report):
+    """A run's data warnings (metrics.json dataset.warnings) are rows of the report's
+    Data table; a run without any (the small report's synthetic data) has none."""
+    from bayes_pmf.workflows.report import _data_blocks
+
+    metrics = json.loads((small_report / "metrics.json").read_text())
+    assert "warnings" not in metrics["dataset"]
+    assert "warning on reading" not in (small_report / "report.md").read_text()
+    metrics["dataset"]["warnings"] = ["user ids are kept as text: ...", "a second one"]
+    table = next(block[1] for block in _data_blocks(metrics) if block[0] == "table")
+    rows = table[table.iloc[:, 0] == "warning on reading"]
+    assert list(rows["value"]) == metrics["dataset"]["warnings"]
+
+
 def test_rerun_from_its_own_config_reproduces_the_numbers(small_report, tmp_path, capsys):
     from bayes_pmf.cli import main
 

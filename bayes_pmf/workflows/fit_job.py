@@ -187,8 +187,11 @@ def run_fit_job(config: FitJobConfig, stages: Stages | None = None) -> FitJobOut
 
 
 def _run_fit_job(config: FitJobConfig, stages: Stages, executor) -> FitJobOutcome:
-    with stages("read and split"):
+    with stages("read and split"), warnings.catch_warnings(record=True) as said:
         split, full = load_split(config, executor)
+    for warning in said:  # shown as they would have been, and kept with the run's data
+        warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                               warning.lineno)
     check_memory(config, split)
     train, test = split.train, split.test
     if set(config.methods) & {"gibbs", "nuts", "advi"}:
@@ -196,6 +199,9 @@ def _run_fit_job(config: FitJobConfig, stages: Stages, executor) -> FitJobOutcom
     # the full data only describes itself: the split holds what the run uses
     dataset = (full or train).describe() | ({"test_source": test.source} if full is None
                                              else {})
+    data_warnings = [str(w.message) for w in said if issubclass(w.category, UserWarning)]
+    if data_warnings:  # text ids kept, a scale inferred, test pairs seen in training
+        dataset["warnings"] = data_warnings
     del full
     fits: list[tuple[str, Callable]] = [
         ("global-mean", lambda: fit_global_mean(train)),

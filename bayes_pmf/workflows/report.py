@@ -254,6 +254,7 @@ def _data_blocks(metrics: dict) -> list[tuple]:
             ("rows read / used", f"{ingest.get('n_read', '?'):,} / {ingest.get('n_used', '?'):,}"),
             ("rows rejected", ", ".join(f"{k}: {v}" for k, v in rejected.items()) or "none"),
             ("SHA-256 of the ratings", f"`{data['sha256']}`")]
+    rows += [("warning on reading", text) for text in data.get("warnings", [])]
     split_rows = [(key.replace("_", " "), split[key]) for key in split]
     return [
         ("h2", "Data"),
