@@ -3,6 +3,7 @@ files, folders that already hold a run, two runs into one folder, Ctrl-C and kil
 the middle of a run. Every case here failed before the issue that asked for it."""
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -68,6 +69,14 @@ def test_a_text_id_among_integers_is_kept_and_said(tmp_path):
         warnings.simplefilter("always")
         bp.load_split(train=whole, test=test)
     assert any("(e.g. line test.csv:3: 'guest')" in str(w.message) for w in caught)
+    # integers too wide for 64 bits keep the column text, silently: each is written as
+    # the integer it is, and the strings keep every one of them exact
+    wide = _write(tmp_path, "wide.csv", "user,item,rating\n" + rows
+                  + f"{2**64 + 7},1,3\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ids = list(bp.load_ratings(wide).user_ids)
+    assert str(2**64 + 7) in ids and "7" in ids and 7 not in ids
 
 
 def test_a_stray_rating_that_stretches_the_inferred_scale_is_said(tmp_path):
@@ -112,6 +121,15 @@ def test_the_command_line_shows_the_librarys_warnings_as_one_line_each(tmp_path)
     # the run keeps what its data said (metrics.json, and the report's Data table)
     said = json.loads((tmp_path / "run" / "metrics.json").read_text())["dataset"]["warnings"]
     assert [line.removeprefix("bayes-pmf fit: warning: ") for line in lines] == said
+    # called from Python, main() shows them its way for the command's length only
+    from bayes_pmf.cli.main import main
+
+    shown_by_python = warnings.showwarning
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert main(["fit", "--train", str(train), "--test", str(test), "--method", "als",
+                     "--no-figures", "--no-progress", "--out", str(tmp_path / "again")]) == 0
+    assert err.getvalue().splitlines() == lines
+    assert warnings.showwarning is shown_by_python
 
 
 def test_a_file_in_movielens_layout_on_another_scale_is_read_on_its_own_scale(tmp_path):

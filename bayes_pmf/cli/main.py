@@ -578,9 +578,9 @@ def _fit(args: argparse.Namespace) -> int:
             chains = cluster["chains"]
             where = ("each chain one task on a worker" if chains["run_as"] == "tasks" else
                      "in this process, their half-steps' row blocks as tasks")
-            why = {"asked for (chain_tasks=True)": "asked for by --dask-chains",
-                   "asked for (chain_tasks=False)": "asked for by --dask-row-blocks"}.get(
-                       chains["why"], chains["why"])
+            flag = ("--dask-chains" if args.dask_chains else
+                    "--dask-row-blocks" if args.dask_row_blocks else None)
+            why = f"asked for by {flag}" if flag else chains["why"]
             print(f"Gibbs chains: {where} ({why})")
     if run.figures:
         print(f"figures: {', '.join(run.figures)}")
@@ -636,18 +636,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.command is not None:
-        warnings.showwarning = _warning_printer(args.command)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_quiet_dask)
     if args.command is None:
         parser.print_help()
         return 0
+    commands = {"fit": _fit, "select": _select, "paper": _paper, "report": _report,
+                "check-map": _check_map, "recommend": run_recommend, "similar": run_similar}
     try:
-        commands = {"fit": _fit, "select": _select, "paper": _paper, "report": _report,
-                    "check-map": _check_map, "recommend": run_recommend,
-                    "similar": run_similar}
-        return commands[args.command](args)
+        # this command's way of showing warnings, for its length only: a Python caller of
+        # main() gets Python's back afterwards
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(args.command)
+            return commands[args.command](args)
     except BayesPMFError as exc:
         print(f"bayes-pmf {args.command}: error: {_in_flags(exc, args.command)}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import glob
 import io
 import socket
@@ -215,6 +216,13 @@ class _RawRatings:
     rating: str
     timestamp: str | None
 
+    @functools.cached_property
+    def numbers(self) -> pd.Series:
+        """The ratings parsed as numbers (NaN where a cell is missing or not a number),
+        once per file: the layout's scale (:func:`_layout_misfit`) and the rows' checks
+        on a worker (:func:`_encode_part`) both need them."""
+        return pd.to_numeric(self.frame[self.rating], errors="coerce")
+
 
 # Parquet files: read with pyarrow, every cell then turned into text as a CSV's is
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -361,26 +369,15 @@ _INTEGER_ID = r"-?(?:0|[1-9][0-9]*)"
 _INT64_DIGITS = 18  # below 2**63 for sure; longer digit strings are checked exactly
 
 
-def integer_ids(*columns: pd.Series) -> bool:
-    """True when every id in every column is written as an integer (no leading zeros, no
-    decimals: "7" yes, "007" and "7.0" no) within 64 bits: then ids are integers, else
-    they stay the strings in the file. Deciding on all the files of a run at once keeps
-    one id the same in train and test."""
-    for column in columns:
-        text = column.dropna()
-        if not text.str.fullmatch(_INTEGER_ID).all():
-            return False
-        if _beyond_int64(text).any():
-            return False
-    return True
-
-
 @dataclass(frozen=True)
 class _IdKinds:
-    """How one id column is written: how many ids look like integers ("7"), how many do
-    not ("007", "x7", "7.0"), and the first of those, with its row label."""
+    """How one id column is written: how many ids are written as integers (no leading
+    zeros, no decimals: "7" yes, "007" and "7.0" no), how many of those do not fit in 64
+    bits, how many are not written as integers, and the first of those, with its row
+    label."""
 
     integer_like: int
+    wide: int  # of integer_like
     other: int
     example: tuple | None  # (row label, id as written)
 
@@ -393,7 +390,34 @@ class _IdKinds:
         if len(others):
             label = text.index[others[0]]
             example = (f"{file}:{label}" if file else label, text.iloc[others[0]])
-        return cls(int(plain.sum()), len(others), example)
+        return cls(int(plain.sum()), int(_beyond_int64(text[plain]).sum()), len(others),
+                   example)
+
+
+def _id_types(kinds: dict[str, list[_IdKinds]]) -> tuple[bool, bool]:
+    """Whether the user ids and the item ids (``kinds``: each side's :class:`_IdKinds`,
+    one per file) are integers: every id of the side, in every file, written as an
+    integer within 64 bits; else they stay the strings in the files. Deciding on all the
+    files of a run at once keeps one id the same in train and test. A side that stays
+    text because some of its ids are written otherwise is said (:func:`_say_text_ids`)."""
+    typed = {}
+    for side in ("user", "item"):
+        typed[side] = not any(k.wide or k.other for k in kinds[side])
+        if not typed[side]:
+            _say_text_ids(side, kinds[side])
+    return typed["user"], typed["item"]
+
+
+def _kinds_of(raws: list) -> dict[str, list[_IdKinds]]:
+    """Each side's :class:`_IdKinds` in each of ``raws`` (files read here); their rows
+    are labelled by line, or "file:line" where a folder was read as one, and the file is
+    named where there are several."""
+    def file(raw) -> str | None:
+        named = len(raws) > 1 and len(raw.frame) and not isinstance(raw.frame.index[0], str)
+        return raw.path.name if named else None
+
+    return {side: [_IdKinds.of(raw.frame[getattr(raw, side)], file(raw)) for raw in raws]
+            for side in ("user", "item")}
 
 
 def _say_text_ids(side: str, kinds: list[_IdKinds]) -> None:
@@ -461,7 +485,7 @@ def _layout_misfit(raw: _RawRatings, file: str | None = None) -> tuple | None:
     if scale is None:
         return None
     text = raw.frame[raw.rating]
-    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+    values = raw.numbers.to_numpy(dtype=float)
     with np.errstate(invalid="ignore"):
         off = np.isfinite(values) & (scale.out_of_range(values) | scale.off_grid(values))
     if not off.any():
@@ -514,11 +538,12 @@ def load_ratings(
     :func:`detect_layout` for headers); columns are found by name (user/userId,
     item/movieId, rating, timestamp) unless given. Ids keep their identity: they are the
     strings in the file ("007" and "7" are two items) unless every id of the column is
-    written as an integer (:func:`integer_ids`); a column mixing both warns, naming a
-    line. The rating scale is ``scale`` if given, else the layout's (MovieLens') when
-    every rating fits it, else inferred from the data (with a warning when a rating is
-    off the layout's scale, or when levels of the inferred grid go unused). Rows are
-    labelled by their line number in the file, so errors point at the offending line.
+    written as an integer within 64 bits ("7", not "007" or "7.0"); a column mixing both
+    warns, naming a line. The rating scale is ``scale`` if given, else the layout's
+    (MovieLens') when every rating fits it, else inferred from the data (with a warning
+    when a rating is off the layout's scale, or when levels of the inferred grid go
+    unused). Rows are labelled by their line number in the file, so errors point at the
+    offending line.
     """
     if client is not None:
         return _load_on_workers(client, path, dict(user_col=user_col, item_col=item_col,
@@ -526,23 +551,10 @@ def load_ratings(
                                                    timestamp_col=timestamp_col),
                                 scale, duplicates, invalid)
     raw = _read_any(path, user_col, item_col, rating_col, timestamp_col)
-    user_int, item_int = integer_ids(raw.frame[raw.user]), integer_ids(raw.frame[raw.item])
-    _warn_text_ids([raw], user_int, item_int)
+    user_int, item_int = _id_types(_kinds_of([raw]))
     if scale is None:
         scale = _layout_scale(raw.layout, [_layout_misfit(raw)])
     return _ratings_from_raw(raw, user_int, item_int, scale, duplicates, invalid)
-
-
-def _warn_text_ids(raws: list, user_int: bool, item_int: bool) -> None:
-    """:func:`_say_text_ids` for the id columns of ``raws`` (files read here) that stay
-    text."""
-    for side, as_int in (("user", user_int), ("item", item_int)):
-        if not as_int:
-            # rows are labelled by line, or "file:line" where a folder was read as one
-            _say_text_ids(side, [_IdKinds.of(raw.frame[getattr(raw, side)],
-                                            raw.path.name if len(raws) > 1 and
-                                            not isinstance(raw.frame.index[0], str) else None)
-                                 for raw in raws])
 
 
 # -- partitions read on a Dask cluster's workers ------------------------------------
@@ -551,14 +563,12 @@ def _warn_text_ids(raws: list, user_int: bool, item_int: bool) -> None:
 @dataclass
 class _PartShape:
     """What the client needs of a partition read on a worker to type every partition's
-    ids alike: its layout and columns, and whether all its ids are written as integers
-    and all its timestamps as numbers."""
+    ids alike: its layout and columns, how its ids are written, and whether all its
+    timestamps are numbers."""
 
     path: Path
     shape: tuple
     scale: RatingScale | None
-    user_int: bool
-    item_int: bool
     numeric_time: bool
     user_kinds: _IdKinds
     item_kinds: _IdKinds
@@ -568,7 +578,6 @@ class _PartShape:
 
 def _part_shape(raw: _RawRatings) -> _PartShape:
     return _PartShape(raw.path, _shape(raw), raw.layout.scale,
-                      integer_ids(raw.frame[raw.user]), integer_ids(raw.frame[raw.item]),
                       raw.timestamp is None or _numeric_time(raw.frame, raw.timestamp),
                       _IdKinds.of(raw.frame[raw.user], raw.path.name),
                       _IdKinds.of(raw.frame[raw.item], raw.path.name),
@@ -609,7 +618,8 @@ def _encode_part(raw: _RawRatings, user_int: bool, item_int: bool, numeric_time:
     if several:
         frame = _labelled(raw, frame)
     table, _, rejected = valid_rows(frame, raw.user, raw.item, raw.rating, raw.timestamp,
-                                    scale, invalid, allow_empty=True)
+                                    scale, invalid, allow_empty=True,
+                                    numbers=raw.numbers.set_axis(frame.index))
     users, user_ids = factorize_ids(table["user"])
     items, item_ids = factorize_ids(table["item"])
     return _Part(users, user_ids, items, item_ids, table["rating"].to_numpy(),
@@ -664,10 +674,8 @@ def _load_on_workers(client, path, columns: dict, scale, duplicates: str,
         scale = scale if isinstance(scale, RatingScale) else RatingScale(*scale)
     else:
         scale = _layout_scale(first.layout, [shape.misfit for shape in shapes])
-    user_int, item_int = (all(s.user_int for s in shapes), all(s.item_int for s in shapes))
-    for side, as_int in (("user", user_int), ("item", item_int)):
-        if not as_int:
-            _say_text_ids(side, [getattr(s, f"{side}_kinds") for s in shapes])
+    user_int, item_int = _id_types({side: [getattr(s, f"{side}_kinds") for s in shapes]
+                                    for side in ("user", "item")})
     parts = client.map(_encode_part, raws, pure=False, user_int=user_int, item_int=item_int,
                        numeric_time=all(s.numeric_time for s in shapes), scale=scale,
                        invalid=invalid, several=several)
@@ -902,15 +910,13 @@ def load_split(data: str | Path | None = None, train: str | Path | None = None,
     a directory or glob of partitions (:func:`load_ratings`)."""
     if train is not None:
         raw_train, raw_test = _read_any(train), _read_any(test)
-        user_int = integer_ids(raw_train.frame[raw_train.user], raw_test.frame[raw_test.user])
-        item_int = integer_ids(raw_train.frame[raw_train.item], raw_test.frame[raw_test.item])
-        _warn_text_ids([raw_train, raw_test], user_int, item_int)
+        user_int, item_int = _id_types(_kinds_of([raw_train, raw_test]))
         scale = (_layout_scale(raw_train.layout, [_layout_misfit(raw, raw.path.name)
                                                   for raw in (raw_train, raw_test)])
                  if raw_train.layout.scale == raw_test.layout.scale else None)
         if scale is None:
-            ratings = pd.concat([pd.to_numeric(raw.frame[raw.rating], errors="coerce")
-                                 for raw in (raw_train, raw_test)]).dropna().to_numpy()
+            ratings = pd.concat([raw.numbers for raw in (raw_train, raw_test)]
+                                ).dropna().to_numpy()
             scale = RatingScale.infer(ratings) if len(ratings) else None
         parts = [_ratings_from_raw(raw, user_int, item_int, scale, "error", "error")
                  for raw in (raw_train, raw_test)]

@@ -230,8 +230,10 @@ def _check_id_column(frame: pd.DataFrame, column: str) -> None:
                 f"{_describe_rows(frame, too_large, column)}; pass such ids as strings")
 
 
-def _numeric_ratings(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """The ratings as float, and a mask of entries that are not numbers at all."""
+def _numeric_ratings(frame: pd.DataFrame, column: str, numbers: pd.Series | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The ratings as float, and a mask of entries that are not numbers at all
+    (``numbers``: the column's text already parsed, see :func:`valid_rows`)."""
     values = frame[column]
     if pd.api.types.is_bool_dtype(values.dtype):
         raise RatingsDataError(f"column {column!r} is boolean; expected numeric ratings")
@@ -241,7 +243,7 @@ def _numeric_ratings(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.n
                                "ratings")
     if pd.api.types.is_numeric_dtype(values.dtype):
         return values.to_numpy(dtype=float, na_value=np.nan), np.zeros(len(values), bool)
-    converted = pd.to_numeric(values, errors="coerce")
+    converted = pd.to_numeric(values, errors="coerce") if numbers is None else numbers
     # text a reader would call a missing value ("nan", "NA") is counted as NaN, not as
     # a non-number
     missing_words = values.astype(str).str.strip().str.lower().isin(["nan", "na", "n/a"])
@@ -283,7 +285,7 @@ def check_policies(duplicates: str, invalid: str) -> None:
 
 def valid_rows(frame: pd.DataFrame, user_col, item_col, rating_col, timestamp_col,
                scale: RatingScale | tuple | None, invalid: InvalidPolicy, *,
-               allow_empty: bool = False
+               allow_empty: bool = False, numbers: pd.Series | None = None
                ) -> tuple[pd.DataFrame, RatingScale | None, dict[str, int]]:
     """A ratings table's rows checked as :meth:`RatingsData.from_frame` checks them
     (ids present and of one type; ratings numbers, finite and on the declared ``scale``):
@@ -291,7 +293,8 @@ def valid_rows(frame: pd.DataFrame, user_col, item_col, rating_col, timestamp_co
     scale (a RatingScale, or None to infer) and the count of rows rejected per reason.
     Raises :class:`RatingsDataError` naming a bad row, unless ``invalid="drop"`` (and
     when no row is left, unless ``allow_empty``: one partition of several may be all
-    bad)."""
+    bad). ``numbers``: the rating column already parsed (``pd.to_numeric(...,
+    errors="coerce")``, aligned with the frame), when the caller has it."""
     n_read = len(frame)
     categorical = [c for c in (user_col, item_col)
                    if isinstance(frame[c].dtype, pd.CategoricalDtype)]
@@ -302,7 +305,7 @@ def valid_rows(frame: pd.DataFrame, user_col, item_col, rating_col, timestamp_co
     _check_id_column(frame, user_col)
     _check_id_column(frame, item_col)
 
-    ratings, not_numeric = _numeric_ratings(frame, rating_col)
+    ratings, not_numeric = _numeric_ratings(frame, rating_col, numbers)
     rejected: dict[str, int] = {}
     keep = np.ones(n_read, dtype=bool)
     comma = not_numeric & frame[rating_col].astype(str).str.fullmatch(r"-?\d+,\d+").to_numpy(
