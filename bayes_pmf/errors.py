@@ -9,7 +9,25 @@ from __future__ import annotations
 
 
 class BayesPMFError(Exception):
-    """Base class of every error bayes_pmf raises on purpose."""
+    """Base class of every error bayes_pmf raises on purpose.
+
+    ``setting`` names the argument or setting concerned (e.g. ``"n_factors"``, or a tuple
+    of names), so that a front end can point at its own name for it (the CLI's
+    ``--factors``): library messages never name command-line flags, and advise a value in
+    Python's words (``invalid='drop'``), which a front end may rewrite as its own."""
+
+    def __init__(self, *args, setting: str | tuple[str, ...] | None = None) -> None:
+        super().__init__(*args)
+        self.setting = setting
+
+    def __reduce__(self):  # the setting survives pickling (an error raised on a Dask worker)
+        return _remade, (type(self), self.args, self.__dict__)
+
+
+def _remade(cls, args: tuple, state: dict) -> BayesPMFError:
+    error = cls(*args)
+    error.__dict__.update(state)
+    return error
 
 
 class RatingsDataError(BayesPMFError, ValueError):
@@ -21,15 +39,8 @@ class RatingsFileError(BayesPMFError, ValueError):
 
 
 class ConfigError(BayesPMFError, ValueError):
-    """An argument or setting is outside its valid range (d <= 0, lambda < 0, ...).
-
-    ``setting`` names the argument or setting concerned (e.g. ``"n_factors"``, or a tuple
-    of names), so that a front end can point at its own name for it (the CLI's
-    ``--factors``); library messages never name command-line flags."""
-
-    def __init__(self, message: str, *, setting: str | tuple[str, ...] | None = None) -> None:
-        super().__init__(message)
-        self.setting = setting
+    """An argument or setting is outside its valid range (d <= 0, lambda < 0, ...); its
+    ``setting`` names it (see :class:`BayesPMFError`)."""
 
 
 class UnknownIdError(BayesPMFError, LookupError):
@@ -90,9 +101,12 @@ def plain_scalar(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
+def warn_caller(message: str, category: type[Warning] = UserWarning, *,
+                setting: str | None = None) -> None:
     """``warnings.warn`` attributed to the first caller outside this package (the
-    user's line in a script or notebook), however deep inside it the warning arose."""
+    user's line in a script or notebook), however deep inside it the warning arose.
+    ``setting``: the setting the message advises (as :class:`BayesPMFError`'s), kept on
+    the warning as its ``setting`` attribute."""
     import sys
     import warnings
     from pathlib import Path
@@ -102,4 +116,6 @@ def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
     level, frame = 2, sys._getframe(1)
     while frame is not None and frame.f_code.co_filename.startswith(package):
         level, frame = level + 1, frame.f_back
-    warnings.warn(message, category, stacklevel=level)
+    warning = category(message)
+    warning.setting = setting
+    warnings.warn(warning, stacklevel=level)

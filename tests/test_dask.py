@@ -310,7 +310,7 @@ def test_partitions_read_on_the_workers_equal_the_in_process_read(cluster, tmp_p
     """Every partition is read, typed and checked on a worker; the client only merges
     encoded rows, and the result is in-process's to the byte: ids typed on all files at
     once ("007" in one file keeps every id a string), the scale inferred over all files
-    after merging pairs repeated across files, rows dropped and counted per reason (one
+    before merging pairs repeated across files, rows dropped and counted per reason (one
     file has no valid row at all)."""
     folder = _partitions(tmp_path / "parts", {
         "part-0.csv": ["7,10,4,100", "8,10,3,101", "7,11,5,102", "9,12,oops,103"],
@@ -334,9 +334,11 @@ def test_partitions_read_on_the_workers_equal_the_in_process_read(cluster, tmp_p
             "non-numeric ratings", "missing (NaN) ratings",
             "infinite ratings"} < set(there.ingest.rejected)
         if kwargs["duplicates"] == "mean" and "scale" not in kwargs:
-            # user 7 rated item 10 in two files (4, 3): merged to 3.5, off the whole
-            # stars, so the inferred grid is half stars
-            assert there.scale.step == 0.5
+            # user 7 rated item 10 in two files (4, 3): merged to 3.5, between the whole
+            # stars the files use, so rounded up to 4 (the grid stays whole stars)
+            assert there.scale.step == 1
+            pair = (there.user_ids.get_loc("7"), there.item_ids.get_loc(10))
+            assert there.rating[(there.user_idx == pair[0]) & (there.item_idx == pair[1])] == [4]
     # what each read says of the ids and the scale: the same words, files and lines
     said = []
     for client in (None, cluster.client):
@@ -344,8 +346,9 @@ def test_partitions_read_on_the_workers_equal_the_in_process_read(cluster, tmp_p
             warnings.simplefilter("always")
             bp.load_ratings(folder, duplicates="mean", invalid="drop", client=client)
         said.append([str(w.message) for w in caught])
-    assert said[0] == said[1] and len(said[0]) == 1, said
+    assert said[0] == said[1] and len(said[0]) == 2, said
     assert "(e.g. line part-3.csv:2: '007')" in said[0][0]  # line 1: the header
+    assert "(e.g. user '7', item 10: 3.5 -> 4)" in said[0][1]
     # MovieLens' layout on a 1-10 scale: the scale inferred over every file, and said
     ten = tmp_path / "ten"
     ten.mkdir()

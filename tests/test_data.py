@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -97,6 +99,35 @@ def test_duplicates_error_by_default_and_merge_options(small_frame):
     assert pick(last) == 2.0
     assert mean.n_ratings == 7
     assert mean.ingest.rejected == {"duplicate pairs merged (mean)": 1}
+
+
+def test_a_merged_mean_between_levels_is_rounded_to_the_grid_and_said():
+    """duplicates='mean' of 3 and 4 stars is 3.5, which is no level of a whole-star
+    scale: it used to be kept (off the declared grid), or, with the scale inferred after
+    merging, to turn every rating's grid into half stars. The mean is rounded to the
+    nearer level, a tie upwards, and the run says so; the grid is inferred from the
+    ratings as given; 'last' and means on the grid are untouched."""
+    frame = pd.DataFrame({"user": [1, 1, 2, 2, 3, 4, 5, 5, 5],
+                          "item": [1, 1, 2, 2, 3, 4, 5, 5, 5],
+                          "rating": [3, 4, 4, 5, 1, 2, 1, 2, 2]})
+    for scale in ((1, 5, 1), None):
+        with pytest.warns(UserWarning, match=r"3 merged mean ratings fell between levels "
+                          r"of the scale's grid \(steps of 1\) and were rounded to the "
+                          r"nearer level, a tie upwards \(e.g. user 1, item 1: 3.5 -> 4\); "
+                          r"pass duplicates='last'") as said:
+            data = RatingsData.from_frame(frame, scale=scale, duplicates="mean")
+        assert said[0].message.setting == "duplicates"  # a front end names its own flag
+        assert data.scale.step == 1
+        rating = data.to_frame().set_index("user")["rating"]
+        # 3.5 -> 4 and 4.5 -> 5 (ties up); 5/3 -> 2 (nearer level)
+        assert rating.to_dict() == {1: 4.0, 2: 5.0, 3: 1.0, 4: 2.0, 5: 2.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        last = RatingsData.from_frame(frame, duplicates="last")
+        assert last.to_frame().set_index("user")["rating"][1] == 4.0
+        on_grid = pd.DataFrame({"user": [1, 1, 2], "item": [1, 1, 2], "rating": [3, 5, 1]})
+        assert sorted(RatingsData.from_frame(on_grid, scale=(1, 5, 1),
+                                             duplicates="mean").rating) == [1.0, 4.0]
 
 
 def test_mixed_id_types_rejected(small_frame):

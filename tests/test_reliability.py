@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -130,6 +131,86 @@ def test_the_command_line_shows_the_librarys_warnings_as_one_line_each(tmp_path)
                      "--no-figures", "--no-progress", "--out", str(tmp_path / "again")]) == 0
     assert err.getvalue().splitlines() == lines
     assert warnings.showwarning is shown_by_python
+
+
+def test_the_command_line_reads_a_file_with_a_given_scale_and_bad_rows_left_out(tmp_path):
+    """--scale, --invalid and --duplicates: what load_ratings takes in Python, on the
+    command line. A run with them fits, prints and records what it left out (counts in
+    = used + left out, by reason) and the settings; without them the errors advise the
+    flags, not Python's keywords."""
+    rows = "".join(f"{u},{i},{(u + i) % 5 + 1}\n" for u in range(1, 13) for i in range(1, 7))
+    bad = _write(tmp_path, "bad.csv", "user,item,rating\n" + rows
+                 + "1,1,4\n"      # user 1 rated item 1 before: 3 -> mean 3.5 -> 4
+                 + "2,1,x\n")     # not a number
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "bayes_pmf", "fit", "--data", str(bad),
+                           "--scale", "1", "5", "1", "--invalid", "drop", "--duplicates",
+                           "mean", "--method", "als", "--no-figures", "--no-progress",
+                           "--out", str(run)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "rows left out: 2 of 74 (non-numeric ratings: 1, duplicate pairs merged " \
+        "(mean): 1)" in proc.stdout
+    assert "bayes-pmf fit: warning: 1 merged mean rating fell between levels of the " \
+        "scale's grid (steps of 1) and was rounded to the nearer level, a tie upwards " \
+        "(e.g. user 1, item 1: 3.5 -> 4); pass --duplicates last to keep the latest " \
+        "rating instead" in proc.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    ingest = metrics["dataset"]["ingest"]
+    assert ingest["n_read"] == 74 == ingest["n_used"] + sum(ingest["rejected"].values())
+    assert metrics["dataset"]["scale"] == {"min": 1.0, "max": 5.0, "step": 1.0}
+    settings = metrics["settings"]
+    assert (settings["scale"], settings["invalid"], settings["duplicates"]) == (
+        [1.0, 5.0, 1.0], "drop", "mean")
+
+    from bayes_pmf.cli.main import main
+
+    def error(*flags: str) -> str:
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            assert main(["fit", *flags, "--method", "als", "--no-figures", "--no-progress",
+                         "--out", str(tmp_path / "never")]) == 2
+        return err.getvalue()
+
+    assert "(pass --invalid drop to drop and count such rows)" in error("--data", str(bad))
+    assert "(pass --duplicates mean or --duplicates last to merge them)" in error(
+        "--data", str(bad), "--invalid", "drop")
+    clean = _write(tmp_path, "clean.csv", "user,item,rating\n" + rows)
+    assert "(value '5'); expected ratings in [1.0, 4.0] (pass --invalid drop" in error(
+        "--data", str(clean), "--scale", "1", "4", "1")
+    assert "error: --scale must have min < max and a step > 0, got (min, max, step) = " \
+        "(5.0, 1.0, 1.0)" in error("--data", str(bad), "--scale", "5", "1", "1")
+    assert "error: --scale (1, 5, 1) is not the embedded MovieLens' (0.5, 5, 0.5): --scale " \
+        "is for a ratings file; name one with --data, or leave --scale out" in error(
+            "--scale", "1", "5", "1")
+    assert not (tmp_path / "never").exists()
+    # a stray half star stretches the inferred grid: the warning names the flag to use
+    stray = "".join(f"{u},{i},{(u + i) % 5 + 1}\n" for u in range(1, 21) for i in range(1, 6))
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert main(["fit", "--data", str(_write(tmp_path, "stray.csv", "user,item,rating\n"
+                                                 + stray + "99,1,3.5\n")),
+                     "--method", "als", "--no-figures", "--no-progress", "--out",
+                     str(tmp_path / "stray")]) == 0
+    assert "or give the scale, --scale MIN MAX STEP" in err.getvalue()
+
+
+def test_the_read_settings_go_through_a_config_file():
+    """scale, invalid and duplicates are written to config.toml and read back; bad
+    values are named."""
+    from bayes_pmf.workflows.config import FitJobConfig, ReportConfig, read_config
+
+    job = FitJobConfig(data="r.csv", scale=(1, 10, 1), invalid="drop", duplicates="last")
+    text = ReportConfig(job=job).as_toml()
+    assert "scale = [1, 10, 1]\ninvalid = \"drop\"\nduplicates = \"last\"\n" in text
+    path = Path(tempfile.mkdtemp()) / "config.toml"
+    path.write_text(text)
+    back = read_config(path).job
+    assert (back.scale, back.invalid, back.duplicates) == ((1, 10, 1), "drop", "last")
+    assert "scale = " not in ReportConfig().as_toml()  # None: the layout's or inferred
+    for settings, words in (({"scale": (1, 5)}, "scale must be three numbers"),
+                            ({"scale": (1, 5, 0.3)}, "must divide max - min"),
+                            ({"invalid": "skip"}, "invalid must be one of"),
+                            ({"duplicates": "first"}, "duplicates must be one of")):
+        with pytest.raises(bp.ConfigError, match=words):
+            FitJobConfig(**settings)
 
 
 def test_a_file_in_movielens_layout_on_another_scale_is_read_on_its_own_scale(tmp_path):

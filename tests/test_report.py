@@ -129,6 +129,16 @@ def test_the_reports_data_table_shows_what_reading_the_data_said(small_report):
     table = next(block[1] for block in _data_blocks(metrics) if block[0] == "table")
     rows = table[table.iloc[:, 0] == "warning on reading"]
     assert list(rows["value"]) == metrics["dataset"]["warnings"]
+    # given train and test files: each file's rows read, used and left out
+    metrics["dataset"]["test_ingest"] = {"n_read": 12, "n_used": 10,
+                                         "rejected": {"non-numeric ratings": 2}}
+    table = next(block[1] for block in _data_blocks(metrics) if block[0] == "table")
+    shown = dict(zip(table.iloc[:, 0], table["value"]))
+    n_read = metrics["dataset"]["ingest"]["n_read"]
+    assert shown["rows read / used (training file)"] == f"{n_read:,} / {n_read:,}"
+    assert shown["rows rejected (training file)"] == "none"
+    assert shown["rows read / used (test file)"] == "12 / 10"
+    assert shown["rows rejected (test file)"] == "non-numeric ratings: 2"
 
 
 def test_rerun_from_its_own_config_reproduces_the_numbers(small_report, tmp_path, capsys):

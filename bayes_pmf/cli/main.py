@@ -38,7 +38,8 @@ FLAGS = {"out": "--out", "n_factors": "--factors", "lambda": "--lambda",
          "thresholds": "--thresholds", "ordinal_link": "--ordinal-link",
          "implicit": "--implicit", "item_features": "--item-features", "k": "--folds",
          "tag_biases": "--tag-biases",
-         "by": "--by", "user_info": "--user-info", "lambdas": "--lambdas", "dims": "--dims"}
+         "by": "--by", "user_info": "--user-info", "lambdas": "--lambdas", "dims": "--dims",
+         "scale": "--scale", "invalid": "--invalid", "duplicates": "--duplicates"}
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +56,18 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
                        help="a users file (CSV/TSV with a header, one row per user, or "
                             "MovieLens' u.user / users.dat): demographics for "
                             "--user-features")
+    group.add_argument("--scale", type=float, nargs=3, metavar=("MIN", "MAX", "STEP"),
+                       help="the rating scale, e.g. --scale 1 10 1 (default: MovieLens' for "
+                            "its files, else the span and step of the ratings); a rating "
+                            "off it is a bad row")
+    group.add_argument("--invalid", choices=["error", "drop"], default=None,
+                       help="a row whose rating is missing, not a number or off the scale: "
+                            "error (default) stops, naming its line; drop leaves it out "
+                            "and counts it (metrics.json, the report)")
+    group.add_argument("--duplicates", choices=["error", "mean", "last"], default=None,
+                       help="a (user, item) pair rated in two rows: error (default) stops, "
+                            "naming the lines; mean or last merges them, counted like "
+                            "dropped rows")
     group.add_argument("--test-fraction", type=float, default=0.1,
                        help="held-out fraction of a random split (default 0.1)")
     group.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
@@ -339,8 +352,11 @@ def _job_config(args: argparse.Namespace, **overrides):
         given["n_factors"] = args.factors
     if getattr(args, "lambda_", None) is not None:
         given["lambda_"] = args.lambda_
+    if getattr(args, "scale", None) is not None:
+        given["scale"] = tuple(args.scale)
     for name in ("link", "round_predictions", "likelihood", "thresholds", "ordinal_link",
-                 "implicit", "item_features", "user_features", "tag_biases"):
+                 "implicit", "item_features", "user_features", "tag_biases", "invalid",
+                 "duplicates"):
         if getattr(args, name, None) is not None:
             given[name] = getattr(args, name)
     if getattr(args, "link", None) == "logistic" and args.likelihood is None:
@@ -385,7 +401,8 @@ def _fit_job_config(args: argparse.Namespace):
     return _job_config(args, methods=tuple(args.method or default), **given)
 
 
-_JOB_FLAGS = ("data", "train", "test", "items", "users", "test_fraction", "seed", "factors",
+_JOB_FLAGS = ("data", "train", "test", "items", "users", "scale", "invalid", "duplicates",
+              "test_fraction", "seed", "factors",
               "lambda_", "method", "draws", "tune", "chains", "thin", "max_sweeps", "title",
               "link", "round_predictions", "likelihood", "thresholds", "ordinal_link",
               "implicit", "item_features", "user_features", "tag_biases")
@@ -557,6 +574,13 @@ def _fit(args: argparse.Namespace) -> int:
     dataset, split = metrics["dataset"], metrics["split"]
     print(f"data: {dataset['source']}: {dataset['n_ratings']:,} ratings, "
           f"{dataset['n_users']:,} users, {dataset['n_items']:,} items")
+    for part, ingest in (("", dataset["ingest"]), (" (test file)",
+                                                   dataset.get("test_ingest", {}))):
+        if ingest.get("rejected"):  # --invalid drop, --duplicates mean/last
+            print(f"rows left out{part}: {ingest['n_read'] - ingest['n_used']:,} of "
+                  f"{ingest['n_read']:,} ("
+                  + ", ".join(f"{why}: {count:,}" for why, count in ingest["rejected"].items())
+                  + ")")
     print(f"split: {split['method']}, {split['n_train']:,} train / {split['n_test']:,} test "
           f"ratings; {split['cold_ratings']} test ratings have a user or item unseen in "
           f"training (scored with the cold-start fallback)")
@@ -597,12 +621,33 @@ def _in_flags(exc: BayesPMFError, command: str) -> str:
     the message keeps (only --out is a flag there)."""
     import re
 
-    message = str(exc)
-    names = getattr(exc, "setting", None) if isinstance(exc, ConfigError) else None
     flags = {"out": FLAGS["out"]} if command == "report" else FLAGS
+    message = _advice_in_flags(str(exc), getattr(exc, "setting", None), flags)
+    names = getattr(exc, "setting", None) if isinstance(exc, ConfigError) else None
     for name in (names,) if isinstance(names, str) else (names or ()):
         if name in flags:
             message = re.sub(rf"(?<![\w-]){re.escape(name)}\b", FLAGS[name], message)
+    return message
+
+
+def _advice_in_flags(message: str, names, flags: dict) -> str:
+    """A value the library advises in Python's words, for the ``names`` settings,
+    written as this command's flag: invalid='drop' -> --invalid drop, scale=(min, max,
+    step) -> --scale MIN MAX STEP."""
+    import re
+
+    for name in (names,) if isinstance(names, str) else (names or ()):
+        if name not in flags:
+            continue
+
+        def flag(match: re.Match, name: str = name) -> str:
+            if match[1] is not None:
+                return f"{flags[name]} {match[1]}"
+            return " ".join([flags[name], *(v.strip().upper() if v.strip().isalpha()
+                                             else v.strip() for v in match[2].split(","))])
+
+        message = re.sub(rf"(?<![\w-]){re.escape(name)}=(?:'([^']*)'|\(([^)]*)\))", flag,
+                         message)
     return message
 
 
@@ -624,7 +669,8 @@ def _warning_printer(command: str):
         if not issubclass(category, UserWarning):
             default(message, category, filename, lineno, file, line)
             return
-        print(f"bayes-pmf {command}: warning: {message}", file=sys.stderr if file is None
+        text = _advice_in_flags(str(message), getattr(message, "setting", None), FLAGS)
+        print(f"bayes-pmf {command}: warning: {text}", file=sys.stderr if file is None
               else file)
 
     return show

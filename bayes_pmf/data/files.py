@@ -702,9 +702,10 @@ def _load_on_workers(client, path, columns: dict, scale, duplicates: str,
     if duplicates == "error":
         _refuse_repeated_pairs(client, table, parts, sizes, user_ids, item_ids, user_col,
                                item_col)
-    table = resolve_duplicates(table, duplicates, rejected, user_col, item_col)
-    if scale is None:
+    if scale is None:  # of the ratings as given, before merging (RatingsData.from_frame)
         scale = RatingScale.infer(table["rating"].to_numpy())
+    table = resolve_duplicates(table, duplicates, rejected, user_col, item_col, scale,
+                               ids=(user_ids, item_ids))
     user_ids.name, item_ids.name = "user", "item"
     name = _partitions_name(path, len(paths)).name if several else paths[0].name
     return RatingsData(
@@ -894,7 +895,9 @@ def load_split(data: str | Path | None = None, train: str | Path | None = None,
                test: str | Path | None = None, *, test_fraction: float = 0.1,
                seed: int = 0, items: str | Path | None = None,
                users: str | Path | None = None,
-               client=None) -> tuple[Split, RatingsData | None]:
+               client=None, scale: RatingScale | tuple | None = None,
+               invalid: str = "error", duplicates: str = "error"
+               ) -> tuple[Split, RatingsData | None]:
     """The train/test split a run asks for, and the full data when it was split: the
     files ``train`` and ``test`` as given, else ``data`` (a ratings file; default the
     embedded MovieLens) split at random, holding out ``test_fraction`` of the ratings
@@ -907,18 +910,24 @@ def load_split(data: str | Path | None = None, train: str | Path | None = None,
     (:func:`load_item_info`) whose rows become the data's item information (titles,
     genres for item features); ``users``: a users file (:func:`load_user_info`) likewise,
     for user features. ``client``: a Dask client whose workers read ``data`` when it is
-    a directory or glob of partitions (:func:`load_ratings`)."""
+    a directory or glob of partitions (:func:`load_ratings`). ``scale``, ``invalid`` and
+    ``duplicates`` read the files as :func:`load_ratings` does (each given file on its
+    own: a pair is a duplicate within one of them); the embedded MovieLens is clean and
+    on its own scale, which ``scale`` may only restate."""
+    check_policies(duplicates, invalid)
+    if scale is not None:
+        scale = scale if isinstance(scale, RatingScale) else RatingScale(*scale)
     if train is not None:
         raw_train, raw_test = _read_any(train), _read_any(test)
         user_int, item_int = _id_types(_kinds_of([raw_train, raw_test]))
-        scale = (_layout_scale(raw_train.layout, [_layout_misfit(raw, raw.path.name)
-                                                  for raw in (raw_train, raw_test)])
-                 if raw_train.layout.scale == raw_test.layout.scale else None)
+        if scale is None and raw_train.layout.scale == raw_test.layout.scale:
+            scale = _layout_scale(raw_train.layout, [_layout_misfit(raw, raw.path.name)
+                                                     for raw in (raw_train, raw_test)])
         if scale is None:
             ratings = pd.concat([raw.numbers for raw in (raw_train, raw_test)]
                                 ).dropna().to_numpy()
             scale = RatingScale.infer(ratings) if len(ratings) else None
-        parts = [_ratings_from_raw(raw, user_int, item_int, scale, "error", "error")
+        parts = [_ratings_from_raw(raw, user_int, item_int, scale, duplicates, invalid)
                  for raw in (raw_train, raw_test)]
         _warn_overlap(*parts)
         for side, path in (("item", items), ("user", users)):
@@ -927,8 +936,17 @@ def load_split(data: str | Path | None = None, train: str | Path | None = None,
         return Split(parts[0], parts[1], "given", {"train": str(train), "test": str(test)}), None
     # partitions are read on the workers of a Dask client; one file where it is named
     on_workers = client is not None and data is not None and partition_paths(data) is not None
-    full = (load_ratings(data, client=client if on_workers else None) if data
-            else load_movielens())
+    if data:
+        full = load_ratings(data, scale=scale, invalid=invalid, duplicates=duplicates,
+                            client=client if on_workers else None)
+    else:
+        full = load_movielens()
+        if scale is not None and scale != full.scale:
+            raise ConfigError(
+                f"scale ({scale.min:g}, {scale.max:g}, {scale.step:g}) is not the embedded "
+                f"MovieLens' ({full.scale.min:g}, {full.scale.max:g}, {full.scale.step:g}): "
+                "scale is for a ratings file; name one with data, or leave scale out",
+                setting=("scale", "data"))
     for side, path in (("item", items), ("user", users)):
         if path is not None:
             _with_info([full], path, side)

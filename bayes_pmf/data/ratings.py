@@ -52,8 +52,8 @@ def _warn_unused_levels(scale: "RatingScale", levels: np.ndarray) -> None:
         f"of {scale.step:g}, has {len(unused)} level{'s' if len(unused) > 1 else ''} no "
         f"rating uses ({shown}); the rarest rating, {rarest_value:g}, appears "
         + (f"{rarest_count:,} times" if rarest_count > 1 else "once")
-        + ". A stray rating may have stretched the scale: correct it (or, in Python, give "
-        "the scale: scale=(min, max, step) in load_ratings or RatingsData.from_frame)")
+        + ". A stray rating may have stretched the scale: correct it, or give the scale, "
+        "scale=(min, max, step)", setting="scale")
 
 
 @dataclass(frozen=True)
@@ -267,8 +267,8 @@ def _reject(
     if policy == "error":
         raise RatingsDataError(
             f"column {column!r} has {problem}: {_describe_rows(frame, bad, column)}; "
-            f"expected {expected} (pass invalid='drop' to drop and count such rows)"
-        )
+            f"expected {expected} (pass invalid='drop' to drop and count such rows)",
+            setting="invalid")
     rejected[problem] = rejected.get(problem, 0) + int(bad.sum())
     keep &= ~bad
 
@@ -460,10 +460,9 @@ class RatingsData:
         n_read = len(frame)
         table, scale, rejected = valid_rows(frame, user_col, item_col, rating_col,
                                             timestamp_col, scale, invalid)
-        table = resolve_duplicates(table, duplicates, rejected, user_col, item_col)
-
-        if scale is None:
+        if scale is None:  # the instrument's scale: of the ratings as given, before merging
             scale = RatingScale.infer(table["rating"].to_numpy())
+        table = resolve_duplicates(table, duplicates, rejected, user_col, item_col, scale)
         user_idx, user_ids = factorize_ids(table["user"])
         item_idx, item_ids = factorize_ids(table["item"])
         user_ids.name, item_ids.name = "user", "item"
@@ -617,9 +616,15 @@ def resolve_duplicates(
     rejected: dict[str, int],
     user_col: str,
     item_col: str,
+    scale: RatingScale | None = None,
+    ids: tuple[pd.Index, pd.Index] | None = None,
 ) -> pd.DataFrame:
     """The table with each repeated (user, item) pair resolved by ``policy`` ("error":
-    raise, naming the rows; "last"; "mean"), the merged rows counted in ``rejected``."""
+    raise, naming the rows; "last"; "mean"), the merged rows counted in ``rejected``.
+    A mean that falls between two levels of ``scale``'s grid (3 and 4 stars: 3.5) is
+    rounded to the nearer level, a tie upwards, and said: a merged pair is not a new
+    rating level (which would change the scale's grid, and the ordinal model's, for
+    every rating). ``ids``: the user and item ids, when the table holds their codes."""
     repeated = table.duplicated(["user", "item"], keep=False).to_numpy()
     if not repeated.any():
         return table
@@ -633,8 +638,8 @@ def resolve_duplicates(
         raise RatingsDataError(
             f"duplicate ({user_col!r}, {item_col!r}) pairs: {int(repeated.sum())} rows share "
             f"{n_pairs} pairs, e.g. user {user!r} rated item {item!r} in rows {rows}; "
-            "expected one rating per pair (pass duplicates='mean' or 'last' to merge them)"
-        )
+            "expected one rating per pair (pass duplicates='mean' or duplicates='last' to "
+            "merge them)", setting="duplicates")
     n_before = len(table)
     if policy == "last":
         merged = table[~table.duplicated(["user", "item"], keep="last").to_numpy()]
@@ -643,5 +648,30 @@ def resolve_duplicates(
         if "timestamp" in table:
             aggregations["timestamp"] = "max"
         merged = table.groupby(["user", "item"], sort=False, as_index=False).agg(aggregations)
+        if scale is not None and scale.step is not None:
+            _round_merged_means(merged, scale, ids)
     rejected[f"duplicate pairs merged ({policy})"] = n_before - len(merged)
     return merged
+
+
+def _round_merged_means(merged: pd.DataFrame, scale: RatingScale,
+                        ids: tuple[pd.Index, pd.Index] | None) -> None:
+    ratings = merged["rating"].to_numpy()
+    steps = (ratings - scale.min) / scale.step
+    # a tie (half a step) goes up; 1e-9 steps absorb the mean's rounding error
+    rounded = scale.min + np.floor(steps + 0.5 + 1e-9) * scale.step
+    moved = ~np.isclose(rounded, ratings, rtol=0, atol=1e-9 * scale.step)
+    if moved.any():
+        first = int(np.flatnonzero(moved)[0])
+        user, item = merged["user"].iloc[first], merged["item"].iloc[first]
+        if ids is not None:
+            user, item = ids[0][user], ids[1][item]
+        warn_caller(
+            f"{int(moved.sum()):,} merged mean rating{'s' if moved.sum() > 1 else ''} fell "
+            f"between levels of the scale's grid (steps of {scale.step:g}) and "
+            f"{'were' if moved.sum() > 1 else 'was'} rounded to the nearer level, a tie "
+            f"upwards (e.g. user {plain_scalar(user)!r}, item {plain_scalar(item)!r}: "
+            f"{ratings[first]:g} -> "
+            f"{rounded[first]:g}); pass duplicates='last' to keep the latest rating instead",
+            setting="duplicates")
+        merged["rating"] = np.where(moved, rounded, ratings)

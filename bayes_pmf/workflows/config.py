@@ -59,6 +59,27 @@ AUTO_USER_FEATURE_SHARE = 5
 # minutes of set-up per chain on 10^7 ratings, beyond a 2-core, 4 GB run.
 AUTO_IMPLICIT_MAX_RANK = 4_000
 IDENTITY_ONLY_METHODS = ("als", "gibbs", "constrained")
+INVALID_CHOICES = ("error", "drop")
+DUPLICATES_CHOICES = ("error", "mean", "last")
+
+
+def check_scale(scale) -> None:
+    """A ConfigError naming ``scale`` unless it is (min, max, step) of finite numbers
+    that make a rating scale (min < max, step > 0 dividing max - min)."""
+    if not (isinstance(scale, (tuple, list)) and len(scale) == 3 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in scale)):
+        raise ConfigError(f"scale must be three numbers, (min, max, step), got {scale!r}",
+                          setting="scale")
+    low, high, step = scale
+    if not (low < high and step > 0):
+        raise ConfigError(f"scale must have min < max and a step > 0, got (min, max, step) "
+                          f"= {tuple(scale)!r}", setting="scale")
+    levels = (high - low) / step
+    if abs(levels - round(levels)) > 1e-9 * max(1.0, levels):
+        raise ConfigError(f"scale's step {step:g} must divide max - min = {high - low:g} "
+                          f"into whole steps, got (min, max, step) = {tuple(scale)!r}",
+                          setting="scale")
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,14 @@ class FitJobConfig:
     # a users file (a CSV/TSV with a header, or MovieLens' u.user / users.dat) whose
     # columns describe the users: demographics for user features
     users: str | None = None
+    # How the ratings files are read (data.load_ratings): the rating scale, (min, max,
+    # step), None for the layout's (MovieLens') or one inferred from the ratings; and what
+    # happens to a row whose rating is missing, not a number or off the scale ("error":
+    # the run stops, naming it; "drop": it is left out and counted in metrics.json) and
+    # to a (user, item) pair rated twice ("error", or "mean" / "last" merge them).
+    scale: tuple[float, float, float] | None = None
+    invalid: str = "error"
+    duplicates: str = "error"
     n_factors: int = DEFAULT_FACTORS
     seed: int = 0
     test_fraction: float = 0.1
@@ -171,6 +200,14 @@ class FitJobConfig:
                               setting=("data", "train", "test"))
         check_count("n_factors", self.n_factors)
         check_seed(self.seed, "seed")
+        if self.scale is not None:
+            check_scale(self.scale)
+        if self.invalid not in INVALID_CHOICES:
+            raise ConfigError(f"invalid must be one of {INVALID_CHOICES}, got "
+                              f"{self.invalid!r}", setting="invalid")
+        if self.duplicates not in DUPLICATES_CHOICES:
+            raise ConfigError(f"duplicates must be one of {DUPLICATES_CHOICES}, got "
+                              f"{self.duplicates!r}", setting="duplicates")
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}",
                               setting="test_fraction")
@@ -605,6 +642,8 @@ def _job_from_table(table: dict, path: Path) -> FitJobConfig:
             raise ConfigError(f"{path}: [job] methods must be a list such as [\"als\"], "
                               f"got {values['methods']!r}")
         values["methods"] = tuple(values["methods"])
+    if isinstance(values.get("scale"), list):
+        values["scale"] = tuple(values["scale"])
     for name in ("test_fraction", "lambda_", "lambda_no_bias", "lambda_bias", "tol"):
         if isinstance(values.get(name), int) and not isinstance(values.get(name), bool):
             values[name] = float(values[name])

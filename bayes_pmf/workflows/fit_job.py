@@ -50,7 +50,8 @@ def load_split(config: FitJobConfig, executor=None):
     return load_split_of(config.data, config.train, config.test,
                          test_fraction=config.test_fraction, seed=config.seed,
                          items=config.items, users=config.users,
-                         client=getattr(executor, "client", None))
+                         client=getattr(executor, "client", None), scale=config.scale,
+                         invalid=config.invalid, duplicates=config.duplicates)
 
 
 def _timed(fit: Callable[[], object]) -> tuple[object, float]:
@@ -197,8 +198,9 @@ def _run_fit_job(config: FitJobConfig, stages: Stages, executor) -> FitJobOutcom
     if set(config.methods) & {"gibbs", "nuts", "advi"}:
         config.posterior_spec_for(train)  # an item column the data lacks: before any fit
     # the full data only describes itself: the split holds what the run uses
-    dataset = (full or train).describe() | ({"test_source": test.source} if full is None
-                                             else {})
+    dataset = (full or train).describe() | (
+        {"test_source": test.source, "test_ingest": test.ingest.as_dict()} if full is None
+        else {})
     data_warnings = [str(w.message) for w in said if issubclass(w.category, UserWarning)]
     if data_warnings:  # text ids kept, a scale inferred, test pairs seen in training
         dataset["warnings"] = data_warnings

@@ -242,17 +242,25 @@ def write_report(config: ReportConfig | None = None, out_dir: str | Path = "repo
 
 # -- the report's text ------------------------------------------------------------------
 
+def _ingest_rows(ingest: dict, part: str = "") -> list[tuple]:
+    """What happened to a file's rows: read / used, and the rejected by reason."""
+    rejected = ingest.get("rejected") or {}
+    return [(f"rows read / used{part}",
+             f"{ingest.get('n_read', '?'):,} / {ingest.get('n_used', '?'):,}"),
+            (f"rows rejected{part}",
+             ", ".join(f"{k}: {v}" for k, v in rejected.items()) or "none")]
+
+
 def _data_blocks(metrics: dict) -> list[tuple]:
     data, split = metrics["dataset"], metrics["split"]
-    ingest = data.get("ingest", {})
-    rejected = ingest.get("rejected") or {}
+    given = "test_ingest" in data  # given train and test files: each its own count
     rows = [("source", data["source"]), ("ratings", f"{data['n_ratings']:,}"),
             ("users", f"{data['n_users']:,}"), ("items", f"{data['n_items']:,}"),
             ("density", f"{data['density']:.4%}"), ("mean rating", f"{data['mean_rating']:.4f}"),
             ("rating scale", f"{data['scale']['min']} to {data['scale']['max']} "
                              f"in steps of {data['scale']['step']}"),
-            ("rows read / used", f"{ingest.get('n_read', '?'):,} / {ingest.get('n_used', '?'):,}"),
-            ("rows rejected", ", ".join(f"{k}: {v}" for k, v in rejected.items()) or "none"),
+            *_ingest_rows(data.get("ingest", {}), " (training file)" if given else ""),
+            *(_ingest_rows(data["test_ingest"], " (test file)") if given else []),
             ("SHA-256 of the ratings", f"`{data['sha256']}`")]
     rows += [("warning on reading", text) for text in data.get("warnings", [])]
     split_rows = [(key.replace("_", " "), split[key]) for key in split]
