@@ -55,6 +55,13 @@ def test_bad_arguments(hand_made):
         recommend(hand_made, "u", score="best")
     with pytest.raises(bp.ConfigError, match="n must be"):
         recommend(hand_made, "u", n=0)
+    # P(r >= t) with t at or below the bottom of the scale is 1 for every item, above its
+    # top 0: a ranking by nothing, refused; the top rating itself is a fine threshold
+    low, high = hand_made.scale.min, hand_made.scale.max
+    for threshold in (low, low - 1, high + hand_made.scale.step):
+        with pytest.raises(bp.ConfigError, match=f"threshold {threshold:g} leaves nothing"):
+            recommend(hand_made, "u", score="prob", threshold=threshold)
+    assert len(recommend(hand_made, "u", score="prob", threshold=high))
 
 
 @pytest.fixture(scope="module")

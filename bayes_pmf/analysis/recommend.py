@@ -127,7 +127,8 @@ def _reduce_draws(result, draws: np.ndarray, score: str, threshold: float,
     return ndtr((draws - (threshold - half_step)) / sigma).mean(axis=0)
 
 
-def _check_score(score: str, quantile: float, threshold: float = 4.0, rng=0) -> None:
+def _check_score(score: str, quantile: float, threshold: float = 4.0, rng=0,
+                 scale=None) -> None:
     if score not in SCORES:
         raise ConfigError(f"score must be one of {SCORES}, got {score!r}", setting="score")
     if score == "quantile" and not 0 < quantile < 1:
@@ -135,6 +136,15 @@ def _check_score(score: str, quantile: float, threshold: float = 4.0, rng=0) -> 
     if not (isinstance(threshold, (int, float, np.number)) and np.isfinite(threshold)):
         raise ConfigError(f"threshold must be a finite rating, got {threshold!r}",
                           setting="threshold")
+    if score == "prob" and scale is not None and scale.bounded and not (
+            scale.min < threshold <= scale.max):
+        # every rating reaches a threshold at the bottom, none one above the top: every
+        # item would score 1 (or 0), a ranking by nothing
+        raise ConfigError(
+            f"threshold {threshold:g} leaves nothing to rank: the ratings go from "
+            f"{scale.min:g} to {scale.max:g} (every rating is {scale.min:g} or more, none "
+            f"above {scale.max:g}); choose a value above {scale.min:g}, up to "
+            f"{scale.max:g}", setting="threshold")
     check_seed(rng)
 
 
@@ -190,7 +200,7 @@ def score_matrix(result, users, *, score: str = "mean", threshold: float = 4.0,
                  quantile: float = 0.1, rng=0) -> np.ndarray:
     """(users x items) scores of every training item for each user, rows aligned with
     ``users``, columns with ``result.item_ids``. Unknown users score at the prior mean."""
-    _check_score(score, quantile, threshold, rng)
+    _check_score(score, quantile, threshold, rng, result.scale)
     user_idx = result.user_ids.get_indexer(pd.Index(users))
     factors, bias = _user_draws(result, user_idx)
     return _scores_from_factors(result, factors, bias, score=score, threshold=threshold,
@@ -207,7 +217,7 @@ def score_items(result, user, *, score: str = "mean", threshold: float = 4.0,
 
 def _check_n(n) -> None:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ConfigError(f"n must be a positive integer, got {n!r}")
+        raise ConfigError(f"n must be a positive integer, got {n!r}", setting="n")
 
 
 def _top_n_table(result, scores: np.ndarray, seen: np.ndarray, n: int,
@@ -661,7 +671,7 @@ def recommend_new_user(result, items, ratings, *, n: int = 10,
     the user is folded in (:func:`fold_in_user`, with their ``user_info`` values for a
     model with user features) and the rated items are excluded."""
     _check_n(n)
-    _check_score(score, quantile, threshold, rng)
+    _check_score(score, quantile, threshold, rng, result.scale)
     generator = np.random.default_rng(rng)
     folded = fold_in_user(result, items, ratings, user_info=user_info, rng=generator)
     rated = result.item_ids.get_indexer(pd.Index(items))
@@ -677,7 +687,7 @@ def recommend_with_feedback(result, user, items, *, n: int = 10, score: str = "m
     unknown): the user is folded in by :func:`fold_in_feedback`, and both their training
     items and ``items`` are excluded."""
     _check_n(n)
-    _check_score(score, quantile, threshold, rng)
+    _check_score(score, quantile, threshold, rng, result.scale)
     generator = np.random.default_rng(rng)
     folded = fold_in_feedback(result, user, items, rng=generator)
     rated = np.union1d(seen_items(result, user), _known_items(result, items))

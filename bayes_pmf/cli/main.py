@@ -39,7 +39,8 @@ FLAGS = {"out": "--out", "n_factors": "--factors", "lambda": "--lambda",
          "implicit": "--implicit", "item_features": "--item-features", "k": "--folds",
          "tag_biases": "--tag-biases",
          "by": "--by", "user_info": "--user-info", "lambdas": "--lambdas", "dims": "--dims",
-         "scale": "--scale", "invalid": "--invalid", "duplicates": "--duplicates"}
+         "scale": "--scale", "invalid": "--invalid", "duplicates": "--duplicates",
+         "n": "--n", "threshold": "--threshold"}
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:

@@ -1163,6 +1163,9 @@ class _UserThresholds:
             if tune:
                 self.steps[:, k] *= np.exp((accepted - 0.44) / np.sqrt(iteration + 1.0))
         theta = ordinal.cutpoints.copy()
+        # log p(theta, the users' cut points), kept for the current state: each move
+        # below computes it for its proposal only
+        prior = ordinal._threshold_log_prior(theta, cut)
         for _ in range(PRIOR_ROUNDS):  # the global cut points given the users'
             for k in range(1, width):
                 proposal = theta.copy()
@@ -1171,11 +1174,10 @@ class _UserThresholds:
                 upper = theta[k + 1] if k + 1 < width else np.inf
                 accepted = bool(theta[k - 1] < proposal[k] < upper)
                 if accepted:
-                    ratio = (ordinal._threshold_log_prior(proposal, cut)
-                             - ordinal._threshold_log_prior(theta, cut))
-                    accepted = log_u < ratio
+                    proposed_prior = ordinal._threshold_log_prior(proposal, cut)
+                    accepted = log_u < proposed_prior - prior
                 if accepted:
-                    theta = proposal
+                    theta, prior = proposal, proposed_prior
                 self.global_steps[k] = ordinal._adapt(self.global_steps[k], accepted,
                                                       iteration)
         sums = [float(np.sum(values)) for values in terms]
@@ -1198,12 +1200,12 @@ class _UserThresholds:
                     values[k] = row[k - 1] + (row[k] - row[k - 1]) * np.exp(step)
                 log_jacobian = (self.n_users + 1) * step
             new = [self.level_terms(j, moved, eta_of[j]) for j in (k, k + 1)]
+            proposed_prior = ordinal._threshold_log_prior(proposal, moved)
             ratio = (float(np.sum(new[0]) + np.sum(new[1])) - sums[k] - sums[k + 1]
-                     + ordinal._threshold_log_prior(proposal, moved)
-                     - ordinal._threshold_log_prior(theta, cut) + log_jacobian)
+                     + proposed_prior - prior + log_jacobian)
             accepted = bool(np.all(np.diff(moved, axis=1) > 0) and log_u < ratio)
             if accepted:
-                theta, cut = proposal, moved
+                theta, cut, prior = proposal, moved, proposed_prior
                 terms[k], terms[k + 1] = new
                 sums[k], sums[k + 1] = float(np.sum(new[0])), float(np.sum(new[1]))
             self.joint_steps[k] = ordinal._adapt(self.joint_steps[k], accepted, iteration)

@@ -202,12 +202,13 @@ class FitJobConfig:
         check_seed(self.seed, "seed")
         if self.scale is not None:
             check_scale(self.scale)
-        if self.invalid not in INVALID_CHOICES:
-            raise ConfigError(f"invalid must be one of {INVALID_CHOICES}, got "
-                              f"{self.invalid!r}", setting="invalid")
-        if self.duplicates not in DUPLICATES_CHOICES:
-            raise ConfigError(f"duplicates must be one of {DUPLICATES_CHOICES}, got "
-                              f"{self.duplicates!r}", setting="duplicates")
+        for name, choices in (("invalid", INVALID_CHOICES), ("duplicates", DUPLICATES_CHOICES),
+                              ("link", LINKS), ("likelihood", LIKELIHOODS),
+                              ("thresholds", THRESHOLDS), ("ordinal_link", ORDINAL_LINKS),
+                              ("implicit", IMPLICIT_CHOICES)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{name} must be one of {choices}, got "
+                                  f"{getattr(self, name)!r}", setting=name)
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}",
                               setting="test_fraction")
@@ -228,20 +229,9 @@ class FitJobConfig:
         if unknown:
             raise ConfigError(f"unknown method(s) {sorted(unknown)}; choose from "
                               f"{sorted(METHOD_NAMES)}", setting="methods")
-        if self.link not in LINKS:
-            raise ConfigError(f"link must be one of {LINKS}, got {self.link!r}", setting="link")
         if not isinstance(self.round_predictions, bool):
             raise ConfigError(f"round_predictions must be true or false, got "
                               f"{self.round_predictions!r}", setting="round_predictions")
-        if self.likelihood not in LIKELIHOODS:
-            raise ConfigError(f"likelihood must be one of {LIKELIHOODS}, got "
-                              f"{self.likelihood!r}", setting="likelihood")
-        if self.thresholds not in THRESHOLDS:
-            raise ConfigError(f"thresholds must be one of {THRESHOLDS}, got "
-                              f"{self.thresholds!r}", setting="thresholds")
-        if self.ordinal_link not in ORDINAL_LINKS:
-            raise ConfigError(f"ordinal_link must be one of {ORDINAL_LINKS}, got "
-                              f"{self.ordinal_link!r}", setting="ordinal_link")
         if self.ordinal_link == "logit":
             if self.likelihood != "ordinal":
                 raise ConfigError("the ordered logit (ordinal_link='logit') is a link of the "
@@ -252,9 +242,6 @@ class FitJobConfig:
                     "the ordered logit (ordinal_link='logit') is fitted by map, nuts and "
                     "advi; the Gibbs sampler's data augmentation is the ordered probit's: "
                     "choose e.g. --method als map advi", setting="methods")
-        if self.implicit not in IMPLICIT_CHOICES:
-            raise ConfigError(f"implicit must be one of {IMPLICIT_CHOICES}, got "
-                              f"{self.implicit!r}", setting="implicit")
         if not isinstance(self.item_features, str) or not self.item_features.strip():
             raise ConfigError("item_features must be 'auto', 'none' or the name of an item "
                               f"column of tags, got {self.item_features!r}",
