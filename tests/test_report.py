@@ -56,6 +56,11 @@ def test_a_config_file_with_a_byte_order_mark_reads_and_its_errors_name_its_keys
     assert main(["report", "--config", str(path), "--out", str(tmp_path / "r")]) == 2
     assert capsys.readouterr().err.strip() == (
         "bayes-pmf report: error: n_factors must be a positive integer, got 'ten'")
+    # settings given as flags are named as flags, as `bayes-pmf fit` names them
+    assert main(["report", "--factors", "0", "--scale", "1", "5", "1", "--out",
+                 str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "bayes-pmf report: error: --factors must be a positive integer, got 0")
 
 
 @pytest.mark.parametrize("text, message", [

@@ -616,13 +616,13 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _in_flags(exc: BayesPMFError, command: str) -> str:
+def _in_flags(exc: BayesPMFError, from_file: bool = False) -> str:
     """The library's message with the settings it names written as this command's flags
-    (n_factors -> --factors); ``report`` takes its settings from a TOML file, whose keys
-    the message keeps (only --out is a flag there)."""
+    (n_factors -> --factors); ``from_file``: the settings came from a TOML file
+    (``report --config``), whose keys the message keeps (only --out is a flag there)."""
     import re
 
-    flags = {"out": FLAGS["out"]} if command == "report" else FLAGS
+    flags = {"out": FLAGS["out"]} if from_file else FLAGS
     message = _advice_in_flags(str(exc), getattr(exc, "setting", None), flags)
     names = getattr(exc, "setting", None) if isinstance(exc, ConfigError) else None
     for name in (names,) if isinstance(names, str) else (names or ()):
@@ -697,7 +697,8 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = _warning_printer(args.command)
             return commands[args.command](args)
     except BayesPMFError as exc:
-        print(f"bayes-pmf {args.command}: error: {_in_flags(exc, args.command)}", file=sys.stderr)
+        message = _in_flags(exc, from_file=getattr(args, "config", None) is not None)
+        print(f"bayes-pmf {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

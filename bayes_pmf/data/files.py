@@ -390,7 +390,8 @@ class _IdKinds:
         if len(others):
             label = text.index[others[0]]
             example = (f"{file}:{label}" if file else label, text.iloc[others[0]])
-        return cls(int(plain.sum()), int(_beyond_int64(text[plain]).sum()), len(others),
+        integers = text[plain] if len(others) else text  # no copy when all are
+        return cls(int(plain.sum()), int(_beyond_int64(integers).sum()), len(others),
                    example)
 
 
