@@ -128,6 +128,21 @@ def test_recommend_cli_many_users_new_user_and_similar(fixtures, run_folder, tmp
         assert main(["recommend", "--run", str(run_folder), *argv]) == 2
         err = capsys.readouterr().err
         assert words in err and "np." not in err and "Traceback" not in err, argv
+    # --run that is not a run folder, a model it does not hold, a bad seed: each named
+    # as the flag, with what to give instead
+    for argv, words in (
+            (["--run", str(run_folder / "metrics.json"), "--user", "8"],
+             f"is a file; expected the folder of a run of 'bayes-pmf fit' (the run folder "
+             f"is {run_folder})"),
+            (["--run", str(tmp_path / "none"), "--user", "8"], "none: no such folder"),
+            (["--run", str(run_folder), "--model", "pmf-gibbs", "--user", "8"],
+             "it holds bias-baseline, global-mean, item-mean, pmf-als, pmf-als-nobias, "
+             "user-mean: name one with --model"),
+            (["--run", str(run_folder), "--user", "8", "--score", "thompson", "--seed",
+              "-1"], "error: --seed must be an integer from 0")):
+        assert main(["recommend", *argv]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.splitlines()) == 1, (argv, err)
 
     assert main(["similar", "--run", str(run_folder), "--item", "1", "--n", "3",
                  "--json"]) == 0

@@ -192,6 +192,25 @@ def test_the_command_line_reads_a_file_with_a_given_scale_and_bad_rows_left_out(
     assert "or give the scale, --scale MIN MAX STEP" in err.getvalue()
 
 
+def test_a_message_names_only_flags_its_command_has():
+    """The library's advice (invalid='drop') becomes a flag where the command has it
+    (fit, select, report, check-map) and stays in the library's words where it has not
+    (paper: no --invalid), or where the settings come from a file (report --config)."""
+    from bayes_pmf.cli.main import _in_flags, build_parser, command_flags
+
+    parser = build_parser()
+    error = bp.RatingsDataError("bad row (pass invalid='drop' to drop it)", setting="invalid")
+    said = {argv[0] + (" --config" if "--config" in argv else ""):
+            _in_flags(error, command_flags(parser, parser.parse_args(argv)))
+            for argv in (["fit"], ["select"], ["report"], ["check-map"], ["paper"],
+                         ["report", "--config", "c.toml"])}
+    assert {command for command, text in said.items() if "--invalid drop" in text} == {
+        "fit", "select", "report", "check-map"}, said
+    assert said["paper"] == said["report --config"] == str(error)
+    assert command_flags(parser, parser.parse_args(["recommend", "--run", "r", "--user",
+                                                    "1"]))["n"] == "--n"
+
+
 def test_the_read_settings_go_through_a_config_file():
     """scale, invalid and duplicates are written to config.toml and read back; bad
     values are named."""

@@ -40,7 +40,7 @@ FLAGS = {"out": "--out", "n_factors": "--factors", "lambda": "--lambda",
          "tag_biases": "--tag-biases",
          "by": "--by", "user_info": "--user-info", "lambdas": "--lambdas", "dims": "--dims",
          "scale": "--scale", "invalid": "--invalid", "duplicates": "--duplicates",
-         "n": "--n", "threshold": "--threshold"}
+         "n": "--n", "threshold": "--threshold", "rng": "--seed"}
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -616,18 +616,28 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _in_flags(exc: BayesPMFError, from_file: bool = False) -> str:
-    """The library's message with the settings it names written as this command's flags
-    (n_factors -> --factors); ``from_file``: the settings came from a TOML file
-    (``report --config``), whose keys the message keeps (only --out is a flag there)."""
+def command_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
+    """The part of FLAGS this command has: a message never names a flag the command
+    lacks (``paper`` has no --invalid: its messages keep the library's words). With
+    ``report --config`` the settings come from a TOML file, whose keys the messages keep
+    (only --out is a flag there)."""
+    if getattr(args, "config", None) is not None:
+        return {"out": FLAGS["out"]}
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    options = commands.choices[args.command]._option_string_actions
+    return {name: flag for name, flag in FLAGS.items() if flag in options}
+
+
+def _in_flags(exc: BayesPMFError, flags: dict) -> str:
+    """The library's message with the settings it names written as this command's
+    ``flags`` (n_factors -> --factors)."""
     import re
 
-    flags = {"out": FLAGS["out"]} if from_file else FLAGS
     message = _advice_in_flags(str(exc), getattr(exc, "setting", None), flags)
     names = getattr(exc, "setting", None) if isinstance(exc, ConfigError) else None
     for name in (names,) if isinstance(names, str) else (names or ()):
         if name in flags:
-            message = re.sub(rf"(?<![\w-]){re.escape(name)}\b", FLAGS[name], message)
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}\b", flags[name], message)
     return message
 
 
@@ -658,7 +668,7 @@ def _quiet_dask(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.WARNING or not record.name.startswith("distributed")
 
 
-def _warning_printer(command: str):
+def _warning_printer(command: str, flags: dict):
     """How this command shows a warning: the library's own (UserWarning and its kinds)
     as one line, "bayes-pmf fit: warning: ...", like its errors; others (from numpy,
     PyMC, ...) as Python shows them."""
@@ -670,7 +680,7 @@ def _warning_printer(command: str):
         if not issubclass(category, UserWarning):
             default(message, category, filename, lineno, file, line)
             return
-        text = _advice_in_flags(str(message), getattr(message, "setting", None), FLAGS)
+        text = _advice_in_flags(str(message), getattr(message, "setting", None), flags)
         print(f"bayes-pmf {command}: warning: {text}", file=sys.stderr if file is None
               else file)
 
@@ -690,14 +700,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     commands = {"fit": _fit, "select": _select, "paper": _paper, "report": _report,
                 "check-map": _check_map, "recommend": run_recommend, "similar": run_similar}
+    flags = command_flags(parser, args)
     try:
         # this command's way of showing warnings, for its length only: a Python caller of
         # main() gets Python's back afterwards
         with warnings.catch_warnings():
-            warnings.showwarning = _warning_printer(args.command)
+            warnings.showwarning = _warning_printer(args.command, flags)
             return commands[args.command](args)
     except BayesPMFError as exc:
-        message = _in_flags(exc, from_file=getattr(args, "config", None) is not None)
+        message = _in_flags(exc, flags)
         print(f"bayes-pmf {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

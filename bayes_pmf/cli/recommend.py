@@ -25,12 +25,24 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def load_run_model(run: str, model: str | None) -> tuple[PMFResult, Path]:
-    models = Path(run) / "models"
+    folder = Path(run)
+    if folder.is_file():
+        inside = " (the run folder is " + str(folder.parent) + ")" if (
+            folder.parent / "models").is_dir() else ""
+        raise ConfigError(f"--run {run} is a file; expected the folder of a run of "
+                          f"'bayes-pmf fit'{inside}")
+    if not folder.is_dir():
+        raise ConfigError(f"--run {run}: no such folder; expected the folder of a run of "
+                          f"'bayes-pmf fit --out {run}'")
+    models = folder / "models"
     names = [model] if model else list(DEFAULT_MODELS)
     path = next((models / f"{n}.nc" for n in names if (models / f"{n}.nc").is_file()), None)
     if path is None:
-        raise ConfigError(f"no model {' / '.join(names)} in {models}; run 'bayes-pmf fit "
-                          f"--out {run}' first")
+        held = sorted(p.stem for p in models.glob("*.nc")) if models.is_dir() else []
+        raise ConfigError(
+            f"no model {' / '.join(names)} in {models}; "
+            + (f"it holds {', '.join(held)}: name one with --model" if held else
+               f"run 'bayes-pmf fit --out {run}' first"))
     return load_result(path), path
 
 
