@@ -314,7 +314,8 @@ def test_the_default_ordinal_model_names_the_way_out_for_continuous_ratings(tmp_
     assert main(["fit", "--data", str(path), "--out", str(tmp_path / "run"),
                  "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "main job's default" in err and "--likelihood='gaussian'" in err
+    assert "error: --likelihood ordinal (the main job's default) needs ratings on a " \
+        "bounded grid" in err and "choose --likelihood gaussian for continuous" in err
     assert not (tmp_path / "run").exists()
     assert main(["fit", "--data", str(path), "--likelihood", "gaussian", "--method", "als",
                  "--no-figures", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
