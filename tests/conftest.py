@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from interrupts import sigint_as_default
 
 from bayes_pmf import PMFSpec, load_movielens, make_synthetic, random_split
 
@@ -30,6 +31,13 @@ MAIN_JOB = "main_job_run"
 _background: dict[str, SimpleNamespace] = {}
 
 
+def _nice_and_interruptible() -> None:
+    """The main job's process: at nice 10, and stopped by SIGINT (session end) even when
+    the test run was started with SIGINT ignored (tests/interrupts.py)."""
+    os.nice(10)
+    sigint_as_default()
+
+
 def _start_main_job(folder: Path) -> SimpleNamespace:
     """``bayes-pmf fit`` with every default into ``folder / "run"``, started and not
     waited for; at nice 10, so that the tests running meanwhile keep their pace (their
@@ -40,7 +48,7 @@ def _start_main_job(folder: Path) -> SimpleNamespace:
     with stdout.open("w") as out_file, stderr.open("w") as err_file:
         proc = subprocess.Popen([sys.executable, "-m", "bayes_pmf", "fit", "--no-progress",
                                  "--out", str(out)], stdout=out_file, stderr=err_file,
-                                preexec_fn=lambda: os.nice(10))
+                                preexec_fn=_nice_and_interruptible)
     return SimpleNamespace(proc=proc, out=out, stdout=stdout, stderr=stderr)
 
 

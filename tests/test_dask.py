@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 import pytest
+from interrupts import sigint_as_default
 
 import bayes_pmf as bp
 from bayes_pmf.engines.als import fit_als
@@ -541,42 +542,89 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.expensive
-def test_ctrl_c_stops_a_dask_run_within_seconds_and_leaves_nothing(tmp_path):
-    """SIGINT to `bayes-pmf fit --dask-local 2 --method gibbs` 40 s in (inside the Gibbs
-    chains on a quiet machine: their threads wait on Dask futures): the command exits with
-    status 130 within a few seconds (measured 4.1 s), its worker processes are gone and
-    no run folder, staging folder or lock remains. The chains' waiting thread polls, so a
-    signal that the kernel hands to one of the client's other threads is seen too.
-
-    KNOWN FAILURE, not in the default run: in one clean-clone CI run (the whole suite on
-    2 cores) the command had not stopped 120 s after the signal (#20: Ctrl-C under Dask
-    is open). Run it with `python -m pytest -m expensive tests/test_dask.py -k ctrl_c`."""
-    out = tmp_path / "run"
+def _interrupted_dask_run(tmp_path, when) -> tuple[subprocess.Popen, str, float, set]:
+    """`bayes-pmf fit --dask-local 2 --method gibbs` interrupted (SIGINT) once
+    ``when(proc, children)`` says so; returns the process, its stderr, the seconds from
+    the signal to its exit and every child process it had (workers, resource tracker)."""
     proc = subprocess.Popen([sys.executable, "-m", "bayes_pmf", "fit", "--dask-local", "2",
-                             "--method", "gibbs", "--no-progress", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    workers = []
+                             "--method", "gibbs", "--no-progress", "--out",
+                             str(tmp_path / "run")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_default)
+    seen: set[int] = set()
     try:
         deadline = time.monotonic() + 300
-        while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.5)
-            workers = [p for p in _children(proc.pid)
-                       if b"spawn_main" in open(f"/proc/{p}/cmdline", "rb").read()]
-        assert len(workers) == 2, "the LocalCluster's two workers never started"
-        time.sleep(40)
-        assert proc.poll() is None, "the run ended before the signal"
+        while not when(proc, seen) and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError("the run ended before the signal: "
+                                     + proc.communicate()[1][-2000:])
+            time.sleep(0.05)
+            seen.update(_children(proc.pid))
         began = time.perf_counter()
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=120)
+        while proc.poll() is None and time.perf_counter() - began < 120:
+            seen.update(_children(proc.pid))  # what the cluster still starts
+            time.sleep(0.05)
+        _, stderr = proc.communicate(timeout=5)
         stopped = time.perf_counter() - began
     finally:
-        for pid in [proc.pid, *workers]:
+        for pid in [proc.pid, *seen]:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+    return proc, stderr, stopped, seen
+
+
+def _stopped_cleanly(proc, stderr: str, seen: set, tmp_path) -> None:
     assert proc.returncode == 130, stderr[-2000:]
-    assert stopped < 15, stopped
-    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "interrupted", \
+        stderr[-2000:]
     time.sleep(1)
-    assert not [pid for pid in workers if _alive(pid)]
+    assert not [pid for pid in seen if _alive(pid)]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_dask_run_within_seconds_and_leaves_nothing(tmp_path):
+    """SIGINT to `bayes-pmf fit --dask-local 2 --method gibbs` 40 s after its workers
+    started (inside the Gibbs chains: their threads wait on Dask futures): the command
+    exits with status 130 within a few seconds (measured 4.1 s on a quiet machine, 8 and
+    15 s with two busy processes beside it), its worker processes are gone and no run
+    folder, staging folder or lock remains. The chains' waiting thread polls, so a
+    signal that the kernel hands to one of the client's other threads is seen too.
+
+    It was kept out of the default run after a run in which the command had not stopped
+    120 s after the signal: that run's processes had inherited SIGINT ignored (a
+    background job of a shell without job control), which Python then keeps; the
+    command is now started with SIGINT's default action (tests/interrupts.py), as in a
+    terminal. Measured with SIGINT ignored: still sampling two minutes on; with it
+    restored: stopped, whatever the stage."""
+    started: list[float] = []
+
+    def forty_seconds_in(proc, seen) -> bool:
+        if not started and len([p for p in seen if b"spawn_main" in _cmdline(p)]) >= 2:
+            started.append(time.monotonic())
+        return bool(started) and time.monotonic() - started[0] >= 40
+
+    proc, stderr, stopped, seen = _interrupted_dask_run(tmp_path, forty_seconds_in)
+    assert started, "the LocalCluster's two workers never started"
+    _stopped_cleanly(proc, stderr, seen, tmp_path)
+    assert stopped < 30, stopped
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_local_cluster_starts_stops_it_whole(tmp_path):
+    """SIGINT as soon as `--dask-local 2` starts its first process (the cluster half
+    started): status 130, one line "interrupted" and no worker process left. Before,
+    the interrupt left workers half started, and distributed's exit handler failed on
+    them with a 25-line traceback ("AssertionError: Status.init"; in 2 of 2 runs
+    here); now the cluster starts whole and is stopped whole (measured 4.3 s)."""
+    proc, stderr, stopped, seen = _interrupted_dask_run(tmp_path, lambda proc, seen: seen)
+    _stopped_cleanly(proc, stderr, seen, tmp_path)
+    assert stopped < 60, stopped
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read()
+    except OSError:
+        return b""

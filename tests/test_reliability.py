@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from interrupts import sigint_as_default
 
 import bayes_pmf as bp
 from bayes_pmf.workflows.runfolder import RunFolder
@@ -201,7 +202,7 @@ def test_a_message_names_only_flags_its_command_has():
     parser = build_parser()
     error = bp.RatingsDataError("bad row (pass invalid='drop' to drop it)", setting="invalid")
     said = {argv[0] + (" --config" if "--config" in argv else ""):
-            _in_flags(error, command_flags(parser, parser.parse_args(argv)))
+            _in_flags(str(error), error.setting, command_flags(parser, parser.parse_args(argv)))
             for argv in (["fit"], ["select"], ["report"], ["check-map"], ["paper"],
                          ["report", "--config", "c.toml"])}
     assert {command for command, text in said.items() if "--invalid drop" in text} == {
@@ -514,7 +515,8 @@ def test_ctrl_c_stops_a_gibbs_run_within_seconds_and_leaves_nothing(tmp_path):
     with _killed_afterwards(out):
         proc = subprocess.Popen([sys.executable, "-m", "bayes_pmf", "fit", "--no-progress",
                                  "--method", "gibbs", "--out", str(out)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=sigint_as_default)
         _wait_for_chain_processes(proc, out)
         began = time.perf_counter()
         proc.send_signal(signal.SIGINT)
@@ -575,7 +577,8 @@ def test_ctrl_c_while_the_command_starts_prints_no_traceback(tmp_path, command, 
         pytest.skip("the console script is not installed next to this Python")
     argv = [sys.executable, "-m", "bayes_pmf"] if command != "bayes-pmf" else [str(script)]
     proc = subprocess.Popen([*argv, "fit", "--no-progress", "--out", str(tmp_path / "run")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_default)
     time.sleep(after)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)

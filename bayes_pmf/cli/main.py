@@ -628,23 +628,12 @@ def command_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     return {name: flag for name, flag in FLAGS.items() if flag in options}
 
 
-def _in_flags(exc: BayesPMFError, flags: dict) -> str:
-    """The library's message with the settings it names written as this command's
-    ``flags`` (n_factors -> --factors)."""
-    import re
-
-    message = _advice_in_flags(str(exc), getattr(exc, "setting", None), flags)
-    names = getattr(exc, "setting", None) if isinstance(exc, ConfigError) else None
-    for name in (names,) if isinstance(names, str) else (names or ()):
-        if name in flags:
-            message = re.sub(rf"(?<![\w-]){re.escape(name)}\b", flags[name], message)
-    return message
-
-
-def _advice_in_flags(message: str, names, flags: dict) -> str:
-    """A value the library advises in Python's words, for the ``names`` settings,
-    written as this command's flag: invalid='drop' -> --invalid drop, scale=(min, max,
-    step) -> --scale MIN MAX STEP."""
+def _in_flags(message: str, names, flags: dict, bare_names: bool = False) -> str:
+    """A library message with the settings ``names`` (one name or several) written as
+    this command's ``flags``: a value it advises in Python's words as the flag
+    (invalid='drop' -> --invalid drop, scale=(min, max, step) -> --scale MIN MAX STEP)
+    and, with ``bare_names`` (a ConfigError's own message), every bare name too
+    (n_factors -> --factors)."""
     import re
 
     for name in (names,) if isinstance(names, str) else (names or ()):
@@ -659,13 +648,20 @@ def _advice_in_flags(message: str, names, flags: dict) -> str:
 
         message = re.sub(rf"(?<![\w-]){re.escape(name)}=(?:'([^']*)'|\(([^)]*)\))", flag,
                          message)
+        if bare_names:
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}\b", flags[name], message)
     return message
 
 
 def _quiet_dask(record: logging.LogRecord) -> bool:
     """Dask's loggers say every worker's start and stop at INFO (and set their own
-    levels); here only their warnings (a lost worker) show."""
-    return record.levelno >= logging.WARNING or not record.name.startswith("distributed")
+    levels); here only their warnings (a lost worker) show, but for a nanny's word that
+    it killed a worker still busy when the cluster stopped (a chain task after Ctrl-C):
+    the command stopping it is what the user asked for."""
+    if not record.name.startswith("distributed"):
+        return True
+    return record.levelno >= logging.WARNING and not (
+        record.name == "distributed.nanny" and "still alive after" in record.getMessage())
 
 
 def _warning_printer(command: str, flags: dict):
@@ -680,7 +676,7 @@ def _warning_printer(command: str, flags: dict):
         if not issubclass(category, UserWarning):
             default(message, category, filename, lineno, file, line)
             return
-        text = _advice_in_flags(str(message), getattr(message, "setting", None), flags)
+        text = _in_flags(str(message), getattr(message, "setting", None), flags)
         print(f"bayes-pmf {command}: warning: {text}", file=sys.stderr if file is None
               else file)
 
@@ -708,7 +704,8 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = _warning_printer(args.command, flags)
             return commands[args.command](args)
     except BayesPMFError as exc:
-        message = _in_flags(exc, flags)
+        message = _in_flags(str(exc), getattr(exc, "setting", None), flags,
+                            bare_names=isinstance(exc, ConfigError))
         print(f"bayes-pmf {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

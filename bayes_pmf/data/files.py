@@ -672,7 +672,7 @@ def _load_on_workers(client, path, columns: dict, scale, duplicates: str,
         _check_same_layout(first.path, first.shape, other.path, other.shape)
     _, user_col, item_col, _, timestamp_col = first.shape
     if scale is not None:
-        scale = scale if isinstance(scale, RatingScale) else RatingScale(*scale)
+        scale = RatingScale.of(scale)
     else:
         scale = _layout_scale(first.layout, [shape.misfit for shape in shapes])
     user_int, item_int = _id_types({side: [getattr(s, f"{side}_kinds") for s in shapes]
@@ -917,7 +917,7 @@ def load_split(data: str | Path | None = None, train: str | Path | None = None,
     on its own scale, which ``scale`` may only restate."""
     check_policies(duplicates, invalid)
     if scale is not None:
-        scale = scale if isinstance(scale, RatingScale) else RatingScale(*scale)
+        scale = RatingScale.of(scale)
     if train is not None:
         raw_train, raw_test = _read_any(train), _read_any(test)
         user_int, item_int = _id_types(_kinds_of([raw_train, raw_test]))

@@ -77,6 +77,11 @@ class RatingScale:
             raise RatingsDataError(f"rating scale step must be positive, got {self.step}")
 
     @classmethod
+    def of(cls, scale) -> "RatingScale":
+        """``scale`` as a RatingScale: one already, or (min, max[, step])."""
+        return scale if isinstance(scale, cls) else cls(*scale)
+
+    @classmethod
     def unbounded(cls) -> "RatingScale":
         return cls(-math.inf, math.inf, None)
 
@@ -318,7 +323,7 @@ def valid_rows(frame: pd.DataFrame, user_col, item_col, rating_col, timestamp_co
     _reject(frame, keep, np.isinf(ratings), rating_col, "infinite ratings",
             "finite ratings", invalid, rejected)
     if scale is not None:
-        scale = scale if isinstance(scale, RatingScale) else RatingScale(*scale)
+        scale = RatingScale.of(scale)
         span = f"ratings in [{scale.min}, {scale.max}]"
         _reject(frame, keep, scale.out_of_range(ratings), rating_col,
                 "ratings outside the declared scale", span, invalid, rejected)

@@ -49,11 +49,13 @@ only when an executor is made.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 import uuid
 import weakref
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +92,26 @@ def _require_distributed():
         raise ConfigError('Dask is an optional extra: pip install "bayes_pmf[dask]" '
                           f"({exc})", setting="dask") from None
     return distributed
+
+
+@contextmanager
+def _interrupt_held():
+    """Ctrl-C (SIGINT) inside the block is held until the block ends, then reported by
+    the list yielded (non-empty). A LocalCluster interrupted while its workers start
+    cannot be closed: distributed's exit handler then fails on the half-started workers
+    with a traceback, and their processes may outlive the command; so the cluster starts
+    whole (a few seconds) and is stopped whole. Outside the main thread, or with SIGINT
+    ignored or handled by someone else, nothing changes."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield caught
+        return
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield caught
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _forget(executor_ref: weakref.ref, key) -> None:
@@ -254,14 +276,22 @@ class DaskExecutor:
         # thread, as Dask sets it.
         environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
         environ.pop("MALLOC_TRIM_THRESHOLD_", None)
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-            cluster = distributed.LocalCluster(n_workers=n_workers,
-                                               threads_per_worker=threads_per_worker,
-                                               processes=True, memory_limit=memory_limit,
-                                               dashboard_address=":0")
-        client = distributed.Client(cluster)
+        with _interrupt_held() as interrupted:
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+                cluster = distributed.LocalCluster(n_workers=n_workers,
+                                                   threads_per_worker=threads_per_worker,
+                                                   processes=True, memory_limit=memory_limit,
+                                                   dashboard_address=":0")
+            try:
+                client = distributed.Client(cluster)
+            except BaseException:
+                cluster.close()
+                raise
         executor = cls(client, **kwargs)
         executor._owned = [client, cluster]
+        if interrupted:  # Ctrl-C while it started: stopped whole, then the interrupt
+            executor.close()
+            raise KeyboardInterrupt("Ctrl-C while the Dask cluster started")
         return executor
 
     @classmethod

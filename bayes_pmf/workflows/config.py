@@ -27,9 +27,10 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..data.ratings import RatingScale
 from ..engines.implicit import MAX_RANK, implicit_bases_bytes
 from ..engines.parallel import MEMORY_SHARE
-from ..errors import ConfigError, check_count, check_seed
+from ..errors import ConfigError, RatingsDataError, check_count, check_seed
 from ..model.params import item_tag_sets, item_tag_vocabulary, user_tag_vocabulary
 from ..model.spec import (
     DEFAULT_FACTORS,
@@ -65,16 +66,18 @@ DUPLICATES_CHOICES = ("error", "mean", "last")
 
 def check_scale(scale) -> None:
     """A ConfigError naming ``scale`` unless it is (min, max, step) of finite numbers
-    that make a rating scale (min < max, step > 0 dividing max - min)."""
+    that make a rating scale (:class:`RatingScale`'s checks) on whole steps."""
     if not (isinstance(scale, (tuple, list)) and len(scale) == 3 and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             for v in scale)):
         raise ConfigError(f"scale must be three numbers, (min, max, step), got {scale!r}",
                           setting="scale")
-    low, high, step = scale
-    if not (low < high and step > 0):
+    try:
+        RatingScale.of(scale)
+    except RatingsDataError:  # its words would say "scale", which the CLI makes a flag
         raise ConfigError(f"scale must have min < max and a step > 0, got (min, max, step) "
-                          f"= {tuple(scale)!r}", setting="scale")
+                          f"= {tuple(scale)!r}", setting="scale") from None
+    low, high, step = scale
     levels = (high - low) / step
     if abs(levels - round(levels)) > 1e-9 * max(1.0, levels):
         raise ConfigError(f"scale's step {step:g} must divide max - min = {high - low:g} "
