@@ -30,6 +30,13 @@ def _remade(cls, args: tuple, state: dict) -> BayesPMFError:
     return error
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill PID``, a batch scheduler's or a container's stop) as the command
+    line receives it: a KeyboardInterrupt, so that it stops a run as Ctrl-C does (chain
+    processes and Dask tasks stopped, no run folder half written), and the command
+    exits with SIGTERM's status, 143."""
+
+
 class RatingsDataError(BayesPMFError, ValueError):
     """The ratings table is malformed: missing columns, NaN, off-scale, duplicates, empty."""
 

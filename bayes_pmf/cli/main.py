@@ -18,12 +18,14 @@ on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import logging
 import os
 import sys
+import threading
 
-from ..errors import BayesPMFError, ConfigError
+from ..errors import BayesPMFError, ConfigError, Terminated
 from .recommend import add_run_options, run_recommend, run_similar
 
 # The command-line flag of each library setting, for messages that name a setting.
@@ -653,6 +655,28 @@ def _in_flags(message: str, names, flags: dict, bare_names: bool = False) -> str
     return message
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM raises :class:`Terminated` while the block runs (where it would end the
+    process on the spot, leaving a staging folder, a lock and Dask workers' tracebacks),
+    when the block runs in the main thread and SIGTERM has its default action."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated("terminated (SIGTERM)")
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _quiet_dask(record: logging.LogRecord) -> bool:
     """Dask's loggers say every worker's start and stop at INFO (and set their own
     levels); here only their warnings (a lost worker) show, but for a nanny's word that
@@ -698,9 +722,9 @@ def main(argv: list[str] | None = None) -> int:
                 "check-map": _check_map, "recommend": run_recommend, "similar": run_similar}
     flags = command_flags(parser, args)
     try:
-        # this command's way of showing warnings, for its length only: a Python caller of
-        # main() gets Python's back afterwards
-        with warnings.catch_warnings():
+        # this command's way of showing warnings, and SIGTERM as an interrupt, for its
+        # length only: a Python caller of main() gets Python's back afterwards
+        with warnings.catch_warnings(), _terminate_as_interrupt():
             warnings.showwarning = _warning_printer(args.command, flags)
             return commands[args.command](args)
     except BayesPMFError as exc:
@@ -708,9 +732,10 @@ def main(argv: list[str] | None = None) -> int:
                             bare_names=isinstance(exc, ConfigError))
         print(f"bayes-pmf {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print("terminated" if terminated else "interrupted", file=sys.stderr)
+        return 143 if terminated else 130
     except BrokenPipeError:
         # the reader went away (`bayes-pmf recommend ... | head`): stop quietly, with the
         # shell's status for SIGPIPE, and keep Python from complaining at exit

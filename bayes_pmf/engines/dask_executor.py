@@ -94,24 +94,35 @@ def _require_distributed():
     return distributed
 
 
+# The signals whose Python handler stops a command: Ctrl-C, and (in the command line)
+# SIGTERM.
+_STOPPING = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextmanager
 def _interrupt_held():
-    """Ctrl-C (SIGINT) inside the block is held until the block ends, then reported by
-    the list yielded (non-empty). A LocalCluster interrupted while its workers start
-    cannot be closed: distributed's exit handler then fails on the half-started workers
-    with a traceback, and their processes may outlive the command; so the cluster starts
-    whole (a few seconds) and is stopped whole. Outside the main thread, or with SIGINT
-    ignored or handled by someone else, nothing changes."""
-    caught: list[int] = []
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    """Ctrl-C (SIGINT) or SIGTERM inside the block, where a Python handler would raise, is
+    held until the block ends: the list yielded then holds ``(signum, handler)``, which
+    the caller hands on (``handler(signum, None)``) once it has cleaned up. A LocalCluster
+    interrupted while its workers start cannot be closed: distributed's exit handler then
+    fails on the half-started workers with a traceback, and their processes may outlive
+    the command; so the cluster starts whole (a few seconds) and is stopped whole.
+    Outside the main thread, or for a signal ignored or at its default action, nothing
+    changes."""
+    caught: list[tuple] = []
+    if threading.current_thread() is not threading.main_thread():
         yield caught
         return
-    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    held = {signum: signal.getsignal(signum) for signum in _STOPPING}
+    held = {signum: handler for signum, handler in held.items() if callable(handler)}
+    for signum, handler in held.items():
+        signal.signal(signum, lambda number, frame, handler=handler:
+                      caught.append((number, handler)))
     try:
         yield caught
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for signum, handler in held.items():
+            signal.signal(signum, handler)
 
 
 def _forget(executor_ref: weakref.ref, key) -> None:
@@ -291,7 +302,8 @@ class DaskExecutor:
         executor._owned = [client, cluster]
         if interrupted:  # Ctrl-C while it started: stopped whole, then the interrupt
             executor.close()
-            raise KeyboardInterrupt("Ctrl-C while the Dask cluster started")
+            signum, handler = interrupted[0]
+            handler(signum, None)
         return executor
 
     @classmethod

@@ -135,6 +135,9 @@ def _die_with_parent(parent: int) -> None:
 
 def _chain_process(chain: int) -> None:
     _die_with_parent(_INHERITED["parent"])
+    # the parent stops a chain with SIGTERM (Process.terminate): at once, whatever
+    # handler the parent had (the command line's raises an interrupt)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     run_chain, queue = _INHERITED["run"], _INHERITED["queue"]
     code = 0
     try:
