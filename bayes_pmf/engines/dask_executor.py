@@ -76,6 +76,9 @@ from .parallel import (
 # How long a half-step's wait lasts between checks that every worker holding its blocks
 # is still in the cluster.
 POLL_SECONDS = 0.5
+# How long chain tasks told to stop (Ctrl-C, another chain's error) are given to end
+# before they are cancelled (they look every POLL_SECONDS, between sweeps).
+STOP_SECONDS = 3.0
 # How long sending a worker its rating blocks may take before the fit gives up.
 SCATTER_SECONDS = 600
 # A half-step's shared inputs (the other side's factors, ...) above this many bytes are
@@ -181,7 +184,10 @@ def _chain_task(run_alone, rng, variable_name: str, stop_name: str) -> dict:
     returned."""
     distributed = _require_distributed()
     bar = _TaskBar(distributed.Variable(variable_name), distributed.Event(stop_name))
-    drawn = run_alone(rng, bar, SERIAL)
+    try:
+        drawn = run_alone(rng, bar, SERIAL)
+    except _ChainStopped:  # an ordinary end: a task cancelled or failing is logged by
+        return None        # its worker, which the user would see after Ctrl-C
     bar.publish()
     return drawn
 
@@ -463,7 +469,12 @@ class DaskExecutor:
                     self.bytes_received += sum(a.nbytes for a in drawn.values())
         except BaseException:  # Ctrl-C or a chain's error: stop the other chains
             stop.set()
-            self.client.cancel(list(futures))
+            try:  # they see it within a sweep and half a second, and end
+                distributed.wait(list(pending), timeout=STOP_SECONDS)
+            except (TimeoutError, KeyboardInterrupt):  # a second Ctrl-C: at once
+                pass
+            finally:
+                self.client.cancel(list(futures))
             raise
         finally:
             for variable in variables:
