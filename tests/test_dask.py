@@ -640,3 +640,78 @@ def _cmdline(pid: int) -> bytes:
             return cmdline.read()
     except OSError:
         return b""
+
+
+def _server(reply: bytes | None):
+    """A TCP server on a free local port that answers every connection with ``reply``
+    (None: says nothing, as a web server waiting for a request does)."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # closed
+                return
+            if reply is None:
+                held.append(conn)
+            else:
+                conn.sendall(reply)
+                conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.mark.parametrize(("reply", "said"), [
+    (b"HTTP/1.1 400 Bad Request\r\n\r\n", "it answered as a web server (HTTP)"),
+    (b"\xff" * 16, "it answered b'\\xff\\xff"),
+    (None, "it said nothing within 0.5 s of connecting (a web server waits for a request)")])
+def test_an_address_that_is_no_dask_scheduler_is_named_at_once(monkeypatch, reply, said):
+    """`--dask` at a server that is not a Dask scheduler (its dashboard on 8787, say): a
+    one-line error that says what answered and which port to give. Before, distributed
+    read "HTTP/1.1" as the length of a message of 3.5e18 bytes and failed with a
+    MemoryError traceback, and waited forever on a server that says nothing."""
+    from bayes_pmf.engines import dask_executor
+
+    monkeypatch.setattr(dask_executor, "HANDSHAKE_SECONDS", 0.5)
+    listener, address = _server(reply)
+    try:
+        began = time.perf_counter()
+        with pytest.raises(bp.ConfigError) as caught:
+            DaskExecutor.connect(address)
+        assert time.perf_counter() - began < 5
+    finally:
+        listener.close()
+    assert str(caught.value).startswith(f"{address!r} is not a Dask scheduler: {said}")
+    assert "8787 is its dashboard" in str(caught.value) and caught.value.setting == "dask"
+
+
+def test_a_scheduler_started_with_dasks_own_command_is_connected_to(tmp_path):
+    """README's way: `dask scheduler` in its own process, a fit's executor connects to
+    the address it prints (the check that it is a scheduler lets it through)."""
+    import socket
+
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    scheduler = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "dask"),
+                                  "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                  "--dashboard-address", ":0"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        with DaskExecutor.connect(f"tcp://127.0.0.1:{port}") as executor:
+            assert executor.describe()["scheduler"] == f"tcp://127.0.0.1:{port}"
+    finally:
+        scheduler.terminate()
+        scheduler.wait(timeout=30)

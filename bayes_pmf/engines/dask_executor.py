@@ -128,6 +128,57 @@ def _interrupt_held():
             signal.signal(signum, handler)
 
 
+# How long a server at a tcp:// address may take to say its first words: a Dask
+# scheduler says who it is as it accepts a connection; one that says nothing (a web
+# server waits for a request) would hold distributed's connection forever.
+HANDSHAKE_SECONDS = 10.0
+# The most a Dask scheduler's first message (its handshake: versions, options) takes.
+_HANDSHAKE_MAX_BYTES = 2**20
+
+
+class _NotAScheduler(Exception):
+    """What answered at an address is not a Dask scheduler (the message says why)."""
+
+
+def _probe_scheduler(address: str) -> None:
+    """Raise :class:`_NotAScheduler` unless the server at ``address`` (tcp://HOST:PORT)
+    opens as a Dask scheduler does, with a message of a handshake's size: a web server
+    (Dask's own dashboard, 8787) either says nothing, which distributed would wait for
+    forever, or answers "HTTP/1.1 ...", which it would read as a message of 3.5e18
+    bytes and fail to allocate (a MemoryError traceback). OSError: nothing listens
+    there, or the network failed."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address)
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number
+        host = port = None
+    if not host or port is None:
+        raise _NotAScheduler("names no HOST:PORT") from None
+    head = b""
+    with socket.create_connection((host, port), timeout=HANDSHAKE_SECONDS) as sock:
+        deadline = time.monotonic() + HANDSHAKE_SECONDS
+        while len(head) < 8 and time.monotonic() < deadline:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = sock.recv(8 - len(head))
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            head += chunk
+    if head.startswith(b"HTTP"):
+        raise _NotAScheduler("answered as a web server (HTTP)")
+    if len(head) < 8:
+        raise _NotAScheduler(f"said {'nothing' if not head else 'too little'} within "
+                             f"{HANDSHAKE_SECONDS:g} s of connecting" + (
+                                 " (a web server waits for a request)" if not head else ""))
+    if not 0 < int.from_bytes(head, "little") <= _HANDSHAKE_MAX_BYTES:
+        raise _NotAScheduler(f"answered {head!r} where a scheduler says who it is")
+
+
 def _forget(executor_ref: weakref.ref, key) -> None:
     """A placed matrix was collected: its blocks are released on the workers."""
     executor = executor_ref()
@@ -316,12 +367,19 @@ class DaskExecutor:
     def connect(cls, address: str, **kwargs) -> "DaskExecutor":
         """The executor of an existing scheduler at ``address`` (tcp://HOST:PORT)."""
         distributed = _require_distributed()
+        start = ("start one with `dask scheduler` and workers with `dask worker "
+                 "tcp://HOST:PORT`")
         try:
+            if address.startswith("tcp://"):
+                _probe_scheduler(address)
             client = distributed.Client(address, timeout=10)
         except (OSError, TimeoutError) as exc:
-            raise ConfigError(f"no Dask scheduler answered at {address!r} ({exc}); start "
-                              "one with `dask scheduler` and workers with `dask worker "
-                              "tcp://HOST:PORT`", setting="dask") from None
+            raise ConfigError(f"no Dask scheduler answered at {address!r} ({exc}); {start}",
+                              setting="dask") from None
+        except _NotAScheduler as exc:
+            raise ConfigError(f"{address!r} is not a Dask scheduler: it {exc}; give the "
+                              "address `dask scheduler` prints (port 8786 unless chosen; "
+                              f"8787 is its dashboard), or {start}", setting="dask") from None
         executor = cls(client, **kwargs)
         executor._owned = [client]
         return executor
