@@ -715,3 +715,19 @@ def test_a_scheduler_started_with_dasks_own_command_is_connected_to(tmp_path):
     finally:
         scheduler.terminate()
         scheduler.wait(timeout=30)
+
+
+def test_more_local_workers_than_memory_holds_are_refused_before_any_starts(tmp_path):
+    """`--dask-local 100000`: refused at once with the memory it would take and the most
+    that fit, before any process starts (it started processes until the machine
+    swapped)."""
+    began = time.perf_counter()
+    with pytest.raises(bp.ConfigError, match=r"100000 local Dask workers \(n_workers\) need "
+                       r"about 19531\.2 GB .* give at most \d+$") as caught:
+        DaskExecutor.local(100_000)
+    assert caught.value.setting == "n_workers" and time.perf_counter() - began < 2
+    proc = subprocess.run([sys.executable, "-m", "bayes_pmf", "fit", "--dask-local", "100000",
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "100000 local Dask workers (--dask-local) need" in \
+        proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -42,7 +42,7 @@ FLAGS = {"out": "--out", "n_factors": "--factors", "lambda": "--lambda",
          "tag_biases": "--tag-biases",
          "by": "--by", "user_info": "--user-info", "lambdas": "--lambdas", "dims": "--dims",
          "scale": "--scale", "invalid": "--invalid", "duplicates": "--duplicates",
-         "n": "--n", "threshold": "--threshold", "rng": "--seed"}
+         "n": "--n", "threshold": "--threshold", "rng": "--seed", "n_workers": "--dask-local"}
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:

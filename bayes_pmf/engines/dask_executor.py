@@ -128,6 +128,26 @@ def _interrupt_held():
             signal.signal(signum, handler)
 
 
+# What a local worker process holds once it has run a task of the package (Python,
+# NumPy, SciPy, pandas, distributed): about 200 MB here, before any data.
+WORKER_START_BYTES = 200 * 2**20
+
+
+def _check_room_for_workers(n_workers: int) -> None:
+    """A ConfigError, before any process starts, when ``n_workers`` local worker
+    processes would not fit in this machine's available memory before holding any data
+    (``--dask-local 1000`` started processes until the machine swapped)."""
+    import psutil  # distributed's own dependency
+
+    needed, available = n_workers * WORKER_START_BYTES, psutil.virtual_memory().available
+    if needed > available:
+        raise ConfigError(f"{n_workers} local Dask workers (n_workers) need about "
+                          f"{_amount(needed)} before holding any data (about "
+                          f"{_amount(WORKER_START_BYTES)} each) and this machine has "
+                          f"{_amount(available)} available: give at most "
+                          f"{max(1, available // WORKER_START_BYTES)}", setting="n_workers")
+
+
 # How long a server at a tcp:// address may take to say its first words: a Dask
 # scheduler says who it is as it accepts a connection; one that says nothing (a web
 # server waits for a request) would hold distributed's connection forever.
@@ -335,6 +355,7 @@ class DaskExecutor:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}",
                                   setting=name)
+        _check_room_for_workers(n_workers)
         import dask
 
         # Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in their workers, so that glibc
