@@ -616,3 +616,76 @@ def test_an_error_the_interrupt_caused_is_an_interrupt_too(raised):
     assert proc.stderr == "interrupted\n"
     other = run("raise OSError('disk full')")
     assert other.returncode == 1 and "Traceback" in other.stderr and "disk full" in other.stderr
+
+
+# -- a disk that fills up ----------------------------------------------------------------
+
+def test_a_full_disk_while_saving_a_model_is_one_line_and_leaves_nothing(tmp_path,
+                                                                          monkeypatch):
+    """No room for a model file (a 300 kB tmpfs in the first try, here a file system
+    that reports 0 bytes free): the command says which file, how much it needed and
+    what to do, in one line with status 2, and leaves no staging folder or lock. Before:
+    h5py failed mid-write with a 30-line RuntimeError traceback, and more lines as its
+    objects were freed."""
+    import collections
+    import shutil
+
+    from bayes_pmf.cli.main import main
+
+    rows = "".join(f"{u},{i},{(u * i) % 5 + 1}\n" for u in range(1, 30) for i in range(1, 12))
+    data = _write(tmp_path, "r.csv", "user,item,rating\n" + rows)
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9, 0))
+    out = tmp_path / "out" / "run"
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        status = main(["fit", "--data", str(data), "--method", "als", "--no-progress",
+                       "--no-figures", "--out", str(out)])
+    said = err.getvalue().strip().splitlines()
+    assert status == 2 and len(said) == 1, said
+    assert said[0].startswith(f"bayes-pmf fit: error: cannot finish output folder {out}: "
+                              "No space left on device (global-mean.nc needs about "), said
+    assert "(writing models/global-mean.nc; 0.0 MB free there now): free space or choose " \
+        "another folder" in said[0]
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize(("error", "said"), [
+    (OSError(28, "No space left on device", "STAGING/metrics.json"),
+     "No space left on device (writing metrics.json;"),
+    (RuntimeError("Can't close dataset (file write failed: filename = 'STAGING/models/m.nc', "
+                  "errno = 28, error message = 'No space left on device')"),
+     "No space left on device (writing models/m.nc;"),
+    (OSError(122, "Disk quota exceeded", "STAGING/figures/pit.png"),
+     "Disk quota exceeded (writing figures/pit.png;")])
+def test_a_write_that_fails_for_want_of_room_names_the_file(tmp_path, error, said):
+    """However the failed write is told (the OS's OSError, or h5py's RuntimeError text),
+    the run folder's error names the reason and the file as the run calls it; any other
+    error passes unchanged."""
+    with pytest.raises(bp.ConfigError) as caught:
+        with RunFolder(tmp_path / "run") as run:
+            if isinstance(error, OSError):
+                error.filename = error.filename.replace("STAGING", str(run.staging))
+            else:
+                error.args = (error.args[0].replace("STAGING", str(run.staging)),)
+            raise error
+    assert str(caught.value).startswith(f"cannot finish output folder {tmp_path / 'run'}: "
+                                        f"{said}"), caught.value
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="not a write"):
+        with RunFolder(tmp_path / "run"):
+            raise ValueError("not a write")
+
+
+def test_a_path_in_a_message_keeps_its_words(tmp_path, monkeypatch):
+    """The command line writes a setting's name as its flag (out -> --out), but not
+    inside a path: `--out out/run` onto a file said "output folder --out/run is a
+    file"."""
+    from bayes_pmf.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "run").write_text("a file")
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert main(["fit", "--method", "als", "--out", "out/run"]) == 2
+    assert err.getvalue() == ("bayes-pmf fit: error: output folder out/run is a file, not a "
+                              "folder; choose another path\n")

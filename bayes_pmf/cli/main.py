@@ -650,8 +650,9 @@ def _in_flags(message: str, names, flags: dict, bare_names: bool = False) -> str
 
         message = re.sub(rf"(?<![\w-]){re.escape(name)}=(?:'([^']*)'|\(([^)]*)\))", flag,
                          message)
-        if bare_names:
-            message = re.sub(rf"(?<![\w-]){re.escape(name)}\b", flags[name], message)
+        if bare_names:  # not a part of a path: out/run, /tmp/out
+            message = re.sub(rf"(?<![\w\-/\\.]){re.escape(name)}\b(?![/\\])", flags[name],
+                             message)
     return message
 
 

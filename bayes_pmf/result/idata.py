@@ -28,7 +28,10 @@ here means the move to arviz >= 1 (DataTree) touches one file.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -417,9 +420,17 @@ def without_predictions(idata: az.InferenceData) -> az.InferenceData:
 # -- files ------------------------------------------------------------------------------------
 
 def write_netcdf(idata: az.InferenceData, path: str | Path) -> Path:
-    """Write atomically: a crash mid-write leaves the previous file (or none) at ``path``."""
+    """Write atomically: a crash mid-write leaves the previous file (or none) at ``path``.
+    A file system without room for the arrays is an OSError (ENOSPC) before writing:
+    h5py, failing mid-write, raises RuntimeErrors and prints more as its objects go."""
     path = Path(path)
+    needed = sum(getattr(idata, group).nbytes for group in idata.groups())
     with atomic_path(path) as tmp:
+        free = shutil.disk_usage(tmp.parent).free
+        if needed > free:
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({path.name} needs "
+                          f"about {needed / 2**20:,.1f} MB, {free / 2**20:,.1f} MB are free)",
+                          str(path))
         idata.to_netcdf(str(tmp))
     return path
 

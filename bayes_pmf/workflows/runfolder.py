@@ -22,6 +22,7 @@ nothing and fails at once; a folder that holds an earlier run is replaced only w
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import math
 import os
@@ -131,6 +132,35 @@ def _exchange(a: Path, b: Path) -> bool:
                      rename_exchange) == 0
 
 
+# What the operating system says when a write fails for want of room or of a working
+# disk (as an OSError's errno, or in the text of a library's own error: h5py, writing a
+# model, raises RuntimeError("... No space left on device ...")).
+_WRITE_FAILURES = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded",
+                   errno.EIO: "Input/output error", errno.EROFS: "Read-only file system"}
+
+
+def _write_failure(error: BaseException | None) -> tuple[str, str] | None:
+    """``(reason, file)`` when ``error`` or an error behind it is a failed write
+    (:data:`_WRITE_FAILURES`), else None."""
+    chain, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    for error in chain:  # the OS's own words first: they name the file
+        if isinstance(error, OSError) and error.errno in _WRITE_FAILURES:
+            return (error.strerror or _WRITE_FAILURES[error.errno],
+                    str(error.filename or "a file"))
+    for error in chain:
+        text = str(error)
+        for reason in _WRITE_FAILURES.values():
+            if reason in text:
+                named = text.split("filename = '", 1)[1].split("'", 1)[0] \
+                    if "filename = '" in text else "a file"
+                return reason, named
+    return None
+
+
 class RunFolder:
     """The output folder of one run (see the module docstring). Use as a context manager
     around the whole run; write into :attr:`staging`; call :meth:`commit` at the end.
@@ -220,6 +250,17 @@ class RunFolder:
     def __exit__(self, kind, value, traceback) -> None:
         if not self.committed:
             self.abort()
+            failure = _write_failure(value)
+            if failure is not None:
+                reason, where = failure
+                if where.startswith(f"{self.staging}{os.sep}"):  # as the run names it
+                    where = os.path.relpath(where, self.staging)
+                free = shutil.disk_usage(self.path.parent).free
+                raise ConfigError(
+                    f"cannot finish output folder {self.path}: {reason} (writing {where}; "
+                    f"{free / 2**20:,.1f} MB free there now): free space or choose another "
+                    "folder; nothing was written and an earlier run's folder is as it was",
+                    setting="out") from None
 
     def abort(self) -> None:
         """Drop the staging folder, keep the previous folder, release the lock."""
