@@ -63,3 +63,11 @@ def atomic_write(path: str | Path, content: str | bytes) -> Path:
         else:
             tmp.write_bytes(content)
     return path
+
+
+def size_text(size: float) -> str:
+    """Bytes as a reader says them: kB below 1 MB, MB below 1 GB, else GB."""
+    for unit, scale in (("GB", 2**30), ("MB", 2**20)):
+        if size >= scale:
+            return f"{size / scale:,.1f} {unit}"
+    return f"{size / 2**10:,.1f} kB"

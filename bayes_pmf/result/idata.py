@@ -44,7 +44,7 @@ with warnings.catch_warnings():
     import arviz as az
 
 from ..errors import ResultFileError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, size_text
 from ..provenance import package_versions
 from . import psis
 
@@ -429,8 +429,7 @@ def write_netcdf(idata: az.InferenceData, path: str | Path) -> Path:
         free = shutil.disk_usage(tmp.parent).free
         if needed > free:
             raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({path.name} needs "
-                          f"about {needed / 2**20:,.1f} MB, {free / 2**20:,.1f} MB are free)",
-                          str(path))
+                          f"about {size_text(needed)}, {size_text(free)} free)", str(path))
         idata.to_netcdf(str(tmp))
     return path
 

@@ -255,12 +255,10 @@ class RunFolder:
                 reason, where = failure
                 if where.startswith(f"{self.staging}{os.sep}"):  # as the run names it
                     where = os.path.relpath(where, self.staging)
-                free = shutil.disk_usage(self.path.parent).free
                 raise ConfigError(
-                    f"cannot finish output folder {self.path}: {reason} (writing {where}; "
-                    f"{free / 2**20:,.1f} MB free there now): free space or choose another "
-                    "folder; nothing was written and an earlier run's folder is as it was",
-                    setting="out") from None
+                    f"cannot finish output folder {self.path}: {reason} (writing {where}): "
+                    "free space or choose another folder; nothing was written and an "
+                    "earlier run's folder is as it was", setting="out") from None
 
     def abort(self) -> None:
         """Drop the staging folder, keep the previous folder, release the lock."""
