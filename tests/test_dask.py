@@ -669,6 +669,7 @@ def _server(reply: bytes | None):
 @pytest.mark.parametrize(("reply", "said"), [
     (b"HTTP/1.1 400 Bad Request\r\n\r\n", "it answered as a web server (HTTP)"),
     (b"\xff" * 16, "it answered b'\\xff\\xff"),
+    (b"", "it closed the connection having said nothing"),
     (None, "it said nothing within 0.5 s of connecting (a web server waits for a request)")])
 def test_an_address_that_is_no_dask_scheduler_is_named_at_once(monkeypatch, reply, said):
     """`--dask` at a server that is not a Dask scheduler (its dashboard on 8787, say): a

@@ -177,24 +177,24 @@ def _probe_scheduler(address: str) -> None:
         host = port = None
     if not host or port is None:
         raise _NotAScheduler("names no HOST:PORT") from None
-    head = b""
+    head, closed = b"", False
     with socket.create_connection((host, port), timeout=HANDSHAKE_SECONDS) as sock:
         deadline = time.monotonic() + HANDSHAKE_SECONDS
-        while len(head) < 8 and time.monotonic() < deadline:
+        while len(head) < 8 and not closed and time.monotonic() < deadline:
             sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 chunk = sock.recv(8 - len(head))
             except TimeoutError:
                 break
-            if not chunk:
-                break
+            closed = not chunk
             head += chunk
     if head.startswith(b"HTTP"):
         raise _NotAScheduler("answered as a web server (HTTP)")
     if len(head) < 8:
-        raise _NotAScheduler(f"said {'nothing' if not head else 'too little'} within "
-                             f"{HANDSHAKE_SECONDS:g} s of connecting" + (
-                                 " (a web server waits for a request)" if not head else ""))
+        said = "nothing" if not head else f"only {head!r}"
+        raise _NotAScheduler(f"closed the connection having said {said}" if closed else
+                             f"said {said} within {HANDSHAKE_SECONDS:g} s of connecting"
+                             + (" (a web server waits for a request)" if not head else ""))
     if not 0 < int.from_bytes(head, "little") <= _HANDSHAKE_MAX_BYTES:
         raise _NotAScheduler(f"answered {head!r} where a scheduler says who it is")
 
