@@ -643,7 +643,7 @@ def test_a_full_disk_while_saving_a_model_is_one_line_and_leaves_nothing(tmp_pat
     said = err.getvalue().strip().splitlines()
     assert status == 2 and len(said) == 1, said
     assert said[0].startswith(f"bayes-pmf fit: error: cannot finish output folder {out}: "
-                              "No space left on device (global-mean.nc needs about "), said
+                              "No space left on device (global-mean.nc holds "), said
     assert "(writing models/global-mean.nc): free space or choose another folder" in said[0]
     assert list((tmp_path / "out").iterdir()) == []
 
@@ -688,3 +688,30 @@ def test_a_path_in_a_message_keeps_its_words(tmp_path, monkeypatch):
         assert main(["fit", "--method", "als", "--out", "out/run"]) == 2
     assert err.getvalue() == ("bayes-pmf fit: error: output folder out/run is a file, not a "
                               "folder; choose another path\n")
+
+
+def test_a_model_file_is_written_when_its_compressed_size_may_fit(tmp_path, monkeypatch,
+                                                                  synthetic):
+    """The room check refuses only what cannot fit: with free space between half the
+    arrays' bytes and all of them (zlib made a run's files 0.70-1.00 of their arrays)
+    the file is written, and the same check with less than half refuses it."""
+    import collections
+    import shutil
+
+    from bayes_pmf.result import idata as idata_io
+
+    result = bp.fit_als(synthetic.data, bp.PMFSpec(n_factors=2), progress=False)
+    arrays = sum(getattr(result.idata, g).nbytes for g in result.idata.groups())
+    usage = collections.namedtuple("usage", "total used free")
+    for share, written in ((0.8, True), (0.4, False)):
+        monkeypatch.setattr(shutil, "disk_usage",
+                            lambda path, share=share: usage(10**9, 0, int(share * arrays)))
+        path = tmp_path / f"m{share}.nc"
+        if written:
+            bp.save_result(result, path)
+        else:
+            with pytest.raises(bp.ResultFileError, match="No space left on device"):
+                bp.save_result(result, path)
+        assert path.exists() == written
+    assert idata_io.SMALLEST_COMPRESSION == 0.5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m0.8.nc"]
