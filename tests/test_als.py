@@ -19,7 +19,13 @@ from bayes_pmf.engines.linalg import (
     refine_rows,
     solve_rows,
 )
-from bayes_pmf.engines.ridge import initial_params, sweep
+from bayes_pmf.engines.parallel import LocalExecutor
+from bayes_pmf.engines.ridge import (
+    blockwise_objective,
+    initial_params,
+    observed_sum_without_mu,
+    sweep,
+)
 
 
 def _ridge_lstsq(design, targets, penalty):
@@ -117,6 +123,38 @@ def test_objective_never_increases(synthetic, biases):
     assert trace[-1] < 0.5 * trace[0]
     assert fit.settings["objective_trace"][-1] == pytest.approx(
         objective(synthetic.data, fit.point_params(), spec))
+
+
+@pytest.mark.parametrize("spec", [PMFSpec(n_factors=3), PMFSpec(n_factors=3, biases=False),
+                                  PMFSpec(n_factors=0, mu_prior=(3.0, 1.0))],
+                         ids=["biases", "no-biases", "d=0, mu prior"])
+def test_the_objective_summed_in_row_blocks_is_the_objective(spec):
+    """What ALS records per sweep (each user's squared errors summed in the row blocks, on
+    a cluster by the workers) is E, and the global mean's update sees the sum of the
+    predictions without mu, both equal to the direct sum over ratings up to rounding
+    (rtol 1e-12: a few thousand terms, each off by a unit in the last place at most), and
+    the same bits for every block size and thread count, as the Dask test needs."""
+    from bayes_pmf import make_synthetic
+
+    data = make_synthetic(120, 40, 1500, spec, rng=3).data
+    params = initial_params(data, spec, np.random.default_rng(1), 0.7)
+    expected = objective(data, params, spec)
+    values = {blockwise_objective(data, params, spec, block_rows, LocalExecutor(threads))
+              for block_rows in (1, 7, 4096) for threads in (1, 2)}
+    assert len(values) == 1
+    assert values.pop() == pytest.approx(expected, rel=1e-12, abs=0)
+    # the global mean's sum over ratings of b_i + c_j + U_i.V_j, also taken by blocks
+    direct = float(np.sum(params.user_bias[data.user_idx] + params.item_bias[data.item_idx]
+                          + np.sum(params.user_factors[data.user_idx]
+                                   * params.item_factors[data.item_idx], axis=1)))
+    sums = {observed_sum_without_mu(data, params, block_rows, LocalExecutor(threads))
+            for block_rows in (1, 7, 4096) for threads in (1, 2)}
+    assert len(sums) == 1
+    # abs: the sum of terms of size ~1 may nearly cancel; rounding leaves ~1e-13 of 1,500
+    assert sums.pop() == pytest.approx(direct, rel=1e-12, abs=1e-9)
+    fit = fit_als(data, spec, max_sweeps=3, tol=0, progress=False)
+    trace = fit.settings["objective_trace"]
+    assert trace[-1] == pytest.approx(objective(data, fit.point_params(), spec), rel=1e-12)
 
 
 def _random_rows(rng, n_rows, m, p):

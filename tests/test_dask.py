@@ -19,7 +19,7 @@ import pytest
 from interrupts import sigint_as_default
 
 import bayes_pmf as bp
-from bayes_pmf.engines.als import fit_als
+from bayes_pmf.engines.als import fit_als, objective_trace_of
 from bayes_pmf.engines.gibbs import sample_gibbs
 from bayes_pmf.errors import DistributedError
 from bayes_pmf.workflows.config import FitJobConfig
@@ -60,6 +60,9 @@ def test_als_on_the_cluster_gives_the_in_process_predictions(cluster, data):
     users, items = data.user_ids[data.user_idx], data.item_ids[data.item_idx]
     np.testing.assert_allclose(there.predict(users, items), here.predict(users, items),
                                rtol=0, atol=1e-12)
+    # the objective after every sweep, summed user by user where the blocks are (here by
+    # the workers), has the in-process bits: each user's sum does not depend on the blocks
+    assert objective_trace_of(there) == objective_trace_of(here)
     # and the work did go to the workers
     assert cluster.bytes_received > 0
 
@@ -110,13 +113,14 @@ def test_large_shared_inputs_scattered_ahead_give_the_same_numbers(cluster, data
     users, items = data.user_ids[data.user_idx], data.item_ids[data.item_idx]
     np.testing.assert_allclose(there.predict(users, items), here.predict(users, items),
                                rtol=0, atol=1e-12)
-    assert len(sent) == 6 and all(len(w) == 2 for w in sent)  # 3 sweeps x 2 half-steps
+    # 3 sweeps x (2 half-steps, the mean's sum, the objective), and the start's objective
+    assert len(sent) == 13 and all(len(w) == 2 for w in sent)
     spec = bp.PMFSpec.hierarchical().with_(n_factors=3, implicit_items=True)
     settings = dict(draws=5, tune=5, chains=2, rng=1, progress=False,
                     block_rows=BLOCK_ROWS)
     assert (_digest(sample_gibbs(data, spec, executor=cluster, **settings))
             == _digest(sample_gibbs(data, spec, **settings)))
-    assert len(sent) > 6
+    assert len(sent) > 13
 
 
 class _CountingBar:

@@ -351,3 +351,37 @@ def test_adaptive_diagonal_prior_predicts_held_out_ratings_better_than_plain_pmf
     adaptive = score(sample_gibbs(split.train, spec.with_(prior="diagonal", noise="learned"),
                                   **settings))
     assert adaptive < plain_posterior - 0.003 and adaptive < plain_map - 0.01
+
+
+@pytest.mark.parametrize("short_rows", [False, True], ids=["whole rows", "short rows"])
+def test_a_half_steps_squared_error_is_its_residuals_after_the_draw(short_rows,
+                                                                     monkeypatch):
+    """The squared error the item half-step returns (the noise precision's draw reads it)
+    is sum (t_ij - w_i.x_j)^2 over the side's ratings after the draw: each row's summed in
+    its block (on a cluster, by the worker holding it), equal to the direct sum over
+    ratings (rtol 1e-10: each row's is its targets' squares plus the draw's change, which
+    cancel to at most two digits here), for rows drawn whole and by the short-row
+    identity, and the same bits for every block size."""
+    from bayes_pmf.engines import gibbs
+    from bayes_pmf.engines.parallel import LocalExecutor, Targets
+
+    if short_rows:  # every row short enough for the short-row identity
+        monkeypatch.setattr(gibbs, "BATCH_LAST_MAX_WIDTH", 0)
+        monkeypatch.setattr(gibbs, "SHORT_ROW_FRACTION", 1e6)
+    data = bp.make_synthetic(60, 25, 700, bp.PMFSpec(n_factors=3), rng=4).data
+    rng = np.random.default_rng(0)
+    user_factors, user_bias = rng.normal(size=(data.n_users, 3)), rng.normal(size=data.n_users)
+    targets = Targets(None, 3.0, user_bias)
+    hyper = gibbs._SideHyper(np.zeros(3), np.eye(3), 2.0)
+    errors = set()
+    for block_rows in (1, 4096):
+        draws, error = gibbs._sample_side(data.by_item, targets, user_factors, hyper, 3, True,
+                                          4.0, np.random.default_rng(1), block_rows,
+                                          LocalExecutor(1))
+        errors.add(error)
+    matrix = data.by_item
+    items = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    design = np.hstack([user_factors, np.ones((data.n_users, 1))])
+    residual = targets.full(matrix) - np.sum(draws[items] * design[matrix.indices], axis=1)
+    assert len(errors) == 1
+    assert errors.pop() == pytest.approx(float(residual @ residual), rel=1e-10)

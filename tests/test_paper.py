@@ -4,6 +4,7 @@ the numbers it measured."""
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import bayes_pmf as bp
@@ -20,16 +21,51 @@ def ratings_csv(tmp_path_factory):
     return path
 
 
-@pytest.mark.slow
-def test_paper_command_writes_findings_consistent_with_its_tables(ratings_csv, tmp_path,
-                                                                   capsys):
+@pytest.fixture(scope="module")
+def untidy_csv(ratings_csv):
+    """The ratings with two rows a reader must be told what to do with: a rating of 7 on
+    the 1-5 stars, and the first pair rated a second time."""
+    frame = pd.read_csv(ratings_csv)
+    extra = frame.iloc[[1, 0]].assign(rating=[7.0, 5.0])
+    path = ratings_csv.with_name("untidy.csv")
+    pd.concat([frame, extra], ignore_index=True).to_csv(path, index=False)
+    return path
+
+
+def test_paper_refuses_an_untidy_file_naming_the_flag_that_reads_it(untidy_csv, tmp_path,
+                                                                     capsys):
+    """Before any fit: status 2, the row named, the advice as paper's own flag (it has
+    --scale, --invalid and --duplicates, as fit has), nothing written."""
     from bayes_pmf.cli import main
 
     out = tmp_path / "paper"
-    assert main(["paper", "--data", str(ratings_csv), "--fast", "--no-progress",
-                 "--out", str(out)]) == 0
+    assert main(["paper", "--data", str(untidy_csv), "--fast", "--no-progress",
+                 "--out", str(out), "--scale", "1", "5", "1"]) == 2
+    error = capsys.readouterr().err
+    assert "7" in error and "--invalid drop" in error and "invalid='drop'" not in error
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_paper_command_writes_findings_consistent_with_its_tables(untidy_csv, tmp_path,
+                                                                   capsys):
+    """The whole report (fast settings) on a file read with --scale, --invalid drop and
+    --duplicates last: the rows left out are counted in metrics.json and said in the
+    report."""
+    from bayes_pmf.cli import main
+
+    out = tmp_path / "paper"
+    assert main(["paper", "--data", str(untidy_csv), "--fast", "--no-progress",
+                 "--out", str(out), "--scale", "1", "5", "1", "--invalid", "drop",
+                 "--duplicates", "last"]) == 0
     printed = capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
+    ingest = metrics["dataset"]["ingest"]
+    assert ingest["n_read"] == 3002 and ingest["n_used"] == 3000
+    assert sum(ingest["rejected"].values()) == 2, ingest
+    assert metrics["settings"]["invalid"] == "drop"
+    assert metrics["settings"]["scale"] == [1.0, 5.0, 1.0]
+    assert "3,000 ratings (of 3,002 rows read; left out: " in (out / "report.md").read_text()
     findings, tables = metrics["findings"], metrics["tables"]
     assert set(findings) == {"overfitting", "adaptive_priors", "constrained", "bayes_vs_map",
                              "dimension"}

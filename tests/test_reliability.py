@@ -197,8 +197,9 @@ def test_the_command_line_reads_a_file_with_a_given_scale_and_bad_rows_left_out(
 
 def test_a_message_names_only_flags_its_command_has():
     """The library's advice (invalid='drop') becomes a flag where the command has it
-    (fit, select, report, check-map) and stays in the library's words where it has not
-    (paper: no --invalid), or where the settings come from a file (report --config)."""
+    (fit, select, report, check-map, paper) and stays in the library's words where it has
+    not (similar: no --invalid), or where the settings come from a file (report
+    --config)."""
     from bayes_pmf.cli.main import _in_flags, build_parser, command_flags
 
     parser = build_parser()
@@ -206,10 +207,11 @@ def test_a_message_names_only_flags_its_command_has():
     said = {argv[0] + (" --config" if "--config" in argv else ""):
             _in_flags(str(error), error.setting, command_flags(parser, parser.parse_args(argv)))
             for argv in (["fit"], ["select"], ["report"], ["check-map"], ["paper"],
+                         ["similar", "--run", "r", "--item", "1"],
                          ["report", "--config", "c.toml"])}
     assert {command for command, text in said.items() if "--invalid drop" in text} == {
-        "fit", "select", "report", "check-map"}, said
-    assert said["paper"] == said["report --config"] == str(error)
+        "fit", "select", "report", "check-map", "paper"}, said
+    assert said["similar"] == said["report --config"] == str(error)
     assert command_flags(parser, parser.parse_args(["recommend", "--run", "r", "--user",
                                                     "1"]))["n"] == "--n"
 

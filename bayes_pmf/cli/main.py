@@ -3,7 +3,8 @@
     bayes-pmf fit [--data PATH | --train PATH --test PATH]
                   [--method als|map|gibbs|nuts|advi|constrained]
                   [--factors D] [--seed S] [--test-fraction F] [--out DIR] [--json]
-    bayes-pmf paper [--data PATH] [--out DIR] [--fast]   the PMF paper's findings, as a report
+    bayes-pmf paper [--data PATH [--scale MIN MAX STEP] [--invalid drop] [--duplicates mean]]
+                    [--out DIR] [--fast]   the PMF paper's findings, as a report
     bayes-pmf select [data options] [--lambdas ...] [--dims ...] [--folds K]   CV of λ, d
     bayes-pmf report [--config config.toml | fit options] [--out DIR]   Markdown + HTML report
     bayes-pmf check-map [data options] [--json]     PyMC MAP vs the NumPy ALS reference
@@ -45,6 +46,22 @@ FLAGS = {"out": "--out", "n_factors": "--factors", "lambda": "--lambda",
          "n": "--n", "threshold": "--threshold", "rng": "--seed", "n_workers": "--dask-local"}
 
 
+def _add_read_options(group) -> None:
+    """How a ratings file is read: its scale, bad rows, pairs rated twice."""
+    group.add_argument("--scale", type=float, nargs=3, metavar=("MIN", "MAX", "STEP"),
+                       help="the rating scale, e.g. --scale 1 10 1 (default: MovieLens' for "
+                            "its files, else the span and step of the ratings); a rating "
+                            "off it is a bad row")
+    group.add_argument("--invalid", choices=["error", "drop"], default=None,
+                       help="a row whose rating is missing, not a number or off the scale: "
+                            "error (default) stops, naming its line; drop leaves it out "
+                            "and counts it (metrics.json, the report)")
+    group.add_argument("--duplicates", choices=["error", "mean", "last"], default=None,
+                       help="a (user, item) pair rated in two rows: error (default) stops, "
+                            "naming the lines; mean or last merges them, counted like "
+                            "dropped rows")
+
+
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data (default: the embedded MovieLens)")
     group.add_argument("--data", metavar="PATH",
@@ -59,18 +76,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
                        help="a users file (CSV/TSV with a header, one row per user, or "
                             "MovieLens' u.user / users.dat): demographics for "
                             "--user-features")
-    group.add_argument("--scale", type=float, nargs=3, metavar=("MIN", "MAX", "STEP"),
-                       help="the rating scale, e.g. --scale 1 10 1 (default: MovieLens' for "
-                            "its files, else the span and step of the ratings); a rating "
-                            "off it is a bad row")
-    group.add_argument("--invalid", choices=["error", "drop"], default=None,
-                       help="a row whose rating is missing, not a number or off the scale: "
-                            "error (default) stops, naming its line; drop leaves it out "
-                            "and counts it (metrics.json, the report)")
-    group.add_argument("--duplicates", choices=["error", "mean", "last"], default=None,
-                       help="a (user, item) pair rated in two rows: error (default) stops, "
-                            "naming the lines; mean or last merges them, counted like "
-                            "dropped rows")
+    _add_read_options(group)
     group.add_argument("--test-fraction", type=float, default=0.1,
                        help="held-out fraction of a random split (default 0.1)")
     group.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
@@ -210,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     paper.add_argument("--data", metavar="PATH", help="a ratings file (default: embedded "
                                                       "MovieLens)")
+    _add_read_options(paper.add_argument_group("reading --data"))
     paper.add_argument("--seed", type=int, default=0, help="seed of every random step")
     paper.add_argument("--fast", action="store_true",
                        help="small grids and short chains (a smoke run, minutes less)")
@@ -465,7 +472,9 @@ def _paper(args: argparse.Namespace) -> int:
 
     from ..workflows.paper import PaperConfig, write_paper_report
 
-    settings = dict(data=args.data, seed=args.seed, progress=not args.no_progress)
+    settings = dict(data=args.data, seed=args.seed, progress=not args.no_progress,
+                    scale=None if args.scale is None else tuple(args.scale),
+                    invalid=args.invalid or "error", duplicates=args.duplicates or "error")
     config = PaperConfig.fast(**settings) if args.fast else PaperConfig(**settings)
     out = write_paper_report(config, args.out
                              or time.strftime("reports/runs/paper-%Y%m%d-%H%M%S"),
@@ -620,7 +629,7 @@ def _fit(args: argparse.Namespace) -> int:
 
 def command_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     """The part of FLAGS this command has: a message never names a flag the command
-    lacks (``paper`` has no --invalid: its messages keep the library's words). With
+    lacks (``similar`` has no --invalid: its messages keep the library's words). With
     ``report --config`` the settings come from a TOML file, whose keys the messages keep
     (only --out is a flag there)."""
     if getattr(args, "config", None) is not None:

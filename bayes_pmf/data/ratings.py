@@ -640,9 +640,11 @@ def resolve_duplicates(
         item = plain_scalar(table["item"].iloc[first])
         same_pair = (table["user"] == user).to_numpy() & (table["item"] == item).to_numpy()
         rows = [plain_scalar(r) for r in table.index[repeated & same_pair]]
+        where = "lines" if table.index.name == "line" else "rows"  # file loaders: lines
         raise RatingsDataError(
             f"duplicate ({user_col!r}, {item_col!r}) pairs: {int(repeated.sum())} rows share "
-            f"{n_pairs} pairs, e.g. user {user!r} rated item {item!r} in rows {rows}; "
+            f"{n_pairs} pair{'s' if n_pairs > 1 else ''}, e.g. user {user!r} rated item "
+            f"{item!r} in {where} {rows}; "
             "expected one rating per pair (pass duplicates='mean' or duplicates='last' to "
             "merge them)", setting="duplicates")
     n_before = len(table)

@@ -89,7 +89,6 @@ InferenceData shape as every other method.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -263,12 +262,16 @@ def _sample_block(block, *, short, noise, rating_noise, previous, prepared, whit
                   precision, prior_mean, tau, overrelax) -> np.ndarray:
     """sample_rows for a block's long rows, sample_short_rows for its ``short`` ones
     (``short``, ``noise``, ``previous``: the block's rows; ``rating_noise``: its
-    ratings)."""
+    ratings). The last column is each row's squared error after its draw, sum_j
+    (t_ij - w_i.x_j)^2: summed where the block is, so the client adds one number per
+    row instead of passing over every rating."""
     p = len(prior_mean)
     previous = previous if overrelax else None
     if not short.any():
-        return sample_rows(block, prepared, precision, prior_mean, tau, noise, previous,
-                           overrelax)
+        out = sample_rows(block, prepared, precision, prior_mean, tau, noise, previous,
+                          overrelax)
+        out[:, -1] += _row_squares(block)
+        return out
     out = np.empty((block.shape[0], p + 1))
     long_rows = np.flatnonzero(~short)
     if len(long_rows):
@@ -283,7 +286,14 @@ def _sample_block(block, *, short, noise, rating_noise, previous, prepared, whit
                                         rating_noise[entries],
                                         previous[short_rows] if overrelax else None,
                                         overrelax)
+    out[:, -1] += _row_squares(block)
     return out
+
+
+def _row_squares(block) -> np.ndarray:
+    """Each row's sum of its squared targets: with the row's change, its squared error."""
+    rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+    return np.bincount(rows, weights=block.data * block.data, minlength=block.shape[0])
 
 
 def _row_entries(block, rows: np.ndarray) -> np.ndarray:
@@ -300,9 +310,8 @@ def _sample_side(matrix, targets: Targets, other, hyper: _SideHyper, d, biases, 
     """Draw every row of one side on the data ``targets`` (a recipe); return the draws
     and, if asked, the sum of squared residuals sum (t_ij - w_i.x_j)^2 over the side's
     ratings after the draw."""
-    remote = getattr(executor, "remote", False)
     # in this process the targets are computed once, here; a remote executor computes
-    # each block's where the block is, and the squared error's here, meanwhile
+    # each block's where the block is
     design = np.hstack([other, np.ones((len(other), 1))]) if biases else other
     if design.shape[1] == 0:
         values = targets.full(matrix)
@@ -330,17 +339,8 @@ def _sample_side(matrix, targets: Targets, other, hyper: _SideHyper, d, biases, 
                      "previous": previous if overrelax else None},
             per_entry={"rating_noise": rating_noise if short.any() else None})
 
-    if not remote:
-        values = targets.full(matrix)
-        solved = run(values)
-    elif squared_error:
-        with ThreadPoolExecutor(1) as pool:  # numpy releases the GIL for most of it
-            pending = pool.submit(targets.full, matrix)
-            solved = run(targets)
-            values = pending.result()
-    else:
-        solved = run(targets)
-    error = float(values @ values + solved[:, -1].sum()) if squared_error else None
+    solved = run(targets if getattr(executor, "remote", False) else targets.full(matrix))
+    error = float(solved[:, -1].sum()) if squared_error else None
     return solved[:, :-1], error
 
 
@@ -1629,7 +1629,7 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
         # the bias scale moves add their change).
         if spec.global_mean:
             residual_sum = rating_sum - N * mu - observed_sum_without_mu(
-                train, FactorParams(U, V, 0.0, b, c))
+                train, FactorParams(U, V, 0.0, b, c), block_rows, executor)
             prior_precision, prior_mean = _mu_prior_terms(spec)
             precision = tau * N + prior_precision
             centre = mu + residual_sum / N if not prior_precision else (

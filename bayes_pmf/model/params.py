@@ -350,8 +350,13 @@ def objective(data, params: FactorParams, spec) -> float:
 
     The negative log-posterior with fixed sigmas is E / sigma^2 + const."""
     resid = residuals(data, params, spec)
-    value = 0.5 * float(resid @ resid)
-    value += 0.5 * spec.lambda_u * float(np.sum(params.user_factors**2))
+    return 0.5 * float(resid @ resid) + objective_penalty(params, spec)
+
+
+def objective_penalty(params: FactorParams, spec) -> float:
+    """The ridge (and mu prior) part of the objective E: all of it but the data's half
+    squared error."""
+    value = 0.5 * spec.lambda_u * float(np.sum(params.user_factors**2))
     value += 0.5 * spec.lambda_v * float(np.sum(params.item_factors**2))
     if spec.biases:
         value += 0.5 * spec.lambda_user_bias * float(params.user_bias @ params.user_bias)

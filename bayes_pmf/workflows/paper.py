@@ -55,6 +55,11 @@ class PaperConfig:
     constrained_max_iter: int = 3000
     sparse_user_fraction: float = 0.5
     sparse_max_ratings: int = 10
+    # how the ratings file is read (load_ratings' words): the scale (min, max, step; None:
+    # the layout's or the ratings' own), rows off it, pairs rated twice
+    scale: tuple[float, float, float] | None = None
+    invalid: str = "error"
+    duplicates: str = "error"
     progress: bool = field(default=False, compare=False)
 
     def as_dict(self) -> dict:
@@ -318,7 +323,8 @@ def finding_dimension(table: pd.DataFrame) -> dict:
 def run_paper(config: PaperConfig) -> tuple[dict, dict, dict]:
     """Run all five experiments: (metrics, tables, figures)."""
     split, data = load_split(config.data, test_fraction=config.test_fraction,
-                             seed=config.seed)
+                             seed=config.seed, scale=config.scale, invalid=config.invalid,
+                             duplicates=config.duplicates)
     curves = overfitting_curves(split, config)
     adaptive = adaptive_versus_tuned(split, config)
     by_activity, overall = constrained_by_activity(split, config)
@@ -365,6 +371,16 @@ CAPTIONS = {
 }
 
 
+def _rows_left_out(ingest: dict) -> str:
+    """' (of 1,003 rows read; left out: off the scale: 2, ...)', or nothing when every row
+    read is a rating used."""
+    rejected = ingest.get("rejected") or {}
+    if not rejected:
+        return ""
+    reasons = ", ".join(f"{reason}: {count:,}" for reason, count in rejected.items())
+    return f" (of {ingest['n_read']:,} rows read; left out: {reasons})"
+
+
 def _blocks(metrics: dict, tables: dict, figure_paths: list[str]) -> list[tuple]:
     data, findings = metrics["dataset"], metrics["findings"]
     summary = pd.DataFrame([{"finding": CLAIMS.get(key, key),
@@ -372,7 +388,8 @@ def _blocks(metrics: dict, tables: dict, figure_paths: list[str]) -> list[tuple]
                             for key, value in findings.items()])
     blocks = [
         ("h1", "The PMF paper's findings, reproduced on " + data["source"]),
-        ("p", f"{data['n_ratings']:,} ratings, {data['n_users']:,} users, {data['n_items']:,} "
+        ("p", f"{data['n_ratings']:,} ratings{_rows_left_out(data.get('ingest', {}))}, "
+              f"{data['n_users']:,} users, {data['n_items']:,} "
               f"items (SHA-256 `{data['sha256'][:16]}…`); seeded random split "
               f"{metrics['split']['n_train']:,} / {metrics['split']['n_test']:,}; every setting "
               f"is in `metrics.json`. Regenerate with `bayes-pmf paper --out DIR` "
