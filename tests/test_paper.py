@@ -66,6 +66,7 @@ def test_paper_command_writes_findings_consistent_with_its_tables(untidy_csv, tm
     assert metrics["settings"]["invalid"] == "drop"
     assert metrics["settings"]["scale"] == [1.0, 5.0, 1.0]
     assert "3,000 ratings (of 3,002 rows read; left out: " in (out / "report.md").read_text()
+    assert "rows left out: 2 of 3,002 (" in printed
     findings, tables = metrics["findings"], metrics["tables"]
     assert set(findings) == {"overfitting", "adaptive_priors", "constrained", "bayes_vs_map",
                              "dimension"}

@@ -237,6 +237,21 @@ def test_the_read_settings_go_through_a_config_file():
             FitJobConfig(**settings)
 
 
+
+def test_a_scale_whose_step_does_not_divide_it_is_refused_wherever_it_is_given(tmp_path):
+    """1 to 5 in steps of 0.3 has no grid: refused by RatingScale itself, so by every
+    reader (load_ratings, load_split: what paper uses), before a row is read, not only
+    by the fit job's settings; rounding of a dividing step (0.1 to 0.7 by 0.2) is not
+    taken for a remainder."""
+    path = tmp_path / "r.csv"
+    path.write_text("user,item,rating\n1,1,1\n1,2,5\n")
+    for make in (lambda: bp.RatingScale(1, 5, 0.3),
+                 lambda: bp.load_ratings(path, scale=(1, 5, 0.3)),
+                 lambda: bp.load_split(path, scale=(1, 5, 0.3))):
+        with pytest.raises(bp.RatingsDataError, match="step 0.3 must divide max - min = 4"):
+            make()
+    assert bp.RatingScale(0.1, 0.7, 0.2).step == 0.2
+
 def test_a_file_in_movielens_layout_on_another_scale_is_read_on_its_own_scale(tmp_path):
     """A file laid out as MovieLens' (its ratings.csv header, or u.data's four tab-separated
     numbers) takes MovieLens' scale while every rating fits it: whole stars only still

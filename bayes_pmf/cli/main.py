@@ -466,6 +466,15 @@ def _check_map(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_left_out(ingest: dict, part: str = "") -> None:
+    """The rows --invalid drop or --duplicates mean/last left out, by reason."""
+    if ingest.get("rejected"):
+        print(f"rows left out{part}: {ingest['n_read'] - ingest['n_used']:,} of "
+              f"{ingest['n_read']:,} ("
+              + ", ".join(f"{why}: {count:,}" for why, count in ingest["rejected"].items())
+              + ")")
+
+
 def _paper(args: argparse.Namespace) -> int:
     import json
     import time
@@ -479,8 +488,9 @@ def _paper(args: argparse.Namespace) -> int:
     out = write_paper_report(config, args.out
                              or time.strftime("reports/runs/paper-%Y%m%d-%H%M%S"),
                              overwrite=args.overwrite)
-    findings = json.loads((out / "metrics.json").read_text())["findings"]
-    for value in findings.values():
+    metrics = json.loads((out / "metrics.json").read_text())
+    _print_left_out(metrics["dataset"]["ingest"])
+    for value in metrics["findings"].values():
         print(value["text"].replace("**", ""))
     print(f"report: {out / 'report.md'} and {out / 'report.html'}")
     return 0
@@ -588,11 +598,7 @@ def _fit(args: argparse.Namespace) -> int:
           f"{dataset['n_users']:,} users, {dataset['n_items']:,} items")
     for part, ingest in (("", dataset["ingest"]), (" (test file)",
                                                    dataset.get("test_ingest", {}))):
-        if ingest.get("rejected"):  # --invalid drop, --duplicates mean/last
-            print(f"rows left out{part}: {ingest['n_read'] - ingest['n_used']:,} of "
-                  f"{ingest['n_read']:,} ("
-                  + ", ".join(f"{why}: {count:,}" for why, count in ingest["rejected"].items())
-                  + ")")
+        _print_left_out(ingest, part)
     print(f"split: {split['method']}, {split['n_train']:,} train / {split['n_test']:,} test "
           f"ratings; {split['cold_ratings']} test ratings have a user or item unseen in "
           f"training (scored with the cold-start fallback)")

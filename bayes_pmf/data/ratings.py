@@ -56,6 +56,12 @@ def _warn_unused_levels(scale: "RatingScale", levels: np.ndarray) -> None:
         "scale=(min, max, step)", setting="scale")
 
 
+def whole_steps(low: float, high: float, step: float) -> bool:
+    """Whether ``step`` divides ``high - low`` into whole steps (to rounding)."""
+    levels = (high - low) / step
+    return abs(levels - round(levels)) <= 1e-9 * max(1.0, levels)
+
+
 @dataclass(frozen=True)
 class RatingScale:
     """The range and granularity of ratings: ``min <= r <= max`` on a grid of ``step``.
@@ -75,6 +81,12 @@ class RatingScale:
             )
         if self.step is not None and not (self.step > 0 and math.isfinite(self.step)):
             raise RatingsDataError(f"rating scale step must be positive, got {self.step}")
+        if self.step is not None and math.isfinite(self.max - self.min):
+            if not whole_steps(self.min, self.max, self.step):
+                raise RatingsDataError(
+                    f"rating scale step {self.step:g} must divide max - min = "
+                    f"{self.max - self.min:g} into whole steps, got min={self.min}, "
+                    f"max={self.max}")
 
     @classmethod
     def of(cls, scale) -> "RatingScale":

@@ -236,13 +236,22 @@ class _TaskBar:
 
     def __init__(self, variable, stop) -> None:
         self._variable, self._stop = variable, stop
-        self._sweeps, self._status, self._last = 0, "", time.monotonic()
+        self._sweeps, self._status = 0, ""
+        self._last = self._checked = time.monotonic()
 
     def advance(self, status: str = "") -> None:
         self._sweeps += 1
         self._status = status
         if time.monotonic() - self._last >= POLL_SECONDS:
             self.publish()
+            self.check()
+
+    def check(self) -> None:
+        """Raise :class:`_ChainStopped` once the run's stop event is set (asked at most
+        every POLL_SECONDS): between sweeps, and between the ALS sweeps of the chain's
+        start, which on a busy machine can outlast the seconds a stop waits for."""
+        if time.monotonic() - self._checked >= POLL_SECONDS:
+            self._checked = time.monotonic()
             if self._stop.is_set():
                 raise _ChainStopped("stopped: Ctrl-C, or another chain failed")
 
@@ -658,9 +667,7 @@ class DaskExecutor:
             values = plan.targets
         # what every block shares goes to each worker once, in one task, which also
         # prepares what is cheaper to compute there than to send
-        bundle_size = _nbytes(recipe) + sum(
-            sum(_nbytes(a) for a in v.args) if isinstance(v, Prepared) else _nbytes(v)
-            for v in plan.shared.values())
+        bundle_size = _shared_bytes([recipe, *plan.shared.values()])
         workers = sorted(set(placement.workers))
         inputs = (plan.shared, recipe)
         if bundle_size > SCATTER_ABOVE:
@@ -754,6 +761,15 @@ def _is_lost(exc: BaseException) -> bool:
     name = type(exc).__name__
     return isinstance(exc, CancelledError) or name in (
         "KilledWorker", "FutureCancelledError", "CommClosedError", "FutureLostError")
+
+
+def _shared_bytes(values: list) -> int:
+    """The bytes of ``values`` (of a :class:`Prepared` value, its arguments) as one task
+    sends them: an array given twice (the design both kernels' preparations take) is
+    pickled once."""
+    arrays = {id(a): a for v in values
+              for a in (v.args if isinstance(v, Prepared) else (v,))}
+    return sum(_nbytes(a) for a in arrays.values())
 
 
 def _nbytes(value) -> int:

@@ -261,8 +261,8 @@ SHORT_ROW_FRACTION = 1.0
 def _sample_block(block, *, short, noise, rating_noise, previous, prepared, whitened,
                   precision, prior_mean, tau, overrelax) -> np.ndarray:
     """sample_rows for a block's long rows, sample_short_rows for its ``short`` ones
-    (``short``, ``noise``, ``previous``: the block's rows; ``rating_noise``: its
-    ratings). The last column is each row's squared error after its draw, sum_j
+    (``short``, ``noise``, ``previous``: the block's rows; ``rating_noise``: its short
+    rows' ratings, row after row). The last column is each row's squared error after its draw, sum_j
     (t_ij - w_i.x_j)^2: summed where the block is, so the client adds one number per
     row instead of passing over every rating."""
     p = len(prior_mean)
@@ -279,11 +279,9 @@ def _sample_block(block, *, short, noise, rating_noise, previous, prepared, whit
                                      noise[long_rows],
                                      previous[long_rows] if overrelax else None, overrelax)
     short_rows = np.flatnonzero(short)
-    short_block = block[short_rows]
-    # the rating noise of the short rows' entries, in the order of short_block.data
-    entries = _row_entries(block, short_rows)
+    short_block = block[short_rows]  # its data in the order of rating_noise
     out[short_rows] = sample_short_rows(short_block, whitened, tau, noise[short_rows],
-                                        rating_noise[entries],
+                                        rating_noise,
                                         previous[short_rows] if overrelax else None,
                                         overrelax)
     out[:, -1] += _row_squares(block)
@@ -294,13 +292,6 @@ def _row_squares(block) -> np.ndarray:
     """Each row's sum of its squared targets: with the row's change, its squared error."""
     rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
     return np.bincount(rows, weights=block.data * block.data, minlength=block.shape[0])
-
-
-def _row_entries(block, rows: np.ndarray) -> np.ndarray:
-    """Positions in block.data of the entries of ``rows``, row after row."""
-    starts, counts = block.indptr[rows], np.diff(block.indptr)[rows]
-    within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    return np.repeat(starts, counts) + within
 
 
 def _sample_side(matrix, targets: Targets, other, hyper: _SideHyper, d, biases, tau,
@@ -324,11 +315,12 @@ def _sample_side(matrix, targets: Targets, other, hyper: _SideHyper, d, biases, 
                 if short.any() else None)
     # All noise drawn up front: the draws depend neither on how the rows are cut into
     # blocks nor on which thread runs which block. Short rows also take one normal per
-    # rating (drawing them for every rating cost 2 ms of a 25 ms MovieLens sweep).
+    # rating (drawing them for every rating cost 2 ms of a 25 ms MovieLens sweep), kept
+    # for their ratings only, row after row: the bytes a block is sent are its short
+    # rows' ratings', not one per rating of the block.
     noise = rng.standard_normal((matrix.shape[0], p))
-    rating_noise = np.zeros(matrix.nnz)
-    short_entries = _row_entries(matrix, np.flatnonzero(short))
-    rating_noise[short_entries] = rng.standard_normal(len(short_entries))
+    offsets = np.concatenate([[0], np.cumsum(np.where(short, np.diff(matrix.indptr), 0))])
+    rating_noise = rng.standard_normal(int(offsets[-1]))
     def run(data) -> np.ndarray:
         return map_row_blocks(
             matrix, data, _sample_block, p + 1, block_rows, executor,
@@ -337,7 +329,7 @@ def _sample_side(matrix, targets: Targets, other, hyper: _SideHyper, d, biases, 
                     "overrelax": overrelax},
             per_row={"short": short, "noise": noise,
                      "previous": previous if overrelax else None},
-            per_entry={"rating_noise": rating_noise if short.any() else None})
+            per_entry={"rating_noise": (rating_noise, offsets) if short.any() else None})
 
     solved = run(targets if getattr(executor, "remote", False) else targets.full(matrix))
     error = float(solved[:, -1].sum()) if squared_error else None
@@ -1360,9 +1352,12 @@ def _chain_slice(outputs: dict[str, np.ndarray], chain: int) -> dict[str, np.nda
 START_SWEEPS = 30
 
 
-def _chain_start(train, spec, init: str, init_spec, shared_start, rng, executor
-                 ) -> FactorParams:
-    """Where a chain starts (see ``sample_gibbs``'s ``init``)."""
+def _chain_start(train, spec, init: str, init_spec, shared_start, rng, executor,
+                 block_rows: int = DEFAULT_BLOCK_ROWS, on_sweep=None) -> FactorParams:
+    """Where a chain starts (see ``sample_gibbs``'s ``init``); its ALS start's row blocks
+    are the chain's (``block_rows``): from d = 16 on a block's arithmetic depends on the
+    rows it holds, so a start cut otherwise would differ between places whose blocks
+    differ. ``on_sweep``: called after each ALS sweep (a chain task's stop check)."""
     if init == "random":
         return FactorParams(
             spec.sigma_u * rng.standard_normal((train.n_users, spec.n_factors)),
@@ -1379,7 +1374,8 @@ def _chain_start(train, spec, init: str, init_spec, shared_start, rng, executor
     with single_threaded_blas():
         base = balanced(minimise(train, init_spec, rng=rng, tol=1e-4, solver="cg",
                                  max_sweeps=START_SWEEPS, executor=executor,
-                                 progress=False).params)
+                                 block_rows=block_rows, progress=False,
+                                 on_sweep=on_sweep).params)
     return FactorParams(
         base.user_factors + spec.sigma_u * rng.standard_normal(base.user_factors.shape),
         base.item_factors + spec.sigma_v * rng.standard_normal(base.item_factors.shape),
@@ -1408,7 +1404,8 @@ class _ChainJob:
         """One chain, from its start (drawn with ``rng``, its own stream) into ``out``
         (the chain's slice of the draws' arrays)."""
         start = _chain_start(self.train, self.spec, self.init, self.init_spec,
-                             self.shared_start, rng, inner)
+                             self.shared_start, rng, inner, self.block_rows,
+                             getattr(bar, "check", None))
         _run_chain(self.train, self.spec, self.config, start, rng, self.held, bar,
                    self.block_rows, out, inner)
 
@@ -2039,7 +2036,8 @@ def sample_gibbs(
     shared_start = None
     if init == "als-shared":
         shared_start = balanced(minimise(train, init_spec, rng=rng, tol=1e-4, solver="cg",
-                                         executor=executor, progress=False).params)
+                                         executor=executor, block_rows=block_rows,
+                                         progress=False).params)
     held = None
     if held_out is not None:
         users = held_out.user_ids[held_out.user_idx]

@@ -344,7 +344,9 @@ class RowBlocks:
     returns (rows x width). ``kernel`` is a module-level function (it may run in another
     process); ``shared`` values that are :class:`Prepared` are computed where the blocks
     run; ``per_row`` arrays (or None) are sliced by the block's rows, ``per_entry``
-    arrays by its stored ratings."""
+    arrays by its stored ratings; a ``per_entry`` pair ``(values, offsets)`` holds values
+    for some rows' ratings only, rows start..stop - 1 taking
+    ``values[offsets[start]:offsets[stop]]`` (``offsets``: n_rows + 1 positions)."""
 
     matrix: sp.csr_matrix
     targets: Targets | np.ndarray
@@ -365,9 +367,13 @@ class RowBlocks:
 
     def parts(self, start: int, stop: int) -> tuple[dict, dict]:
         """The per-row and per-entry arrays of the block of rows start..stop - 1."""
-        lo, hi = self.matrix.indptr[start], self.matrix.indptr[stop]
+        def entries(value):
+            values, offsets = value if isinstance(value, tuple) else (value,
+                                                                       self.matrix.indptr)
+            return values[offsets[start]:offsets[stop]]
+
         return ({k: None if v is None else v[start:stop] for k, v in self.per_row.items()},
-                {k: None if v is None else v[lo:hi] for k, v in self.per_entry.items()})
+                {k: None if v is None else entries(v) for k, v in self.per_entry.items()})
 
 
 def ready(shared: dict) -> dict:

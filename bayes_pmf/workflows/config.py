@@ -27,7 +27,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..data.ratings import RatingScale
+from ..data.ratings import RatingScale, whole_steps
 from ..engines.implicit import MAX_RANK, implicit_bases_bytes
 from ..engines.parallel import MEMORY_SHARE
 from ..errors import ConfigError, RatingsDataError, check_count, check_seed
@@ -72,17 +72,16 @@ def check_scale(scale) -> None:
             for v in scale)):
         raise ConfigError(f"scale must be three numbers, (min, max, step), got {scale!r}",
                           setting="scale")
+    low, high, step = scale
     try:
         RatingScale.of(scale)
     except RatingsDataError:  # its words would say "scale", which the CLI makes a flag
+        if low < high and step > 0 and not whole_steps(low, high, step):
+            raise ConfigError(f"scale's step {step:g} must divide max - min = {high - low:g} "
+                              f"into whole steps, got (min, max, step) = {tuple(scale)!r}",
+                              setting="scale") from None
         raise ConfigError(f"scale must have min < max and a step > 0, got (min, max, step) "
                           f"= {tuple(scale)!r}", setting="scale") from None
-    low, high, step = scale
-    levels = (high - low) / step
-    if abs(levels - round(levels)) > 1e-9 * max(1.0, levels):
-        raise ConfigError(f"scale's step {step:g} must divide max - min = {high - low:g} "
-                          f"into whole steps, got (min, max, step) = {tuple(scale)!r}",
-                          setting="scale")
 
 
 @dataclass(frozen=True)
