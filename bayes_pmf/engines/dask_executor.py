@@ -594,9 +594,8 @@ class DaskExecutor:
     def run_row_blocks(self, plan: RowBlocks) -> np.ndarray:
         lost: list[str] = []
         for _attempt in range(self.retries + 1):
-            placement = self._placement(plan)
             try:
-                return self._run(plan, placement)
+                return self._run(plan, self._placement(plan))
             except _WorkersLost as exc:
                 lost.append(str(exc))
                 self.recoveries += 1
@@ -651,8 +650,15 @@ class DaskExecutor:
             blocks = [row_block(matrix, starts[k], min(starts[k] + size, n_rows)).copy()
                       for k in mine]
             self.bytes_sent += sum(_nbytes(b) for b in blocks)
-            sent = self.client.scatter(blocks, workers=[name], hash=False,
-                                       timeout=SCATTER_SECONDS)
+            placement = _Placement(weakref.ref(matrix), size, starts, workers, futures, n_rows)
+            try:
+                sent = self.client.scatter(blocks, workers=[name], hash=False,
+                                           timeout=SCATTER_SECONDS)
+            except Exception as exc:  # the worker went away before or during the transfer
+                if not (_is_lost(exc) or name in str(exc) or name not in self._workers()):
+                    raise
+                time.sleep(POLL_SECONDS)  # let the scheduler see the worker go
+                raise _WorkersLost([name], placement) from exc
             for k, future in zip(mine, sent):
                 futures[k] = future
         return _Placement(weakref.ref(matrix), size, starts, workers, futures, n_rows)
