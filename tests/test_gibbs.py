@@ -1,14 +1,18 @@
 """The Gibbs sampler samples the right posterior: agreement with NUTS, simulation-based
 calibration, and coverage of the truth on data drawn from the model."""
 
+import hashlib
 import multiprocessing
+import threading
 
 import numpy as np
 import pytest
 from scipy import stats
+from threadpoolctl import ThreadpoolController
 
 import bayes_pmf as bp
 from bayes_pmf.engines.gibbs import sample_gibbs
+from bayes_pmf.engines.parallel import LocalExecutor, single_threaded_blas
 
 SPEC = bp.PMFSpec(n_factors=2, sigma=0.5, sigma_u=0.8, sigma_v=0.8, biases=True,
                   sigma_user_bias=0.4, sigma_item_bias=0.4)
@@ -58,6 +62,71 @@ def test_draws_do_not_depend_on_processes_or_blocks(tiny):
                                       parallel.idata.posterior[name].to_numpy(), err_msg=name)
     np.testing.assert_array_equal(serial.idata.sample_stats["running_test_rmse"].to_numpy(),
                                   parallel.idata.sample_stats["running_test_rmse"].to_numpy())
+
+
+@pytest.mark.parametrize("n_factors", [16, 24])
+def test_wide_draws_do_not_depend_on_blocks_or_threads(n_factors):
+    """From p = 17 unknowns per row the draws take other paths (rows with fewer ratings
+    than unknowns by the short-row identity, the rest by per-matrix LAPACK): each row's
+    arithmetic must not depend on the rows beside it. BLAS's matrix product sums a row's
+    terms in an order that depends on how many rows it is given, so the draws of blocks
+    of 64 rows and of 300 once parted after a few sweeps (found when a Dask test ran its
+    own layout)."""
+    spec = bp.PMFSpec.hierarchical().with_(n_factors=n_factors)
+    data = bp.make_synthetic(300, 200, 6000, spec, rng=3).data
+    counts = np.diff(data.by_item.indptr)
+    assert 0 < np.sum(counts <= n_factors) < len(counts)  # short and long rows
+    settings = dict(draws=12, tune=0, chains=1, rng=1, progress=False)
+    digests = set()
+    for threads, block_rows in ((1, 4096), (3, 4096), (1, 64), (2, 37)):
+        result = sample_gibbs(data, spec, block_rows=block_rows,
+                              executor=LocalExecutor(threads=threads, processes=1),
+                              **settings)
+        digest = hashlib.sha256()
+        for name in sorted(result.idata.posterior.data_vars):
+            digest.update(np.ascontiguousarray(result.idata.posterior[name]).tobytes())
+        digests.add(digest.hexdigest()[:12])
+    assert len(digests) == 1
+
+
+def test_blas_stays_single_threaded_until_the_last_chain_thread_leaves():
+    """Chains running as threads of one process (a Dask client's chains, a worker's
+    tasks) each hold BLAS to one thread; the limit is the process's. Chain A leaves while
+    chain B is still sweeping: B must keep one BLAS thread (two sum a long dot product
+    in another order, so B's draws would depend on which chain ended first; seen as
+    Dask draws that differed from the in-process ones now and then). Failed when each
+    context restored the old limit on its own exit."""
+    controller = ThreadpoolController()
+
+    def blas_threads() -> int:
+        return max(pool["num_threads"] for pool in controller.info()
+                   if pool["user_api"] == "blas")
+
+    a_inside, b_inside, a_left = threading.Event(), threading.Event(), threading.Event()
+    seen = []
+
+    def chain_a() -> None:  # enters first, leaves while B is inside
+        with single_threaded_blas():
+            a_inside.set()
+            b_inside.wait(timeout=30)
+        a_left.set()
+
+    def chain_b() -> None:
+        a_inside.wait(timeout=30)
+        with single_threaded_blas():
+            seen.append(blas_threads())
+            b_inside.set()
+            a_left.wait(timeout=30)
+            seen.append(blas_threads())  # A has left, B still inside
+        seen.append(blas_threads())
+
+    with controller.limit(limits=2, user_api="blas"):  # the machine's own, say
+        threads = [threading.Thread(target=chain_a), threading.Thread(target=chain_b)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert seen == [1, 1, 2]  # one thread while any chain is inside, then restored
 
 
 def test_an_error_inside_a_chain_process_reaches_the_caller(tiny):

@@ -641,7 +641,8 @@ class DaskExecutor:
         nnz_before = matrix.indptr[starts]
         share = np.minimum((nnz_before * len(names)) // max(matrix.nnz, 1), len(names) - 1)
         workers = [names[int(s)] for s in share]
-        futures: list = [None] * len(starts)
+        futures: list = [None] * len(starts)  # filled below, worker by worker
+        placement = _Placement(weakref.ref(matrix), size, starts, workers, futures, n_rows)
         for name in names:
             mine = [k for k, w in enumerate(workers) if w == name]
             if not mine:
@@ -650,7 +651,6 @@ class DaskExecutor:
             blocks = [row_block(matrix, starts[k], min(starts[k] + size, n_rows)).copy()
                       for k in mine]
             self.bytes_sent += sum(_nbytes(b) for b in blocks)
-            placement = _Placement(weakref.ref(matrix), size, starts, workers, futures, n_rows)
             try:
                 sent = self.client.scatter(blocks, workers=[name], hash=False,
                                            timeout=SCATTER_SECONDS)
@@ -661,7 +661,7 @@ class DaskExecutor:
                 raise _WorkersLost([name], placement) from exc
             for k, future in zip(mine, sent):
                 futures[k] = future
-        return _Placement(weakref.ref(matrix), size, starts, workers, futures, n_rows)
+        return placement
 
     def _run(self, plan: RowBlocks, placement: _Placement) -> np.ndarray:
         matrix, indptr = plan.matrix, plan.matrix.indptr

@@ -128,6 +128,7 @@ from .linalg import (
     batched_cholesky,
     padded_groups,
     prepare_design,
+    rows_times,
     sample_rows,
     stacked_times,
 )
@@ -137,7 +138,9 @@ from .parallel import (
     Prepared,
     Targets,
     map_row_blocks,
+    rating_rows,
     resolve,
+    row_sums,
     shared_empty,
     single_threaded_blas,
     sweep_progress,
@@ -215,7 +218,8 @@ def sample_short_rows(block, whitened: WhitenedDesign, tau, noise, rating_noise,
     p = whitened.cov_root.shape[0]
     spread = np.sqrt(1.0 - overrelax**2)
     if overrelax:
-        previous_offsets = (previous - whitened.prior_mean) @ whitened.precision_root
+        previous_offsets = rows_times(previous - whitened.prior_mean,
+                                      whitened.precision_root)
         # rows without ratings: the conditional is the prior, its mean offset 0
         offsets = overrelax * previous_offsets + spread * noise
     else:
@@ -245,7 +249,8 @@ def sample_short_rows(block, whitened: WhitenedDesign, tau, noise, rating_noise,
         offsets[rows] = offset
         change[rows] = np.einsum("kl,kl->k", targets - fitted, targets - fitted) \
             - np.einsum("kl,kl->k", targets, targets)
-    draws = whitened.prior_mean + offsets @ whitened.cov_root.T
+    # row by row: a row's draw does not depend on the rows beside it in the block
+    draws = whitened.prior_mean + rows_times(offsets, whitened.cov_root.T)
     return np.hstack([draws, change[:, None]])
 
 
@@ -290,8 +295,7 @@ def _sample_block(block, *, short, noise, rating_noise, previous, prepared, whit
 
 def _row_squares(block) -> np.ndarray:
     """Each row's sum of its squared targets: with the row's change, its squared error."""
-    rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
-    return np.bincount(rows, weights=block.data * block.data, minlength=block.shape[0])
+    return row_sums(block, block.data * block.data)
 
 
 def _sample_side(matrix, targets: Targets, other, hyper: _SideHyper, d, biases, tau,
@@ -833,7 +837,7 @@ class _OrdinalLatent:
         self.sigma = spec.sigma
         by_user = train.by_user
         self.level = rating_levels(by_user.data, self.grid)
-        self.rows = np.repeat(np.arange(by_user.shape[0]), np.diff(by_user.indptr))
+        self.rows = rating_rows(by_user)
         self.cols = by_user.indices
         positions = sp.csr_matrix((np.arange(1, by_user.nnz + 1, dtype=float),
                                    by_user.indices, by_user.indptr), shape=by_user.shape)
@@ -1474,8 +1478,7 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
     # the bias scale moves (hierarchical bias precisions; see _bias_scale_move)
     bias_scaling = config.bias_scale_moves and biases and config.hyper != "fixed"
     # the row of every stored rating, user-major and item-major (once per chain)
-    user_rows = np.repeat(np.arange(train.n_users), np.diff(by_user.indptr))
-    item_rows = np.repeat(np.arange(train.n_items), np.diff(by_item.indptr))
+    user_rows, item_rows = rating_rows(by_user), rating_rows(by_item)
     bias_steps = [0.05, 0.05]
     balancing = config.balance_moves and config.hyper == "wishart" and d > 0
     ridge_steps = [balance_step, balance_step]  # the implicit ridge moves' (users, items)

@@ -36,6 +36,7 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
+import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import scipy.sparse as sp
+import threadpoolctl
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -95,13 +97,63 @@ class Executor(Protocol):
         """One half-step (:class:`RowBlocks`): the kernel's results for every row."""
 
 
-def single_threaded_blas():
+def _release_blas_control() -> None:
+    """Let any thread set OpenBLAS's limit next. threadpoolctl (from 3.7) lets only one
+    "controlling" thread change OpenBLAS's process-wide pool and ignores the others'
+    calls, silently; the first thread to set a limit keeps that role until its own
+    limits end. Older threadpoolctl has no such role: nothing to do."""
+    openblas = getattr(threadpoolctl, "OpenBLASController", None)
+    release = getattr(openblas, "clear_controlling_thread", None)
+    if release is not None:
+        release(force=True)
+
+
+class _BlasLimit:
+    """BLAS held to one thread while any thread of this process is inside
+    :func:`single_threaded_blas`. The limit is the process's (OpenBLAS has one pool), so
+    the contexts of threads running at once (chains as threads of a Dask client, tasks
+    on a worker of several threads) are counted: the first in sets it, the last out
+    restores what was there, whichever threads they are. Before, each context set and
+    restored the limit itself: the first chain to end put two BLAS threads back under
+    the chains still sweeping (and threadpoolctl ignored the other chains' own limits),
+    whose long dot products then summed in another order, so their draws depended on
+    which chain ended first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._limiter = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._holders == 0:
+                _release_blas_control()
+                self._limiter = _BLAS_THREADS.limit(limits=1, user_api="blas")
+                _release_blas_control()
+            self._holders += 1
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0:
+                _release_blas_control()
+                self._limiter.restore_original_limits()
+                _release_blas_control()
+                self._limiter = None
+
+
+_SINGLE_THREADED_BLAS = _BlasLimit()
+
+
+def single_threaded_blas() -> _BlasLimit:
     """Context holding BLAS to one thread. The batched LAPACK/BLAS calls here act on many
     small matrices, where BLAS's own threads only add contention (Cholesky of 6,666 33x33
     systems: 3x slower with 2 BLAS threads), and OpenBLAS's idle threads spin: a Gibbs
     chain on MovieLens used 170% CPU for the speed of 100%, halving a second chain's
-    speed beside it. The parallelism is ours: across row blocks, or chains."""
-    return _BLAS_THREADS.limit(limits=1, user_api="blas")
+    speed beside it. The parallelism is ours: across row blocks, or chains. It also keeps
+    the numbers one: a long dot product sums in another order on two BLAS threads.
+    Re-entrant and safe across threads (:class:`_BlasLimit`)."""
+    return _SINGLE_THREADED_BLAS
 
 
 class _QueueBar:
@@ -285,6 +337,21 @@ class Prepared:
         return self.function(*self.args)
 
 
+def rating_rows(matrix: sp.csr_matrix, first_row: int = 0) -> np.ndarray:
+    """The row of every stored rating of a CSR matrix, in storage order (numbered from
+    ``first_row``: a block's rows in the whole matrix)."""
+    return np.repeat(np.arange(first_row, first_row + matrix.shape[0]), np.diff(matrix.indptr))
+
+
+def row_sums(matrix: sp.csr_matrix, values: np.ndarray, rows: np.ndarray | None = None
+             ) -> np.ndarray:
+    """Each row's sum of ``values`` (one per stored rating, in storage order; ``rows``:
+    :func:`rating_rows` of the matrix if already at hand). Every row is summed alone, in
+    storage order, so a row's sum does not depend on how the rows were cut into blocks."""
+    rows = rating_rows(matrix) if rows is None else rows
+    return np.bincount(rows, weights=values, minlength=matrix.shape[0])
+
+
 @dataclass(frozen=True)
 class Targets:
     """A half-step's data, rating by rating, as a recipe: ``base - mu - column_shift[j] -
@@ -318,9 +385,7 @@ class Targets:
 
     def full(self, matrix: sp.csr_matrix) -> np.ndarray:
         def rows():
-            if self.rows is not None:
-                return self.rows
-            return np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+            return self.rows if self.rows is not None else rating_rows(matrix)
         base = matrix.data if self.base is None else self.base
         return self._values(base, matrix.indices, rows)
 
@@ -328,8 +393,7 @@ class Targets:
         """The targets of ``block`` (rows from ``first_row`` on; ``base``: its slice of
         the base, or None for the block's own data)."""
         return self._values(block.data if base is None else base, block.indices,
-                            lambda: np.repeat(np.arange(first_row, first_row + block.shape[0]),
-                                              np.diff(block.indptr)))
+                            lambda: rating_rows(block, first_row))
 
     def without_data(self) -> "Targets":
         """The recipe without its per-rating arrays (base, rows): what is shared by every

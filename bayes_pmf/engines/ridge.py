@@ -44,6 +44,8 @@ from .parallel import (
     Prepared,
     Targets,
     map_row_blocks,
+    rating_rows,
+    row_sums,
     sweep_progress,
 )
 
@@ -252,11 +254,11 @@ def _squared_residuals(block, *, item_factors, user_factors, user_bias) -> np.nd
     r_ij - mu - c_j, ``user_factors`` and ``user_bias`` their rows of U and b. Every
     rating's residual and every row's sum are computed alone, so the sums do not depend
     on how the rows were cut into blocks."""
-    rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+    rows = rating_rows(block)
     residual = (block.data - np.einsum("kl,kl->k", user_factors[rows],
                                        np.take(item_factors, block.indices, axis=0))
                 - user_bias[rows])
-    return np.bincount(rows, weights=residual * residual, minlength=block.shape[0])[:, None]
+    return row_sums(block, residual * residual, rows)[:, None]
 
 
 def blockwise_objective(data, params: FactorParams, spec,
