@@ -289,15 +289,15 @@ def test_recovers_true_mean_ratings(synthetic):
 def test_blocks_and_threads_do_not_change_a_bit(n_factors, solver):
     """Every row's solve is computed alone, so neither the rows per block nor the number
     of threads (which cuts small data into smaller blocks: 1 block of 300 rows on one
-    thread, 3 of 100 on three) moves the result by a bit. From p = 17 unknowns per row
-    the normal equations come from padded batches of rows; the batched Gram product once
-    chose its route by the batch's size (np.einsum with optimize=True), and then d = 16
-    and 24 failed here."""
+    thread, 3 of 100 on three; 299-row blocks leave a block of one row) moves the result
+    by a bit. From p = 17 unknowns per row the normal equations come from padded batches
+    of rows; the batched Gram product once chose its route by the batch's size
+    (np.einsum with optimize=True), and then d = 16 and 24 failed here."""
     spec = PMFSpec(n_factors=n_factors, sigma=0.8, sigma_u=0.5, sigma_v=0.5, biases=True)
     data = make_synthetic(300, 200, 6000, spec, rng=3).data
     fits = [fit_als(data, spec, max_sweeps=4, tol=0, progress=False, solver=solver,
                     executor=LocalExecutor(threads), block_rows=block_rows).point_params()
-            for threads, block_rows in ((1, 4096), (3, 4096), (2, 7), (1, 64))]
+            for threads, block_rows in ((1, 4096), (3, 4096), (2, 7), (1, 64), (1, 299))]
     for other in fits[1:]:
         np.testing.assert_array_equal(other.user_factors, fits[0].user_factors)
         np.testing.assert_array_equal(other.item_factors, fits[0].item_factors)

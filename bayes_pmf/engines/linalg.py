@@ -434,6 +434,15 @@ def sample_rows(block, design, precision, prior_mean, tau, noise, previous=None,
     is Adler's overrelaxed one, m + a (previous - m) + sqrt(1 - a^2) (draw - m) (m the
     conditional mean): it leaves the conditional invariant (see ``overrelaxed``)."""
     p = len(prior_mean)
+    if block.shape[0] == 1 and p <= BATCH_LAST_MAX_WIDTH:
+        # a block of one row drawn as a block of two (the row twice): the batch-last
+        # kernels take another path for a batch of one, and the row would get other bits
+        # than among other rows
+        twice = sp.vstack([block, block], format="csr")
+        return sample_rows(twice, design, precision, prior_mean, tau,
+                           np.vstack([noise, noise]),
+                           None if previous is None else np.vstack([previous, previous]),
+                           overrelax)[:1]
     if p > BATCH_LAST_MAX_WIDTH:
         return _sample_rows_lapack(block, design, precision, prior_mean, tau, noise,
                                    previous, overrelax)
