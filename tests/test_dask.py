@@ -268,6 +268,26 @@ def test_a_worker_lost_while_its_blocks_are_first_sent_is_placed_again(cluster, 
     np.testing.assert_allclose(there.predict(users, items), here.predict(users, items),
                                rtol=0, atol=1e-12)
 
+def test_a_failed_send_that_only_mentions_a_live_worker_is_not_a_lost_worker(cluster, data,
+                                                                           monkeypatch):
+    """Only the scheduler's KeyError naming the worker (or the worker gone from the
+    cluster) counts as a lost worker: another error whose message happens to carry the
+    worker's address (here a spill failure) is raised as it is, not retried as a loss
+    (the check was a text match on the message)."""
+    fresh = DaskExecutor(cluster.client)
+    calls = []
+
+    def failing(values, workers=None, **kwargs):
+        calls.append(workers)
+        raise OSError(f"no space left while spilling on {workers[0]}")
+
+    monkeypatch.setattr(fresh.client, "scatter", failing)
+    with pytest.raises(OSError, match="no space left"):
+        fit_als(data, bp.PMFSpec(n_factors=4), rng=0, progress=False,
+                block_rows=BLOCK_ROWS, max_sweeps=2, tol=0.0, executor=fresh)
+    assert fresh.recoveries == 0 and len(calls) == 1
+
+
 @pytest.mark.parametrize("inputs", ["in the tasks", "scattered ahead"])
 def test_a_killed_worker_costs_time_not_numbers(data, inputs, monkeypatch):
     """A worker process killed mid-fit: its blocks are sent again to the workers left

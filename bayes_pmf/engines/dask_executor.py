@@ -655,7 +655,8 @@ class DaskExecutor:
                 sent = self.client.scatter(blocks, workers=[name], hash=False,
                                            timeout=SCATTER_SECONDS)
             except Exception as exc:  # the worker went away before or during the transfer
-                if not (_is_lost(exc) or name in str(exc) or name not in self._workers()):
+                if not (_is_lost(exc) or _names_worker(exc, name)
+                        or name not in self._workers()):
                     raise
                 time.sleep(POLL_SECONDS)  # let the scheduler see the worker go
                 raise _WorkersLost([name], placement) from exc
@@ -767,6 +768,12 @@ def _is_lost(exc: BaseException) -> bool:
     name = type(exc).__name__
     return isinstance(exc, CancelledError) or name in (
         "KilledWorker", "FutureCancelledError", "CommClosedError", "FutureLostError")
+
+
+def _names_worker(exc: BaseException, name: str) -> bool:
+    """The scheduler's answer to a scatter aimed at a worker it no longer has: a KeyError
+    whose key is that worker's address (not any error that happens to mention it)."""
+    return isinstance(exc, KeyError) and name in exc.args
 
 
 def _shared_bytes(values: list) -> int:

@@ -829,7 +829,7 @@ class _OrdinalLatent:
     The two collapsed moves target p(theta, mu | factors), and z is drawn afresh from
     p(z | theta, mu, factors) after them: together a valid update of (theta, mu, z)."""
 
-    def __init__(self, train, spec, tune: int):
+    def __init__(self, train, spec, tune: int, rows: np.ndarray | None = None):
         self.grid = rating_grid(train.scale)
         self.centres = cutpoint_centres(self.grid)
         self.sd = spec.cutpoint_sd
@@ -837,7 +837,8 @@ class _OrdinalLatent:
         self.sigma = spec.sigma
         by_user = train.by_user
         self.level = rating_levels(by_user.data, self.grid)
-        self.rows = rating_rows(by_user)
+        # every rating's user: the chain's own index when given (8 bytes a rating, once)
+        self.rows = rating_rows(by_user) if rows is None else rows
         self.cols = by_user.indices
         positions = sp.csr_matrix((np.arange(1, by_user.nnz + 1, dtype=float),
                                    by_user.indices, by_user.indptr), shape=by_user.shape)
@@ -848,8 +849,11 @@ class _OrdinalLatent:
         self.shift_step = 0.02
         self.scale_step = 0.01
         self.tune = tune
-        self.by_user = by_user.copy()
-        self.by_item = train.by_item.copy()
+        # the sweeps' matrices of z: the ratings' sparsity shared, not copied (their data
+        # arrays are replaced by each draw of z, never written in place)
+        self.by_user, self.by_item = (
+            sp.csr_matrix((matrix.data, matrix.indices, matrix.indptr), shape=matrix.shape,
+                          copy=False) for matrix in (by_user, train.by_item))
         self.users = (_UserThresholds(self, spec, by_user.shape[0])
                       if spec.user_thresholds else None)
 
@@ -1434,7 +1438,9 @@ def _run_chain(train, spec, config: GibbsConfig, start: FactorParams,
 def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
                   executor, out) -> dict[str, np.ndarray]:
     d, biases = spec.n_factors, spec.biases
-    ordinal = _OrdinalLatent(train, spec, config.tune) if spec.ordinal else None
+    # the row of every stored rating, user-major and item-major (once per chain)
+    user_rows, item_rows = rating_rows(train.by_user), rating_rows(train.by_item)
+    ordinal = _OrdinalLatent(train, spec, config.tune, user_rows) if spec.ordinal else None
     # the ordinal model's sweeps run on its latent ratings z, in place of the ratings
     by_user, by_item = ((ordinal.by_user, ordinal.by_item) if ordinal
                         else (train.by_user, train.by_item))
@@ -1477,8 +1483,6 @@ def _chain_sweeps(train, spec, config, start, rng, held_out, bar, block_rows,
     balance_step = 0.5 / np.sqrt(train.n_users + train.n_items)
     # the bias scale moves (hierarchical bias precisions; see _bias_scale_move)
     bias_scaling = config.bias_scale_moves and biases and config.hyper != "fixed"
-    # the row of every stored rating, user-major and item-major (once per chain)
-    user_rows, item_rows = rating_rows(by_user), rating_rows(by_item)
     bias_steps = [0.05, 0.05]
     balancing = config.balance_moves and config.hyper == "wishart" and d > 0
     ridge_steps = [balance_step, balance_step]  # the implicit ridge moves' (users, items)
