@@ -458,8 +458,10 @@ def sample_rows(block, design, precision, prior_mean, tau, noise, previous=None,
                              times_last(gram, previous.T) if overrelax else None, overrelax)
     draw = cholesky_solve_last(chol, perturbed)
     # sum_j (t_ij - w.x_j)^2 = sum_j t_ij^2 - 2 w.rhs + w^T G w with G = (P - Lambda)/tau,
-    # and P w = perturbed by construction, so w^T P w costs a dot product.
-    quadratic = np.einsum("ib,ib->b", draw, perturbed - precision @ draw)
+    # and P w = perturbed by construction, so w^T P w costs a dot product. P w is formed
+    # row by row: BLAS's P @ draws over the block summed a row's terms in an order that
+    # depended on the block's size (p = 16), and a learned noise with it.
+    quadratic = np.einsum("ib,ib->b", draw, perturbed - rows_times(draw.T, precision.T).T)
     change = quadratic / tau - 2.0 * np.einsum("ib,bi->b", draw, rhs)
     return np.vstack([draw, change]).T
 
