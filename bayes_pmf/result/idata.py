@@ -34,19 +34,19 @@ import os
 import shutil
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    import arviz as az
-
 from ..errors import ResultFileError
 from ..fileio import atomic_path, size_text
 from ..provenance import package_versions
 from . import psis
+
+if TYPE_CHECKING:  # the annotations' az; at run time ArviZ is imported on first use
+    import arviz as az
 
 FORMAT_VERSION = 1
 _PREFIX = "bayes_pmf_"
@@ -88,7 +88,22 @@ _PARAM_DIMS = {
 # Derived quantities kept beside the parameters (not parameters: never stacked as such).
 _DERIVED_DIMS = {"predicted_rating": ("pair",)}
 
-InferenceData = az.InferenceData
+
+
+def _arviz():
+    """ArviZ, imported on first use: about 1.2 s of ``import bayes_pmf`` (a third of
+    ``bayes-pmf --help``'s time) went to it, for commands that never build a result."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        import arviz
+
+    return arviz
+
+
+def __getattr__(name: str):
+    if name == "InferenceData":  # arviz.InferenceData, imported when first asked for
+        return _arviz().InferenceData
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _coords(train, spec, tags=None) -> dict:
@@ -208,7 +223,7 @@ def build_idata(
 def _inference_data(groups: dict) -> az.InferenceData:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning)
-        return az.InferenceData(**groups)
+        return _arviz().InferenceData(**groups)
 
 
 def raw_attrs(idata: az.InferenceData) -> dict:
@@ -447,7 +462,7 @@ def read_netcdf(path) -> az.InferenceData:
     """Load fully into memory (so the file can be replaced or deleted afterwards)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning)
-        idata = az.from_netcdf(path)
+        idata = _arviz().from_netcdf(path)
     for group in idata.groups():
         getattr(idata, group).load()
     return idata
@@ -479,19 +494,19 @@ def diagnostics_summary(dataset: xr.Dataset) -> pd.DataFrame:
     """``az.summary(kind="diagnostics")`` of a dataset of (chain, draw, ...) variables."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=RuntimeWarning)
-        return az.summary(dataset, kind="diagnostics", round_to="none")
+        return _arviz().summary(dataset, kind="diagnostics", round_to="none")
 
 
 def rhat(values: np.ndarray) -> float:
     """Rank-normalised split R-hat of one (chain, draw) array."""
-    return float(az.rhat(values))
+    return float(_arviz().rhat(values))
 
 
 def bfmi_min(idata: az.InferenceData) -> float | None:
     stats = getattr(idata, "sample_stats", None)
     if stats is None or "energy" not in stats:
         return None
-    return float(np.min(az.bfmi(idata)))
+    return float(np.min(_arviz().bfmi(idata)))
 
 
 def loo(idata: az.InferenceData, log_likelihood: xr.Dataset | None = None):
@@ -520,7 +535,7 @@ def loo(idata: az.InferenceData, log_likelihood: xr.Dataset | None = None):
     pareto_k = xr.DataArray(totals["pareto_k"].reshape(template.shape), dims=template.dims,
                             coords=template.coords, name="pareto_shape")
     warning = bool(np.any(totals["pareto_k"] > totals["good_k"]))
-    return az.ELPDData(
+    return _arviz().ELPDData(
         data=[totals["elpd_loo"], totals["se"], totals["p_loo"], totals["n_samples"],
               totals["n_data_points"], warning, loo_i, pareto_k, "log", totals["good_k"]],
         index=["elpd_loo", "se", "p_loo", "n_samples", "n_data_points", "warning", "loo_i",
@@ -530,4 +545,4 @@ def loo(idata: az.InferenceData, log_likelihood: xr.Dataset | None = None):
 def plot_rank(dataset: xr.Dataset, var_names, axes) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore")
-        az.plot_rank(dataset, var_names=var_names, ax=axes)
+        _arviz().plot_rank(dataset, var_names=var_names, ax=axes)
