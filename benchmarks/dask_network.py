@@ -29,10 +29,11 @@ loopback bytes per sweep at that rate, i.e. no overlap of computing and sending.
 ``--transfers``: how the executor's scatters (the rating blocks, the large designs) and
 gathers (the rows coming back) travel, both measured in the same run on the same
 cluster: ``relay`` (through the scheduler, Dask's default for a client outside the
-cluster, and what bayes_pmf uses) or ``direct`` (Dask's own switch,
-``client.direct_to_workers = True``: every scatter and gather straight between the
-client and each worker). The arrays that ride inside the tasks go through the scheduler
-either way.
+cluster, and the executor's) or ``direct`` (``DaskExecutor(client, direct=True)``, or
+Dask's own switch ``direct_to_workers``: the rating blocks, the inputs scattered ahead
+and the results above 8 MB straight between the client and each worker; smaller
+results through the scheduler, whose one round trip is quicker). The arrays that ride
+inside the tasks go through the scheduler either way.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def measure(data, d: int, sweeps: int, rate: str, executor, transfers: str) -> d
     import bayes_pmf as bp
     from bayes_pmf.engines.ridge import initial_params, sweep
 
-    executor.client.direct_to_workers = transfers == "direct"
+    executor.direct = transfers == "direct"  # DaskExecutor(client, direct=...)
     spec = bp.PMFSpec.from_lambdas(d, 10.0, biases=True)
     sweep(data, initial_params(data, spec, rng=0), spec, executor=executor)  # placement
     if rate != "none":

@@ -105,14 +105,14 @@ def test_large_shared_inputs_scattered_ahead_give_the_same_numbers(cluster, data
     from bayes_pmf.engines import dask_executor
 
     sent = []
-    broadcast = DaskExecutor._broadcast
+    scatter_ahead = DaskExecutor._scatter_ahead
 
     def counted(self, value, workers, placement):
         sent.append(sorted(workers))
-        return broadcast(self, value, workers, placement)
+        return scatter_ahead(self, value, workers, placement)
 
     monkeypatch.setattr(dask_executor, "SCATTER_ABOVE", 0)
-    monkeypatch.setattr(DaskExecutor, "_broadcast", counted)
+    monkeypatch.setattr(DaskExecutor, "_scatter_ahead", counted)
     spec = bp.PMFSpec(n_factors=4)
     here = fit_als(data, spec, rng=0, progress=False, block_rows=BLOCK_ROWS, max_sweeps=3,
                    tol=0.0)
@@ -129,6 +129,75 @@ def test_large_shared_inputs_scattered_ahead_give_the_same_numbers(cluster, data
     assert (_digest(sample_gibbs(data, spec, executor=cluster, **settings))
             == _digest(sample_gibbs(data, spec, **settings)))
     assert len(sent) > 13
+
+
+def _scheduler_relays(client) -> None:
+    """Count, on the scheduler, the scatters and gathers it relays (its own "scatter" and
+    "gather" handlers); read with :func:`_relayed`."""
+    def install(dask_scheduler):
+        counts = {"scatter": 0, "gather": 0}
+        for op in counts:
+            handler = dask_scheduler.handlers[op]
+
+            def counted(*args, _op=op, _handler=handler, **kwargs):
+                counts[_op] += 1
+                return _handler(*args, **kwargs)
+
+            dask_scheduler.handlers[op] = counted
+        dask_scheduler.bayes_pmf_relays = counts
+
+    client.run_on_scheduler(install)
+
+
+def _relayed(client) -> dict:
+    return client.run_on_scheduler(lambda dask_scheduler: dict(dask_scheduler.bayes_pmf_relays))
+
+
+def test_direct_transfers_give_the_same_numbers_without_the_scheduler(cluster, data,
+                                                                     monkeypatch):
+    """``direct=True``: the rating blocks, the inputs scattered ahead and the large
+    results go straight between the client and the workers. The scheduler relays none
+    of them (its scatter and gather handlers, counted on it, are not called; through the
+    scheduler the same fit calls them), and the numbers are the in-process ones."""
+    from bayes_pmf.engines import dask_executor
+
+    monkeypatch.setattr(dask_executor, "SCATTER_ABOVE", 0)  # every shared input and
+    _scheduler_relays(cluster.client)                         # result takes the large way
+    spec = bp.PMFSpec(n_factors=4)
+    settings = dict(rng=0, progress=False, block_rows=BLOCK_ROWS, max_sweeps=3, tol=0.0)
+    here = fit_als(data, spec, **settings)
+    users, items = data.user_ids[data.user_idx], data.item_ids[data.item_idx]
+    counts = {}
+    for direct in (False, True):
+        before = _relayed(cluster.client)
+        with DaskExecutor(cluster.client, direct=direct, chain_tasks=False) as executor:
+            assert executor.describe()["transfers"] == ("direct" if direct else
+                                                        "through the scheduler")
+            there = fit_als(data, spec, executor=executor, **settings)
+            np.testing.assert_allclose(there.predict(users, items),
+                                       here.predict(users, items), rtol=0, atol=1e-12)
+        after = _relayed(cluster.client)
+        counts[direct] = {op: after[op] - before[op] for op in after}
+    # through the scheduler: blocks for both sides scattered, every half-step's inputs
+    # scattered ahead, every result gathered; direct: none of it
+    assert counts[False]["scatter"] > 10 and counts[False]["gather"] > 10
+    assert counts[True] == {"scatter": 0, "gather": 0}
+    # the Gibbs sampler's draws too, its row blocks and its chains as tasks
+    gibbs = bp.PMFSpec.hierarchical().with_(n_factors=3, likelihood="ordinal",
+                                            noise="fixed", sigma=1.0)
+    stars = bp.make_synthetic(300, 200, 6000, gibbs, rng=3).data  # on a rating grid
+    drawn = dict(draws=5, tune=5, chains=2, rng=1, progress=False, block_rows=BLOCK_ROWS)
+    expected = _digest(sample_gibbs(stars, gibbs, **drawn))
+    for chain_tasks in (False, True):
+        with DaskExecutor(cluster.client, direct=True, chain_tasks=chain_tasks) as executor:
+            assert _digest(sample_gibbs(stars, gibbs, executor=executor, **drawn)) == expected
+    # Dask's own switch decides when direct is not given
+    try:
+        cluster.client.direct_to_workers = True
+        assert DaskExecutor(cluster.client).direct
+    finally:
+        cluster.client.direct_to_workers = None
+    assert not DaskExecutor(cluster.client).direct
 
 
 class _CountingBar:
@@ -288,21 +357,21 @@ def test_a_failed_send_that_only_mentions_a_live_worker_is_not_a_lost_worker(clu
     assert fresh.recoveries == 0 and len(calls) == 1
 
 
-@pytest.mark.parametrize("inputs", ["in the tasks", "scattered ahead"])
+@pytest.mark.parametrize("inputs", ["in the tasks", "scattered ahead", "direct"])
 def test_a_killed_worker_costs_time_not_numbers(data, inputs, monkeypatch):
     """A worker process killed mid-fit: its blocks are sent again to the workers left
     (the nanny restarts one), the half-step is rerun, the draws are unchanged; also when
     every half-step's shared inputs are scattered ahead (a kill may land in the
-    scatter)."""
+    scatter), and when they and every result go straight to and from the workers."""
     from bayes_pmf.engines import dask_executor
 
-    if inputs == "scattered ahead":
+    if inputs != "in the tasks":
         monkeypatch.setattr(dask_executor, "SCATTER_ABOVE", 0)
     spec = bp.PMFSpec.hierarchical().with_(n_factors=4)
     settings = dict(draws=60, tune=10, chains=2, rng=1, progress=False,
                     block_rows=BLOCK_ROWS)
     here = sample_gibbs(data, spec, **settings)
-    with DaskExecutor.local(2, chain_tasks=False) as executor:
+    with DaskExecutor.local(2, chain_tasks=False, direct=inputs == "direct") as executor:
         pids = executor.client.run(os.getpid)
         victim = pids[sorted(pids)[0]]
         started = threading.Event()
@@ -520,7 +589,9 @@ def test_cli_dask_local_gives_the_in_process_run_and_records_the_cluster(tmp_pat
         frame.iloc[k::3].to_csv(csv / f"part-{k}.csv", index=False)
     runs = {}
     # 2 chains for 2 worker threads, each chain far below a worker's memory: chosen as
-    # tasks unless --dask-row-blocks says otherwise
+    # tasks unless --dask-row-blocks says otherwise; the chains' run with Dask's own
+    # switch for direct transfers, set in the environment
+    direct = {**os.environ, "DASK_DISTRIBUTED__CLIENT__DIRECT_TO_WORKERS": "True"}
     for name, extra in (("here", []), ("dask", ["--dask-local", "2", "--dask-row-blocks"]),
                         ("chains", ["--dask-local", "2"])):
         out = tmp_path / name
@@ -528,9 +599,11 @@ def test_cli_dask_local_gives_the_in_process_run_and_records_the_cluster(tmp_pat
             [sys.executable, "-m", "bayes_pmf", "fit", "--data", str(csv), "--draws", "20",
              "--tune", "10", "--chains", "2", "--factors", "2", "--likelihood", "gaussian",
              "--no-figures", "--no-progress", "--out", str(out), *extra],
-            check=True, capture_output=True, text=True).stdout
+            check=True, capture_output=True, text=True,
+            env=direct if name == "chains" else None).stdout
         runs[name] = json.loads((out / "metrics.json").read_text())
         assert ("cluster: tcp://" in printed) == (name != "here")
+        assert ("MB received, directly" in printed) == (name == "chains")
         assert ("Gibbs chains: each chain one task on a worker (2 chains for 2 worker "
                 "threads" in printed) == (name == "chains")
         assert ("Gibbs chains: in this process, their half-steps' row blocks as tasks "
@@ -542,6 +615,8 @@ def test_cli_dask_local_gives_the_in_process_run_and_records_the_cluster(tmp_pat
         assert cluster["workers"] == 2 and cluster["bytes_sent"] > 0
         assert runs[name]["settings"] == runs["here"]["settings"]
         assert runs[name]["dataset"] == runs["here"]["dataset"]  # hash, counts, scale
+    assert runs["dask"]["cluster"]["transfers"] == "through the scheduler"
+    assert runs["chains"]["cluster"]["transfers"] == "direct"
     assert runs["dask"]["cluster"]["chains"] == {
         "run_as": "row blocks", "why": "asked for (chain_tasks=False)"}
     assert runs["chains"]["cluster"]["chains"]["run_as"] == "tasks"

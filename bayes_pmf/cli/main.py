@@ -614,6 +614,7 @@ def _fit(args: argparse.Namespace) -> int:
         print(f"cluster: {cluster['scheduler']}, {cluster['workers']} workers, "
               f"{cluster['threads']} threads; {cluster['bytes_sent'] / 1e6:,.1f} MB sent, "
               f"{cluster['bytes_received'] / 1e6:,.1f} MB received"
+              + (", directly" if cluster.get("transfers") == "direct" else "")
               + (f", {cluster['recoveries']} lost workers recovered"
                  if cluster["recoveries"] else ""))
         if "chains" in cluster:

@@ -20,6 +20,9 @@ What moves, and when:
   overrelaxation, their current values; with the ordinal likelihood, the latent ratings
   of its entries). Back from each block: its rows' new values, plus, for the Gibbs
   sampler, one number per row towards the sum of squared residuals.
+* Through the scheduler, as task arguments and results, unless ``direct``: then the
+  rating blocks, the inputs scattered ahead and the large results go straight between
+  the client and the workers (Dask's ``direct_to_workers``), half the bytes on the wire.
 * With ``chain_tasks=False``, chains run in threads of the client, each submitting its
   own half-steps, so the cluster works on all chains at once.
 
@@ -327,13 +330,19 @@ class DaskExecutor:
     (``chain_tasks=True``); ``"auto"`` (the default) chooses per fit by
     :func:`chain_placement`, and :attr:`placed_chains` says what was chosen and why. See
     the module docstring. ``retries``: how many times a half-step is rerun after losing
-    workers. Use as a context manager, or call :meth:`close`, to release the blocks held
-    on the workers (and, for :meth:`local`, to stop the cluster)."""
+    workers. ``direct``: whether the large transfers (the rating blocks, the shared
+    inputs scattered ahead, a half-step's results above ``SCATTER_ABOVE`` bytes, a chain
+    task's draws) go straight between this process and the workers instead of through
+    the scheduler; None (the default) follows Dask's own switch, the client's
+    ``direct_to_workers`` (configuration ``distributed.client.direct-to-workers``). Direct
+    transfers need the workers reachable from the client. Use as a context manager, or
+    call :meth:`close`, to release the blocks held on the workers (and, for :meth:`local`,
+    to stop the cluster)."""
 
     remote = True
 
     def __init__(self, client, *, retries: int = 2,
-                 chain_tasks: bool | str = "auto") -> None:
+                 chain_tasks: bool | str = "auto", direct: bool | None = None) -> None:
         _require_distributed()
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigError(f"retries must be a non-negative integer, got {retries!r}",
@@ -341,9 +350,14 @@ class DaskExecutor:
         if not (isinstance(chain_tasks, bool) or chain_tasks == "auto"):
             raise ConfigError(f"chain_tasks must be True, False or 'auto', got "
                               f"{chain_tasks!r}", setting="chain_tasks")
+        if not (direct is None or isinstance(direct, bool)):
+            raise ConfigError(f"direct must be True, False or None, got {direct!r}",
+                              setting="direct")
         self.client = client
         self.retries = retries
         self.chain_tasks = chain_tasks
+        self.direct = bool(getattr(client, "direct_to_workers", False)) if direct is None \
+            else direct
         # the last Gibbs fit's chains: {"run_as": "tasks" or "row blocks", "why": ...}
         self.placed_chains: dict | None = None
         self._placements: dict[int, _Placement] = {}
@@ -453,7 +467,8 @@ class DaskExecutor:
                 "workers": len(workers),
                 "threads": int(sum(w.get("nthreads", 1) for w in workers.values())),
                 "memory_bytes": int(sum(w.get("memory_limit", 0) or 0
-                                        for w in workers.values()))}
+                                        for w in workers.values())),
+                "transfers": "direct" if self.direct else "through the scheduler"}
 
     def place_chains(self, chains: int, chain_bytes: float) -> bool:
         """Whether a Gibbs fit's ``chains`` (``chain_bytes`` each, estimated) run as
@@ -552,7 +567,9 @@ class DaskExecutor:
                 for future in [f for f in pending if f.done()]:
                     pending.discard(future)
                     chain = futures[future]
-                    drawn = future.result()  # a chain's error is raised here
+                    # a chain's error is raised here; its draws straight from the worker
+                    # when direct
+                    drawn = self.client.gather(future, direct=self.direct)
                     self._show(variables[chain], chain, shown, bar)
                     keep(chain, drawn)
                     self.bytes_received += sum(a.nbytes for a in drawn.values())
@@ -576,7 +593,10 @@ class DaskExecutor:
             if not self._workers():
                 raise DistributedError("the Dask cluster has no workers")
             try:
-                return self.client.scatter([value], hash=False, broadcast=True)[0]
+                # through the scheduler even when direct: a direct broadcast is a scatter
+                # and then a replicate, one more round of copies
+                return self.client.scatter([value], hash=False, broadcast=True,
+                                           direct=False)[0]
             except Exception as exc:  # a worker went away during the transfer
                 if not (_is_lost(exc) or isinstance(exc, OSError)) or attempt == self.retries:
                     raise DistributedError(f"sending the chains' inputs to the workers "
@@ -653,7 +673,7 @@ class DaskExecutor:
             self.bytes_sent += sum(_nbytes(b) for b in blocks)
             try:
                 sent = self.client.scatter(blocks, workers=[name], hash=False,
-                                           timeout=SCATTER_SECONDS)
+                                           direct=self.direct, timeout=SCATTER_SECONDS)
             except Exception as exc:  # the worker went away before or during the transfer
                 if not (_is_lost(exc) or _names_worker(exc, name)
                         or name not in self._workers()):
@@ -678,7 +698,7 @@ class DaskExecutor:
         workers = sorted(set(placement.workers))
         inputs = (plan.shared, recipe)
         if bundle_size > SCATTER_ABOVE:
-            inputs = self._broadcast(inputs, workers, placement)
+            inputs = self._scatter_ahead(inputs, workers, placement)
             self.bytes_sent += bundle_size
         else:
             self.bytes_sent += bundle_size * len(workers)
@@ -699,14 +719,17 @@ class DaskExecutor:
                 _worker_block, plan.kernel, placement.futures[k], start, bundles[worker],
                 *parts, row_parts, entry_parts, workers=[worker], allow_other_workers=False,
                 pure=False))
-        results = self._gather(futures, placement)
+        # large results straight from the workers when direct; small ones through the
+        # scheduler, which is quicker than a connection to every worker
+        results = self._gather(futures, placement,
+                               direct=self.direct and n_rows * plan.width * 8 > SCATTER_ABOVE)
         out = np.empty((n_rows, plan.width))
         for start, result in zip(placement.starts, results):
             out[start:start + len(result)] = result
             self.bytes_received += result.nbytes
         return out
 
-    def _broadcast(self, value, workers: list[str], placement: _Placement):
+    def _scatter_ahead(self, value, workers: list[str], placement: _Placement):
         """``value`` scattered to one of ``workers``; the tasks on the others fetch it from
         a worker that holds it (Dask's own worker-to-worker transfer). Not
         ``broadcast=True``: the scheduler then replicates to every worker named and, when
@@ -715,15 +738,16 @@ class DaskExecutor:
         recovers from like any lost worker."""
         try:
             return self.client.scatter([value], workers=workers[:1], hash=False,
-                                       timeout=SCATTER_SECONDS)[0]
+                                       direct=self.direct, timeout=SCATTER_SECONDS)[0]
         except Exception as exc:  # a worker went away during the transfer
             gone = sorted(set(workers) - set(self._workers()))
             if not gone and not _is_lost(exc):
                 raise
             raise _WorkersLost(gone or workers, placement) from exc
 
-    def _gather(self, futures: list, placement: _Placement) -> list:
-        """The blocks' results, watching that the workers holding them stay."""
+    def _gather(self, futures: list, placement: _Placement, direct: bool = False) -> list:
+        """The blocks' results, watching that the workers holding them stay (``direct``:
+        fetched from the workers, not through the scheduler)."""
         distributed = _require_distributed()
         needed = set(placement.workers)
         while True:
@@ -746,7 +770,7 @@ class DaskExecutor:
                 raise self._lost(needed, placement, futures) from exc
             if finished:
                 try:
-                    return self.client.gather(futures)
+                    return self.client.gather(futures, direct=direct)
                 except Exception as exc:  # the kernel's own error, or lost data
                     if not _is_lost(exc):
                         raise

@@ -829,7 +829,7 @@ class _OrdinalLatent:
     The two collapsed moves target p(theta, mu | factors), and z is drawn afresh from
     p(z | theta, mu, factors) after them: together a valid update of (theta, mu, z)."""
 
-    def __init__(self, train, spec, tune: int, rows: np.ndarray | None = None):
+    def __init__(self, train, spec, tune: int, rows: np.ndarray):
         self.grid = rating_grid(train.scale)
         self.centres = cutpoint_centres(self.grid)
         self.sd = spec.cutpoint_sd
@@ -837,8 +837,8 @@ class _OrdinalLatent:
         self.sigma = spec.sigma
         by_user = train.by_user
         self.level = rating_levels(by_user.data, self.grid)
-        # every rating's user: the chain's own index when given (8 bytes a rating, once)
-        self.rows = rating_rows(by_user) if rows is None else rows
+        # every rating's user: the chain's own index (8 bytes a rating, held once a chain)
+        self.rows = rows
         self.cols = by_user.indices
         positions = sp.csr_matrix((np.arange(1, by_user.nnz + 1, dtype=float),
                                    by_user.indices, by_user.indptr), shape=by_user.shape)

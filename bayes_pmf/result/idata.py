@@ -89,7 +89,6 @@ _PARAM_DIMS = {
 _DERIVED_DIMS = {"predicted_rating": ("pair",)}
 
 
-
 def _arviz():
     """ArviZ, imported on first use: about 1.2 s of ``import bayes_pmf`` (a third of
     ``bayes-pmf --help``'s time) went to it, for commands that never build a result."""
