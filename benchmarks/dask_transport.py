@@ -9,7 +9,10 @@ One run, one machine, one LocalCluster of 2 workers x 1 thread: ALS (d = 10, bia
 exact solves) on synthetic ratings from the model (n_users = N/150, n_items = N/1000),
 after a warm-up fit that places the rating blocks. Then ``--rounds`` rounds, each timing
 a 3-sweep fit once per way in alternating order (``SCATTER_ABOVE`` set to infinity:
-every input in the tasks; to 0: every input scattered ahead). Reported per way: the
+every input in the tasks; to 0: every input scattered ahead; the default 8 MB, through
+the scheduler and with the executor's direct transfers, ``DaskExecutor(client,
+direct=True)``: the blocks, the inputs scattered ahead and the results above 8 MB
+straight between client and workers). Reported per way: the
 median seconds per sweep, the bytes that crossed the loopback interface per sweep, the
 large-graph warnings Dask gave, and whether the predictions equal the in-task way's.
 """
@@ -58,7 +61,10 @@ def main() -> None:
                              rng=0).data
     print(f"{n:,} ratings, {data.n_users:,} users, {data.n_items:,} items, made in "
           f"{time.perf_counter() - began:.0f} s", flush=True)
-    ways = {"in the tasks": float("inf"), "scattered ahead": 0}
+    # way: (SCATTER_ABOVE, direct transfers)
+    ways = {"in the tasks": (float("inf"), False), "scattered ahead": (0, False),
+            "8 MB threshold": (dask_executor.SCATTER_ABOVE, False),
+            "8 MB threshold, direct": (dask_executor.SCATTER_ABOVE, True)}
     rows = {way: {"seconds": [], "loopback": [], "warnings": 0} for way in ways}
     users, items = data.user_ids[data.user_idx[:100_000]], data.item_ids[
         data.item_idx[:100_000]]
@@ -71,7 +77,7 @@ def main() -> None:
         for round_ in range(args.rounds):
             order = list(ways) if round_ % 2 == 0 else list(reversed(ways))
             for way in order:
-                dask_executor.SCATTER_ABOVE = ways[way]
+                dask_executor.SCATTER_ABOVE, executor.direct = ways[way]
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
                     before = loopback_bytes()
