@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import warnings
 
 import numpy as np
@@ -414,6 +415,74 @@ def test_a_killed_worker_reruns_its_chain_task_with_the_same_draws(data):
         assert killed.is_set()  # the kill did land during the fit
         assert victim not in executor.client.run(os.getpid).values()
     assert _digest(there) == _digest(here)
+
+
+def test_a_worker_killed_as_the_chains_inputs_are_sent_is_left_out(data):
+    """chain_tasks=True: the chains' inputs go to each worker in turn, never through the
+    scheduler's replication (``Scheduler.replicate`` copies to a fixed list of workers
+    until each holds the data: with one killed meanwhile it never ends, which hung a
+    killed-worker test in 2 of 7 runs when designs were scattered with
+    ``broadcast=True``; and a worker killed as it starts, the one holding the only copy,
+    ended the fit in Dask's FuturesCancelledError, "lost dependencies", measured with
+    ``broadcast=True``): counted on the scheduler, it is not called (it was, once per
+    fit). And the first worker killed just before its copy is sent: that copy fails, the
+    worker left holds the inputs, and the chains run with the in-process draws (the fit
+    in a thread given 120 s; a few on an idle machine)."""
+    spec = bp.PMFSpec.hierarchical().with_(n_factors=4)
+    settings = dict(draws=20, tune=10, chains=2, rng=1, progress=False)
+    here = sample_gibbs(data, spec, **settings)
+    with DaskExecutor.local(2, chain_tasks=True) as executor:
+        def count_replications(dask_scheduler):
+            replicate, calls = dask_scheduler.replicate, []
+
+            async def counted(*args, **kwargs):
+                calls.append(1)
+                return await replicate(*args, **kwargs)
+
+            dask_scheduler.replicate = counted
+            dask_scheduler.bayes_pmf_replications = calls
+
+        executor.client.run_on_scheduler(count_replications)
+        assert _digest(sample_gibbs(data, spec, executor=executor, **settings)) == \
+            _digest(here)
+        assert executor.client.run_on_scheduler(
+            lambda dask_scheduler: len(dask_scheduler.bayes_pmf_replications)) == 0
+
+        pids = executor.client.run(os.getpid)
+        victim = sorted(pids)[0]
+        scatter, killed = executor.client.scatter, []
+
+        def kill_then_scatter(*args, **kwargs):
+            if not killed:  # the first send of the fit: the victim's copy
+                os.kill(pids[victim], signal.SIGKILL)  # the scheduler has not seen it yet
+                killed.append(victim)
+            return scatter(*args, **kwargs)
+
+        executor.client.scatter = kill_then_scatter
+        outcome = {}
+        fit = threading.Thread(target=lambda: outcome.setdefault(
+            "there", sample_gibbs(data, spec, executor=executor, **settings)), daemon=True)
+        fit.start()
+        fit.join(timeout=120)
+        assert not fit.is_alive(), "the fit hung sending the chains' inputs"
+        del executor.client.scatter
+        assert killed == [victim] and executor.recoveries >= 1
+    assert _digest(outcome["there"]) == _digest(here)
+
+
+def test_a_chain_task_dask_gives_up_on_is_a_clear_error(cluster, data, monkeypatch):
+    """A chain task that Dask gave up on (KilledWorker: workers died running it three
+    times; or its inputs lost with every holder) ends the fit in one DistributedError
+    saying so, not in Dask's own exception."""
+    def given_up(*args, **kwargs):
+        raise distributed.KilledWorker("gibbs-chain-0",
+                                       types.SimpleNamespace(address="tcp://127.0.0.1:1"), 3)
+
+    with DaskExecutor(cluster.client, chain_tasks=True) as executor:
+        monkeypatch.setattr(executor.client, "gather", given_up)
+        with pytest.raises(DistributedError, match="lost while the chains ran.*KilledWorker"):
+            sample_gibbs(data, bp.PMFSpec.hierarchical().with_(n_factors=4), draws=5,
+                         tune=5, chains=2, rng=1, progress=False, executor=executor)
 
 
 def test_a_lost_worker_without_retries_is_named(data):

@@ -573,36 +573,55 @@ class DaskExecutor:
                     self._show(variables[chain], chain, shown, bar)
                     keep(chain, drawn)
                     self.bytes_received += sum(a.nbytes for a in drawn.values())
-        except BaseException:  # Ctrl-C or a chain's error: stop the other chains
+        except BaseException as exc:  # Ctrl-C or a chain's error: stop the other chains
             stop.set()
             try:  # they see it within a sweep and half a second, and end
                 distributed.wait(list(pending), timeout=STOP_SECONDS)
-            except (TimeoutError, KeyboardInterrupt):  # a second Ctrl-C: at once
+            except (Exception, KeyboardInterrupt):  # a second Ctrl-C: at once; or lost too
                 pass
             finally:
                 self.client.cancel(list(futures))
+            if isinstance(exc, Exception) and _is_lost(exc):  # a chain's inputs or its
+                raise DistributedError(                       # reruns lost with workers
+                    f"Dask workers were lost while the chains ran and a chain could not be "
+                    f"rerun ({type(exc).__name__}: {exc}); nothing was written: rerun when "
+                    "the cluster is whole") from exc
             raise
         finally:
             for variable in variables:
                 variable.delete()
 
     def _scatter_everywhere(self, value):
-        """``value`` scattered to every worker; a worker lost meanwhile is left out (up
-        to ``retries`` times)."""
-        for attempt in range(self.retries + 1):
-            if not self._workers():
+        """``value`` on every worker under one key, sent to each worker in turn (a worker
+        lost meanwhile is left out; up to ``retries`` rounds when none took it). Not
+        ``broadcast=True``: the scheduler's replication then copies to a fixed list of
+        workers until each holds it, and with one of them killed meanwhile it never ends
+        (Dask's ``Scheduler.replicate``; :meth:`_scatter_ahead` avoids it too). A copy on
+        each worker, under one key, is what lets a chain rerun on any worker left."""
+        key = f"bayes-pmf-shared-{uuid.uuid4().hex}"
+        for _attempt in range(self.retries + 1):
+            live = sorted(self._workers())
+            if not live:
                 raise DistributedError("the Dask cluster has no workers")
-            try:
-                # through the scheduler even when direct: a direct broadcast is a scatter
-                # and then a replicate, one more round of copies
-                return self.client.scatter([value], hash=False, broadcast=True,
-                                           direct=False)[0]
-            except Exception as exc:  # a worker went away during the transfer
-                if not (_is_lost(exc) or isinstance(exc, OSError)) or attempt == self.retries:
-                    raise DistributedError(f"sending the chains' inputs to the workers "
-                                           f"failed: {exc}") from exc
+            held, failed = [], None
+            for name in live:
+                try:
+                    held.append(self.client.scatter({key: value}, workers=[name],
+                                                    hash=False, direct=self.direct,
+                                                    timeout=SCATTER_SECONDS)[key])
+                except Exception as exc:  # the worker went away before or during it
+                    if not (_is_lost(exc) or isinstance(exc, OSError)
+                            or _names_worker(exc, name) or name not in self._workers()):
+                        raise DistributedError(f"sending the chains' inputs to the workers "
+                                               f"failed: {exc}") from exc
+                    failed = exc
+            if failed is not None:
                 self.recoveries += 1
-                time.sleep(POLL_SECONDS)  # let the scheduler see the worker go
+            if held:
+                return held[0]
+            time.sleep(POLL_SECONDS)  # let the scheduler see the workers go
+        raise DistributedError(f"sending the chains' inputs to the workers failed: every "
+                               f"worker was lost ({failed})") from failed
 
     @staticmethod
     def _show(variable, chain: int, shown: list, bar) -> None:
