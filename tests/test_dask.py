@@ -132,26 +132,30 @@ def test_large_shared_inputs_scattered_ahead_give_the_same_numbers(cluster, data
     assert len(sent) > 13
 
 
-def _scheduler_relays(client) -> None:
-    """Count, on the scheduler, the scatters and gathers it relays (its own "scatter" and
-    "gather" handlers); read with :func:`_relayed`."""
+def _count_on_scheduler(client, handlers=(), methods=()) -> None:
+    """Count, on the scheduler, calls of its message ``handlers`` (what a client asks it
+    over the network: "scatter", "gather") and of its own ``methods`` (what it calls
+    itself: "replicate"); read with :func:`_counted`."""
     def install(dask_scheduler):
-        counts = {"scatter": 0, "gather": 0}
-        for op in counts:
-            handler = dask_scheduler.handlers[op]
+        counts = dict.fromkeys((*handlers, *methods), 0)
 
-            def counted(*args, _op=op, _handler=handler, **kwargs):
-                counts[_op] += 1
-                return _handler(*args, **kwargs)
+        def counting(name, call):
+            def counted(*args, **kwargs):
+                counts[name] += 1
+                return call(*args, **kwargs)  # a coroutine, when ``call`` is async
+            return counted
 
-            dask_scheduler.handlers[op] = counted
-        dask_scheduler.bayes_pmf_relays = counts
+        for name in handlers:
+            dask_scheduler.handlers[name] = counting(name, dask_scheduler.handlers[name])
+        for name in methods:
+            setattr(dask_scheduler, name, counting(name, getattr(dask_scheduler, name)))
+        dask_scheduler.bayes_pmf_counts = counts
 
     client.run_on_scheduler(install)
 
 
-def _relayed(client) -> dict:
-    return client.run_on_scheduler(lambda dask_scheduler: dict(dask_scheduler.bayes_pmf_relays))
+def _counted(client) -> dict:
+    return client.run_on_scheduler(lambda dask_scheduler: dict(dask_scheduler.bayes_pmf_counts))
 
 
 def test_direct_transfers_give_the_same_numbers_without_the_scheduler(cluster, data,
@@ -163,21 +167,21 @@ def test_direct_transfers_give_the_same_numbers_without_the_scheduler(cluster, d
     from bayes_pmf.engines import dask_executor
 
     monkeypatch.setattr(dask_executor, "SCATTER_ABOVE", 0)  # every shared input and
-    _scheduler_relays(cluster.client)                         # result takes the large way
+    _count_on_scheduler(cluster.client, handlers=("scatter", "gather"))  # result: large
     spec = bp.PMFSpec(n_factors=4)
     settings = dict(rng=0, progress=False, block_rows=BLOCK_ROWS, max_sweeps=3, tol=0.0)
     here = fit_als(data, spec, **settings)
     users, items = data.user_ids[data.user_idx], data.item_ids[data.item_idx]
     counts = {}
     for direct in (False, True):
-        before = _relayed(cluster.client)
+        before = _counted(cluster.client)
         with DaskExecutor(cluster.client, direct=direct, chain_tasks=False) as executor:
             assert executor.describe()["transfers"] == ("direct" if direct else
                                                         "through the scheduler")
             there = fit_als(data, spec, executor=executor, **settings)
             np.testing.assert_allclose(there.predict(users, items),
                                        here.predict(users, items), rtol=0, atol=1e-12)
-        after = _relayed(cluster.client)
+        after = _counted(cluster.client)
         counts[direct] = {op: after[op] - before[op] for op in after}
     # through the scheduler: blocks for both sides scattered, every half-step's inputs
     # scattered ahead, every result gathered; direct: none of it
@@ -417,7 +421,8 @@ def test_a_killed_worker_reruns_its_chain_task_with_the_same_draws(data):
     assert _digest(there) == _digest(here)
 
 
-def test_a_worker_killed_as_the_chains_inputs_are_sent_is_left_out(data):
+@pytest.mark.parametrize("direct", [False, True], ids=["through the scheduler", "direct"])
+def test_a_worker_killed_as_the_chains_inputs_are_sent_is_left_out(data, direct):
     """chain_tasks=True: the chains' inputs go to each worker in turn, never through the
     scheduler's replication (``Scheduler.replicate`` copies to a fixed list of workers
     until each holds the data: with one killed meanwhile it never ends, which hung a
@@ -427,26 +432,17 @@ def test_a_worker_killed_as_the_chains_inputs_are_sent_is_left_out(data):
     ``broadcast=True``): counted on the scheduler, it is not called (it was, once per
     fit). And the first worker killed just before its copy is sent: that copy fails, the
     worker left holds the inputs, and the chains run with the in-process draws (the fit
-    in a thread given 120 s; a few on an idle machine)."""
+    in a thread given 120 s; a few on an idle machine). Sent directly, the client meets
+    the dead worker's address before the scheduler has noticed it, and still leaves it
+    out."""
     spec = bp.PMFSpec.hierarchical().with_(n_factors=4)
     settings = dict(draws=20, tune=10, chains=2, rng=1, progress=False)
     here = sample_gibbs(data, spec, **settings)
-    with DaskExecutor.local(2, chain_tasks=True) as executor:
-        def count_replications(dask_scheduler):
-            replicate, calls = dask_scheduler.replicate, []
-
-            async def counted(*args, **kwargs):
-                calls.append(1)
-                return await replicate(*args, **kwargs)
-
-            dask_scheduler.replicate = counted
-            dask_scheduler.bayes_pmf_replications = calls
-
-        executor.client.run_on_scheduler(count_replications)
+    with DaskExecutor.local(2, chain_tasks=True, direct=direct) as executor:
+        _count_on_scheduler(executor.client, methods=("replicate",))
         assert _digest(sample_gibbs(data, spec, executor=executor, **settings)) == \
             _digest(here)
-        assert executor.client.run_on_scheduler(
-            lambda dask_scheduler: len(dask_scheduler.bayes_pmf_replications)) == 0
+        assert _counted(executor.client) == {"replicate": 0}
 
         pids = executor.client.run(os.getpid)
         victim = sorted(pids)[0]
@@ -468,6 +464,27 @@ def test_a_worker_killed_as_the_chains_inputs_are_sent_is_left_out(data):
         del executor.client.scatter
         assert killed == [victim] and executor.recoveries >= 1
     assert _digest(outcome["there"]) == _digest(here)
+
+
+def test_a_live_workers_own_error_sending_the_chains_inputs_is_not_a_lost_worker(
+        cluster, data, monkeypatch):
+    """A send of the chains' inputs that fails on a worker still in the cluster (a
+    spill's "no space left", an OSError) is that worker's error, said at once: not a
+    worker left out in silence, nor retried on every worker and then called "every
+    worker was lost" (the check counted any OSError as a loss)."""
+    calls = []
+
+    def failing(values, workers=None, **kwargs):
+        calls.append(workers)
+        raise OSError(f"no space left while spilling on {workers[0]}")
+
+    with DaskExecutor(cluster.client, chain_tasks=True) as executor:
+        monkeypatch.setattr(executor.client, "scatter", failing)
+        with pytest.raises(DistributedError, match="chains' inputs.*no space left") as caught:
+            sample_gibbs(data, bp.PMFSpec.hierarchical().with_(n_factors=4), draws=5,
+                         tune=5, chains=2, rng=1, progress=False, executor=executor)
+        assert "lost" not in str(caught.value)
+        assert executor.recoveries == 0 and len(calls) == 1
 
 
 def test_a_chain_task_dask_gives_up_on_is_a_clear_error(cluster, data, monkeypatch):

@@ -79,6 +79,9 @@ from .parallel import (
 # How long a half-step's wait lasts between checks that every worker holding its blocks
 # is still in the cluster.
 POLL_SECONDS = 0.5
+# A send that failed with a connection error: how many polls the scheduler is given to
+# notice that its worker was killed, before the error counts as the worker's own.
+LOST_POLLS = 6
 # How long chain tasks told to stop (Ctrl-C, another chain's error) are given to end
 # before they are cancelled (they look every POLL_SECONDS, between sweeps).
 STOP_SECONDS = 3.0
@@ -610,8 +613,7 @@ class DaskExecutor:
                                                     hash=False, direct=self.direct,
                                                     timeout=SCATTER_SECONDS)[key])
                 except Exception as exc:  # the worker went away before or during it
-                    if not (_is_lost(exc) or isinstance(exc, OSError)
-                            or _names_worker(exc, name) or name not in self._workers()):
+                    if not self._send_lost(exc, [name]):
                         raise DistributedError(f"sending the chains' inputs to the workers "
                                                f"failed: {exc}") from exc
                     failed = exc
@@ -694,10 +696,8 @@ class DaskExecutor:
                 sent = self.client.scatter(blocks, workers=[name], hash=False,
                                            direct=self.direct, timeout=SCATTER_SECONDS)
             except Exception as exc:  # the worker went away before or during the transfer
-                if not (_is_lost(exc) or _names_worker(exc, name)
-                        or name not in self._workers()):
+                if not self._send_lost(exc, [name]):
                     raise
-                time.sleep(POLL_SECONDS)  # let the scheduler see the worker go
                 raise _WorkersLost([name], placement) from exc
             for k, future in zip(mine, sent):
                 futures[k] = future
@@ -759,10 +759,29 @@ class DaskExecutor:
             return self.client.scatter([value], workers=workers[:1], hash=False,
                                        direct=self.direct, timeout=SCATTER_SECONDS)[0]
         except Exception as exc:  # a worker went away during the transfer
-            gone = sorted(set(workers) - set(self._workers()))
-            if not gone and not _is_lost(exc):
+            if not self._send_lost(exc, workers):
                 raise
+            gone = sorted(set(workers) - set(self._workers()))
             raise _WorkersLost(gone or workers, placement) from exc
+
+    def _send_lost(self, exc: BaseException, names: list[str]) -> bool:
+        """Whether a send to the workers ``names`` failed because one of them was lost:
+        Dask's lost-data and comm errors, the scheduler's KeyError naming one of them, or
+        one of them gone from the cluster. A connection error (OSError) is given the
+        scheduler's time to notice a killed worker (sent directly, the client meets the
+        dead address first); any other error of a live worker (a spill's "no space
+        left") is its own, not a loss."""
+        if _is_lost(exc) or any(_names_worker(exc, name) for name in names):
+            time.sleep(POLL_SECONDS)  # let the scheduler see the worker go
+            return True
+        for _poll in range(LOST_POLLS):
+            if set(names) - set(self._workers()):
+                time.sleep(POLL_SECONDS)
+                return True
+            if not isinstance(exc, OSError):
+                return False
+            time.sleep(POLL_SECONDS)
+        return False
 
     def _gather(self, futures: list, placement: _Placement, direct: bool = False) -> list:
         """The blocks' results, watching that the workers holding them stay (``direct``:
