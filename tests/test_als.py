@@ -84,6 +84,38 @@ def test_normal_equations_equal_dense_products(p, table_bytes, monkeypatch):
     np.testing.assert_allclose(rhs, targets @ design, rtol=0, atol=1e-11)
 
 
+def test_the_padded_layout_reads_the_design_itself_and_zeroes_the_padding():
+    """The BLAS path gathers from the design as given, with no padded copy of it (on a
+    Dask worker that copy was the whole other side's design once more): every group
+    holds each row's design rows and targets in its order, then zeros where the padding
+    gathered the first design row, and the design is left as it was. In float32 (the CG
+    solver's option) the rows are a copy, as they must be."""
+    rng = np.random.default_rng(4)
+    design = rng.normal(size=(50, 20)) + 5.0  # no zero row for a padding gather to hit
+    kept = design.copy()
+    prepared = als.prepare_design(design, padded=True)
+    assert prepared.rows is design
+    single = als.prepare_design(design, padded=True, dtype=np.float32)
+    assert single.rows.dtype == np.float32 and not np.shares_memory(single.rows, design)
+    counts = np.array([0, 1, 2, 3, 5, 7, 9, 13, 50, 4, 0, 11])
+    columns = [np.sort(rng.choice(50, n, replace=False)) for n in counts]
+    block = sp.csr_matrix((rng.normal(size=counts.sum()), np.concatenate(columns),
+                           np.r_[0, np.cumsum(counts)]), shape=(len(counts), 50))
+    seen = []
+    # chunks of 200 floats: groups split into several chunks, the buffer reused
+    for rows, padded, targets in als.padded_groups(block, prepared.rows, chunk_floats=200):
+        for k, row in enumerate(rows):
+            n, lo = counts[row], block.indptr[row]
+            np.testing.assert_array_equal(padded[k, :n], design[columns[row]])
+            np.testing.assert_array_equal(targets[k, :n], block.data[lo:lo + n])
+            assert not padded[k, n:].any() and not targets[k, n:].any()
+            seen.append(int(row))
+    assert sorted(seen) == list(np.flatnonzero(counts))
+    grid = padded_lengths(50)
+    assert (grid[np.searchsorted(grid, counts)] > counts).any()  # some rows were padded
+    np.testing.assert_array_equal(design, kept)
+
+
 def test_padded_lengths_cover_every_row_length_with_bounded_waste():
     lengths = padded_lengths(100_000)
     assert lengths[0] == 1 and lengths[-1] >= 100_000

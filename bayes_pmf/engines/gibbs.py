@@ -181,10 +181,10 @@ class _SideHyper:
 @dataclass(frozen=True)
 class WhitenedDesign:
     """The other side's design in the prior's whitened coordinates, for
-    :func:`sample_short_rows`: rows [x_j S, x_j.m] plus a zero row for padding, where
-    S S^T = Lambda^-1 is the prior covariance and m the prior mean."""
+    :func:`sample_short_rows`: rows [x_j S, x_j.m], where S S^T = Lambda^-1 is the prior
+    covariance and m the prior mean."""
 
-    padded_rows: np.ndarray
+    rows: np.ndarray
     cov_root: np.ndarray
     prior_mean: np.ndarray
     precision_root: np.ndarray  # L with L L^T = Lambda: offsets of a value w are (w - m) L
@@ -195,9 +195,9 @@ class WhitenedDesign:
         # precision = L L^T gives Lambda^-1 = L^-T L^-1: S = L^-T.
         precision_root = batched_cholesky(precision, "prior precision")
         cov_root = np.linalg.inv(precision_root).T
-        rows = np.zeros((m + 1, p + 1))
-        rows[:m, :p] = design @ cov_root
-        rows[:m, p] = design @ prior_mean
+        rows = np.empty((m, p + 1))
+        rows[:, :p] = design @ cov_root
+        rows[:, p] = design @ prior_mean
         return cls(rows, cov_root, prior_mean, precision_root)
 
 
@@ -226,7 +226,7 @@ def sample_short_rows(block, whitened: WhitenedDesign, tau, noise, rating_noise,
         offsets = noise.copy()  # z, replaced by z + Z^T a for rows with ratings
     change = np.zeros(block.shape[0])
     scale = 1.0 / np.sqrt(tau)
-    for rows, padded, targets, errors in padded_groups(block, whitened.padded_rows,
+    for rows, padded, targets, errors in padded_groups(block, whitened.rows,
                                                        extra=rating_noise):
         whitened_rows, prior_fit = padded[:, :, :p], padded[:, :, p]
         z = noise[rows]

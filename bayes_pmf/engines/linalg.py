@@ -114,12 +114,13 @@ class PreparedDesign:
     """The other side's design rows x_j as :func:`normal_equations` reads them, built once
     per half-step and shared by all its row blocks: for narrow designs with few rows
     (see ``BLAS_GRAM_MIN_WIDTH``) the stacked upper triangles of x_j x_j^T
-    (:func:`outer_upper`) for the sparse product; otherwise the rows with one zero row
-    appended, at which padding positions point."""
+    (:func:`outer_upper`) for the sparse product; otherwise the rows :func:`padded_groups`
+    gathers from: the design itself (no copy: on a Dask worker the design as sent), or a
+    copy in the dtype asked for."""
 
     design: np.ndarray
     outer: np.ndarray | None
-    padded_rows: np.ndarray | None
+    rows: np.ndarray | None
 
     @property
     def width(self) -> int:
@@ -136,8 +137,7 @@ def prepare_design(design: np.ndarray, padded: bool = False,
     if (not padded and p < BLAS_GRAM_MIN_WIDTH
             and m * p * (p + 1) // 2 * 8 <= OUTER_TABLE_MAX_BYTES):
         return PreparedDesign(design, outer_upper(design), None)
-    rows = np.zeros((m + 1, p), dtype=dtype)
-    rows[:m] = design
+    rows = design if np.dtype(dtype) == design.dtype else design.astype(dtype)
     return PreparedDesign(design, None, rows)
 
 
@@ -150,7 +150,7 @@ def normal_equations(
     if not isinstance(design, PreparedDesign):
         design = prepare_design(design)
     if design.outer is None:
-        return _padded_normal_equations(block, design.padded_rows)
+        return _padded_normal_equations(block, design.rows)
     n_rows, p = block.shape[0], design.width
     upper, rhs = _sparse_normal_equations(block, design)
     return np.take(upper, _upper_position(p), axis=1).reshape(n_rows, p, p), rhs
@@ -164,7 +164,7 @@ def normal_equations_last(
     if not isinstance(design, PreparedDesign):
         design = prepare_design(design)
     if design.outer is None:
-        gram, rhs = _padded_normal_equations(block, design.padded_rows)
+        gram, rhs = _padded_normal_equations(block, design.rows)
         return np.ascontiguousarray(gram.transpose(1, 2, 0)), rhs
     n_rows, p = block.shape[0], design.width
     upper, rhs = _sparse_normal_equations(block, design)
@@ -199,27 +199,28 @@ def padded_lengths(max_length: int) -> np.ndarray:
     return np.array(lengths)
 
 
-def padded_groups(block: sp.csr_matrix, padded_rows: np.ndarray,
+def padded_groups(block: sp.csr_matrix, design_rows: np.ndarray,
                   chunk_floats: int = PADDED_CHUNK_FLOATS, extra: np.ndarray | None = None):
     """Yield (rows, X, t) for groups of non-empty rows of ``block`` whose lengths pad to
-    the same L: X (rows x L x p) holds each row's design rows x_j, t (rows x L) its
-    targets, both zero past the row's end (padding positions point at the zero row that
-    ends ``padded_rows``, and at a zero target). X is a view of a buffer reused by the
-    next group: consume it before asking for the next. Given ``extra`` (one value per
-    entry of ``block``, in its order), yield (rows, X, t, e) with e padded like t.
+    the same L: X (rows x L x p) holds each row's design rows x_j (gathered from
+    ``design_rows``, one per column of ``block``), t (rows x L) its targets, both zero
+    past the row's end (padding positions gather the first design row and are then
+    zeroed: no padded copy of the design is made, which on a Dask worker is the whole
+    other side's). X is a view of a buffer reused by the next group: consume it before
+    asking for the next. Given ``extra`` (one value per entry of ``block``, in its
+    order), yield (rows, X, t, e) with e padded like t.
 
     Gathers use np.take: numpy's fancy indexing of rows was 6-10x slower here."""
-    p = padded_rows.shape[1]
-    zero_row = len(padded_rows) - 1
+    p = design_rows.shape[1]
     counts = np.diff(block.indptr)
-    columns = np.append(block.indices, zero_row)
-    values = np.append(block.data, 0.0).astype(padded_rows.dtype, copy=False)
+    columns = np.append(block.indices, 0)
+    values = np.append(block.data, 0.0).astype(design_rows.dtype, copy=False)
     extra_values = None if extra is None else np.append(extra, 0.0)
     lengths = padded_lengths(max(int(counts.max(initial=0)), 1))
     slot = np.searchsorted(lengths, counts)
     order = np.argsort(slot, kind="stable")
     bounds = np.searchsorted(slot[order], np.arange(len(lengths) + 1))
-    buffer = np.empty(chunk_floats + int(lengths[-1]) * p, dtype=padded_rows.dtype)
+    buffer = np.empty(chunk_floats + int(lengths[-1]) * p, dtype=design_rows.dtype)
     for k, length in enumerate(lengths):
         same_length = order[bounds[k]:bounds[k + 1]]
         same_length = same_length[counts[same_length] > 0]
@@ -228,25 +229,27 @@ def padded_groups(block: sp.csr_matrix, padded_rows: np.ndarray,
         for start in range(0, len(same_length), per_chunk):
             rows = same_length[start:start + per_chunk]
             positions = block.indptr[rows][:, None] + offsets
-            positions = np.where(offsets < counts[rows][:, None], positions, block.nnz)
+            padding = offsets >= counts[rows][:, None]
+            positions = np.where(padding, block.nnz, positions)
             padded = buffer[:positions.size * p].reshape(len(rows), int(length), p)
             # mode="clip": the positions are valid by construction, and np.take with the
             # default mode="raise" copies through a temporary before filling ``out``.
-            np.take(padded_rows, np.take(columns, positions), axis=0, out=padded, mode="clip")
+            np.take(design_rows, np.take(columns, positions), axis=0, out=padded, mode="clip")
+            padded[padding] = 0.0
             if extra_values is None:
                 yield rows, padded, np.take(values, positions)
             else:
                 yield rows, padded, np.take(values, positions), np.take(extra_values, positions)
 
 
-def _padded_normal_equations(block: sp.csr_matrix, padded_rows: np.ndarray):
+def _padded_normal_equations(block: sp.csr_matrix, design_rows: np.ndarray):
     """:func:`normal_equations` by BLAS: batched X^T X and X^T t over the groups of
     :func:`padded_groups`. The flops stay O(nnz p^2) but run at BLAS speed instead of
     the sparse product's one axpy per rating."""
-    n_rows, p = block.shape[0], padded_rows.shape[1]
+    n_rows, p = block.shape[0], design_rows.shape[1]
     gram = np.zeros((n_rows, p, p))
     rhs = np.zeros((n_rows, p))
-    for rows, padded, targets in padded_groups(block, padded_rows):
+    for rows, padded, targets in padded_groups(block, design_rows):
         gram[rows] = _batched_gram(padded)
         rhs[rows] = stacked_transpose_times(padded, targets)
     return gram, rhs
@@ -316,14 +319,14 @@ def refine_rows(
     objective never increases. Rows without ratings go to their exact solution, 0.
     The iterations run in the dtype of the prepared design's padded rows (float32 halves
     the memory traffic); the result is returned in float64."""
-    if not isinstance(design, PreparedDesign) or design.padded_rows is None:
+    if not isinstance(design, PreparedDesign) or design.rows is None:
         design = prepare_design(design.design if isinstance(design, PreparedDesign) else design,
                                 padded=True)
-    dtype = design.padded_rows.dtype
+    dtype = design.rows.dtype
     penalty = np.asarray(penalty, dtype=dtype)
     out = np.array(start, dtype=float)
     out[np.diff(block.indptr) == 0] = 0.0
-    for rows, padded, targets in padded_groups(block, design.padded_rows, CG_CHUNK_FLOATS):
+    for rows, padded, targets in padded_groups(block, design.rows, CG_CHUNK_FLOATS):
         x = out[rows].astype(dtype)
         residual = (stacked_transpose_times(padded, targets - stacked_times(padded, x))
                     - penalty * x)
