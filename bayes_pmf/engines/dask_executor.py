@@ -678,9 +678,14 @@ class DaskExecutor:
         names = sorted(live)
         n_rows = matrix.shape[0]
         starts, size = plan.starts(int(sum(live.values())))
-        # contiguous shares of about equal numbers of ratings per worker
-        nnz_before = matrix.indptr[starts]
-        share = np.minimum((nnz_before * len(names)) // max(matrix.nnz, 1), len(names) - 1)
+        # contiguous shares of about equal numbers of ratings per worker: a block goes to
+        # the worker whose share holds the block's middle rating (by its first rating, a
+        # side cut into as many blocks as threads put the second of two blocks on the
+        # first worker too whenever the first held under half the ratings, the other
+        # worker idle for the half-step)
+        stops = np.minimum(np.asarray(starts) + size, n_rows)
+        middles = matrix.indptr[starts] + matrix.indptr[stops]  # twice each middle rating
+        share = np.minimum((middles * len(names)) // max(2 * matrix.nnz, 1), len(names) - 1)
         workers = [names[int(s)] for s in share]
         futures: list = [None] * len(starts)  # filled below, worker by worker
         placement = _Placement(weakref.ref(matrix), size, starts, workers, futures, n_rows)
