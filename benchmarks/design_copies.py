@@ -47,27 +47,27 @@ def _data(args):
     return bp.make_synthetic(args.users, args.items, args.ratings, spec, rng=0).data
 
 
-def _als_seconds(data, d, sweeps, executor=None) -> float:
+def _als_seconds(data, d, sweeps) -> float:
     import bayes_pmf as bp
     from bayes_pmf.engines.ridge import initial_params, sweep
 
     spec = bp.PMFSpec.from_lambdas(d, 10.0, biases=True)
-    params = sweep(data, initial_params(data, spec, rng=0), spec, executor=executor)
+    params = sweep(data, initial_params(data, spec, rng=0), spec)
     times = []
     for _ in range(sweeps):
         start = time.perf_counter()
-        params = sweep(data, params, spec, executor=executor)
+        params = sweep(data, params, spec)
         times.append(time.perf_counter() - start)
     return float(np.median(times))
 
 
-def _gibbs_seconds(data, d, sweeps, executor=None) -> float:
+def _gibbs_seconds(data, d, sweeps) -> float:
     import bayes_pmf as bp
     from bayes_pmf.engines.gibbs import sample_gibbs
 
     spec = bp.PMFSpec.hierarchical().with_(n_factors=d, likelihood="gaussian")
     result = sample_gibbs(data, spec, draws=sweeps, tune=1, chains=1, init="random",
-                          rng=0, progress=False, executor=executor)
+                          rng=0, progress=False)
     return 1.0 / result.settings["draws_per_second"]
 
 

@@ -317,7 +317,7 @@ def refine_rows(
     no Gram matrix is formed. From any start, k CG steps minimise the row's quadratic
     over start + a Krylov subspace containing the steepest-descent direction, so the
     objective never increases. Rows without ratings go to their exact solution, 0.
-    The iterations run in the dtype of the prepared design's padded rows (float32 halves
+    The iterations run in the dtype of the rows the groups gather from (float32 halves
     the memory traffic); the result is returned in float64."""
     if not isinstance(design, PreparedDesign) or design.rows is None:
         design = prepare_design(design.design if isinstance(design, PreparedDesign) else design,
