@@ -132,6 +132,53 @@ def test_large_shared_inputs_scattered_ahead_give_the_same_numbers(cluster, data
     assert len(sent) > 13
 
 
+def _misaligned(values: np.ndarray) -> np.ndarray:
+    """A copy of ``values`` whose data starts 4 bytes past an aligned address, as Dask
+    hands over a large received array inside its read buffer."""
+    buffer = np.empty(values.nbytes + 8, dtype=np.uint8)
+    out = np.frombuffer(buffer.data, dtype=values.dtype, count=values.size,
+                        offset=4).reshape(values.shape)
+    out[...] = values
+    assert not out.flags.aligned
+    return out
+
+
+def test_misaligned_inputs_on_a_worker_are_aligned_before_the_blocks_run():
+    """A float64 array received by a worker often starts at an address that is not a
+    multiple of 8 (measured: offsets 2, 4 and 6 at 0.26-2.6 GB), and numpy's take copies
+    a misaligned source whole at every call (13 s instead of 0.2 s for one block's
+    padded gather from a 10^7 x 33 design: benchmarks/dask_large_design.py). The worker's
+    bundle aligns the shared inputs (the prepared design's own rows included, which in
+    padded mode are the design as sent) and the recipe's; the block's result is the
+    in-process one, bit for bit. Before, the prepared rows were the misaligned design."""
+    from functools import partial
+
+    import scipy.sparse as sp
+
+    from bayes_pmf.engines import dask_executor
+    from bayes_pmf.engines.linalg import prepare_design, solve_rows
+    from bayes_pmf.engines.parallel import Prepared, Targets
+    from bayes_pmf.engines.ridge import _solve_block
+
+    rng = np.random.default_rng(0)
+    design, shift, penalty = rng.standard_normal((50, 33)), rng.standard_normal(50), \
+        np.full(33, 2.0)
+    block = sp.random(12, 50, density=0.5, format="csr", random_state=1)
+    prepare = partial(prepare_design, padded=True)
+    shared = {"prepared": Prepared(prepare, (_misaligned(design),)),
+              "penalty": _misaligned(penalty)}
+    bundle = dask_executor._bundle((shared, Targets(None, 0.5, _misaligned(shift))))
+    rows = bundle["shared"]["prepared"].rows
+    assert rows.flags.aligned and bundle["shared"]["penalty"].flags.aligned
+    assert bundle["recipe"].column_shift.flags.aligned
+    np.testing.assert_array_equal(rows, design)
+    there = dask_executor._worker_block(_solve_block, block, 0, bundle, None, None, {}, {})
+    targets = block.data - 0.5 - shift[block.indices]
+    here = solve_rows(sp.csr_matrix((targets, block.indices, block.indptr),
+                                    shape=block.shape), prepare(design), penalty)
+    np.testing.assert_array_equal(there, here)
+
+
 def _count_on_scheduler(client, handlers=(), methods=()) -> None:
     """Count, on the scheduler, calls of its message ``handlers`` (what a client asks it
     over the network: "scatter", "gather") and of its own ``methods`` (what it calls

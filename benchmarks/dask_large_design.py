@@ -1,0 +1,194 @@
+"""What a Dask worker holds when the other side's design is the capacity model's 2.64 GB:
+the item half-step of exact ALS with 10^7 users (d = 32 and the bias column, so the user
+design is 10^7 x 33 float64), and Dask's transport of an array that size on its own.
+
+    python benchmarks/dask_large_design.py [--users 10000000] [--items 100000]
+        [--ratings 20000000] [--factors 32] [--out benchmarks/results/dask_large_design.json]
+
+One run, one machine, one LocalCluster of 2 workers x 1 thread. Each process's resident
+memory is sampled every 10 ms; a figure is the peak above the process's resident memory
+just before the step, in MB and as a multiple of the design's size.
+
+* **Transport alone.** The design scattered to one worker through the scheduler, then a
+  task on the other worker that reads it (Dask's worker-to-worker copy), then both
+  released; the same once more with ``direct=True`` (client to worker without the
+  scheduler). A rise of 1.0x the design on a worker means the array arrived with no
+  transient copy; 2.0x, one copy made on the way.
+* **The half-step.** ``ridge.half_step`` over the items (the rating blocks are random
+  ratings, ``--ratings`` of them spread over the items and users uniformly), run once
+  in-process (the default thread pool) and twice on the cluster: the first call places
+  the rating blocks, the second is a half-step of a running fit (the design sent, the
+  blocks already there). The predictions-to-be (the solved rows) must equal the
+  in-process ones exactly. A worker's peak is the design plus what its blocks' kernels
+  allocate (the gathered design rows of a block's ratings, the Gram matrices); the
+  kernel's own share is measured separately, in-process, with tracemalloc over the
+  largest single block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class ResidentPeaks:
+    """The largest resident memory of each of ``pids`` while the context is open, sampled
+    every 10 ms, as the rise above each one's resident memory on entry (MB)."""
+
+    def __init__(self, pids) -> None:
+        import psutil  # a dependency of distributed
+
+        self._processes = [psutil.Process(pid) for pid in pids]
+
+    def __enter__(self) -> "ResidentPeaks":
+        self._before = [p.memory_info().rss for p in self._processes]
+        self._peak = list(self._before)
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample)
+        self._sampler.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            for k, process in enumerate(self._processes):
+                self._peak[k] = max(self._peak[k], process.memory_info().rss)
+            time.sleep(0.01)
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._sampler.join()
+        self.rise_mb = [(p - b) / 2**20 for p, b in zip(self._peak, self._before)]
+
+
+def ratings_by_item(users: int, items: int, ratings: int, rng):
+    """A CSR (items x users) of random ratings, built without a COO table: the items'
+    rows in order, each rating's user drawn uniformly."""
+    import scipy.sparse as sp
+
+    counts = np.bincount(rng.integers(0, items, ratings), minlength=items)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    indices = rng.integers(0, users, ratings).astype(np.int32)
+    data = rng.normal(3.5, 1.0, ratings)
+    return sp.csr_matrix((data, indices, indptr), shape=(items, users))
+
+
+def transport(executor, design, direct: bool) -> dict:
+    """The design scattered to the first worker, then read by a task on the second."""
+    client = executor.client
+    names = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    pids = [os.getpid(), *client.run(os.getpid, workers=names).values()]
+    with ResidentPeaks(pids) as scatter:
+        start = time.perf_counter()
+        [future] = client.scatter([design], workers=[names[0]], hash=False, direct=direct)
+        future.result()  # resolves once the worker holds it
+        seconds = time.perf_counter() - start
+    with ResidentPeaks(pids) as copy:
+        start = time.perf_counter()
+        total = client.submit(lambda x: float(x[::100_000].sum()), future, workers=[names[1]],
+                              allow_other_workers=False, pure=False).result()
+        copy_seconds = time.perf_counter() - start
+    assert total == float(design[::100_000].sum())
+    del future
+    time.sleep(1.0)  # the release reaches the workers
+    return {"direct": direct, "scatter_seconds": seconds, "copy_seconds": copy_seconds,
+            "scatter_rise_mb": dict(zip(["client", "worker_0", "worker_1"], scatter.rise_mb)),
+            "copy_rise_mb": dict(zip(["client", "worker_0", "worker_1"], copy.rise_mb))}
+
+
+def largest_block_kernel_mb(by_item, design, penalty) -> float:
+    """What one block's exact solve allocates beyond its inputs (tracemalloc), for the
+    block of the most ratings (4,096 rows, the default block size)."""
+    import tracemalloc
+
+    from bayes_pmf.engines.linalg import prepare_design, solve_rows
+    from bayes_pmf.engines.parallel import DEFAULT_BLOCK_ROWS, row_block
+
+    starts = range(0, by_item.shape[0], DEFAULT_BLOCK_ROWS)
+    start = max(starts, key=lambda s: by_item.indptr[min(s + DEFAULT_BLOCK_ROWS,
+                                                          by_item.shape[0])]
+                - by_item.indptr[s])
+    block = row_block(by_item, start, min(start + DEFAULT_BLOCK_ROWS, by_item.shape[0]))
+    prepared = prepare_design(design)
+    tracemalloc.start()
+    try:
+        solve_rows(block, prepared, penalty)
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=10_000_000)
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--ratings", type=int, default=20_000_000)
+    parser.add_argument("--factors", type=int, default=32)
+    parser.add_argument("--out",
+                        default=str(ROOT / "benchmarks/results/dask_large_design.json"))
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from bayes_pmf.engines.dask_executor import DaskExecutor
+    from bayes_pmf.engines.ridge import half_step
+
+    rng = np.random.default_rng(0)
+    by_item = ratings_by_item(args.users, args.items, args.ratings, rng)
+    design = rng.standard_normal((args.users, args.factors + 1))
+    design[:, -1] = 1.0
+    penalty = np.full(args.factors + 1, 10.0)
+    design_mb = design.nbytes / 2**20
+    out = {"settings": vars(args), "design_mb": design_mb,
+           "rating_blocks_mb": (by_item.data.nbytes + by_item.indices.nbytes) / 2**20}
+    print(f"user design {design_mb:,.0f} MB; rating blocks {out['rating_blocks_mb']:,.0f} MB",
+          flush=True)
+
+    start = time.perf_counter()
+    here = half_step(by_item, by_item.data, design, penalty)
+    out["in_process_seconds"] = time.perf_counter() - start
+    out["largest_block_kernel_mb"] = largest_block_kernel_mb(by_item, design, penalty)
+    print(f"in-process half-step {out['in_process_seconds']:.1f} s; the largest block's "
+          f"kernel allocates {out['largest_block_kernel_mb']:,.0f} MB", flush=True)
+
+    with DaskExecutor.local(2, chain_tasks=False) as executor:
+        client = executor.client
+        pids = [os.getpid(), *client.run(os.getpid).values()]
+        out["transport"] = [transport(executor, design, direct) for direct in (False, True)]
+        for row in out["transport"]:
+            print(json.dumps(row), flush=True)
+        out["half_steps"] = []
+        for call in ("first (blocks placed)", "second (blocks in place)"):
+            sent = executor.bytes_sent
+            with ResidentPeaks(pids) as peaks:
+                start = time.perf_counter()
+                there = half_step(by_item, by_item.data, design, penalty, executor=executor)
+                seconds = time.perf_counter() - start
+            row = {"call": call, "seconds": seconds,
+                   "sent_mb": (executor.bytes_sent - sent) / 2**20,
+                   "rise_mb": dict(zip(["client", "worker_0", "worker_1"], peaks.rise_mb)),
+                   "max_abs_difference": float(np.max(np.abs(there - here)))}
+            out["half_steps"].append(row)
+            print(json.dumps(row), flush=True)
+    print(f"\nuser design {design_mb:,.0f} MB; peaks above each process's memory before "
+          "the step, as multiples of the design:")
+    for row in out["transport"]:
+        for step in ("scatter", "copy"):
+            rise = row[f"{step}_rise_mb"]
+            print(f"  {step:<8} direct={row['direct']!s:<5} "
+                  + "  ".join(f"{k} {v / design_mb:.2f}x" for k, v in rise.items()))
+    for row in out["half_steps"]:
+        print(f"  half-step, {row['call']}: {row['seconds']:.1f} s, "
+              + "  ".join(f"{k} {v / design_mb:.2f}x" for k, v in row["rise_mb"].items())
+              + f", |difference| {row['max_abs_difference']:.1e}")
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
