@@ -3,7 +3,8 @@ the item half-step of exact ALS with 10^7 users (d = 32 and the bias column, so 
 design is 10^7 x 33 float64), and Dask's transport of an array that size on its own.
 
     python benchmarks/dask_large_design.py [--users 10000000] [--items 100000]
-        [--ratings 20000000] [--factors 32] [--out benchmarks/results/dask_large_design.json]
+        [--ratings 20000000] [--factors 32] [--misaligned-rounds 0]
+        [--out benchmarks/results/dask_large_design.json]
 
 One run, one machine, one LocalCluster of 2 workers x 1 thread. Each process's resident
 memory is sampled every 10 ms; a figure is the peak above the process's resident memory
@@ -23,6 +24,10 @@ just before the step, in MB and as a multiple of the design's size.
   allocate (the gathered design rows of a block's ratings, the Gram matrices); the
   kernel's own share is measured separately, in-process, with tracemalloc over the
   largest single block.
+* **Without the alignment** (``--misaligned-rounds N``): N rounds, each timing the
+  half-step once with the workers' alignment of received arrays switched off (as before
+  2026-12-06's mend) and once with it, alternating; medians. The results must equal the
+  in-process ones either way.
 """
 
 from __future__ import annotations
@@ -126,12 +131,24 @@ def largest_block_kernel_mb(by_item, design, penalty) -> float:
         tracemalloc.stop()
 
 
+def _set_alignment(on: bool) -> bool:
+    """On a worker: the alignment of received arrays on (the code) or off (the identity,
+    as before it)."""
+    from bayes_pmf.engines import dask_executor
+
+    if not hasattr(dask_executor, "_aligned_as_built"):
+        dask_executor._aligned_as_built = dask_executor._aligned
+    dask_executor._aligned = dask_executor._aligned_as_built if on else (lambda value: value)
+    return on
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=10_000_000)
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--ratings", type=int, default=20_000_000)
     parser.add_argument("--factors", type=int, default=32)
+    parser.add_argument("--misaligned-rounds", type=int, default=0)
     parser.add_argument("--out",
                         default=str(ROOT / "benchmarks/results/dask_large_design.json"))
     args = parser.parse_args()
@@ -176,6 +193,18 @@ def main() -> None:
                    "max_abs_difference": float(np.max(np.abs(there - here)))}
             out["half_steps"].append(row)
             print(json.dumps(row), flush=True)
+        seconds = {False: [], True: []}
+        for _ in range(args.misaligned_rounds):
+            for on in (False, True):
+                client.run(_set_alignment, on)
+                start = time.perf_counter()
+                there = half_step(by_item, by_item.data, design, penalty, executor=executor)
+                seconds[on].append(time.perf_counter() - start)
+                assert np.array_equal(there, here)
+        if args.misaligned_rounds:
+            out["misaligned_rounds"] = {"without_alignment_seconds": seconds[False],
+                                        "with_alignment_seconds": seconds[True]}
+            print(json.dumps(out["misaligned_rounds"]), flush=True)
     print(f"\nuser design {design_mb:,.0f} MB; peaks above each process's memory before "
           "the step, as multiples of the design:")
     for row in out["transport"]:
@@ -187,6 +216,11 @@ def main() -> None:
         print(f"  half-step, {row['call']}: {row['seconds']:.1f} s, "
               + "  ".join(f"{k} {v / design_mb:.2f}x" for k, v in row["rise_mb"].items())
               + f", |difference| {row['max_abs_difference']:.1e}")
+    if args.misaligned_rounds:
+        off, on = (float(np.median(v)) for v in out["misaligned_rounds"].values())
+        print(f"  half-step without the workers' alignment {off:.2f} s, with it {on:.2f} s "
+              f"(medians of {args.misaligned_rounds}; in-process "
+              f"{out['in_process_seconds']:.2f} s)")
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 
 
