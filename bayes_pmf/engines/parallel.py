@@ -320,8 +320,11 @@ def resolve(executor: Executor | None, cores: int | None = None) -> Executor:
 
 
 def block_size(n_rows: int, block_rows: int, workers: int) -> int:
-    """Enough blocks to keep every worker busy, never more than block_rows rows each."""
-    return max(1, min(block_rows, -(-n_rows // workers)))
+    """Rows per block: never more than block_rows, and as many blocks as a multiple of
+    the workers, so that each gets an equal number (a side of 10,000 rows cut at 4,096 in
+    three blocks for two workers left one worker 59 % of the work every half-step)."""
+    n_blocks = -(-max(-(-n_rows // block_rows), workers) // workers) * workers
+    return max(1, -(-n_rows // n_blocks))
 
 
 @dataclass(frozen=True)
