@@ -177,6 +177,11 @@ def test_misaligned_inputs_on_a_worker_are_aligned_before_the_blocks_run():
     here = solve_rows(sp.csr_matrix((targets, block.indices, block.indptr),
                                     shape=block.shape), prepare(design), penalty)
     np.testing.assert_array_equal(there, here)
+    # one array read by two prepared inputs (the Gibbs sampler's design): one copy
+    shared = _misaligned(design)
+    twice = dask_executor._aligned({"a": Prepared(prepare, (shared,)),
+                                    "b": Prepared(np.asarray, (shared,))})
+    assert twice["a"].args[0] is twice["b"].args[0]
 
 
 def _count_on_scheduler(client, handlers=(), methods=()) -> None:

@@ -213,7 +213,7 @@ def _forget(executor_ref: weakref.ref, key) -> None:
         executor._placements.pop(key, None)
 
 
-def _aligned(value):
+def _aligned(value, memo: dict | None = None):
     """``value`` with every array in it (in a dict, tuple, :class:`Prepared` or
     :class:`Targets`) whose data is misaligned for its type copied to an aligned one.
 
@@ -223,17 +223,24 @@ def _aligned(value):
     numpy's ``take`` first copies a misaligned source whole, at every call: the padded
     gather of a block's design rows from a received 10^7 x 33 user design took 13 s
     instead of 0.2 s (benchmarks/README.md, "A 2.6 GB design on a worker"). One copy per
-    half-step on each worker costs what one gather of the rows did."""
+    half-step on each worker costs what one gather of the rows did. An array met twice
+    (the Gibbs sampler's design, read by the prepared design and by the whitened one) is
+    copied once (``memo``, by identity)."""
+    memo = {} if memo is None else memo
     if isinstance(value, np.ndarray):
-        return value if value.flags.aligned else value.copy()
-    if isinstance(value, dict):
-        return {k: _aligned(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return tuple(_aligned(v) for v in value)
+        if value.flags.aligned:
+            return value
+        if id(value) not in memo:
+            memo[id(value)] = (value, value.copy())  # the original kept: ids stay unique
+        return memo[id(value)][1]
+    if type(value) is dict:
+        return {k: _aligned(v, memo) for k, v in value.items()}
+    if type(value) is tuple:
+        return tuple(_aligned(v, memo) for v in value)
     if isinstance(value, Prepared):
-        return Prepared(value.function, _aligned(value.args))
+        return Prepared(value.function, _aligned(value.args, memo))
     if isinstance(value, Targets):
-        return replace(value, **{f.name: _aligned(getattr(value, f.name))
+        return replace(value, **{f.name: _aligned(getattr(value, f.name), memo)
                                  for f in fields(value)})
     return value
 
