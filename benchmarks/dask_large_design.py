@@ -19,7 +19,10 @@ just before the step, in MB and as a multiple of the design's size.
   ratings, ``--ratings`` of them spread over the items and users uniformly), run once
   in-process (the default thread pool) and twice on the cluster: the first call places
   the rating blocks, the second is a half-step of a running fit (the design sent, the
-  blocks already there). The predictions-to-be (the solved rows) must equal the
+  blocks already there); then twice more with the executor's direct transfers
+  (``DaskExecutor(client, direct=True)``, its own blocks placed by its first call). A
+  LocalCluster's scheduler runs in the client's process: through it, what the client
+  sends passes through the client's process twice. The solved rows must equal the
   in-process ones exactly. A worker's peak is the design plus what its blocks' kernels
   allocate (the gathered design rows of a block's ratings, the Gram matrices); the
   kernel's own share is measured separately, in-process, with tracemalloc over the
@@ -93,8 +96,8 @@ def transport(executor, design, direct: bool) -> dict:
     pids = [os.getpid(), *client.run(os.getpid, workers=names).values()]
     with ResidentPeaks(pids) as scatter:
         start = time.perf_counter()
+        # scatter returns once the worker holds it (future.result() would fetch it back)
         [future] = client.scatter([design], workers=[names[0]], hash=False, direct=direct)
-        future.result()  # resolves once the worker holds it
         seconds = time.perf_counter() - start
     with ResidentPeaks(pids) as copy:
         start = time.perf_counter()
@@ -181,18 +184,24 @@ def main() -> None:
         for row in out["transport"]:
             print(json.dumps(row), flush=True)
         out["half_steps"] = []
-        for call in ("first (blocks placed)", "second (blocks in place)"):
-            sent = executor.bytes_sent
+        # the executor of the direct transfers: its own blocks (placed by its first call)
+        direct = DaskExecutor(client, chain_tasks=False, direct=True)
+        for call, runner in (("first (blocks placed)", executor),
+                             ("second (blocks in place)", executor),
+                             ("direct transfers, blocks placed", direct),
+                             ("direct transfers, blocks in place", direct)):
+            sent = runner.bytes_sent
             with ResidentPeaks(pids) as peaks:
                 start = time.perf_counter()
-                there = half_step(by_item, by_item.data, design, penalty, executor=executor)
+                there = half_step(by_item, by_item.data, design, penalty, executor=runner)
                 seconds = time.perf_counter() - start
             row = {"call": call, "seconds": seconds,
-                   "sent_mb": (executor.bytes_sent - sent) / 2**20,
+                   "sent_mb": (runner.bytes_sent - sent) / 2**20,
                    "rise_mb": dict(zip(["client", "worker_0", "worker_1"], peaks.rise_mb)),
                    "max_abs_difference": float(np.max(np.abs(there - here)))}
             out["half_steps"].append(row)
             print(json.dumps(row), flush=True)
+        direct.close()
         seconds = {False: [], True: []}
         for _ in range(args.misaligned_rounds):
             for on in (False, True):
