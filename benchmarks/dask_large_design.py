@@ -39,42 +39,13 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+from _memory import ResidentPeaks  # benchmarks/_memory.py
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class ResidentPeaks:
-    """The largest resident memory of each of ``pids`` while the context is open, sampled
-    every 10 ms, as the rise above each one's resident memory on entry (MB)."""
-
-    def __init__(self, pids) -> None:
-        import psutil  # a dependency of distributed
-
-        self._processes = [psutil.Process(pid) for pid in pids]
-
-    def __enter__(self) -> "ResidentPeaks":
-        self._before = [p.memory_info().rss for p in self._processes]
-        self._peak = list(self._before)
-        self._done = threading.Event()
-        self._sampler = threading.Thread(target=self._sample)
-        self._sampler.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._done.is_set():
-            for k, process in enumerate(self._processes):
-                self._peak[k] = max(self._peak[k], process.memory_info().rss)
-            time.sleep(0.01)
-
-    def __exit__(self, *exc) -> None:
-        self._done.set()
-        self._sampler.join()
-        self.rise_mb = [(p - b) / 2**20 for p, b in zip(self._peak, self._before)]
 
 
 def ratings_by_item(users: int, items: int, ratings: int, rng):

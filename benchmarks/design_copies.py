@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _memory import ResidentPeaks  # benchmarks/_memory.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,33 +85,6 @@ def _traced_peak_mb(run) -> float:
         tracemalloc.stop()
 
 
-def _resident_peak_mb(pids, run) -> float:
-    """The largest rise of the processes ``pids``' resident memory while ``run()`` runs,
-    sampled every 5 ms."""
-    import threading
-
-    import psutil  # a dependency of distributed
-
-    processes = [psutil.Process(pid) for pid in pids]
-    before = [p.memory_info().rss for p in processes]
-    peak, done = list(before), threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            for k, process in enumerate(processes):
-                peak[k] = max(peak[k], process.memory_info().rss)
-            time.sleep(0.005)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        run()
-    finally:
-        done.set()
-        sampler.join()
-    return max(p - b for p, b in zip(peak, before)) / 2**20
-
-
 def child(args) -> dict:
     import bayes_pmf as bp
     from bayes_pmf.engines.dask_executor import DaskExecutor
@@ -134,8 +108,9 @@ def child(args) -> dict:
         pids = list(executor.client.run(os.getpid).values())
         state["params"] = sweep(data, state["params"], spec, executor=executor)  # placed
         start = time.perf_counter()
-        row["worker_als_resident_peak_mb"] = _resident_peak_mb(
-            pids, lambda: two_sweeps(executor))
+        with ResidentPeaks(pids, interval=0.005) as peaks:
+            two_sweeps(executor)
+        row["worker_als_resident_peak_mb"] = max(peaks.rise_mb)
         row["dask_als_seconds_per_sweep"] = (time.perf_counter() - start) / 2
     return row
 
