@@ -9,10 +9,31 @@ import threading
 import time
 
 
+def settle(seconds: float = 1.0) -> int:
+    """Wait ``seconds`` (released arrays reach a Dask worker asynchronously), collect
+    garbage and hand freed heap memory back to the system (glibc's ``malloc_trim``),
+    so that a resident figure taken next starts from what the process really holds;
+    returns the resident bytes. Run in each process measured (``client.run(settle)``
+    on Dask workers)."""
+    import ctypes
+    import gc
+
+    import psutil
+
+    time.sleep(seconds)
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc
+        pass
+    return psutil.Process().memory_info().rss
+
+
 class ResidentPeaks:
     """The largest resident memory of each of ``pids`` while the context is open, sampled
     every ``interval`` seconds by a thread, as the rise above each one's resident memory
-    on entry: ``rise_mb`` (a list, in the order of ``pids``) once the context is closed.
+    on entry: ``rise_mb`` (a list, in the order of ``pids``) once the context is closed;
+    ``before_mb`` and ``peak_mb`` the resident memory on entry and at the peak.
 
         with ResidentPeaks([os.getpid(), *worker_pids]) as peaks:
             run_the_step()
@@ -25,6 +46,8 @@ class ResidentPeaks:
         self._processes = [psutil.Process(pid) for pid in pids]
         self._interval = interval
         self.rise_mb: list[float] = []
+        self.before_mb: list[float] = []
+        self.peak_mb: list[float] = []
 
     def __enter__(self) -> ResidentPeaks:
         self._before = [p.memory_info().rss for p in self._processes]
@@ -44,3 +67,5 @@ class ResidentPeaks:
         self._done.set()
         self._sampler.join()
         self.rise_mb = [(p - b) / 2**20 for p, b in zip(self._peak, self._before)]
+        self.before_mb = [b / 2**20 for b in self._before]
+        self.peak_mb = [p / 2**20 for p in self._peak]

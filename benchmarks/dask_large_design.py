@@ -3,12 +3,16 @@ the item half-step of exact ALS with 10^7 users (d = 32 and the bias column, so 
 design is 10^7 x 33 float64), and Dask's transport of an array that size on its own.
 
     python benchmarks/dask_large_design.py [--users 10000000] [--items 100000]
-        [--ratings 20000000] [--factors 32] [--misaligned-rounds 0]
+        [--ratings 20000000] [--factors 32] [--rounds 0]
+        [--readings "copied on receipt,as received"]
         [--out benchmarks/results/dask_large_design.json]
 
 One run, one machine, one LocalCluster of 2 workers x 1 thread. Each process's resident
 memory is sampled every 10 ms; a figure is the peak above the process's resident memory
-just before the step, in MB and as a multiple of the design's size.
+just before the step, in MB and as a multiple of the design's size. Before each half-step
+every process collects its garbage and hands freed heap back (``_memory.settle``): without
+it, memory a worker kept from the last half-step was reused by the next one and hid up to
+a design's worth of its rise.
 
 * **Transport alone.** The design scattered to one worker through the scheduler, then a
   task on the other worker that reads it (Dask's worker-to-worker copy), then both
@@ -27,10 +31,17 @@ just before the step, in MB and as a multiple of the design's size.
   allocate (the gathered design rows of a block's ratings, the Gram matrices); the
   kernel's own share is measured separately, in-process, with tracemalloc over the
   largest single block.
-* **Without the alignment** (``--misaligned-rounds N``): N rounds, each timing the
-  half-step once with the workers' alignment of received arrays switched off (as before
-  2026-12-06's mend) and once with it, alternating; medians. The results must equal the
-  in-process ones either way.
+* **How a worker reads what it receives** (``--rounds N``): Dask delivers a large array
+  misaligned (its data 2, 4 or 6 bytes past a multiple of 8). N rounds, each running the
+  half-step once per ``--readings`` on the workers, alternating, each on a fresh
+  LocalCluster whose first half-step places the blocks and whose second is measured
+  (seconds; each worker's resident memory between half-steps and its peak above it);
+  medians. "as received": the code, row gathers that copy only the rows
+  they take (``gather.take_rows``, 2026-12-06's second mend); "copied on receipt": the
+  first mend, every misaligned array copied to an aligned one when the half-step's
+  inputs arrive; "plain take": before both, numpy's take, which copies a misaligned
+  source whole at every call (over three minutes per half-step at the default shape).
+  The results must equal the in-process ones in every reading.
 """
 
 from __future__ import annotations
@@ -43,7 +54,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _memory import ResidentPeaks  # benchmarks/_memory.py
+from _memory import ResidentPeaks, settle  # benchmarks/_memory.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,15 +116,75 @@ def largest_block_kernel_mb(by_item, design, penalty) -> float:
         tracemalloc.stop()
 
 
-def _set_alignment(on: bool) -> bool:
-    """On a worker: the alignment of received arrays on (the code) or off (the identity,
-    as before it)."""
-    from bayes_pmf.engines import dask_executor
+READINGS = ("plain take", "copied on receipt", "as received")
 
-    if not hasattr(dask_executor, "_aligned_as_built"):
-        dask_executor._aligned_as_built = dask_executor._aligned
-    dask_executor._aligned = dask_executor._aligned_as_built if on else (lambda value: value)
-    return on
+
+def _copied(value):
+    """The first mend of 2026-12-06 (912f401), for comparison: every misaligned array of
+    a half-step's shared inputs and recipe (the design inside its Prepared, the recipe's
+    factors and biases) copied to an aligned one on receipt."""
+    from dataclasses import fields, replace
+
+    from bayes_pmf.engines.gather import aligned
+    from bayes_pmf.engines.parallel import Prepared, Targets
+
+    if isinstance(value, np.ndarray):
+        return aligned(value)
+    if type(value) is dict:
+        return {k: _copied(v) for k, v in value.items()}
+    if type(value) is tuple:
+        return tuple(_copied(v) for v in value)
+    if isinstance(value, Prepared):
+        return Prepared(value.function, _copied(value.args))
+    if isinstance(value, Targets):
+        return replace(value, **{f.name: _copied(getattr(value, f.name))
+                                 for f in fields(value)})
+    return value
+
+
+def _set_reading(reading: str) -> str:
+    """On a worker: how it reads the arrays it receives. "as received" (the code: row
+    gathers that copy only the rows they take, ``gather.take_rows``); "copied on
+    receipt" (the first mend: :func:`_copied` in the bundle task); "plain take" (before
+    both: numpy's take, which copies a misaligned source whole at every call)."""
+    from bayes_pmf.engines import dask_executor, linalg, parallel
+
+    if not hasattr(dask_executor, "_as_built"):
+        dask_executor._as_built = (dask_executor._bundle, linalg.take_rows)
+    bundle, take_rows = dask_executor._as_built
+
+    def plain(source, indices, out=None, mode="raise"):
+        return np.take(source, indices, axis=0, out=out, mode=mode)
+
+    linalg.take_rows = parallel.take_rows = plain if reading == "plain take" else take_rows
+    dask_executor._bundle = ((lambda inputs: bundle(_copied(inputs)))
+                             if reading == "copied on receipt" else bundle)
+    return reading
+
+
+def reading_round(reading: str, by_item, design, penalty, here) -> dict:
+    """One item half-step of a running fit on a fresh LocalCluster (2 x 1) whose workers
+    read received arrays by ``reading`` (:func:`_set_reading`): a first half-step places
+    the rating blocks, then every process settles and the second is measured, so that
+    each worker's figures are its peak above what it holds between half-steps, with no
+    other reading's memory left in it."""
+    from bayes_pmf.engines.dask_executor import DaskExecutor
+    from bayes_pmf.engines.ridge import half_step
+
+    with DaskExecutor.local(2, chain_tasks=False) as executor:
+        client = executor.client
+        workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        pids = list(client.run(os.getpid, workers=workers).values())
+        client.run(_set_reading, reading)
+        half_step(by_item, by_item.data, design, penalty, executor=executor)
+        client.run(settle)
+        with ResidentPeaks(pids) as peaks:
+            start = time.perf_counter()
+            there = half_step(by_item, by_item.data, design, penalty, executor=executor)
+            seconds = time.perf_counter() - start
+    assert np.array_equal(there, here)
+    return {"seconds": seconds, "worker_held_mb": peaks.before_mb,
+            "worker_peak_mb": peaks.peak_mb, "worker_rise_mb": peaks.rise_mb}
 
 
 def main() -> None:
@@ -122,7 +193,9 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--ratings", type=int, default=20_000_000)
     parser.add_argument("--factors", type=int, default=32)
-    parser.add_argument("--misaligned-rounds", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=0)
+    parser.add_argument("--readings", default="copied on receipt,as received",
+                        help=f"comma-separated, of {READINGS}")
     parser.add_argument("--out",
                         default=str(ROOT / "benchmarks/results/dask_large_design.json"))
     args = parser.parse_args()
@@ -162,6 +235,8 @@ def main() -> None:
                              ("direct transfers, blocks placed", direct),
                              ("direct transfers, blocks in place", direct)):
             sent = runner.bytes_sent
+            client.run(settle)
+            settle(0.0)
             with ResidentPeaks(pids) as peaks:
                 start = time.perf_counter()
                 there = half_step(by_item, by_item.data, design, penalty, executor=runner)
@@ -173,18 +248,14 @@ def main() -> None:
             out["half_steps"].append(row)
             print(json.dumps(row), flush=True)
         direct.close()
-        seconds = {False: [], True: []}
-        for _ in range(args.misaligned_rounds):
-            for on in (False, True):
-                client.run(_set_alignment, on)
-                start = time.perf_counter()
-                there = half_step(by_item, by_item.data, design, penalty, executor=executor)
-                seconds[on].append(time.perf_counter() - start)
-                assert np.array_equal(there, here)
-        if args.misaligned_rounds:
-            out["misaligned_rounds"] = {"without_alignment_seconds": seconds[False],
-                                        "with_alignment_seconds": seconds[True]}
-            print(json.dumps(out["misaligned_rounds"]), flush=True)
+    readings = [r.strip() for r in args.readings.split(",")]
+    if args.rounds:
+        out["readings"] = {r: [] for r in readings}
+    for _ in range(args.rounds):
+        for reading in readings:
+            row = reading_round(reading, by_item, design, penalty, here)
+            out["readings"][reading].append(row)
+            print(json.dumps({"reading": reading, **row}), flush=True)
     print(f"\nuser design {design_mb:,.0f} MB; peaks above each process's memory before "
           "the step, as multiples of the design:")
     for row in out["transport"]:
@@ -196,10 +267,13 @@ def main() -> None:
         print(f"  half-step, {row['call']}: {row['seconds']:.1f} s, "
               + "  ".join(f"{k} {v / design_mb:.2f}x" for k, v in row["rise_mb"].items())
               + f", |difference| {row['max_abs_difference']:.1e}")
-    if args.misaligned_rounds:
-        off, on = (float(np.median(v)) for v in out["misaligned_rounds"].values())
-        print(f"  half-step without the workers' alignment {off:.2f} s, with it {on:.2f} s "
-              f"(medians of {args.misaligned_rounds}; in-process "
+    for reading, rows in out.get("readings", {}).items():
+        rise = np.median([max(row["worker_rise_mb"]) for row in rows])
+        held = np.median([max(row["worker_held_mb"]) for row in rows])
+        print(f"  half-step, workers' arrays {reading}: "
+              f"{np.median([row['seconds'] for row in rows]):.2f} s, the larger worker "
+              f"{rise / design_mb:.2f}x above the {held:,.0f} MB it holds between "
+              f"half-steps (medians of {args.rounds}; in-process "
               f"{out['in_process_seconds']:.2f} s)")
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 

@@ -32,7 +32,9 @@ def test_import_graph_is_at_most_8_layers_and_3_arrows_per_module():
     assert len(edges) <= 3.1 * len(nodes), (len(edges), len(nodes))
     # the counter sees what it should: a known arrow and a known chain
     assert ("bayes_pmf.engines.gibbs", "bayes_pmf.engines.ridge") in edges
-    assert chain[0] == "bayes_pmf.__main__" and chain[-1] == "bayes_pmf.errors"
+    # (a longest chain ends in a module that imports none of the package's)
+    assert chain[0] == "bayes_pmf.__main__"
+    assert chain[-1] in ("bayes_pmf.errors", "bayes_pmf.engines.gather")
 
 
 def test_the_counter_counts_function_level_and_reexported_imports(tmp_path, monkeypatch):

@@ -132,6 +132,49 @@ def test_large_shared_inputs_scattered_ahead_give_the_same_numbers(cluster, data
     assert len(sent) > 13
 
 
+def test_a_half_step_leaves_nothing_on_the_workers_once_it_returns(cluster, data,
+                                                                   monkeypatch):
+    """When a half-step returns, its inputs, bundles and block results are released on the
+    workers, not held by the client until its next cyclic garbage collection. Here every
+    poll of the blocks' futures times out (``POLL_SECONDS`` tiny), as one does every half
+    second of a long half-step; distributed's TimeoutError, raised through its ``sync``,
+    holds its traceback's frames in a reference cycle, and before the mend those frames
+    held the half-step's futures: at 10^7 users each worker kept the last half-step's
+    2.5 GB design into the next (benchmarks/README.md, "A 2.6 GB design on a worker").
+    The cyclic collector is off while the half-step runs, as it is in effect between two
+    half-steps of a fit whose allocations are few and large; a released future leaves the
+    client's count on its event loop, so the keys get up to 5 s to go (before the mend
+    they stayed for good)."""
+    import gc
+
+    from bayes_pmf.engines import dask_executor
+    from bayes_pmf.engines.ridge import half_step
+
+    design = np.random.default_rng(0).standard_normal((data.n_users, 5))
+    penalty = np.full(5, 2.0)
+    matrix = data.by_item
+    here = half_step(matrix, matrix.data, design, penalty, block_rows=BLOCK_ROWS)
+    half_step(matrix, matrix.data, design, penalty, block_rows=BLOCK_ROWS,
+              executor=cluster)  # the rating blocks placed (kept on purpose)
+    client = cluster.client
+    monkeypatch.setattr(dask_executor, "POLL_SECONDS", 1e-4)
+    gc.collect()
+    held = set(client.refcount)
+    gc.disable()
+    try:
+        there = half_step(matrix, matrix.data, design, penalty, block_rows=BLOCK_ROWS,
+                          executor=cluster)
+        # a dropped future is released on the client's event loop, shortly after
+        deadline = time.monotonic() + 5.0
+        while (left := sorted(key for key in client.refcount if key not in held)) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        gc.enable()
+    np.testing.assert_array_equal(there, here)
+    assert not left, left
+
+
 def _misaligned(values: np.ndarray) -> np.ndarray:
     """A copy of ``values`` whose data starts 4 bytes past an aligned address, as Dask
     hands over a large received array inside its read buffer."""
@@ -143,14 +186,20 @@ def _misaligned(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def test_misaligned_inputs_on_a_worker_are_aligned_before_the_blocks_run():
+def test_a_worker_reads_a_misaligned_design_as_received_and_copies_only_its_rows():
     """A float64 array received by a worker often starts at an address that is not a
     multiple of 8 (measured: offsets 2, 4 and 6 at 0.26-2.6 GB), and numpy's take copies
     a misaligned source whole at every call (13 s instead of 0.2 s for one block's
-    padded gather from a 10^7 x 33 design: benchmarks/dask_large_design.py). The worker's
-    bundle aligns the shared inputs (the prepared design's own rows included, which in
-    padded mode are the design as sent) and the recipe's; the block's result is the
-    in-process one, bit for bit. Before, the prepared rows were the misaligned design."""
+    padded gather from a 10^7 x 33 design: benchmarks/dask_large_design.py). The worker
+    keeps the design and the recipe's factors and biases as received (held once, not
+    with an aligned copy beside them); the block's gathers read them row by row
+    (``take_rows``) and its result is the in-process one, bit for bit.
+
+    The memory bound: a block of 12 rows from a 200,000 x 33 design (52.8 MB) allocates
+    its 16 MB gather buffer and small arrays; a whole copy of the design (numpy's take on
+    the misaligned source, or the aligned copy the worker made before 2026-12-06's second
+    mend) puts the peak above 52.8 MB, so half the design's size separates the two."""
+    import tracemalloc
     from functools import partial
 
     import scipy.sparse as sp
@@ -161,27 +210,62 @@ def test_misaligned_inputs_on_a_worker_are_aligned_before_the_blocks_run():
     from bayes_pmf.engines.ridge import _solve_block
 
     rng = np.random.default_rng(0)
-    design, shift, penalty = rng.standard_normal((50, 33)), rng.standard_normal(50), \
-        np.full(33, 2.0)
-    block = sp.random(12, 50, density=0.5, format="csr", random_state=1)
+    n, p = 200_000, 33
+    design = rng.standard_normal((n, p))
+    shift, offsets, factors, row_shift = (rng.standard_normal(n), rng.standard_normal((12, 4)),
+                                          rng.standard_normal((n, 4)), rng.standard_normal(12))
+    penalty = np.full(p, 2.0)
+    block = sp.random(12, n, density=2e-4, format="csr", random_state=1)
     prepare = partial(prepare_design, padded=True)
-    shared = {"prepared": Prepared(prepare, (_misaligned(design),)),
-              "penalty": _misaligned(penalty)}
-    bundle = dask_executor._bundle((shared, Targets(None, 0.5, _misaligned(shift))))
+    received = _misaligned(design)
+    shared = {"prepared": Prepared(prepare, (received,)), "penalty": _misaligned(penalty)}
+    recipe = Targets(None, 0.5, _misaligned(shift), _misaligned(offsets),
+                     _misaligned(factors), row_shift=_misaligned(row_shift))
+    bundle = dask_executor._bundle((shared, recipe))
     rows = bundle["shared"]["prepared"].rows
-    assert rows.flags.aligned and bundle["shared"]["penalty"].flags.aligned
-    assert bundle["recipe"].column_shift.flags.aligned
-    np.testing.assert_array_equal(rows, design)
+    assert rows is received  # held once, as received
+    assert bundle["shared"]["penalty"].flags.aligned  # small inputs read whole: aligned
+    tracemalloc.start()
     there = dask_executor._worker_block(_solve_block, block, 0, bundle, None, None, {}, {})
-    targets = block.data - 0.5 - shift[block.indices]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < design.nbytes / 2, f"{peak / 2**20:.1f} MB for a 12-row block"
+    users = np.repeat(np.arange(12), np.diff(block.indptr))
+    targets = (block.data - 0.5 - shift[block.indices]
+               - np.einsum("kl,kl->k", offsets[users], factors[block.indices])
+               - row_shift[users])
     here = solve_rows(sp.csr_matrix((targets, block.indices, block.indptr),
                                     shape=block.shape), prepare(design), penalty)
     np.testing.assert_array_equal(there, here)
-    # one array read by two prepared inputs (the Gibbs sampler's design): one copy
-    shared = _misaligned(design)
-    twice = dask_executor._aligned({"a": Prepared(prepare, (shared,)),
-                                    "b": Prepared(np.asarray, (shared,))})
-    assert twice["a"].args[0] is twice["b"].args[0]
+
+
+def test_take_rows_gives_numpys_bytes_from_a_misaligned_source_without_copying_it():
+    """``take_rows`` is ``np.take(..., axis=0)`` byte for byte, aligned or not, 1-D and
+    2-D, into ``out`` or not; from a misaligned 8 MB source a gather of 1,000 rows
+    allocates about its own 0.26 MB (numpy's take: the source's 8 MB again)."""
+    import tracemalloc
+
+    from bayes_pmf.engines.gather import aligned, take_rows
+
+    rng = np.random.default_rng(3)
+    source = rng.standard_normal((31_250, 32))
+    indices = rng.integers(0, len(source), (40, 25))
+    for values in (source, source[:, 0].copy()):
+        expected = np.take(values, indices, axis=0)
+        for given in (values, _misaligned(values)):
+            np.testing.assert_array_equal(take_rows(given, indices), expected)
+            out = np.empty_like(expected)
+            assert take_rows(given, indices, out=out, mode="clip") is out
+            np.testing.assert_array_equal(out, expected)
+    received = _misaligned(source)
+    assert aligned(received).flags.aligned and aligned(source) is source
+    tracemalloc.start()
+    take_rows(received, indices)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < source.nbytes / 4, f"{peak / 2**20:.2f} MB"
+    with pytest.raises(ValueError, match="out must be"):
+        take_rows(received, indices, out=np.empty((40, 25, 31)))
 
 
 def _count_on_scheduler(client, handlers=(), methods=()) -> None:

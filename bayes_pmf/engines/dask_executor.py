@@ -59,7 +59,7 @@ import uuid
 import weakref
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -206,6 +206,24 @@ def _probe_scheduler(address: str) -> None:
         raise _NotAScheduler(f"answered {head!r} where a scheduler says who it is")
 
 
+def _finished(futures: list, seconds: float, **kwargs) -> bool:
+    """``distributed.wait(futures, timeout=seconds, **kwargs)``: whether it returned
+    before the timeout. Its TimeoutError is dropped with its traceback: raised through
+    distributed's ``sync``, whose frame holds the error in a closure cell while the
+    error's traceback holds that frame and every frame it passed through, it kept the
+    caller's frames, and so its futures (a half-step's design, bundles and results, all
+    on the workers), alive in a reference cycle until the client's next cyclic garbage
+    collection. Measured: at 10^7 users each worker still held the last half-step's
+    2.5 GB design when the next one arrived."""
+    distributed = _require_distributed()
+    try:
+        distributed.wait(futures, timeout=seconds, **kwargs)
+    except TimeoutError as exc:
+        exc.__traceback__ = None
+        return False
+    return True
+
+
 def _forget(executor_ref: weakref.ref, key) -> None:
     """A placed matrix was collected: its blocks are released on the workers."""
     executor = executor_ref()
@@ -213,41 +231,32 @@ def _forget(executor_ref: weakref.ref, key) -> None:
         executor._placements.pop(key, None)
 
 
-def _aligned(value, memo: dict | None = None):
-    """``value`` with every array in it (in a dict, tuple, :class:`Prepared` or
-    :class:`Targets`) whose data is misaligned for its type copied to an aligned one.
+def _aligned(value):
+    """``value`` with every array in it (in a dict or tuple) whose data is misaligned for
+    its type copied to an aligned one: the small shared inputs of a half-step and a
+    block's own parts, which the kernels read whole.
 
-    Dask delivers a large array inside the buffer it read from the network, after the
-    message's small frames, so its data often starts at an address that is not a multiple
-    of 8 (measured: offsets 2, 4 and 6 for scattered float64 arrays of 0.26-2.6 GB).
-    numpy's ``take`` first copies a misaligned source whole, at every call: the padded
-    gather of a block's design rows from a received 10^7 x 33 user design took 13 s
-    instead of 0.2 s (benchmarks/README.md, "A 2.6 GB design on a worker"). One copy per
-    half-step on each worker costs what one gather of the rows did. An array met twice
-    (the Gibbs sampler's design, read by the prepared design and by the whitened one) is
-    copied once (``memo``, by identity)."""
-    memo = {} if memo is None else memo
+    Dask delivers a large received array inside the buffer it read from the network, so
+    its data often starts at an address that is not a multiple of 8 (measured: offsets
+    2, 4 and 6), and numpy's ``take`` copies a misaligned source whole at every call.
+    The large shared inputs are left as received, so that a worker holds them once: the
+    other side's design (in a :class:`Prepared`) and the factors and biases of the
+    targets' recipe (a :class:`Targets`) are read by row gathers that copy only the rows
+    they take (``gather.take_rows``), and what is read whole (the whitened design's
+    product, the narrow design's outer products) is copied where it is prepared
+    (``gather.aligned``): benchmarks/README.md, "A 2.6 GB design on a worker"."""
     if isinstance(value, np.ndarray):
-        if value.flags.aligned:
-            return value
-        if id(value) not in memo:
-            memo[id(value)] = (value, value.copy())  # the original kept: ids stay unique
-        return memo[id(value)][1]
+        return value if value.flags.aligned else value.copy()
     if type(value) is dict:
-        return {k: _aligned(v, memo) for k, v in value.items()}
+        return {k: _aligned(v) for k, v in value.items()}
     if type(value) is tuple:
-        return tuple(_aligned(v, memo) for v in value)
-    if isinstance(value, Prepared):
-        return Prepared(value.function, _aligned(value.args, memo))
-    if isinstance(value, Targets):
-        return replace(value, **{f.name: _aligned(getattr(value, f.name), memo)
-                                 for f in fields(value)})
+        return tuple(_aligned(v) for v in value)
     return value
 
 
 def _bundle(inputs: tuple) -> dict:
-    """On a worker: the half-step's shared inputs (``(shared, recipe)``) aligned
-    (:func:`_aligned`), the prepared ones computed."""
+    """On a worker: the half-step's shared inputs (``(shared, recipe)``), the small ones
+    aligned (:func:`_aligned`), the prepared ones computed."""
     shared, recipe = _aligned(inputs)
     with single_threaded_blas():
         return {"shared": ready(shared), "recipe": recipe}
@@ -593,11 +602,7 @@ class DaskExecutor:
         pending = set(futures)
         try:
             while pending:
-                try:
-                    distributed.wait(list(pending), timeout=POLL_SECONDS,
-                                     return_when="FIRST_COMPLETED")
-                except TimeoutError:
-                    pass
+                _finished(list(pending), POLL_SECONDS, return_when="FIRST_COMPLETED")
                 for chain, variable in enumerate(variables):
                     self._show(variable, chain, shown, bar)
                 for future in [f for f in pending if f.done()]:
@@ -824,26 +829,24 @@ class DaskExecutor:
     def _gather(self, futures: list, placement: _Placement, direct: bool = False) -> list:
         """The blocks' results, watching that the workers holding them stay (``direct``:
         fetched from the workers, not through the scheduler)."""
-        distributed = _require_distributed()
         needed = set(placement.workers)
         while True:
             if self._stop.is_set():
                 self.client.cancel(futures)
                 raise KeyboardInterrupt("stopped: another chain failed or Ctrl-C")
             try:
-                distributed.wait(futures, timeout=POLL_SECONDS)
-                finished = True
-            except TimeoutError:
+                finished = _finished(futures, POLL_SECONDS)
+            except Exception as exc:  # a block's data lost with its worker
+                if not _is_lost(exc):
+                    raise
+                raise self._lost(needed, placement, futures) from exc
+            if not finished:
                 # still running, failed, or waiting for a worker that has left
                 finished = any(f.status in ("error", "cancelled", "lost") for f in futures)
                 gone = sorted(needed - set(self._workers()))
                 if gone:
                     self.client.cancel(futures)
                     raise _WorkersLost(gone, placement) from None
-            except Exception as exc:  # a block's data lost with its worker
-                if not _is_lost(exc):
-                    raise
-                raise self._lost(needed, placement, futures) from exc
             if finished:
                 try:
                     return self.client.gather(futures, direct=direct)

@@ -122,6 +122,7 @@ from ..model.params import (
 )
 from ..model.synthetic import wishart_draw
 from ..result.result import PMFResult, posterior_result
+from .gather import aligned
 from .implicit import ImplicitFeedback, implicit_bases_bytes
 from .linalg import (
     BATCH_LAST_MAX_WIDTH,
@@ -191,6 +192,7 @@ class WhitenedDesign:
 
     @classmethod
     def build(cls, design: np.ndarray, precision: np.ndarray, prior_mean: np.ndarray):
+        design = aligned(design)  # read whole by BLAS: as Dask may deliver it, copied
         m, p = design.shape
         # precision = L L^T gives Lambda^-1 = L^-T L^-1: S = L^-T.
         precision_root = batched_cholesky(precision, "prior precision")

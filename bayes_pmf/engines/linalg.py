@@ -29,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import NumericalError
+from .gather import aligned, take_rows
 
 
 def outer_upper(design: np.ndarray) -> np.ndarray:
@@ -136,7 +137,9 @@ def prepare_design(design: np.ndarray, padded: bool = False,
     m, p = design.shape
     if (not padded and p < BLAS_GRAM_MIN_WIDTH
             and m * p * (p + 1) // 2 * 8 <= OUTER_TABLE_MAX_BYTES):
+        design = aligned(design)  # read whole (the outer products, a sparse product)
         return PreparedDesign(design, outer_upper(design), None)
+    # the padded layout reads its rows by take_rows only: a misaligned design as it is
     rows = design if np.dtype(dtype) == design.dtype else design.astype(dtype)
     return PreparedDesign(design, None, rows)
 
@@ -234,7 +237,7 @@ def padded_groups(block: sp.csr_matrix, design_rows: np.ndarray,
             padded = buffer[:positions.size * p].reshape(len(rows), int(length), p)
             # mode="clip": the positions are valid by construction, and np.take with the
             # default mode="raise" copies through a temporary before filling ``out``.
-            np.take(design_rows, np.take(columns, positions), axis=0, out=padded, mode="clip")
+            take_rows(design_rows, np.take(columns, positions), out=padded, mode="clip")
             padded[padding] = 0.0
             if extra_values is None:
                 yield rows, padded, np.take(values, positions)

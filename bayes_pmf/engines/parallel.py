@@ -59,6 +59,7 @@ from rich.progress import (
 from threadpoolctl import ThreadpoolController
 
 from ..errors import ConfigError
+from .gather import take_rows
 
 _BLAS_THREADS = ThreadpoolController()
 
@@ -376,14 +377,16 @@ class Targets:
     row_shift: np.ndarray | None = None
 
     def _values(self, base, indices, rows) -> np.ndarray:
+        # take_rows: the recipe's arrays are read as sent, also when a Dask worker
+        # received them misaligned (no whole copy per block)
         values = base - self.mu
         if self.column_shift is not None:
-            values = values - np.take(self.column_shift, indices)
+            values = values - take_rows(self.column_shift, indices)
         if self.row_offsets is not None:
-            values = values - np.einsum("kl,kl->k", self.row_offsets[rows()],
-                                        np.take(self.column_factors, indices, axis=0))
+            values = values - np.einsum("kl,kl->k", take_rows(self.row_offsets, rows()),
+                                        take_rows(self.column_factors, indices))
         if self.row_shift is not None:
-            values = values - np.take(self.row_shift, rows())
+            values = values - take_rows(self.row_shift, rows())
         return values
 
     def full(self, matrix: sp.csr_matrix) -> np.ndarray:
