@@ -199,6 +199,10 @@ def main() -> None:
     parser.add_argument("--out",
                         default=str(ROOT / "benchmarks/results/dask_large_design.json"))
     args = parser.parse_args()
+    readings = [r.strip() for r in args.readings.split(",")]
+    unknown = sorted(set(readings) - set(READINGS))
+    if unknown:
+        parser.error(f"--readings: {unknown} not among {READINGS}")
     sys.path.insert(0, str(ROOT))
     from bayes_pmf.engines.dask_executor import DaskExecutor
     from bayes_pmf.engines.ridge import half_step
@@ -248,7 +252,6 @@ def main() -> None:
             out["half_steps"].append(row)
             print(json.dumps(row), flush=True)
         direct.close()
-    readings = [r.strip() for r in args.readings.split(",")]
     if args.rounds:
         out["readings"] = {r: [] for r in readings}
     for _ in range(args.rounds):
