@@ -47,6 +47,19 @@ def test_interval_log_probability_matches_the_normal_cdf_and_stays_finite_in_the
     assert ours[4] == pytest.approx(stats.norm.logcdf(-10.0 / 0.7), rel=1e-6)
 
 
+def test_interval_log_probability_with_scalar_bounds_in_the_far_tail():
+    """Scalar bounds broadcast against many eta, no value in the upper tail (nothing
+    mirrored) and every one past double precision's plain difference: each gets the far
+    tail's value, and a scalar call gives the same number."""
+    eta = np.zeros(4)
+    ours = log_interval_probability(-np.inf, -40.0, eta, 1.0)
+    assert ours.shape == (4,)
+    np.testing.assert_allclose(ours, stats.norm.logcdf(-40.0), rtol=1e-12)
+    assert log_interval_probability(-np.inf, -40.0, 0.0, 1.0) == ours[0]
+    mirrored = log_interval_probability(40.0, np.inf, eta, 1.0)  # every value mirrored
+    np.testing.assert_allclose(mirrored, stats.norm.logsf(40.0), rtol=1e-12)
+
+
 def test_truncated_normal_draws_have_the_truncated_distribution():
     generator = np.random.default_rng(3)
     n = 20_000

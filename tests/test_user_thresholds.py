@@ -18,11 +18,13 @@ import bayes_pmf as bp
 from bayes_pmf.analysis.metrics import score
 from bayes_pmf.errors import ConfigError
 from bayes_pmf.model.params import (
+    UserGaps,
     binned_probabilities,
     cutpoint_centres,
     gap_log_density,
     log_gap_offsets,
     user_cutpoints,
+    user_threshold_log_density,
 )
 from bayes_pmf.result.predictive import held_out_predictions
 
@@ -53,6 +55,25 @@ def test_user_cut_points_are_the_global_gaps_stretched_and_their_prior_is_a_dens
                                0, np.inf)[0]
         assert abs(wrong - 1) > 0.05
     assert gap_log_density(1.0, 1.0, 0.5, 0.3) == -np.inf
+
+
+def test_the_users_gaps_read_once_give_their_prior_for_any_global_cut_points():
+    """UserGaps (the sampler's global cut-point moves read the users' gaps once) gives
+    exactly the sum of gap_log_density over users and gaps, for any global cut points;
+    a user whose cut points are out of order has probability 0 (-inf)."""
+    rng = np.random.default_rng(1)
+    theta = cutpoint_centres(GRID)
+    cut = user_cutpoints(theta, rng.normal(0, 0.3, (6, 8)))
+    gaps = UserGaps(cut)
+    for trial in range(5):
+        moved = theta + np.r_[0.0, np.cumsum(rng.uniform(-0.02, 0.02, 8))]
+        direct = float(np.sum(gap_log_density(cut[:, :-1], cut[:, 1:], np.diff(moved),
+                                              0.4)))
+        assert gaps.log_density(moved, 0.4) == direct
+        assert user_threshold_log_density(cut, moved, 0.4) == direct
+    disordered = cut.copy()
+    disordered[2, 4] = disordered[2, 3] - 0.1
+    assert UserGaps(disordered).log_density(theta, 0.4) == -np.inf
 
 
 def test_pairs_read_their_users_cut_points_one_at_a_time():

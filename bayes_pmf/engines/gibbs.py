@@ -100,6 +100,7 @@ from scipy import special, stats
 from ..errors import ConfigError, NumericalError, check_count, check_seed
 from ..model.params import (
     FactorParams,
+    UserGaps,
     cutpoint_centres,
     gap_log_density,
     item_additive_matrix,
@@ -553,10 +554,12 @@ def _collapsed_wishart_log_density(grams_up, grams_down, log_det, rows_up, rows_
     matrices moved by A (U; and W in constrained PMF) and by A^-T (V; and Z with
     implicit item feedback), their row counts and log|det A|."""
     d = len(grams_up[0])
-    eye = np.eye(d)
     total = (sum(rows_up) - sum(rows_down)) * log_det
-    for gram, rows in zip(grams_up + grams_down, rows_up + rows_down):
-        total -= 0.5 * (d + rows) * np.linalg.slogdet(eye + gram)[1]
+    # one stacked call: numpy factors each matrix of a stack as it would alone (same
+    # numbers), and a call's overhead is most of a d = 2 move's time
+    log_dets = np.linalg.slogdet(np.eye(d) + np.array(grams_up + grams_down))[1]
+    for log_det_k, rows in zip(log_dets, rows_up + rows_down):
+        total -= 0.5 * (d + rows) * log_det_k
     return float(total)
 
 
@@ -565,10 +568,11 @@ def _cayley_step(step_size: float, eye: np.ndarray, rng):
     the Cayley transform g = (I - X)^-1 (I + X) of X = step_size Z / 2 (Z standard normal
     entries), its inverse (the transform of -X, as likely) and log|det g|."""
     half = 0.5 * step_size * rng.standard_normal(eye.shape)
-    step = np.linalg.solve(eye - half, eye + half)
-    inverse = np.linalg.solve(eye + half, eye - half)
-    log_det = np.linalg.slogdet(eye + half)[1] - np.linalg.slogdet(eye - half)[1]
-    return step, inverse, log_det
+    plus, minus = eye + half, eye - half
+    # stacked calls, each matrix solved and factored as alone (see above)
+    step, inverse = np.linalg.solve(np.array([minus, plus]), np.array([plus, minus]))
+    log_dets = np.linalg.slogdet(np.array([plus, minus]))[1]
+    return step, inverse, log_dets[0] - log_dets[1]
 
 
 def _balance_moves(ups: list, downs: list, rng, steps: int, step_size: float):
@@ -872,11 +876,13 @@ class _OrdinalLatent:
         free = slice(1, None)
         return float(-0.5 * np.sum((cutpoints[free] - self.centres[free]) ** 2) / self.sd**2)
 
-    def _threshold_log_prior(self, cutpoints, user_cut) -> float:
-        """The global cut points' prior, and the users' given them (per-user thresholds)."""
+    def _threshold_log_prior(self, cutpoints, user_cut, user_gaps=None) -> float:
+        """The global cut points' prior, and the users' given them (per-user thresholds;
+        ``user_gaps``: their :class:`UserGaps`, when already read)."""
         total = self._log_prior(cutpoints)
         if user_cut is not None:
-            total += user_threshold_log_density(user_cut, cutpoints, self.users.tau)
+            gaps = UserGaps(user_cut) if user_gaps is None else user_gaps
+            total += gaps.log_density(cutpoints, self.users.tau)
         return total
 
     @property
@@ -1167,7 +1173,8 @@ class _UserThresholds:
         theta = ordinal.cutpoints.copy()
         # log p(theta, the users' cut points), kept for the current state: each move
         # below computes it for its proposal only
-        prior = ordinal._threshold_log_prior(theta, cut)
+        user_gaps = UserGaps(cut)  # the users' cut points stay put in these rounds
+        prior = ordinal._threshold_log_prior(theta, cut, user_gaps)
         for _ in range(PRIOR_ROUNDS):  # the global cut points given the users'
             for k in range(1, width):
                 proposal = theta.copy()
@@ -1176,7 +1183,7 @@ class _UserThresholds:
                 upper = theta[k + 1] if k + 1 < width else np.inf
                 accepted = bool(theta[k - 1] < proposal[k] < upper)
                 if accepted:
-                    proposed_prior = ordinal._threshold_log_prior(proposal, cut)
+                    proposed_prior = ordinal._threshold_log_prior(proposal, cut, user_gaps)
                     accepted = log_u < proposed_prior - prior
                 if accepted:
                     theta, prior = proposal, proposed_prior

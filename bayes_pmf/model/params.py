@@ -460,17 +460,46 @@ def gap_log_density(lower, upper, gap, tau: float) -> np.ndarray:
     Jacobian from epsilon); -inf for a gap that is not positive."""
     width = np.asarray(upper, dtype=float) - lower
     with np.errstate(divide="ignore", invalid="ignore"):
-        offset = np.log(width) - np.log(gap)
-        out = -0.5 * (offset / tau) ** 2 - np.log(width) - np.log(tau * np.sqrt(2 * np.pi))
+        out = _gap_terms(np.log(width), gap, tau)
+    if np.ndim(out) and (width > 0).all():
+        return out  # (np.where would copy it unchanged)
     return np.where(width > 0, out, -np.inf)
+
+
+def _gap_terms(log_width, gap, tau: float):
+    """:func:`gap_log_density` of gaps with logarithms ``log_width``, where positive."""
+    offset = log_width - np.log(gap)
+    return -0.5 * (offset / tau) ** 2 - log_width - np.log(tau * np.sqrt(2 * np.pi))
 
 
 def user_threshold_log_density(user_cut, cutpoints, tau: float) -> float:
     """log p(every user's cut points | the global ones): the sum of :func:`gap_log_density`
     over users and gaps."""
-    user_cut = np.asarray(user_cut, dtype=float)
-    gaps = np.diff(np.asarray(cutpoints, dtype=float))
-    return float(np.sum(gap_log_density(user_cut[:, :-1], user_cut[:, 1:], gaps, tau)))
+    return UserGaps(user_cut).log_density(cutpoints, tau)
+
+
+class UserGaps:
+    """Every user's gaps between cut points (users x K-2), read once: their prior density
+    given the global cut points (:meth:`log_density`, :func:`user_threshold_log_density`)
+    for as many global cut points as a sampler proposes while the users' stay put. The
+    same numbers as :func:`gap_log_density` summed, without re-reading the users'."""
+
+    def __init__(self, user_cut) -> None:
+        user_cut = np.asarray(user_cut, dtype=float)
+        self.width = user_cut[:, 1:] - user_cut[:, :-1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.log_width = np.log(self.width)
+        self.valid = bool((self.width > 0).all())
+
+    def log_density(self, cutpoints, tau: float) -> float:
+        """log p(the users' cut points | the global ``cutpoints``, spread ``tau``)."""
+        cutpoints = np.asarray(cutpoints, dtype=float)
+        gaps = cutpoints[1:] - cutpoints[:-1]  # np.diff's numbers, without its overhead
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = _gap_terms(self.log_width, gaps, tau)
+        if not self.valid:
+            out = np.where(self.width > 0, out, -np.inf)
+        return float(out.sum())
 
 
 # spec.ORDINAL_LINKS, restated: the spec module stays free of the arithmetic and this one
@@ -508,17 +537,21 @@ def log_interval_probability(lower, upper, eta, sigma, link: str = "probit") -> 
     z ~ Logistic(eta, sigma) (``"logit"``), accurate in both tails (bounds may be -inf /
     +inf)."""
     _check_link(link)
+    cdf = ndtr if link == "probit" else expit
     a = (np.asarray(lower, dtype=float) - eta) / sigma
     b = (np.asarray(upper, dtype=float) - eta) / sigma
     flip = a > 0  # both bounds in the upper tail: use the mirror image, P(-b < x <= -a)
-    a, b = np.where(flip, -b, a), np.where(flip, -a, b)
+    if flip.any():  # (skipped when no value flips: the same numbers, fewer calls)
+        a, b = np.where(flip, -b, a), np.where(flip, -a, b)
     with np.errstate(divide="ignore", invalid="ignore"):
         # a <= 0 now, so F(a) <= 1/2 carries full relative precision: the plain
         # difference is exact to rounding unless it underflows (b far out or a ~ b)
-        out = np.log(latent_cdf(b, link) - latent_cdf(a, link))
+        out = np.log(cdf(b) - cdf(a))
         far = ~(out > -600.0)
-        if np.any(far):
-            log_b, log_a = _log_cdf(b[far], link), _log_cdf(a[far], link)
+        if far.any():
+            shape = np.shape(out)
+            log_b = _log_cdf(np.broadcast_to(b, shape)[far], link)
+            log_a = _log_cdf(np.broadcast_to(a, shape)[far], link)
             out = np.array(out, dtype=float, copy=True)
             out[far] = log_b + np.log1p(-np.exp(log_a - log_b))
     return out
