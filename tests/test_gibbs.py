@@ -187,8 +187,7 @@ def test_row_draw_reports_its_squared_residuals(p, path, overrelax):
     sum taken directly over the row's ratings."""
     import scipy.sparse as sp
 
-    from bayes_pmf.engines.gibbs import WhitenedDesign, sample_short_rows
-    from bayes_pmf.engines.linalg import sample_rows
+    from bayes_pmf.engines.linalg import WhitenedDesign, sample_rows, sample_short_rows
 
     rng = np.random.default_rng(4)
     n_rows, m, tau = 12, 60, 2.5
@@ -225,7 +224,7 @@ def test_short_row_draws_have_the_exact_conditional_distribution(n_ratings):
     variance, a bound on the sd of a sample covariance entry."""
     import scipy.sparse as sp
 
-    from bayes_pmf.engines.gibbs import WhitenedDesign, sample_short_rows
+    from bayes_pmf.engines.linalg import WhitenedDesign, sample_short_rows
 
     rng = np.random.default_rng(11)
     p, m, tau, draws = 6, 40, 2.5, 20_000

@@ -8,14 +8,13 @@ import scipy.sparse as sp
 from scipy import stats
 
 from bayes_pmf.engines import gibbs
-from bayes_pmf.engines.gibbs import (
+from bayes_pmf.engines.gibbs import _balance_moves, overrelaxed_gamma, wishart_draw
+from bayes_pmf.engines.linalg import (
     WhitenedDesign,
-    _balance_moves,
-    overrelaxed_gamma,
+    _sample_rows_lapack,
+    sample_rows,
     sample_short_rows,
-    wishart_draw,
 )
-from bayes_pmf.engines.linalg import _sample_rows_lapack, sample_rows
 
 
 def _one_row_problem(p: int, n_ratings: int, rng):

@@ -65,6 +65,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ConfigError, DistributedError
+from .gather import aligned
 from .parallel import (
     MEMORY_SHARE,
     SERIAL,
@@ -224,6 +225,22 @@ def _finished(futures: list, seconds: float, **kwargs) -> bool:
     return True
 
 
+def _drop_tracebacks(exc: BaseException) -> None:
+    """Drop the tracebacks of ``exc`` and of the errors it was raised from: a lost-data
+    error raised through distributed's ``sync`` (see :func:`_finished`) holds the frames
+    it passed through in a reference cycle, and with them a failed half-step's futures,
+    whose data (its design, bundles and results) then stayed on the workers beside the
+    rerun's until the client's next cyclic garbage collection."""
+    pending, seen = [exc], set()
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        error.__traceback__ = None
+        pending += [error.__cause__, error.__context__]
+
+
 def _forget(executor_ref: weakref.ref, key) -> None:
     """A placed matrix was collected: its blocks are released on the workers."""
     executor = executor_ref()
@@ -246,7 +263,7 @@ def _aligned(value):
     product, the narrow design's outer products) is copied where it is prepared
     (``gather.aligned``): benchmarks/README.md, "A 2.6 GB design on a worker"."""
     if isinstance(value, np.ndarray):
-        return value if value.flags.aligned else value.copy()
+        return aligned(value)
     if type(value) is dict:
         return {k: _aligned(v) for k, v in value.items()}
     if type(value) is tuple:
@@ -677,6 +694,7 @@ class DaskExecutor:
                 return self._run(plan, self._placement(plan))
             except _WorkersLost as exc:
                 lost.append(str(exc))
+                _drop_tracebacks(exc)  # and with them the failed attempt's futures
                 self.recoveries += 1
                 with self._lock:  # every placement on a lost worker is placed again
                     for key in [k for k, p in self._placements.items()
