@@ -10,9 +10,11 @@ design is 10^7 x 33 float64), and Dask's transport of an array that size on its 
 One run, one machine, one LocalCluster of 2 workers x 1 thread. Each process's resident
 memory is sampled every 10 ms; a figure is the peak above the process's resident memory
 just before the step, in MB and as a multiple of the design's size. Before each half-step
-every process collects its garbage and hands freed heap back (``_memory.settle``): without
-it, memory a worker kept from the last half-step was reused by the next one and hid up to
-a design's worth of its rise.
+the workers are waited for until they hold nothing the client has dropped (Dask releases
+asynchronously: ``_memory.released``, whose seconds each row records), then every process,
+the client first, collects its garbage and hands freed heap back (``_memory.settle``):
+without it, memory a worker kept from the last half-step was reused by the next one and
+hid up to a design's worth of its rise.
 
 * **Transport alone.** The design scattered to one worker through the scheduler, then a
   task on the other worker that reads it (Dask's worker-to-worker copy), then both
@@ -54,7 +56,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _memory import ResidentPeaks, settle  # benchmarks/_memory.py
+from _memory import ResidentPeaks, released, settle  # benchmarks/_memory.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -177,13 +179,15 @@ def reading_round(reading: str, by_item, design, penalty, here) -> dict:
         pids = list(client.run(os.getpid, workers=workers).values())
         client.run(_set_reading, reading)
         half_step(by_item, by_item.data, design, penalty, executor=executor)
+        settle(0.0)
+        release = released(client)
         client.run(settle)
         with ResidentPeaks(pids) as peaks:
             start = time.perf_counter()
             there = half_step(by_item, by_item.data, design, penalty, executor=executor)
             seconds = time.perf_counter() - start
     assert np.array_equal(there, here)
-    return {"seconds": seconds, "worker_held_mb": peaks.before_mb,
+    return {"seconds": seconds, "release_seconds": release, "worker_held_mb": peaks.before_mb,
             "worker_peak_mb": peaks.peak_mb, "worker_rise_mb": peaks.rise_mb}
 
 
@@ -239,13 +243,14 @@ def main() -> None:
                              ("direct transfers, blocks placed", direct),
                              ("direct transfers, blocks in place", direct)):
             sent = runner.bytes_sent
-            client.run(settle)
             settle(0.0)
+            release = released(client)
+            client.run(settle)
             with ResidentPeaks(pids) as peaks:
                 start = time.perf_counter()
                 there = half_step(by_item, by_item.data, design, penalty, executor=runner)
                 seconds = time.perf_counter() - start
-            row = {"call": call, "seconds": seconds,
+            row = {"call": call, "seconds": seconds, "release_seconds": release,
                    "sent_mb": (runner.bytes_sent - sent) / 2**20,
                    "rise_mb": dict(zip(["client", "worker_0", "worker_1"], peaks.rise_mb)),
                    "max_abs_difference": float(np.max(np.abs(there - here)))}
