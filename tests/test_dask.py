@@ -145,7 +145,6 @@ def test_a_half_step_leaves_nothing_on_the_workers_once_it_returns(cluster, data
     half-steps of a fit whose allocations are few and large; a released future leaves the
     client's count on its event loop, so the keys get up to 5 s to go (before the mend
     they stayed for good)."""
-    import gc
 
     from bayes_pmf.engines import dask_executor
     from bayes_pmf.engines.ridge import half_step
@@ -156,23 +155,35 @@ def test_a_half_step_leaves_nothing_on_the_workers_once_it_returns(cluster, data
     here = half_step(matrix, matrix.data, design, penalty, block_rows=BLOCK_ROWS)
     half_step(matrix, matrix.data, design, penalty, block_rows=BLOCK_ROWS,
               executor=cluster)  # the rating blocks placed (kept on purpose)
-    client = cluster.client
     monkeypatch.setattr(dask_executor, "POLL_SECONDS", 1e-4)
+    there, left = _half_step_without_collection(cluster, matrix, design, penalty)
+    np.testing.assert_array_equal(there, here)
+    assert not left, left
+
+
+def _half_step_without_collection(cluster, matrix, design, penalty, kept=set):
+    """``ridge.half_step`` on ``cluster`` with the cyclic collector off, and the keys it
+    left in the client's counts besides those ``kept()`` names (a dropped future is
+    released on the client's event loop, shortly after: up to 5 s)."""
+    import gc
+
+    from bayes_pmf.engines.ridge import half_step
+
+    client = cluster.client
     gc.collect()
     held = set(client.refcount)
     gc.disable()
     try:
         there = half_step(matrix, matrix.data, design, penalty, block_rows=BLOCK_ROWS,
                           executor=cluster)
-        # a dropped future is released on the client's event loop, shortly after
         deadline = time.monotonic() + 5.0
-        while (left := sorted(key for key in client.refcount if key not in held)) \
+        while (left := sorted(key for key in client.refcount
+                              if key not in held and key not in kept())) \
                 and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         gc.enable()
-    np.testing.assert_array_equal(there, here)
-    assert not left, left
+    return there, left
 
 
 def test_a_half_step_recovered_from_lost_data_leaves_the_failed_attempt_nowhere(
@@ -184,8 +195,6 @@ def test_a_half_step_recovered_from_lost_data_leaves_the_failed_attempt_nowhere(
     traceback's frames in a reference cycle, and those frames held the failed attempt's
     futures, so a recovering cluster kept both attempts' designs. The cyclic collector
     is off, as in the test above; the keys get up to 5 s to go."""
-    import gc
-
     from bayes_pmf.engines import dask_executor
     from bayes_pmf.engines.ridge import half_step
 
@@ -207,25 +216,16 @@ def test_a_half_step_recovered_from_lost_data_leaves_the_failed_attempt_nowhere(
     placed = {f.key for p in cluster._placements.values() for f in p.futures}
     monkeypatch.setattr(dask_executor, "_finished", lost_once)
     recoveries = cluster.recoveries
-    gc.collect()
-    held = set(client.refcount)
-    gc.disable()
-    try:
-        there = half_step(matrix, matrix.data, design, penalty, block_rows=BLOCK_ROWS,
-                          executor=cluster)
-        deadline = time.monotonic() + 5.0
-        while (left := sorted(key for key in client.refcount if key not in held)) \
-                and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        gc.enable()
+
+    def blocks() -> set:  # the rating blocks placed (kept while the matrix lives)
+        return {f.key for p in cluster._placements.values() for f in p.futures}
+
+    there, left = _half_step_without_collection(cluster, matrix, design, penalty, blocks)
     assert cancelled and cluster.recoveries == recoveries + 1  # the loss did happen
     np.testing.assert_array_equal(there, here)
-    # what is left is the rating blocks placed again (kept while the matrix lives); the
-    # first placement went with the loss
-    replaced = {f.key for p in cluster._placements.values() for f in p.futures}
-    assert left == sorted(replaced - placed) and replaced - placed, left
-    assert not placed & set(client.refcount) - replaced
+    assert not left, left
+    # the blocks were placed again, and the first placement went with the loss
+    assert blocks() - placed and not placed & set(client.refcount) - blocks()
 
 
 def _misaligned(values: np.ndarray) -> np.ndarray:
