@@ -24,6 +24,7 @@ by any executor (:mod:`bayes_pmf.engines.parallel`). No PyMC, no results.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,9 +33,18 @@ from ..errors import NumericalError
 from .gather import aligned, take_rows
 
 
+@lru_cache(maxsize=None)
+def _triu(p: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.triu_indices(p)``, read-only, computed once per p: a row kernel asks for them
+    at every block, and on small problems building them was 2% of a sweep."""
+    rows, cols = np.triu_indices(p)
+    rows.flags.writeable = cols.flags.writeable = False
+    return rows, cols
+
+
 def outer_upper(design: np.ndarray) -> np.ndarray:
     """Upper triangles of x_j x_j^T for every row j of ``design``: shape (m, p(p+1)/2)."""
-    rows, cols = np.triu_indices(design.shape[1])
+    rows, cols = _triu(design.shape[1])
     return np.take(design, rows, axis=1) * np.take(design, cols, axis=1)
 
 
@@ -184,13 +194,17 @@ def _sparse_normal_equations(block: sp.csr_matrix, design: PreparedDesign):
     return np.asarray(pattern @ design.outer), np.asarray(block @ design.design)
 
 
+@lru_cache(maxsize=None)
 def _upper_position(p: int) -> np.ndarray:
     """For each entry (k, l) of a p x p matrix, in row-major order, its column in
-    :func:`outer_upper`'s output: one gather rebuilds the full symmetric matrices."""
+    :func:`outer_upper`'s output: one gather rebuilds the full symmetric matrices
+    (read-only, computed once per p)."""
     position = np.empty((p, p), dtype=np.intp)
-    rows, cols = np.triu_indices(p)
+    rows, cols = _triu(p)
     position[rows, cols] = position[cols, rows] = np.arange(len(rows))
-    return position.ravel()
+    position = position.ravel()
+    position.flags.writeable = False
+    return position
 
 
 def padded_lengths(max_length: int) -> np.ndarray:
