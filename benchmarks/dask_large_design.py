@@ -164,6 +164,23 @@ def _set_reading(reading: str) -> str:
     return reading
 
 
+def measured_half_step(executor, pids, by_item, design, penalty):
+    """The item half-step on ``executor``'s cluster, measured from a settled start: the
+    client settles, the workers are waited for until they hold nothing it dropped
+    (``released``), then they settle; returns the solved rows, the seconds, the seconds
+    the release took and the processes' :class:`ResidentPeaks`."""
+    from bayes_pmf.engines.ridge import half_step
+
+    settle(0.0)
+    release = released(executor.client)
+    executor.client.run(settle)
+    with ResidentPeaks(pids) as peaks:
+        start = time.perf_counter()
+        there = half_step(by_item, by_item.data, design, penalty, executor=executor)
+        seconds = time.perf_counter() - start
+    return there, seconds, release, peaks
+
+
 def reading_round(reading: str, by_item, design, penalty, here) -> dict:
     """One item half-step of a running fit on a fresh LocalCluster (2 x 1) whose workers
     read received arrays by ``reading`` (:func:`_set_reading`): a first half-step places
@@ -179,13 +196,8 @@ def reading_round(reading: str, by_item, design, penalty, here) -> dict:
         pids = list(client.run(os.getpid, workers=workers).values())
         client.run(_set_reading, reading)
         half_step(by_item, by_item.data, design, penalty, executor=executor)
-        settle(0.0)
-        release = released(client)
-        client.run(settle)
-        with ResidentPeaks(pids) as peaks:
-            start = time.perf_counter()
-            there = half_step(by_item, by_item.data, design, penalty, executor=executor)
-            seconds = time.perf_counter() - start
+        there, seconds, release, peaks = measured_half_step(executor, pids, by_item, design,
+                                                            penalty)
     assert np.array_equal(there, here)
     return {"seconds": seconds, "release_seconds": release, "worker_held_mb": peaks.before_mb,
             "worker_peak_mb": peaks.peak_mb, "worker_rise_mb": peaks.rise_mb}
@@ -243,13 +255,8 @@ def main() -> None:
                              ("direct transfers, blocks placed", direct),
                              ("direct transfers, blocks in place", direct)):
             sent = runner.bytes_sent
-            settle(0.0)
-            release = released(client)
-            client.run(settle)
-            with ResidentPeaks(pids) as peaks:
-                start = time.perf_counter()
-                there = half_step(by_item, by_item.data, design, penalty, executor=runner)
-                seconds = time.perf_counter() - start
+            there, seconds, release, peaks = measured_half_step(runner, pids, by_item, design,
+                                                                penalty)
             row = {"call": call, "seconds": seconds, "release_seconds": release,
                    "sent_mb": (runner.bytes_sent - sent) / 2**20,
                    "rise_mb": dict(zip(["client", "worker_0", "worker_1"], peaks.rise_mb)),
